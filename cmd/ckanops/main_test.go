@@ -1,0 +1,70 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	e := &env{stdout: &out, stderr: &errb, getenv: func(string) string { return "" }}
+	code = run(e, args)
+	return code, out.String(), errb.String()
+}
+
+var documented = []string{"gate", "status", "check", "enable", "disable", "runbook", "demo", "version"}
+
+func TestHelpListsEveryCommand(t *testing.T) {
+	for _, args := range [][]string{{"--help"}, {"help"}, {"-h"}} {
+		code, out, _ := runCLI(t, args...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d", args, code)
+		}
+		for _, c := range documented {
+			if !strings.Contains(out, "\n  "+c+" ") {
+				t.Errorf("%v: help does not list %q:\n%s", args, c, out)
+			}
+		}
+	}
+}
+
+func TestCommandHelp(t *testing.T) {
+	for _, c := range documented {
+		code, out, errOut := runCLI(t, c, "--help")
+		if code != 0 || !strings.Contains(out, "Usage: ckanops "+c) {
+			t.Errorf("%s --help: exit %d, stdout %q, stderr %q", c, code, out, errOut)
+		}
+	}
+	_, out, _ := runCLI(t, "enable", "--help")
+	for _, f := range []string{"-mode", "-message", "-for", "-until", "-reason", "-wait", "-json", "-config"} {
+		if !strings.Contains(out, f) {
+			t.Errorf("enable --help lacks %s", f)
+		}
+	}
+	_, out, _ = runCLI(t, "help", "gate")
+	if !strings.Contains(out, "-config") {
+		t.Errorf("help gate lacks -config:\n%s", out)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	for _, args := range [][]string{{"version"}, {"--version"}} {
+		code, out, _ := runCLI(t, args...)
+		if code != 0 || !strings.HasPrefix(out, "ckanops ") {
+			t.Errorf("%v: exit %d, %q", args, code, out)
+		}
+	}
+}
+
+func TestUnknownCommandAndBadFlag(t *testing.T) {
+	code, _, errOut := runCLI(t, "frobnicate")
+	if code != exitUsage || !strings.Contains(errOut, `unknown command "frobnicate"`) {
+		t.Errorf("unknown command: exit %d, stderr %q", code, errOut)
+	}
+	code, _, errOut = runCLI(t, "status", "--no-such-flag")
+	if code != exitUsage || !strings.Contains(errOut, "no-such-flag") {
+		t.Errorf("bad flag: exit %d, stderr %q", code, errOut)
+	}
+}
