@@ -1,0 +1,86 @@
+package config
+
+import (
+	"strconv"
+	"time"
+)
+
+// Every default of gate.toml and sites.toml is defined here and nowhere
+// else. docs/config.md shows the same values; TestDefaultsDocumented
+// fails when this file and the documentation differ.
+
+// Where the console looks for sites.toml when --config is not given.
+const (
+	EnvConfig        = "CKANOPS_CONFIG"  // first: the path in this variable
+	EnvXDGConfigHome = "XDG_CONFIG_HOME" // then $XDG_CONFIG_HOME/ckanops/sites.toml
+	SitesFileName    = "sites.toml"      // else ~/.config/ckanops/sites.toml
+)
+
+// Gate defaults.
+const (
+	DefaultStateDir         = "/var/lib/ckanops"           // state.file is DefaultStateDir/<site>.state.json
+	DefaultAuditName        = "audit.jsonl"                // audit.file is this name beside the state file
+	DefaultSysadminCacheTTL = 60 * time.Second             // auth.sysadmin_cache_ttl
+	DefaultCKANSiteID       = "default"                    // checks.ckan_site_id (CKAN's ckan.site_id)
+	DefaultCheckTimeout     = 5 * time.Second              // checks.timeout, per probe
+	DefaultCheckInterval    = 15 * time.Second             // checks.interval
+	DefaultSnapshotRoot     = "/var/lib/ckanops/snapshots" // snapshot.dir is DefaultSnapshotRoot/<site>
+	DefaultPGDump           = "pg_dump"                    // snapshot.pg_dump, looked up on $PATH
+	DefaultSnapshotKeep     = 5                            // snapshot.keep
+	DefaultDrainTimeout     = 10 * time.Minute             // gate.drain_timeout
+	DefaultShutdownTimeout  = 30 * time.Second             // gate.shutdown_timeout
+	DefaultRetryAfter       = 300 * time.Second            // gate.retry_after
+)
+
+// Console defaults.
+const (
+	DefaultRefresh     = 5 * time.Second // console.refresh
+	DefaultSiteTimeout = 5 * time.Second // console.timeout, the default of each site's timeout
+)
+
+// defaultEntry is one row of the defaults table.
+type defaultEntry struct {
+	File, Key, Value string
+}
+
+// defaults is the table of every default, as docs/config.md shows it:
+//
+//	file        key                             default
+//	gate.toml   state.file                      /var/lib/ckanops/<site>.state.json
+//	gate.toml   audit.file                      <directory of state.file>/audit.jsonl
+//	gate.toml   auth.sysadmin_cache_ttl         1m
+//	gate.toml   checks.ckan_site_id             default
+//	gate.toml   checks.timeout                  5s
+//	gate.toml   checks.interval                 15s
+//	gate.toml   snapshot.dir                    /var/lib/ckanops/snapshots/<site>
+//	gate.toml   snapshot.pg_dump                pg_dump
+//	gate.toml   snapshot.storage_path           <checks.storage_path>
+//	gate.toml   snapshot.keep                   5
+//	gate.toml   gate.drain_timeout              10m
+//	gate.toml   gate.shutdown_timeout           30s
+//	gate.toml   gate.retry_after                5m
+//	gate.toml   gate.site_title                 <site>
+//	sites.toml  console.refresh                 5s
+//	sites.toml  console.timeout                 5s
+//	sites.toml  site.timeout                    <console.timeout>
+//	sites.toml  site.ckan_api_key_header        false
+var defaults = []defaultEntry{
+	{"gate.toml", "state.file", DefaultStateDir + "/<site>.state.json"},
+	{"gate.toml", "audit.file", "<directory of state.file>/" + DefaultAuditName},
+	{"gate.toml", "auth.sysadmin_cache_ttl", shortDuration(DefaultSysadminCacheTTL)},
+	{"gate.toml", "checks.ckan_site_id", DefaultCKANSiteID},
+	{"gate.toml", "checks.timeout", shortDuration(DefaultCheckTimeout)},
+	{"gate.toml", "checks.interval", shortDuration(DefaultCheckInterval)},
+	{"gate.toml", "snapshot.dir", DefaultSnapshotRoot + "/<site>"},
+	{"gate.toml", "snapshot.pg_dump", DefaultPGDump},
+	{"gate.toml", "snapshot.storage_path", "<checks.storage_path>"},
+	{"gate.toml", "snapshot.keep", strconv.Itoa(DefaultSnapshotKeep)},
+	{"gate.toml", "gate.drain_timeout", shortDuration(DefaultDrainTimeout)},
+	{"gate.toml", "gate.shutdown_timeout", shortDuration(DefaultShutdownTimeout)},
+	{"gate.toml", "gate.retry_after", shortDuration(DefaultRetryAfter)},
+	{"gate.toml", "gate.site_title", "<site>"},
+	{"sites.toml", "console.refresh", shortDuration(DefaultRefresh)},
+	{"sites.toml", "console.timeout", shortDuration(DefaultSiteTimeout)},
+	{"sites.toml", "site.timeout", "<console.timeout>"},
+	{"sites.toml", "site.ckan_api_key_header", "false"},
+}

@@ -1,0 +1,373 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+)
+
+// Gate is a loaded and validated gate.toml. Paths are absolute; every
+// default has been filled in.
+type Gate struct {
+	Path     string         // the file, as passed to LoadGate
+	Site     string         // site: the site's name (lowercase letters, digits, '-', '_')
+	Listen   string         // listen: host:port the gate serves on
+	Upstream string         // upstream: CKAN's WSGI server, an http(s) URL without credentials
+	State    StateConfig    // [state]
+	Auth     AuthConfig     // [auth]
+	Audit    AuditConfig    // [audit]
+	Policy   PolicyConfig   // [policy]
+	Checks   ChecksConfig   // [checks]
+	Snapshot SnapshotConfig // [snapshot]
+	Gate     GateTuning     // [gate]
+}
+
+// StateConfig is the [state] table: where the mode record is kept.
+type StateConfig struct {
+	File     string    // file: the JSON state file (the file store)
+	RedisURL SecretURL // redis_url: when set, the mode is shared through Redis by several gates
+}
+
+// AuthConfig is the [auth] table.
+type AuthConfig struct {
+	OpsTokenFile     string   // ops_token_file (required): holds the ops token on its first line
+	SysadminCacheTTL Duration // sysadmin_cache_ttl: how long a CKAN token's sysadmin check is cached; 0s disables the cache
+}
+
+// AuditConfig is the [audit] table.
+type AuditConfig struct {
+	File string // file: the append-only audit log (JSON lines)
+}
+
+// PolicyConfig is the [policy] table. Its lists extend the gate's built-in
+// lists.
+type PolicyConfig struct {
+	AllowActions   []string       // allow_actions: actions read-safe in read-only mode
+	DenyActions    []string       // deny_actions: actions always refused (beats allow_actions)
+	AllowPosts     []string       // allow_posts: non-action paths a POST may reach in read-only mode
+	DenyGet        []string       // deny_get: GET paths that write (a trailing * matches any rest)
+	BypassCIDRs    []netip.Prefix // bypass_cidrs: clients served as in live during down mode
+	TrustedProxies []netip.Prefix // trusted_proxies: peers whose X-Forwarded-For is believed
+}
+
+// ChecksConfig is the [checks] table: what the health probes reach. A URL
+// left out means its probe is not run.
+type ChecksConfig struct {
+	CKANDBURL      SecretURL // ckan_db_url: CKAN's database (postgres://)
+	DatastoreDBURL SecretURL // datastore_db_url: the DataStore database (postgres://)
+	RedisURL       SecretURL // redis_url: CKAN's RQ Redis
+	CKANSiteID     string    // ckan_site_id: CKAN's ckan.site_id, naming the RQ queues ckan:<site_id>:<queue>
+	SolrURL        SecretURL // solr_url: CKAN's Solr core
+	StoragePath    string    // storage_path: CKAN's ckan.storage_path
+	Timeout        Duration  // timeout: per probe
+	Interval       Duration  // interval: between rounds of probes
+}
+
+// SnapshotConfig is the [snapshot] table.
+type SnapshotConfig struct {
+	Dir         string // dir: where snapshots are written, one directory each
+	PGDump      string // pg_dump: the pg_dump program (a bare name is looked up on $PATH)
+	StoragePath string // storage_path: the file storage to archive
+	Keep        int    // keep: how many snapshots to keep (at least 1)
+}
+
+// GateTuning is the optional [gate] table.
+type GateTuning struct {
+	DrainTimeout    Duration // drain_timeout: how long a drain may wait for writes in flight
+	ShutdownTimeout Duration // shutdown_timeout: how long a stopping gate waits for requests to finish
+	RetryAfter      Duration // retry_after: Retry-After on refusals when no until is set (whole seconds, rounded up)
+	SiteTitle       string   // site_title: the name shown on refusal pages
+}
+
+// LoadGate reads, validates and completes the gate configuration at path.
+// The error, if any, lists every problem found (it is an *Error when the
+// file could be parsed). Warnings are things that work but should be
+// looked at.
+func LoadGate(path string) (*Gate, []Warning, error) {
+	d, root, err := parse(path, "pass the gate's configuration with --config (see docs/config.md)")
+	if err != nil {
+		return nil, nil, err
+	}
+	g := &Gate{Path: path}
+	t := d.root(root)
+
+	t.need("site")
+	if s, ok := t.string("site"); ok {
+		if msg := checkName(s); msg != "" {
+			d.problem([]string{"site"}, "%s", msg)
+		} else {
+			g.Site = s
+		}
+	}
+	t.need("listen")
+	if s, ok := t.string("listen"); ok {
+		if msg := checkListen(s); msg != "" {
+			d.problem([]string{"listen"}, "%s", msg)
+		} else {
+			g.Listen = s
+		}
+	}
+	t.need("upstream")
+	g.Upstream, _ = t.url("upstream", httpURL)
+
+	state := t.table("state")
+	g.State.File, _ = state.filePath("file")
+	redis, _ := state.url("redis_url", redisURL)
+	g.State.RedisURL = SecretURL(redis)
+	state.done()
+
+	auth := t.table("auth")
+	auth.need("ops_token_file")
+	g.Auth.OpsTokenFile, _ = auth.filePath("ops_token_file")
+	g.Auth.SysadminCacheTTL = auth.duration("sysadmin_cache_ttl", DefaultSysadminCacheTTL, true)
+	auth.done()
+
+	audit := t.table("audit")
+	g.Audit.File, _ = audit.filePath("file")
+	audit.done()
+
+	g.Policy = readPolicy(t.table("policy"))
+	g.Checks = readChecks(t.table("checks"))
+
+	snap := t.table("snapshot")
+	g.Snapshot.Dir, _ = snap.filePath("dir")
+	if s, ok := snap.string("pg_dump"); ok {
+		// A bare name is looked up on $PATH; anything else is a path.
+		if strings.ContainsRune(s, '/') || strings.HasPrefix(s, "~") {
+			s, _ = snap.resolve("pg_dump", s)
+		}
+		g.Snapshot.PGDump = s
+	}
+	g.Snapshot.StoragePath, _ = snap.filePath("storage_path")
+	g.Snapshot.Keep = snap.integer("keep", DefaultSnapshotKeep, 1)
+	snap.done()
+
+	tune := t.table("gate")
+	g.Gate.DrainTimeout = tune.duration("drain_timeout", DefaultDrainTimeout, false)
+	g.Gate.ShutdownTimeout = tune.duration("shutdown_timeout", DefaultShutdownTimeout, false)
+	g.Gate.RetryAfter = tune.duration("retry_after", DefaultRetryAfter, false)
+	g.Gate.SiteTitle, _ = tune.string("site_title")
+	tune.done()
+
+	t.done()
+
+	g.fillDefaults()
+	g.crossCheck(d)
+	if err := d.err(); err != nil {
+		return nil, d.warns, err
+	}
+	return g, d.warns, nil
+}
+
+// fillDefaults sets every optional value that was left out.
+func (g *Gate) fillDefaults() {
+	if g.State.File == "" && g.Site != "" {
+		g.State.File = filepath.Join(DefaultStateDir, g.Site+".state.json")
+	}
+	if g.Audit.File == "" && g.State.File != "" {
+		g.Audit.File = filepath.Join(filepath.Dir(g.State.File), DefaultAuditName)
+	}
+	if g.Snapshot.Dir == "" && g.Site != "" {
+		g.Snapshot.Dir = filepath.Join(DefaultSnapshotRoot, g.Site)
+	}
+	if g.Snapshot.PGDump == "" {
+		g.Snapshot.PGDump = DefaultPGDump
+	}
+	if g.Snapshot.StoragePath == "" {
+		g.Snapshot.StoragePath = g.Checks.StoragePath
+	}
+	if g.Gate.SiteTitle == "" {
+		g.Gate.SiteTitle = g.Site
+	}
+}
+
+// crossCheck looks for problems between keys.
+func (g *Gate) crossCheck(d *decoder) {
+	if g.Listen != "" && g.Upstream != "" {
+		if u, err := url.Parse(g.Upstream); err == nil && sameAddr(g.Listen, u) {
+			d.problem([]string{"upstream"}, "points at the gate itself (listen = %q); it must be CKAN's own server", g.Listen)
+		}
+	}
+	if g.State.File != "" && g.State.File == g.Audit.File {
+		d.problem([]string{"audit", "file"}, "is the state file; give the audit log its own file")
+	}
+	if g.Snapshot.Dir != "" && g.Snapshot.StoragePath != "" && within(g.Snapshot.Dir, g.Snapshot.StoragePath) {
+		d.problem([]string{"snapshot", "dir"}, "is inside the storage path that is archived (%s); the snapshot would contain itself", g.Snapshot.StoragePath)
+	}
+	if c := g.Checks; c.Timeout.Duration >= c.Interval.Duration {
+		d.warn([]string{"checks", "timeout"}, "checks.timeout (%s) is not shorter than checks.interval (%s); slow probes will overlap", c.Timeout, c.Interval)
+	}
+	if g.Gate.RetryAfter.Duration > 0 && g.Gate.RetryAfter.Duration%1e9 != 0 {
+		d.warn([]string{"gate", "retry_after"}, "Retry-After is sent in whole seconds; %s is rounded up", g.Gate.RetryAfter)
+	}
+	for _, p := range g.Policy.BypassCIDRs {
+		if p.Bits() == 0 {
+			d.warn([]string{"policy", "bypass_cidrs"}, "%s lets every client bypass down mode", p)
+		}
+	}
+	for _, p := range g.Policy.TrustedProxies {
+		if p.Bits() == 0 {
+			d.warn([]string{"policy", "trusted_proxies"}, "%s trusts X-Forwarded-For from every client, so any client can claim a bypass address", p)
+		}
+	}
+	for _, a := range g.Policy.AllowActions {
+		if contains(g.Policy.DenyActions, a) {
+			d.warn([]string{"policy", "allow_actions"}, "%s is also in deny_actions, which wins", a)
+		}
+	}
+	// The file holds passwords: others should not read it.
+	for _, u := range []struct {
+		key []string
+		url SecretURL
+	}{
+		{[]string{"state", "redis_url"}, g.State.RedisURL},
+		{[]string{"checks", "ckan_db_url"}, g.Checks.CKANDBURL},
+		{[]string{"checks", "datastore_db_url"}, g.Checks.DatastoreDBURL},
+		{[]string{"checks", "redis_url"}, g.Checks.RedisURL},
+		{[]string{"checks", "solr_url"}, g.Checks.SolrURL},
+	} {
+		if hasSecret(string(u.url)) {
+			if fi, err := os.Stat(g.Path); err == nil && fi.Mode().Perm()&0o004 != 0 {
+				d.warn(u.key, "holds a password and others can read %s (mode %04o); run: chmod 640 %s", g.Path, fi.Mode().Perm(), g.Path)
+			}
+			break
+		}
+	}
+}
+
+func readPolicy(t *table) PolicyConfig {
+	var p PolicyConfig
+	p.AllowActions = t.strings("allow_actions", checkAction)
+	p.DenyActions = t.strings("deny_actions", checkAction)
+	p.AllowPosts = t.strings("allow_posts", checkRoute)
+	p.DenyGet = t.strings("deny_get", checkRoute)
+	p.BypassCIDRs = t.prefixes("bypass_cidrs")
+	p.TrustedProxies = t.prefixes("trusted_proxies")
+	t.done()
+	return p
+}
+
+func readChecks(t *table) ChecksConfig {
+	var c ChecksConfig
+	s, _ := t.url("ckan_db_url", postgresURL)
+	c.CKANDBURL = SecretURL(s)
+	s, _ = t.url("datastore_db_url", postgresURL)
+	c.DatastoreDBURL = SecretURL(s)
+	s, _ = t.url("redis_url", redisURL)
+	c.RedisURL = SecretURL(s)
+	c.CKANSiteID = DefaultCKANSiteID
+	if s, ok := t.string("ckan_site_id"); ok {
+		if strings.ContainsFunc(s, func(r rune) bool { return r == ' ' || r == '\t' || r == '\n' || r == ':' }) {
+			t.d.problem(t.sub("ckan_site_id"), "%q must not contain white space or ':' (it is CKAN's ckan.site_id)", s)
+		} else {
+			c.CKANSiteID = s
+		}
+	}
+	s, _ = t.url("solr_url", solrURL)
+	c.SolrURL = SecretURL(s)
+	c.StoragePath, _ = t.filePath("storage_path")
+	c.Timeout = t.duration("timeout", DefaultCheckTimeout, false)
+	c.Interval = t.duration("interval", DefaultCheckInterval, false)
+	t.done()
+	return c
+}
+
+var actionRE = regexp.MustCompile(`^[A-Za-z0-9_]+$`)
+
+func checkAction(s string) string {
+	if actionRE.MatchString(s) {
+		return ""
+	}
+	return fmt.Sprintf("%q is not an action name (such as package_show)", s)
+}
+
+func checkRoute(s string) string {
+	if !strings.HasPrefix(s, "/") || strings.ContainsAny(s, " \t\r\n?#") {
+		return fmt.Sprintf("%q is not a path such as /dataset/follow/* (it must start with / and hold no query)", s)
+	}
+	return ""
+}
+
+var hostRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$`)
+
+// checkListen vets a host:port.
+func checkListen(s string) string {
+	bad := fmt.Sprintf("%q is not host:port; write it as 127.0.0.1:8080 (or :8080 for every interface)", s)
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return bad
+	}
+	if _, err := netip.ParseAddrPort("127.0.0.1:" + port); err != nil {
+		return bad
+	}
+	if host != "" && !hostRE.MatchString(host) {
+		if _, err := netip.ParseAddr(host); err != nil {
+			return bad
+		}
+	}
+	return ""
+}
+
+// sameAddr reports whether upstream u names the listen address.
+func sameAddr(listen string, u *url.URL) bool {
+	lh, lp, err := net.SplitHostPort(listen)
+	if err != nil {
+		return false
+	}
+	up := u.Port()
+	if up == "" {
+		up = map[string]string{"http": "80", "https": "443"}[strings.ToLower(u.Scheme)]
+	}
+	if up != lp {
+		return false
+	}
+	uh := u.Hostname()
+	norm := func(h string) string {
+		switch strings.ToLower(h) {
+		case "localhost", "127.0.0.1", "::1":
+			return "loopback"
+		}
+		return strings.ToLower(h)
+	}
+	if lh == "" || lh == "0.0.0.0" || lh == "::" {
+		return norm(uh) == "loopback"
+	}
+	return norm(lh) == norm(uh)
+}
+
+// within reports whether path is dir or inside it.
+func within(path, dir string) bool {
+	rel, err := filepath.Rel(dir, path)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
+}
+
+// OpsToken reads the ops token: the first line of auth.ops_token_file,
+// with surrounding white space trimmed. A missing or empty file is an
+// error; a file that group or others may read is a warning.
+func (g *Gate) OpsToken() (string, []Warning, error) {
+	if g.Auth.OpsTokenFile == "" {
+		return "", nil, fmt.Errorf("config: %s: auth.ops_token_file is not set", g.Path)
+	}
+	token, exposed, mode, err := readTokenFile(g.Auth.OpsTokenFile)
+	var warns []Warning
+	if exposed {
+		warns = append(warns, Warning{File: orElse(g.Path, g.Auth.OpsTokenFile), Key: "auth.ops_token_file",
+			Message: exposedMessage(g.Auth.OpsTokenFile, mode)})
+	}
+	if err != nil {
+		return "", warns, fmt.Errorf("config: %s: auth.ops_token_file: %w", orElse(g.Path, "gate"), err)
+	}
+	return token, warns, nil
+}
+
+func orElse(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
