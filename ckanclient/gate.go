@@ -1,0 +1,71 @@
+package ckanclient
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+)
+
+// Paths of the gate's control API, below the site URL.
+const (
+	PathStatus = "/-/ckanops/status"
+	PathMode   = "/-/ckanops/mode"
+	PathHealth = "/-/ckanops/health"
+)
+
+// Names of gate calls, as errors show them.
+const (
+	gateStatusCall = "gate status"
+	gateModeCall   = "gate mode"
+	gateHealthCall = "gate health"
+)
+
+// Status reads the gate's mode record (GET /-/ckanops/status). It sends
+// the token when one is set, and then gets the in-flight writes, the
+// per-gate versions and the store's health too.
+func (c *Client) Status(ctx context.Context) (*Status, error) {
+	var s Status
+	if err := c.gateCall(ctx, call{method: http.MethodGet, path: PathStatus, name: gateStatusCall, retry: true}, &s); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// SetMode asks the gate to change the mode (POST /-/ckanops/mode) and
+// returns the new record. It is never retried. If req.ExpectVersion is set
+// and someone changed the mode since, the error is a *ConflictError
+// holding the current record.
+func (c *Client) SetMode(ctx context.Context, req ModeRequest) (*Status, error) {
+	if err := req.Validate(); err != nil {
+		return nil, fmt.Errorf("%s at %s: %w", gateModeCall, redactURL(c.urlFor(PathMode)), err)
+	}
+	body, err := json.Marshal(req)
+	if err != nil {
+		return nil, fmt.Errorf("%s: encode request: %w", gateModeCall, err)
+	}
+	var s Status
+	k := call{method: http.MethodPost, path: PathMode, name: gateModeCall, body: body, expect: req.ExpectVersion}
+	if err := c.gateCall(ctx, k, &s); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// Health reads the gate's checks report (GET /-/ckanops/health; needs the token).
+func (c *Client) Health(ctx context.Context) (*Report, error) {
+	var r Report
+	if err := c.gateCall(ctx, call{method: http.MethodGet, path: PathHealth, name: gateHealthCall, retry: true}, &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+func (c *Client) gateCall(ctx context.Context, k call, result any) error {
+	k.isGate = true
+	resp, err := c.do(ctx, k)
+	if err != nil {
+		return err
+	}
+	return c.decodeGate(answerOf(resp), k, result)
+}

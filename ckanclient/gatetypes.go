@@ -1,0 +1,169 @@
+package ckanclient
+
+// Wire types of the gate's control API (/-/ckanops/*). The gate encodes
+// them and the console decodes them, so the JSON names here are the
+// contract of ARCHITECTURE.md, "Control and status API". This file must
+// stay free of HTTP and resty: the gate imports it for the types alone.
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Modes a site can be in.
+const (
+	ModeLive     = "live"      // reads and writes pass
+	ModeReadOnly = "read-only" // reads pass, writes are refused (503)
+	ModeDown     = "down"      // everything is refused except the control API and bypass clients
+)
+
+// Phases of a mode change. Entering read-only or down from live passes
+// through draining (new writes refused, admitted writes finishing) to
+// quiesced (no write left in flight).
+const (
+	PhaseLive     = "live"
+	PhaseDraining = "draining"
+	PhaseQuiesced = "quiesced"
+)
+
+// Statuses of one health check.
+const (
+	CheckOK      = "ok"
+	CheckWarn    = "warn"
+	CheckFail    = "fail"
+	CheckUnknown = "unknown"
+)
+
+// Status is the gate's mode record, as served by GET /-/ckanops/status and
+// returned by POST /-/ckanops/mode. Anonymous callers get the first seven
+// fields; authenticated callers also get InFlight, Gates and Store.
+type Status struct {
+	Site    string     `json:"site"`
+	Mode    string     `json:"mode"`  // ModeLive, ModeReadOnly or ModeDown
+	Phase   string     `json:"phase"` // PhaseLive, PhaseDraining or PhaseQuiesced
+	Message string     `json:"message"`
+	Since   time.Time  `json:"since"`
+	Until   *time.Time `json:"until"` // the operator's ETA; null when none was given
+	// Version increases by one with every change; a change may name the
+	// version it expects (ModeRequest.ExpectVersion) to detect a race.
+	Version int64 `json:"version"`
+
+	// QuiescedAt is when the last write admitted before the switch finished.
+	QuiescedAt *time.Time `json:"quiesced_at,omitempty"`
+
+	InFlight []InFlightWrite `json:"in_flight,omitempty"`
+	Gates    []GateInfo      `json:"gates,omitempty"`
+	Store    *StoreHealth    `json:"store,omitempty"`
+
+	// Actor and Reason say who made the change that produced this record and why.
+	Actor  string `json:"actor,omitempty"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// InFlightWrite is one write request the gate admitted and is still forwarding.
+type InFlightWrite struct {
+	Method string `json:"method"`
+	Path   string `json:"path"`
+	AgeMS  int64  `json:"age_ms"`
+	Remote string `json:"remote"`
+}
+
+// GateInfo is what one gate sharing the site's state store last reported.
+type GateInfo struct {
+	ID       string    `json:"id"`
+	Version  int64     `json:"version"` // the mode version this gate has applied
+	Phase    string    `json:"phase"`
+	InFlight int       `json:"in_flight"`
+	Seen     time.Time `json:"seen"`           // its last heartbeat
+	Gone     bool      `json:"gone,omitempty"` // no heartbeat for too long
+}
+
+// StoreHealth describes the gate's state store.
+type StoreHealth struct {
+	Kind       string     `json:"kind"` // "file" or "redis"
+	OK         bool       `json:"ok"`
+	StaleSince *time.Time `json:"stale_since"` // set while the store is unreachable
+}
+
+// ModeRequest is the body of POST /-/ckanops/mode. Give at most one of
+// Until (an absolute ETA) and For (a Go duration such as "90m" or "2h30m",
+// counted from when the gate applies the change).
+type ModeRequest struct {
+	Mode    string     `json:"mode"`
+	Message string     `json:"message,omitempty"`
+	Until   *time.Time `json:"until,omitempty"`
+	For     string     `json:"for,omitempty"`
+	Reason  string     `json:"reason,omitempty"`
+	// ExpectVersion, when set, makes the change a compare-and-set: the gate
+	// answers 409 with the current record if its version differs.
+	ExpectVersion *int64 `json:"expect_version,omitempty"`
+}
+
+// Validate reports what is wrong with the request, if anything. The
+// client calls it before sending; the gate may call it on what it receives.
+func (r ModeRequest) Validate() error {
+	var errs []error
+	switch r.Mode {
+	case ModeLive, ModeReadOnly, ModeDown:
+	case "":
+		errs = append(errs, errors.New("mode is missing (want live, read-only or down)"))
+	default:
+		errs = append(errs, fmt.Errorf("mode %q is not one of live, read-only, down", r.Mode))
+	}
+	if r.Until != nil && r.For != "" {
+		errs = append(errs, errors.New("give until or for, not both"))
+	}
+	if r.For != "" {
+		if d, err := time.ParseDuration(r.For); err != nil {
+			errs = append(errs, fmt.Errorf("for %q is not a duration such as 90m or 2h30m", r.For))
+		} else if d <= 0 {
+			errs = append(errs, fmt.Errorf("for %q must be positive", r.For))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Report is the checks report served by GET /-/ckanops/health.
+type Report struct {
+	Site   string        `json:"site"`
+	Checks []CheckResult `json:"checks"`
+}
+
+// CheckResult is the outcome of one probe.
+//
+// On the wire, Duration is encoded as "duration_ms", a whole number of
+// milliseconds (truncated); every other field is encoded as its tag says.
+type CheckResult struct {
+	Name       string         `json:"name"`
+	Status     string         `json:"status"` // CheckOK, CheckWarn, CheckFail or CheckUnknown
+	Summary    string         `json:"summary"`
+	Details    map[string]any `json:"details,omitempty"`
+	ObservedAt time.Time      `json:"observed_at"`
+	Duration   time.Duration  `json:"-"` // see the type's comment: "duration_ms"
+}
+
+// checkResultFields has CheckResult's fields but not its methods.
+type checkResultFields CheckResult
+
+type checkResultWire struct {
+	checkResultFields
+	DurationMS int64 `json:"duration_ms"`
+}
+
+// MarshalJSON encodes Duration as "duration_ms".
+func (r CheckResult) MarshalJSON() ([]byte, error) {
+	return json.Marshal(checkResultWire{checkResultFields(r), r.Duration.Milliseconds()})
+}
+
+// UnmarshalJSON decodes "duration_ms" into Duration.
+func (r *CheckResult) UnmarshalJSON(b []byte) error {
+	var w checkResultWire
+	if err := json.Unmarshal(b, &w); err != nil {
+		return err
+	}
+	*r = CheckResult(w.checkResultFields)
+	r.Duration = time.Duration(w.DurationMS) * time.Millisecond
+	return nil
+}
