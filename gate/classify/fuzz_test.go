@@ -1,0 +1,273 @@
+package classify
+
+import (
+	"net/url"
+	"path"
+	"strings"
+	"testing"
+	"unicode"
+
+	"github.com/ckanops/ckanops/internal/surface"
+)
+
+// The oracle below models, independently of the classifier and as simply
+// as it can, what CKAN would run for a request, and errs towards "write":
+//
+//   - the path is the request-URI's path decoded once (what the WSGI server
+//     puts in PATH_INFO);
+//   - CKAN may route it as it is or with its first segment dropped (a
+//     locale), and something on the way may have merged slashes, resolved
+//     dot segments, dropped ";params" or a trailing slash: every one of
+//     those paths is a candidate;
+//   - the request may run as its real method or as any method an override
+//     header names (upper-cased, as middleware does); OPTIONS runs as GET
+//     (Flask would answer it itself, but the oracle does not rely on that);
+//   - /api/action/NAME and /api/ANY/action/NAME run action NAME: a read only
+//     for GET, HEAD or POST and a known side_effect_free action other than
+//     get_site_user; any other path is dispatched with surface.Lookup (as
+//     Werkzeug would): no route or a method the route refuses runs nothing;
+//     a GET route runs a read except the views found to write on GET
+//     (getWriters, from reading CKAN 2.10's views); a POST runs a write
+//     except login and logout. POST /_tracking is a write before routing.
+
+// getWriters are the endpoints whose view writes when reached by GET:
+// CKAN 2.10's group and organization follow/unfollow views call the
+// follow actions whatever the method.
+var getWriters = map[string]bool{
+	"group.follow": true, "group.unfollow": true,
+	"organization.follow": true, "organization.unfollow": true,
+}
+
+// oracleRead reports whether CKAN with surface s would run only reads for
+// method (plus the methods named in overrides) on request-URI uri.
+func oracleRead(s *surface.Surface, method string, overrides []string, uri string) (bool, string) {
+	p, ok := oraclePath(uri)
+	if !ok {
+		return false, "cannot model the request-URI"
+	}
+	decoded, err := url.PathUnescape(p)
+	if err != nil {
+		return false, "bad escape"
+	}
+	ms := []string{method}
+	for _, o := range overrides {
+		for _, tok := range strings.Split(o, ",") {
+			if tok = strings.TrimSpace(tok); tok != "" {
+				ms = append(ms, strings.ToUpper(tok))
+			}
+		}
+	}
+	for _, m := range ms {
+		if m == "OPTIONS" {
+			m = "GET"
+		}
+		if m != "GET" && m != "HEAD" && m != "POST" {
+			return false, "method " + m
+		}
+		for _, cand := range oracleCandidates(decoded) {
+			if ok, why := oracleRoute(s, m, cand); !ok {
+				return false, m + " " + cand + ": " + why
+			}
+		}
+	}
+	return true, ""
+}
+
+// oraclePath takes the path out of a request-URI, reading it as RFC 3986
+// does: an optional scheme, an optional //authority, the path, a query.
+func oraclePath(uri string) (string, bool) {
+	if i := strings.IndexByte(uri, ':'); i > 0 && !strings.ContainsAny(uri[:i], "/?#") {
+		scheme := strings.ToLower(uri[:i])
+		if scheme != "http" && scheme != "https" {
+			return "", false
+		}
+		uri = uri[i+1:]
+		if rest, ok := strings.CutPrefix(uri, "//"); ok {
+			j := strings.IndexAny(rest, "/?")
+			if j < 0 {
+				j = len(rest)
+			}
+			uri = rest[j:]
+		}
+	}
+	if i := strings.IndexByte(uri, '?'); i >= 0 {
+		uri = uri[:i]
+	}
+	if uri == "" {
+		uri = "/"
+	}
+	if !strings.HasPrefix(uri, "/") {
+		return "", false
+	}
+	return uri, true
+}
+
+// oracleCandidates lists every path CKAN might route: as decoded, cleaned
+// in the usual ways, and each of those with a first (locale) segment
+// dropped the way CKAN's handle_i18n does it.
+func oracleCandidates(p string) []string {
+	noParams := func(p string) string {
+		segs := strings.Split(p, "/")
+		for i, s := range segs {
+			s, _, _ = strings.Cut(s, ";")
+			segs[i] = s
+		}
+		return strings.Join(segs, "/")
+	}
+	base := []string{p, noParams(p), path.Clean(p), path.Clean(noParams(p)), strings.TrimSuffix(p, "/")}
+	var out []string
+	for _, b := range base {
+		if b == "" {
+			b = "/"
+		}
+		out = append(out, b)
+		if parts := strings.Split(b, "/"); len(parts) > 1 {
+			if len(parts) > 2 {
+				out = append(out, "/"+strings.Join(parts[2:], "/"))
+			} else {
+				out = append(out, "/")
+			}
+		}
+	}
+	return out
+}
+
+func oracleRoute(s *surface.Surface, method, p string) (bool, string) {
+	if p == "/_tracking" && method == "POST" {
+		return false, "tracking"
+	}
+	segs := strings.Split(strings.TrimPrefix(p, "/"), "/")
+	name := ""
+	switch {
+	case len(segs) == 3 && segs[0] == "api" && segs[1] == "action":
+		name = segs[2]
+	case len(segs) == 4 && segs[0] == "api" && segs[2] == "action":
+		name = segs[3]
+	}
+	if name != "" {
+		a, known := s.Actions[name]
+		if !known || !a.SideEffectFree || name == "get_site_user" {
+			return false, "action " + name
+		}
+		return true, ""
+	}
+	r, _, methodOK, found := s.Lookup(method, p)
+	if !found || !methodOK {
+		return true, "" // 404 or 405: nothing runs
+	}
+	switch method {
+	case "GET", "HEAD":
+		if getWriters[r.Endpoint] {
+			return false, "GET writer " + r.Endpoint
+		}
+		return true, ""
+	}
+	if r.Endpoint == "user.login" || r.Endpoint == "user.logout" {
+		return true, ""
+	}
+	return false, "POST to " + r.Endpoint
+}
+
+// TestOracle checks the oracle itself on requests whose answer is known, so
+// that a broken oracle cannot make the fuzz target vacuous.
+func TestOracle(t *testing.T) {
+	s := surface.MustLoad("2.10")
+	cases := []struct {
+		method, override, uri string
+		read                  bool
+	}{
+		{"GET", "", "/dataset/abc", true},
+		{"GET", "", "/api/action/package_show", true},
+		{"POST", "", "/api/3/action/package_search", true},
+		{"POST", "", "/user/login", true},
+		{"POST", "", "/fr/user/login", true},
+		{"GET", "", "/api/action/package_create", false},
+		{"HEAD", "", "/api/%D9%A3/action/package_create", false},
+		{"GET", "", "/fr/api/action/package_create", false},
+		{"GET", "", "/dataset/../api/action/package_create", false},
+		{"GET", "", "/api/action/package_create;x", false},
+		{"GET", "", "/api/action/package_create/", false},
+		{"GET", "", "/api/action/get_site_user", false},
+		{"GET", "", "/group/follow/abc", false},
+		{"GET", "DELETE", "/dataset/abc", false},
+		{"POST", "", "/dataset/new", false},
+		{"POST", "", "/_tracking", false},
+		{"PUT", "", "/dataset/abc", false},
+		{"get", "", "/dataset/abc", false},
+		{"OPTIONS", "", "*", false},
+	}
+	for _, tc := range cases {
+		var o []string
+		if tc.override != "" {
+			o = []string{tc.override}
+		}
+		if got, why := oracleRead(s, tc.method, o, tc.uri); got != tc.read {
+			t.Errorf("oracle(%s %s, override %q) = %v (%s), want %v", tc.method, tc.uri, tc.override, got, why, tc.read)
+		}
+	}
+}
+
+var fuzzHeaders = []string{"", "X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override", "x_http_method_override"}
+
+// FuzzClassify: whenever Classify lets a request pass, the oracle must say
+// that CKAN would run only reads for it.
+func FuzzClassify(f *testing.F) {
+	for _, l := range readCorpus(f, "obfuscation.txt") {
+		f.Add(l.method, uint8(0), "", l.uri)
+		for _, h := range l.headers {
+			name, value, _ := strings.Cut(h, ": ")
+			for i, fh := range fuzzHeaders {
+				if strings.EqualFold(fh, name) {
+					f.Add(l.method, uint8(i), value, l.uri)
+				}
+			}
+		}
+	}
+	for _, l := range readCorpus(f, "cases.txt") {
+		f.Add(l.method, uint8(0), "", l.uri)
+	}
+	for _, v := range surface.Versions {
+		for _, r := range surface.MustLoad(v).Routes {
+			f.Add("GET", uint8(0), "", r.Example())
+			f.Add("POST", uint8(1), "GET", "/fr"+r.Example())
+		}
+	}
+	cs := map[string]*Classifier{}
+	ss := map[string]*surface.Surface{}
+	for _, v := range surface.Versions {
+		cs[v] = classifier(f, v, Policy{})
+		ss[v] = surface.MustLoad(v)
+	}
+	f.Fuzz(func(t *testing.T, method string, header uint8, override, uri string) {
+		var headers, overrides []string
+		if name := fuzzHeaders[int(header)%len(fuzzHeaders)]; name != "" {
+			headers = []string{name + ": " + override}
+			overrides = []string{override}
+		}
+		r, err := readRequest(method, uri, headers)
+		if err != nil {
+			return // net/http would answer 400 itself
+		}
+		if len(headers) > 0 {
+			// What net/http kept of the header is what the gate sees.
+			overrides = nil
+			for k, vs := range r.Header {
+				if _, ok := overrideHeader(k); ok {
+					overrides = append(overrides, vs...)
+				}
+			}
+		}
+		for v, c := range cs {
+			d := c.Classify(r.Method, r.Header, r.URL)
+			if !d.Pass() {
+				continue
+			}
+			if ok, why := oracleRead(ss[v], r.Method, overrides, uri); !ok {
+				t.Fatalf("CKAN %s: %q %q (override %q) passes as %v (%s), but CKAN would write: %s", v, method, uri, overrides, d.Class, d.Reason, why)
+			}
+			if strings.IndexFunc(uri, unicode.IsControl) >= 0 {
+				t.Fatalf("CKAN %s: %q %q passes with a control character in the request-URI", v, method, uri)
+			}
+		}
+	})
+}
