@@ -1,0 +1,39 @@
+// Package annotate is the streaming HTML rewriter the gate applies to CKAN
+// pages while a site is in read-only maintenance mode.
+//
+// It does two things to a text/html response, and nothing else:
+//
+//   - right after the <body> start tag it inserts a banner
+//     (<div role="status" class="ckanops-banner">) naming the site, the
+//     operator's message and the expected end of the maintenance;
+//   - it replaces every <form method="post"> whose submission the gate would
+//     refuse (Options.WouldRefuse) by a notice block
+//     (<div class="ckanops-form-notice" role="note">), so edit pages keep the
+//     site's look but say that editing is paused. GET forms and the forms the
+//     gate lets through (the login form) are kept byte for byte.
+//
+// Every byte outside those two changes is copied through unchanged: the
+// tokenizer's raw bytes are written as they came, so comments, doctypes,
+// <script> and <style> contents, odd casing and unquoted attributes survive,
+// and malformed HTML passes through untouched.
+//
+// What it must not do:
+//
+//   - buffer a page. The rewriter holds at most one token (capped at
+//     maxTokenBytes; past that it stops rewriting and copies the rest of the
+//     page through verbatim) plus the few bytes it inserts. Inside a refused
+//     form it drops tokens as they come; it never collects them.
+//   - touch anything that is not an HTML page: Response leaves non-HTML
+//     bodies, HEAD responses, 1xx/204/205/206/304 responses, attachments and
+//     unknown content encodings exactly as they are (same Body value).
+//   - run in live mode. The gate calls it only while the mode is read-only;
+//     this package does not look at the mode and rewrites whatever it is given.
+//   - enforce anything. Replacing a form is a courtesy to the reader; refusing
+//     the write is the gate's job, which it does whether or not a page was
+//     annotated.
+//
+// The operator's message and the site title are untrusted: they are
+// HTML-escaped wherever they appear, and the inserted fragments are plain
+// ASCII (other characters become numeric character references) so they read
+// the same whatever charset the page declares.
+package annotate
