@@ -167,3 +167,22 @@ func (r *CheckResult) UnmarshalJSON(b []byte) error {
 	r.Duration = time.Duration(w.DurationMS) * time.Millisecond
 	return nil
 }
+
+// Applied reports how many of the site's live gates have applied the
+// record's version, how many gates are live (gone ones are not counted),
+// and which live gates lag behind. A change counts as applied when
+// applied == live.
+func (s Status) Applied() (applied, live int, lagging []string) {
+	for _, g := range s.Gates {
+		if g.Gone {
+			continue
+		}
+		live++
+		if g.Version >= s.Version {
+			applied++
+		} else {
+			lagging = append(lagging, g.ID)
+		}
+	}
+	return applied, live, lagging
+}

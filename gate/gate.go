@@ -1,0 +1,457 @@
+// Package gate is ckanops' reverse proxy in front of one CKAN web node. It
+// enforces the site's mode (live, read-only, down), counts and drains the
+// writes in flight, annotates pages in read-only mode, and serves the
+// control API under /-/ckanops/ on the same listener.
+//
+// The gate is one http.Handler composed of small steps: classify (package
+// classify), admit or refuse, forward (httputil.ReverseProxy), annotate
+// (package annotate). In live mode it never touches a byte of a response.
+// It must not log tokens or hold a request or response body in memory.
+package gate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ckanops/ckanops/ckanclient"
+	"github.com/ckanops/ckanops/gate/annotate"
+	"github.com/ckanops/ckanops/gate/classify"
+	"github.com/ckanops/ckanops/internal/surface"
+)
+
+// Options configure a Gate. cmd/ckanops builds them from gate.toml.
+type Options struct {
+	Site      string
+	SiteTitle string     // shown on refusal pages and banners; default Site
+	Upstream  *url.URL   // CKAN's WSGI server
+	Store     Store      // the mode record: a FileStore, or a SharedStore for several gates
+	Local     *FileStore // with a SharedStore: the gate's last known record, on local disk
+	Audit     *AuditLog
+	OpsToken  string // compared in constant time; never logged
+
+	Surface        *surface.Surface // default: CKAN 2.11's
+	Policy         classify.Policy
+	BypassCIDRs    []netip.Prefix // clients served as in live while the site is down
+	TrustedProxies []netip.Prefix // peers whose X-Forwarded-For is believed
+
+	RetryAfter       time.Duration // Retry-After when no ETA is set; default 300s
+	SysadminCacheTTL time.Duration // how long a CKAN token's sysadmin check is trusted; 0: 60s, negative: not cached
+	UpstreamTimeout  time.Duration // response-header timeout towards CKAN; default 5m
+
+	GateID       string        // names this gate among the site's gates; default the host name
+	SyncInterval time.Duration // with a SharedStore: how often to re-read and heartbeat; default 2s
+	HeartbeatTTL time.Duration // a gate silent for longer is shown as gone; default 3 x SyncInterval
+
+	Transport http.RoundTripper // default: a tuned http.Transport
+	Logger    *slog.Logger
+	Clock     func() time.Time
+}
+
+// Gate is the proxy. Create it with New; it is an http.Handler.
+type Gate struct {
+	opts       Options
+	log        *slog.Logger
+	clock      func() time.Time
+	classifier *classify.Classifier
+	proxy      *httputil.ReverseProxy
+	control    http.Handler
+	state      *modeState
+	changeMu   sync.Mutex // serialises mode changes made through this gate
+	admins     *sysadminCache
+	metrics    *metrics
+	storeState storeHealth
+}
+
+// ctxKey carries per-request facts from ServeHTTP to the proxy hooks.
+type ctxKey struct{}
+
+type reqInfo struct {
+	rec    Record
+	start  time.Time
+	remote string
+}
+
+// New builds a gate and loads the mode from its store. A store that cannot
+// be read stops the gate: it never guesses live.
+func New(ctx context.Context, o Options) (*Gate, error) {
+	if o.Upstream == nil || o.Upstream.Host == "" {
+		return nil, errors.New("gate: upstream URL is required")
+	}
+	if o.Store == nil {
+		return nil, errors.New("gate: a state store is required")
+	}
+	if o.OpsToken == "" {
+		return nil, errors.New("gate: the ops token is empty: put one line of random text in [auth] ops_token_file")
+	}
+	if o.SiteTitle == "" {
+		o.SiteTitle = o.Site
+	}
+	if o.Surface == nil {
+		o.Surface = surface.MustLoad("2.11")
+	}
+	if o.RetryAfter <= 0 {
+		o.RetryAfter = 300 * time.Second
+	}
+	if o.SysadminCacheTTL == 0 {
+		o.SysadminCacheTTL = 60 * time.Second
+	}
+	if o.UpstreamTimeout <= 0 {
+		o.UpstreamTimeout = 5 * time.Minute
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Clock == nil {
+		o.Clock = func() time.Time { return time.Now().UTC() }
+	}
+	if o.Transport == nil {
+		o.Transport = newTransport(o.UpstreamTimeout)
+	}
+	if o.GateID == "" {
+		o.GateID = hostname()
+	}
+	if o.SyncInterval <= 0 {
+		o.SyncInterval = 2 * time.Second
+	}
+	if o.HeartbeatTTL <= 0 {
+		o.HeartbeatTTL = 3 * o.SyncInterval
+	}
+	cl, err := classify.New(o.Surface, o.Policy)
+	if err != nil {
+		return nil, fmt.Errorf("gate: policy: %w", err)
+	}
+	g := &Gate{opts: o, log: o.Logger.With("site", o.Site), clock: o.Clock, classifier: cl}
+
+	rec, storeOK, err := g.loadInitial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	g.state = newModeState(rec)
+	g.storeState.set(storeOK, g.clock())
+	g.admins = newSysadminCache(o.Upstream, o.SysadminCacheTTL, g.clock)
+	g.metrics = newMetrics(g)
+	g.proxy = &httputil.ReverseProxy{
+		Rewrite:        g.rewrite,
+		Transport:      g.metrics.instrument(o.Transport),
+		ModifyResponse: g.modifyResponse,
+		ErrorHandler:   g.proxyError,
+		ErrorLog:       slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
+	}
+	g.control = g.controlMux()
+	return g, nil
+}
+
+// loadInitial finds the mode to start in: the store's record; with a
+// shared store that is down, or has lost its data, the local last known
+// record. It never guesses live over a record it cannot read.
+func (g *Gate) loadInitial(ctx context.Context) (rec Record, storeOK bool, err error) {
+	o := g.opts
+	_, shared := o.Store.(SharedStore)
+	lctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	rec, ok, err := o.Store.Load(lctx)
+	storeOK = err == nil
+	if err != nil && !(shared && o.Local != nil) {
+		return Record{}, false, err
+	}
+	if shared && o.Local != nil {
+		local, lok, lerr := o.Local.Load(ctx)
+		if lerr != nil {
+			return Record{}, false, lerr
+		}
+		if err != nil {
+			if !lok {
+				return Record{}, false, fmt.Errorf("%v; and there is no local state file %s to start from: the gate will not guess the mode (start it when the store answers)", err, o.Local.Path())
+			}
+			g.log.Warn("state store unreachable: starting in the last known mode", "store", o.Store.Kind(), "mode", local.Mode, "version", local.Version, "err", err.Error())
+			return local, false, nil
+		}
+		if lok && (!ok || local.Version > rec.Version) {
+			g.log.Warn("the shared store's record is missing or older than the local one: starting in the local one", "mode", local.Mode, "version", local.Version)
+			return local, true, nil // Sync writes it back
+		}
+	}
+	if !ok {
+		g.log.Info("no mode record yet: starting live", "store", o.Store.Kind())
+		return initialRecord(g.clock()), true, nil
+	}
+	g.log.Info("mode restored", "mode", rec.Mode, "version", rec.Version, "since", rec.Since, "store", o.Store.Kind())
+	return rec, true, nil
+}
+
+func newTransport(headerTimeout time.Duration) *http.Transport {
+	return &http.Transport{
+		Proxy:                 nil, // never send CKAN traffic through an environment proxy
+		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:          512,
+		MaxIdleConnsPerHost:   256,
+		IdleConnTimeout:       90 * time.Second,
+		ResponseHeaderTimeout: headerTimeout,
+		ExpectContinueTimeout: time.Second,
+		DisableCompression:    true, // pass Accept-Encoding and bodies through untouched
+	}
+}
+
+// Mode returns the record the gate enforces now.
+func (g *Gate) Mode() Record { return g.state.current() }
+
+// ServeHTTP is the gate: control API, or classify, admit or refuse, forward.
+func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := g.clock()
+	if strings.HasPrefix(r.URL.Path, controlPrefix) {
+		g.metrics.request("control", "control")
+		g.control.ServeHTTP(w, r)
+		return
+	}
+	d := g.classifier.Classify(r.Method, r.Header, r.URL)
+	if d.Action == "maintenance_mode_show" || d.Action == "maintenance_mode_update" {
+		g.metrics.request("control", "control")
+		g.serveMaintenanceAction(w, r, d.Action)
+		return
+	}
+	remote := g.clientAddr(r)
+	rec := g.state.current()
+
+	bypass := false
+	switch rec.Mode {
+	case ckanclient.ModeDown:
+		if !g.bypassed(remote) {
+			g.refuse(w, r, rec, d, "down")
+			return
+		}
+		bypass = true
+	case ckanclient.ModeReadOnly:
+		if d.Class == classify.Tracking {
+			// Page-view analytics write to CKAN's database: swallow them.
+			g.metrics.request(d.Class.String(), "tracking")
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+	}
+
+	if !d.Pass() {
+		// A write. Admit it only if the mode, read again under the lock
+		// that mode switches take, still lets it through: then it is
+		// either drained by a switch or refused after it.
+		var done func(time.Time)
+		rec, done = g.state.admitWrite(func(cur Record) bool {
+			return cur.Mode == ckanclient.ModeLive || (cur.Mode == ckanclient.ModeDown && bypass)
+		}, r.Method, r.URL.Path, remote, start)
+		if done == nil {
+			g.refuse(w, r, rec, d, d.Reason)
+			return
+		}
+		defer func() { done(g.clock()) }()
+		if bypass {
+			g.auditBypass(r, remote)
+		}
+	}
+	outcome := "forwarded"
+	if bypass {
+		outcome = "bypass"
+	}
+	g.metrics.request(d.Class.String(), outcome)
+	ctx := context.WithValue(r.Context(), ctxKey{}, reqInfo{rec: rec, start: start, remote: remote})
+	g.proxy.ServeHTTP(w, r.WithContext(ctx))
+}
+
+// refuse answers a request the mode does not let through.
+func (g *Gate) refuse(w http.ResponseWriter, r *http.Request, rec Record, d classify.Decision, why string) {
+	t := g.clock()
+	f := refusal{
+		SiteTitle:  g.opts.SiteTitle,
+		Heading:    "This site is in read-only maintenance",
+		Message:    rec.Message,
+		Mode:       rec.Mode,
+		Until:      rec.Until,
+		ETA:        formatETA(rec.Until, t),
+		RetryAfter: rec.retryAfter(t, g.opts.RetryAfter),
+		Status:     http.StatusServiceUnavailable,
+	}
+	if f.Message == "" {
+		f.Message = defaultMessage
+	}
+	if rec.Mode == ckanclient.ModeDown {
+		f.Heading = "This site is down for maintenance"
+	}
+	kind := "html"
+	if g.classifier.IsAPI(r.URL, r.Header) {
+		kind = "api"
+		writeAPIRefusal(w, r, d.Action, f)
+	} else {
+		if isFormPost(r) && rec.Mode == ckanclient.ModeReadOnly {
+			f.FormPost = true
+			f.Fields = echoFields(r)
+		}
+		writeHTMLRefusal(w, f)
+	}
+	g.metrics.refusal(d.Class.String(), rec.Mode, kind)
+	g.log.Debug("refused", "method", r.Method, "path", r.URL.Path, "mode", rec.Mode, "reason", why)
+}
+
+// rewrite prepares the outbound request: CKAN's address, the client's Host,
+// and X-Forwarded-* so CKAN builds correct URLs. Forwarding headers from
+// the client are believed only when the peer is a trusted proxy.
+func (g *Gate) rewrite(pr *httputil.ProxyRequest) {
+	pr.SetURL(g.opts.Upstream)
+	pr.Out.Host = pr.In.Host
+	peer := peerAddr(pr.In)
+	if g.trusted(peer) {
+		for _, h := range []string{"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host"} {
+			if v, ok := pr.In.Header[h]; ok {
+				pr.Out.Header[h] = v
+			}
+		}
+		proto, host := pr.Out.Header.Get("X-Forwarded-Proto"), pr.Out.Header.Get("X-Forwarded-Host")
+		pr.SetXForwarded() // appends the peer to X-Forwarded-For
+		if proto != "" {
+			pr.Out.Header.Set("X-Forwarded-Proto", proto)
+		}
+		if host != "" {
+			pr.Out.Header.Set("X-Forwarded-Host", host)
+		}
+		return
+	}
+	pr.SetXForwarded()
+}
+
+// modifyResponse annotates HTML pages in read-only mode. In live and down
+// (bypass) modes it returns at once: the response passes untouched.
+func (g *Gate) modifyResponse(resp *http.Response) error {
+	info, _ := resp.Request.Context().Value(ctxKey{}).(reqInfo)
+	if info.rec.Mode != ckanclient.ModeReadOnly {
+		return nil
+	}
+	base := resp.Request.URL
+	return annotate.Response(resp, annotate.Options{
+		Notice: annotate.Notice{
+			SiteTitle: g.opts.SiteTitle,
+			Message:   messageOr(info.rec.Message),
+			Until:     info.rec.Until,
+			Mode:      info.rec.Mode,
+		},
+		WouldRefuse: func(method, action string) bool {
+			return g.classifier.FormWouldBeRefused(method, action, base)
+		},
+	})
+}
+
+func messageOr(m string) string {
+	if m == "" {
+		return defaultMessage
+	}
+	return m
+}
+
+// proxyError answers when CKAN could not be reached or the response could
+// not be relayed: a clear 502, never a Go error string.
+func (g *Gate) proxyError(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, context.Canceled) || r.Context().Err() != nil {
+		// The client went away; nobody is left to answer.
+		g.log.Debug("client gone", "method", r.Method, "path", r.URL.Path)
+		return
+	}
+	g.metrics.upstreamError()
+	g.log.Warn("upstream error", "method", r.Method, "path", r.URL.Path, "err", err.Error())
+	f := refusal{
+		SiteTitle: g.opts.SiteTitle,
+		Heading:   "The site is not answering",
+		Message:   "The gate could not reach the CKAN application behind it. Please try again in a moment.",
+		Mode:      g.state.current().Mode,
+		Status:    http.StatusBadGateway,
+	}
+	if g.classifier.IsAPI(r.URL, r.Header) {
+		writeJSON(w, http.StatusBadGateway, ckanEnvelope{Help: helpURL(r, ""), Error: &ckanError{
+			Type: "Gateway Error", Message: f.Message, Mode: f.Mode,
+		}})
+		return
+	}
+	writeHTMLRefusal(w, f)
+}
+
+// clientAddr is the client's address: the peer, or for a trusted proxy
+// the right-most untrusted address of X-Forwarded-For.
+func (g *Gate) clientAddr(r *http.Request) string {
+	peer := peerAddr(r)
+	if !g.trusted(peer) {
+		return addrString(peer, r.RemoteAddr)
+	}
+	hops := r.Header.Values("X-Forwarded-For")
+	var all []string
+	for _, h := range hops {
+		for _, p := range strings.Split(h, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				all = append(all, p)
+			}
+		}
+	}
+	for i := len(all) - 1; i >= 0; i-- {
+		a, err := netip.ParseAddr(all[i])
+		if err != nil {
+			return addrString(peer, r.RemoteAddr) // garbage: trust nothing beyond the peer
+		}
+		a = a.Unmap()
+		if !g.trusted(a) {
+			return a.String()
+		}
+	}
+	return addrString(peer, r.RemoteAddr)
+}
+
+func addrString(a netip.Addr, fallback string) string {
+	if a.IsValid() {
+		return a.String()
+	}
+	return fallback
+}
+
+func peerAddr(r *http.Request) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
+
+func (g *Gate) trusted(a netip.Addr) bool { return inPrefixes(a, g.opts.TrustedProxies) }
+
+func (g *Gate) bypassed(remote string) bool {
+	a, err := netip.ParseAddr(remote)
+	return err == nil && inPrefixes(a.Unmap(), g.opts.BypassCIDRs)
+}
+
+func inPrefixes(a netip.Addr, ps []netip.Prefix) bool {
+	if !a.IsValid() {
+		return false
+	}
+	for _, p := range ps {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// auditBypass records a write let through in down mode.
+func (g *Gate) auditBypass(r *http.Request, remote string) {
+	g.audit(AuditEntry{Time: g.clock(), Event: "bypass-write", Actor: "bypass:" + remote, Method: r.Method, Path: r.URL.Path, Remote: remote})
+}
+
+func (g *Gate) audit(e AuditEntry) {
+	if g.opts.Audit == nil {
+		return
+	}
+	if err := g.opts.Audit.Append(e); err != nil {
+		g.log.Error("audit log append failed", "err", err.Error(), "event", e.Event)
+	}
+}

@@ -1,0 +1,107 @@
+package gate
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/ckanops/ckanops/ckanclient"
+)
+
+// metrics are the gate's Prometheus series, in a registry of its own (so
+// tests and several gates in one process never collide).
+type metrics struct {
+	reg      *prometheus.Registry
+	requests *prometheus.CounterVec
+	refusals *prometheus.CounterVec
+	upstream prometheus.Histogram
+	upErrors prometheus.Counter
+}
+
+func newMetrics(g *Gate) *metrics {
+	m := &metrics{reg: prometheus.NewRegistry()}
+	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "ckanops_requests_total", Help: "Requests by class (read, write, login, tracking, control) and outcome (forwarded, refused, bypass, tracking, control).",
+	}, []string{"class", "outcome"})
+	m.refusals = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "ckanops_refusals_total", Help: "Requests refused, by the mode that refused them and the answer's kind (api or html).",
+	}, []string{"mode", "kind"})
+	m.upstream = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "ckanops_upstream_duration_seconds", Help: "Time from forwarding a request to CKAN until its response headers arrived.",
+		Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+	})
+	m.upErrors = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "ckanops_upstream_errors_total", Help: "Requests answered 502 because CKAN could not be reached.",
+	})
+	m.reg.MustRegister(m.requests, m.refusals, m.upstream, m.upErrors,
+		enumGauge{
+			desc:    prometheus.NewDesc("ckanops_mode", "1 for the mode the gate enforces, 0 for the others.", []string{"mode"}, nil),
+			values:  []string{ckanclient.ModeLive, ckanclient.ModeReadOnly, ckanclient.ModeDown},
+			current: func() string { return g.state.current().Mode },
+		},
+		enumGauge{
+			desc:    prometheus.NewDesc("ckanops_phase", "1 for the current phase (live, draining, quiesced), 0 for the others.", []string{"phase"}, nil),
+			values:  []string{ckanclient.PhaseLive, ckanclient.PhaseDraining, ckanclient.PhaseQuiesced},
+			current: func() string { p, _ := g.state.phase(); return p },
+		},
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ckanops_mode_version", Help: "Version of the enforced mode record."},
+			func() float64 { return float64(g.state.current().Version) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ckanops_in_flight_writes", Help: "Write requests admitted and not yet finished."},
+			func() float64 { return float64(g.state.inFlightCount()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ckanops_store_ok", Help: "1 while the state store answers, 0 while the gate runs on its last known mode."},
+			func() float64 { ok, _ := g.storeState.get(); return b2f(ok) }),
+	)
+	return m
+}
+
+// enumGauge exports a one-of-n state as n series, the current one at 1.
+type enumGauge struct {
+	desc    *prometheus.Desc
+	values  []string
+	current func() string
+}
+
+func (e enumGauge) Describe(ch chan<- *prometheus.Desc) { ch <- e.desc }
+
+func (e enumGauge) Collect(ch chan<- prometheus.Metric) {
+	cur := e.current()
+	for _, v := range e.values {
+		ch <- prometheus.MustNewConstMetric(e.desc, prometheus.GaugeValue, b2f(v == cur), v)
+	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+func (m *metrics) request(class, outcome string) { m.requests.WithLabelValues(class, outcome).Inc() }
+
+func (m *metrics) refusal(class, mode, kind string) {
+	m.requests.WithLabelValues(class, "refused").Inc()
+	m.refusals.WithLabelValues(mode, kind).Inc()
+}
+
+func (m *metrics) upstreamError() { m.upErrors.Inc() }
+
+// instrument wraps the upstream transport to time each round trip.
+func (m *metrics) instrument(rt http.RoundTripper) http.RoundTripper {
+	return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		start := time.Now()
+		resp, err := rt.RoundTrip(r)
+		m.upstream.Observe(time.Since(start).Seconds())
+		return resp, err
+	})
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }

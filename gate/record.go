@@ -1,0 +1,78 @@
+package gate
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ckanops/ckanops/ckanclient"
+)
+
+// Record is a site's mode record: what its state store holds and what every
+// gate of the site enforces. A change is compare-and-set on Version.
+type Record struct {
+	Mode    string     `json:"mode"`
+	Message string     `json:"message"`
+	Since   time.Time  `json:"since"`
+	Until   *time.Time `json:"until"`
+	Version int64      `json:"version"`
+	Actor   string     `json:"actor,omitempty"`
+	Reason  string     `json:"reason,omitempty"`
+}
+
+// initialRecord is the record of a site whose store has never been written:
+// live, version 0.
+func initialRecord(now time.Time) Record {
+	return Record{Mode: ckanclient.ModeLive, Since: now.UTC()}
+}
+
+// ErrConflict is returned by a store when the expected version is not the
+// stored one. The ConflictError carries the current record.
+var ErrConflict = errors.New("mode record changed meanwhile")
+
+// ConflictError is a failed compare-and-set: Current is what the store holds.
+type ConflictError struct{ Current Record }
+
+func (e *ConflictError) Error() string {
+	return fmt.Sprintf("gate: mode record is at version %d (changed by %s): re-read and retry", e.Current.Version, actorOr(e.Current.Actor))
+}
+
+func (e *ConflictError) Unwrap() error { return ErrConflict }
+
+func actorOr(a string) string {
+	if a == "" {
+		return "someone else"
+	}
+	return a
+}
+
+// validate checks a record read from a store: a store holding garbage must
+// stop the gate rather than let it guess.
+func (r Record) validate() error {
+	switch r.Mode {
+	case ckanclient.ModeLive, ckanclient.ModeReadOnly, ckanclient.ModeDown:
+	default:
+		return fmt.Errorf("unknown mode %q", r.Mode)
+	}
+	if r.Version < 0 {
+		return fmt.Errorf("negative version %d", r.Version)
+	}
+	if r.Since.IsZero() {
+		return errors.New("since is missing")
+	}
+	return nil
+}
+
+// maintenance reports whether the record's mode refuses writes.
+func (r Record) maintenance() bool { return r.Mode != ckanclient.ModeLive }
+
+// retryAfter is the Retry-After value for a refusal: whole seconds to Until
+// when it is in the future, else def.
+func (r Record) retryAfter(now time.Time, def time.Duration) int {
+	if r.Until != nil {
+		if d := r.Until.Sub(now); d > 0 {
+			return int((d + time.Second - 1) / time.Second)
+		}
+	}
+	return int(def / time.Second)
+}

@@ -1,0 +1,101 @@
+package gate
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+
+	"github.com/ckanops/ckanops/config"
+	"github.com/ckanops/ckanops/gate/classify"
+)
+
+// Run starts the gate described by cfg and serves until ctx is done
+// (SIGTERM), then drains requests in flight for at most the configured
+// shutdown timeout. ready, if not nil, is called with the listening
+// address once the gate accepts connections.
+func Run(ctx context.Context, cfg *config.Gate, log *slog.Logger, ready func(addr string)) error {
+	token, warns, err := cfg.OpsToken()
+	for _, w := range warns {
+		log.Warn(w.Message, "file", w.File, "key", w.Key)
+	}
+	if err != nil {
+		return err
+	}
+	up, err := url.Parse(cfg.Upstream)
+	if err != nil {
+		return fmt.Errorf("gate: upstream: %w", err)
+	}
+	local, err := OpenFileStore(cfg.State.File)
+	if err != nil {
+		return err
+	}
+	defer local.Close()
+	var store Store = local
+	if cfg.State.RedisURL != "" {
+		rs, err := OpenRedisStore(cfg.State.RedisURL.Reveal(), cfg.Site)
+		if err != nil {
+			return err
+		}
+		defer rs.Close()
+		store = rs
+	} else {
+		local = nil // the file is the store itself
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("gate: listen on %s: %w", cfg.Listen, err)
+	}
+	defer ln.Close()
+	audit, err := OpenAuditLog(cfg.Audit.File)
+	if err != nil {
+		return err
+	}
+	defer audit.Close()
+
+	adminTTL := cfg.Auth.SysadminCacheTTL.Duration
+	if adminTTL == 0 {
+		adminTTL = -1 // 0s in gate.toml turns the cache off
+	}
+	g, err := New(ctx, Options{
+		Site:      cfg.Site,
+		SiteTitle: cfg.Gate.SiteTitle,
+		Upstream:  up,
+		Store:     store,
+		Local:     local,
+		Audit:     audit,
+		GateID:    hostname() + ":" + portOf(ln.Addr()),
+		OpsToken:  token,
+		Policy: classify.Policy{
+			AllowActions: cfg.Policy.AllowActions,
+			DenyActions:  cfg.Policy.DenyActions,
+			AllowPosts:   cfg.Policy.AllowPosts,
+			DenyGet:      cfg.Policy.DenyGet,
+		},
+		BypassCIDRs:      cfg.Policy.BypassCIDRs,
+		TrustedProxies:   cfg.Policy.TrustedProxies,
+		RetryAfter:       cfg.Gate.RetryAfter.Duration,
+		SysadminCacheTTL: adminTTL,
+		Logger:           log,
+	})
+	if err != nil {
+		return err
+	}
+	go g.Sync(ctx)
+	mode := g.Mode()
+	log.Info("gate listening", "site", cfg.Site, "listen", ln.Addr().String(), "upstream", up.Redacted(),
+		"mode", mode.Mode, "version", mode.Version, "store", store.Kind(), "state", cfg.State.File, "gate_id", g.opts.GateID)
+	if ready != nil {
+		ready(ln.Addr().String())
+	}
+	return Serve(ctx, ln, g, cfg.Gate.ShutdownTimeout.Duration, log)
+}
+
+func portOf(a net.Addr) string {
+	_, port, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	return port
+}
