@@ -1,6 +1,11 @@
 package main
 
-import "flag"
+import (
+	"flag"
+	"time"
+
+	"github.com/ckanops/ckanops/ckanclient"
+)
 
 // consoleFlags adds the flags every console subcommand shares.
 func consoleFlags(fs *flag.FlagSet) (config *string, asJSON *bool) {
@@ -16,11 +21,85 @@ func init() {
 		usage:   "status [--json] [SITE]",
 		run: func(e *env, args []string) error {
 			fs := newFlags(e, commands["status"])
-			consoleFlags(fs)
+			cfgPath, asJSON := consoleFlags(fs)
 			if err := parse(e, fs, args); err != nil {
 				return err
 			}
-			return notImplemented("status", "issue 3")
+			if fs.NArg() > 1 {
+				return usageErr("give at most one SITE")
+			}
+			sites, err := loadSites(e, *cfgPath, fs.Arg(0))
+			if err != nil {
+				return err
+			}
+			return runStatus(e, sites, *asJSON)
+		},
+	})
+	register(&command{
+		name:    "enable",
+		summary: "put a site into maintenance (read-only by default)",
+		usage: `enable [flags] SITE
+Writes are refused at once; writes already admitted finish (the site drains).
+With --wait, return only when the site is quiesced (or --timeout passes).`,
+		run: func(e *env, args []string) error {
+			fs := newFlags(e, commands["enable"])
+			cfgPath, asJSON := consoleFlags(fs)
+			mode := fs.String("mode", "read-only", "maintenance mode: read-only or down")
+			message := fs.String("message", "", "message shown to users and API clients")
+			forDur := fs.String("for", "", "expected duration, e.g. 90m or 2h30m (sets the ETA)")
+			until := fs.String("until", "", "expected end, RFC 3339 (instead of --for)")
+			reason := fs.String("reason", "", "why, for the audit log")
+			expect := fs.Int64("expect-version", -1, "refuse the change unless the site's mode record is at this version")
+			wait := fs.Bool("wait", false, "wait until the site is quiesced")
+			timeout := fs.Duration("timeout", 10*time.Minute, "with --wait, give up after this long")
+			if err := parse(e, fs, args); err != nil {
+				return err
+			}
+			site, err := oneSite(e, fs, *cfgPath)
+			if err != nil {
+				return err
+			}
+			if *mode != ckanclient.ModeReadOnly && *mode != ckanclient.ModeDown {
+				return usageErr("--mode %q: want read-only or down (use 'ckanops disable' to go live)", *mode)
+			}
+			req := ckanclient.ModeRequest{Mode: *mode, Message: *message, For: *forDur, Reason: *reason}
+			if *until != "" {
+				t, err := time.Parse(time.RFC3339, *until)
+				if err != nil {
+					return usageErr("--until %q: want RFC 3339, e.g. 2026-11-29T15:00:00Z", *until)
+				}
+				req.Until = &t
+			}
+			if *expect >= 0 {
+				req.ExpectVersion = expect
+			}
+			if err := req.Validate(); err != nil {
+				return usageErr("%v", err)
+			}
+			return runSetMode(e, site, req, *asJSON, *wait, *timeout)
+		},
+	})
+	register(&command{
+		name:    "disable",
+		summary: "take a site out of maintenance (back to live)",
+		usage:   "disable [flags] SITE",
+		run: func(e *env, args []string) error {
+			fs := newFlags(e, commands["disable"])
+			cfgPath, asJSON := consoleFlags(fs)
+			reason := fs.String("reason", "", "why, for the audit log")
+			expect := fs.Int64("expect-version", -1, "refuse the change unless the site's mode record is at this version")
+			if err := parse(e, fs, args); err != nil {
+				return err
+			}
+			site, err := oneSite(e, fs, *cfgPath)
+			if err != nil {
+				return err
+			}
+			req := ckanclient.ModeRequest{Mode: ckanclient.ModeLive, Reason: *reason}
+			if *expect >= 0 {
+				req.ExpectVersion = expect
+			}
+			return runSetMode(e, site, req, *asJSON, false, 0)
 		},
 	})
 	register(&command{
@@ -34,42 +113,6 @@ func init() {
 				return err
 			}
 			return notImplemented("check", "the checks issue")
-		},
-	})
-	register(&command{
-		name:    "enable",
-		summary: "put a site into maintenance (read-only by default)",
-		usage: `enable [flags] SITE
-Writes are refused at once; writes already admitted finish (the site drains).
-With --wait, return only when the site is quiesced (or --timeout passes).`,
-		run: func(e *env, args []string) error {
-			fs := newFlags(e, commands["enable"])
-			consoleFlags(fs)
-			fs.String("mode", "read-only", "maintenance mode: read-only or down")
-			fs.String("message", "", "message shown to users and API clients")
-			fs.Duration("for", 0, "expected duration, e.g. 90m or 2h30m (sets the ETA)")
-			fs.String("until", "", "expected end, RFC 3339 (instead of --for)")
-			fs.String("reason", "", "why, for the audit log")
-			fs.Bool("wait", false, "wait until the site is quiesced")
-			fs.Duration("timeout", 0, "with --wait, give up after this long (default: the gate's drain timeout)")
-			if err := parse(e, fs, args); err != nil {
-				return err
-			}
-			return notImplemented("enable", "issue 3")
-		},
-	})
-	register(&command{
-		name:    "disable",
-		summary: "take a site out of maintenance (back to live)",
-		usage:   "disable [flags] SITE",
-		run: func(e *env, args []string) error {
-			fs := newFlags(e, commands["disable"])
-			consoleFlags(fs)
-			fs.String("reason", "", "why, for the audit log")
-			if err := parse(e, fs, args); err != nil {
-				return err
-			}
-			return notImplemented("disable", "issue 3")
 		},
 	})
 	register(&command{

@@ -1,5 +1,15 @@
 package main
 
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/ckanops/ckanops/config"
+	"github.com/ckanops/ckanops/gate"
+)
+
 func init() {
 	register(&command{
 		name:    "gate",
@@ -7,14 +17,33 @@ func init() {
 		usage: `gate --config gate.toml
 The gate listens on 'listen', forwards to CKAN at 'upstream', enforces the
 site's mode (live, read-only, down), drains in-flight writes, and serves the
-control API under /-/ckanops/. See docs/config.md for gate.toml.`,
+control API under /-/ckanops/. See docs/config.md for gate.toml.
+SIGTERM or SIGINT: stop accepting, let requests in flight finish (at most
+gate.shutdown_timeout), exit.`,
 		run: func(e *env, args []string) error {
 			fs := newFlags(e, commands["gate"])
-			fs.String("config", "", "path to gate.toml (required)")
+			path := fs.String("config", "", "path to gate.toml (required)")
+			logFlags := addLogFlags(fs)
 			if err := parse(e, fs, args); err != nil {
 				return err
 			}
-			return notImplemented("the gate", "issue 3")
+			if *path == "" {
+				return usageErr("--config gate.toml is required (see docs/config.md)")
+			}
+			log, err := logFlags.logger(e.stderr)
+			if err != nil {
+				return err
+			}
+			cfg, warns, err := config.LoadGate(*path)
+			if err != nil {
+				return err
+			}
+			for _, w := range warns {
+				log.Warn(w.Message, "file", w.File, "key", w.Key)
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return gate.Run(ctx, cfg, log, nil)
 		},
 	})
 }

@@ -1,0 +1,273 @@
+package main
+
+// End-to-end: the real ckanops binary as a gate process in front of a
+// simulated CKAN, driven by the real CLI.
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ckanops/ckanops/ckanclient"
+	"github.com/ckanops/ckanops/internal/ckansim"
+)
+
+var binPath string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "ckanops-e2e-")
+	if err != nil {
+		panic(err)
+	}
+	binPath = filepath.Join(dir, "ckanops")
+	build := exec.Command("go", "build", "-race", "-o", binPath, ".")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		// Without -race support (no cgo), build a plain binary.
+		build = exec.Command("go", "build", "-o", binPath, ".")
+		build.Stderr = os.Stderr
+		if err := build.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "e2e: cannot build ckanops:", err)
+			os.Exit(1)
+		}
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// site is a simulated CKAN, the files a gate needs, and the console's
+// sites.toml pointing at the gate.
+type site struct {
+	t        *testing.T
+	sim      *ckansim.Sim
+	dir      string
+	gateURL  string
+	gateConf string
+	sites    string
+	cmd      *exec.Cmd
+	logs     *bytes.Buffer
+}
+
+const e2eToken = "e2e-ops-token-9f8e7d6c5b4a"
+
+func freePort(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func newSite(t *testing.T) *site {
+	sim, err := ckansim.New(ckansim.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := httptest.NewServer(sim)
+	t.Cleanup(up.Close)
+	dir := t.TempDir()
+	listen := freePort(t)
+	s := &site{t: t, sim: sim, dir: dir, gateURL: "http://" + listen}
+	tokenFile := filepath.Join(dir, "ops.token")
+	os.WriteFile(tokenFile, []byte(e2eToken+"\n"), 0o600)
+	s.gateConf = filepath.Join(dir, "gate.toml")
+	os.WriteFile(s.gateConf, []byte(fmt.Sprintf(`site = "e2e"
+listen = %q
+upstream = %q
+
+[state]
+file = "state/e2e.state.json"
+
+[auth]
+ops_token_file = "ops.token"
+
+[gate]
+shutdown_timeout = "5s"
+`, listen, up.URL)), 0o600)
+	s.sites = filepath.Join(dir, "sites.toml")
+	os.WriteFile(s.sites, []byte(fmt.Sprintf(`[[site]]
+name = "e2e"
+url = %q
+token_file = "ops.token"
+`, s.gateURL)), 0o600)
+	return s
+}
+
+// startGate runs `ckanops gate` and waits until it answers.
+func (s *site) startGate() {
+	t := s.t
+	t.Helper()
+	s.logs = &bytes.Buffer{}
+	s.cmd = exec.Command(binPath, "gate", "--config", s.gateConf)
+	s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	cmd := s.cmd
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	})
+	for i := 0; i < 300; i++ {
+		res, err := http.Get(s.gateURL + "/-/ckanops/status")
+		if err == nil {
+			res.Body.Close()
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("the gate did not come up; its log:\n%s", s.logs)
+}
+
+func (s *site) cli(args ...string) (int, string, string) {
+	s.t.Helper()
+	cmd := exec.Command(binPath, args...)
+	cmd.Env = append(os.Environ(), "CKANOPS_CONFIG="+s.sites)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		s.t.Fatal(err)
+	}
+	return code, out.String(), errb.String()
+}
+
+func (s *site) write(name string) int {
+	s.t.Helper()
+	req, _ := http.NewRequest("POST", s.gateURL+"/api/3/action/package_create",
+		strings.NewReader(fmt.Sprintf(`{"name": %q, "owner_org": "demo-org"}`, name)))
+	req.Header.Set("Authorization", ckansim.SysadminToken)
+	req.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	return res.StatusCode
+}
+
+func TestGateProcessEndToEnd(t *testing.T) {
+	s := newSite(t)
+	s.startGate()
+
+	if code := s.write("before-maintenance"); code != 200 {
+		t.Fatalf("live write: %d", code)
+	}
+	code, out, errOut := s.cli("enable", "--message", "Snapshot then upgrade", "--for", "45m", "--reason", "e2e", "--wait", "e2e")
+	if code != 0 || !strings.Contains(out, "read-only") {
+		t.Fatalf("enable: exit %d\n%s\n%s", code, out, errOut)
+	}
+	s.sim.ResetJournal()
+	if code := s.write("during-maintenance"); code != 503 {
+		t.Fatalf("write in read-only: %d", code)
+	}
+
+	// status --json, through the CLI.
+	code, out, errOut = s.cli("status", "--json")
+	var rows []struct {
+		Site   string            `json:"site"`
+		Status ckanclient.Status `json:"status"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &rows) != nil || len(rows) != 1 ||
+		rows[0].Status.Mode != ckanclient.ModeReadOnly || rows[0].Status.Phase != ckanclient.PhaseQuiesced || rows[0].Status.Until == nil {
+		t.Fatalf("status --json: exit %d\n%s\n%s", code, out, errOut)
+	}
+
+	// SIGKILL: the gate comes back in the mode it had.
+	s.cmd.Process.Kill()
+	s.cmd.Wait()
+	s.startGate()
+	if code := s.write("after-restart"); code != 503 {
+		t.Fatalf("write after a SIGKILL restart: %d (the gate forgot read-only)\n%s", code, s.logs)
+	}
+	if w := s.sim.Writes(); len(w) != 0 {
+		t.Fatalf("writes reached CKAN in read-only: %+v", w)
+	}
+
+	code, out, errOut = s.cli("disable", "--reason", "done", "e2e")
+	if code != 0 || !strings.Contains(out, "live") {
+		t.Fatalf("disable: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if code := s.write("after-disable"); code != 200 {
+		t.Fatalf("write after disable: %d", code)
+	}
+
+	// The audit log has both changes.
+	b, _ := os.ReadFile(filepath.Join(s.dir, "state", "audit.jsonl"))
+	if n := strings.Count(string(b), `"event":"mode"`); n != 2 {
+		t.Fatalf("audit log has %d mode changes, want 2:\n%s", n, b)
+	}
+	if strings.Contains(s.logs.String(), e2eToken) {
+		t.Fatal("the ops token appeared in the gate's log")
+	}
+
+	// SIGTERM: a clean exit.
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	if err := s.cmd.Wait(); err != nil {
+		t.Fatalf("gate exit after SIGTERM: %v\n%s", err, s.logs)
+	}
+}
+
+func TestSIGTERMLetsInFlightRequestsFinish(t *testing.T) {
+	s := newSite(t)
+	s.startGate()
+	s.sim.SetLatency(0, 800*time.Millisecond)
+	done := make(chan int, 1)
+	go func() { done <- s.write("slow-write") }()
+	for i := 0; i < 200 && len(s.sim.Journal()) == 0; i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	if code := <-done; code != 200 {
+		t.Fatalf("in-flight write during shutdown: %d", code)
+	}
+	if err := s.cmd.Wait(); err != nil {
+		t.Fatalf("gate exit: %v\n%s", err, s.logs)
+	}
+}
+
+func TestCLIErrors(t *testing.T) {
+	s := newSite(t)
+	// Gate not running: a clear error, exit 1.
+	code, _, errOut := s.cli("status", "e2e")
+	if code != 1 || !strings.Contains(errOut, "did not answer") {
+		t.Fatalf("status with the gate down: exit %d, %s", code, errOut)
+	}
+	code, _, errOut = s.cli("enable", "nosuchsite")
+	if code == 0 || !strings.Contains(errOut, "nosuchsite") {
+		t.Fatalf("unknown site: exit %d, %s", code, errOut)
+	}
+	code, _, errOut = s.cli("enable", "--mode", "live", "e2e")
+	if code != 2 {
+		t.Fatalf("enable --mode live: exit %d, %s", code, errOut)
+	}
+	code, _, errOut = s.cli("gate")
+	if code != 2 || !strings.Contains(errOut, "--config") {
+		t.Fatalf("gate without --config: exit %d, %s", code, errOut)
+	}
+	bad := filepath.Join(s.dir, "bad.toml")
+	os.WriteFile(bad, []byte("site = \"x\"\nlisten = 8080\n"), 0o600)
+	code, _, errOut = s.cli("gate", "--config", bad)
+	if code != 1 || !strings.Contains(errOut, "bad.toml:2") || !strings.Contains(errOut, "listen") {
+		t.Fatalf("bad gate.toml: exit %d, %s", code, errOut)
+	}
+}

@@ -1,0 +1,234 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/ckanops/ckanops/ckanclient"
+	"github.com/ckanops/ckanops/config"
+)
+
+// siteClient is a configured site and its client.
+type siteClient struct {
+	site   config.Site
+	client *ckanclient.Client
+}
+
+// loadSites reads sites.toml (from --config, else the usual places) and
+// returns a client for every site, or for the one named.
+func loadSites(e *env, path, only string) ([]siteClient, error) {
+	if path == "" {
+		p, err := config.SitesPath()
+		if err != nil {
+			return nil, err
+		}
+		path = p
+	}
+	cfg, warns, err := config.LoadSites(path)
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range warns {
+		fmt.Fprintf(e.stderr, "warning: %s\n", w)
+	}
+	sites := cfg.Sites
+	if only != "" {
+		s, err := cfg.Find(only)
+		if err != nil {
+			return nil, err
+		}
+		sites = []config.Site{s}
+	}
+	out := make([]siteClient, 0, len(sites))
+	for _, s := range sites {
+		tok, warns, err := s.Token()
+		for _, w := range warns {
+			fmt.Fprintf(e.stderr, "warning: %s\n", w)
+		}
+		if err != nil {
+			return nil, err
+		}
+		style := ckanclient.AuthBearer
+		if s.CKANAPIKeyHeader {
+			style = ckanclient.AuthAPIKey
+		}
+		c, err := ckanclient.New(s.URL, ckanclient.Options{Token: tok, TokenStyle: style, Timeout: s.Timeout.Duration, UserAgent: "ckanops/" + buildVersion()})
+		if err != nil {
+			return nil, fmt.Errorf("site %s: %w", s.Name, err)
+		}
+		out = append(out, siteClient{site: s, client: c})
+	}
+	return out, nil
+}
+
+// oneSite is loadSites for the single SITE argument of fs.
+func oneSite(e *env, fs *flag.FlagSet, path string) (siteClient, error) {
+	if fs.NArg() != 1 {
+		return siteClient{}, usageErr("give exactly one SITE (the name of a [[site]] in sites.toml)")
+	}
+	s, err := loadSites(e, path, fs.Arg(0))
+	if err != nil {
+		return siteClient{}, err
+	}
+	return s[0], nil
+}
+
+// siteStatus is one row of `status --json`.
+type siteStatus struct {
+	Site   string             `json:"site"`
+	URL    string             `json:"url"`
+	Status *ckanclient.Status `json:"status,omitempty"`
+	Error  string             `json:"error,omitempty"`
+}
+
+// runStatus asks every site at once; one dead site never holds up the rest
+// beyond its own timeout.
+func runStatus(e *env, sites []siteClient, asJSON bool) error {
+	rows := make([]siteStatus, len(sites))
+	var wg sync.WaitGroup
+	for i, s := range sites {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rows[i] = siteStatus{Site: s.site.Name, URL: s.site.URL}
+			st, err := s.client.Status(context.Background())
+			if err != nil {
+				rows[i].Error = err.Error()
+				return
+			}
+			rows[i].Status = st
+		}()
+	}
+	wg.Wait()
+	failed := 0
+	for _, r := range rows {
+		if r.Error != "" {
+			failed++
+		}
+	}
+	if asJSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rows); err != nil {
+			return err
+		}
+	} else {
+		printStatus(e, rows)
+	}
+	if failed > 0 {
+		return &exitError{code: exitFail, err: fmt.Errorf("%d of %d sites did not answer", failed, len(rows))}
+	}
+	return nil
+}
+
+func printStatus(e *env, rows []siteStatus) {
+	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "SITE\tMODE\tPHASE\tSINCE\tUNTIL\tWRITES\tVERSION\tMESSAGE")
+	now := time.Now()
+	for _, r := range rows {
+		if r.Error != "" {
+			fmt.Fprintf(tw, "%s\t?\t?\t\t\t\t\t%s\n", r.Site, oneLine(r.Error, 100))
+			continue
+		}
+		st := r.Status
+		until := "-"
+		if st.Until != nil {
+			until = st.Until.Local().Format("Jan 2 15:04")
+		}
+		writes := "-"
+		if st.InFlight != nil || st.Store != nil {
+			writes = fmt.Sprint(len(st.InFlight))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s ago\t%s\t%s\t%d\t%s\n", r.Site, st.Mode, st.Phase,
+			ago(now.Sub(st.Since)), until, writes, st.Version, oneLine(st.Message, 60))
+	}
+	tw.Flush()
+}
+
+// runSetMode changes a site's mode and, with wait, follows the drain.
+func runSetMode(e *env, s siteClient, req ckanclient.ModeRequest, asJSON, wait bool, timeout time.Duration) error {
+	ctx := context.Background()
+	st, err := s.client.SetMode(ctx, req)
+	if err != nil {
+		return err
+	}
+	if wait && st.Phase == ckanclient.PhaseDraining {
+		if !asJSON {
+			fmt.Fprintf(e.stderr, "%s: %s, draining %d write(s) in flight...\n", s.site.Name, st.Mode, len(st.InFlight))
+		}
+		st, err = waitQuiesced(ctx, s.client, timeout)
+		if err != nil {
+			return err
+		}
+	}
+	if asJSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(st)
+	}
+	fmt.Fprintf(e.stdout, "%s: %s (%s), version %d\n", s.site.Name, st.Mode, st.Phase, st.Version)
+	if st.Phase == ckanclient.PhaseDraining {
+		for _, w := range st.InFlight {
+			fmt.Fprintf(e.stdout, "  in flight: %s %s (%s, from %s)\n", w.Method, w.Path, time.Duration(w.AgeMS)*time.Millisecond, w.Remote)
+		}
+	}
+	return nil
+}
+
+var errDrainTimeout = errors.New("writes are still in flight")
+
+func waitQuiesced(ctx context.Context, c *ckanclient.Client, timeout time.Duration) (*ckanclient.Status, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	var last *ckanclient.Status
+	for {
+		st, err := c.Status(ctx)
+		if err == nil {
+			last = st
+			if st.Phase != ckanclient.PhaseDraining {
+				return st, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			if last == nil {
+				return nil, fmt.Errorf("waiting for the drain: %w", err)
+			}
+			paths := make([]string, 0, len(last.InFlight))
+			for _, w := range last.InFlight {
+				paths = append(paths, w.Method+" "+w.Path)
+			}
+			return nil, &exitError{code: exitFail, err: fmt.Errorf("%w after %s: %s (the site stays in %s; writes finish on their own)", errDrainTimeout, timeout, strings.Join(paths, ", "), last.Mode)}
+		case <-tick.C:
+		}
+	}
+}
+
+func ago(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
+	}
+	return fmt.Sprintf("%dd", int(d.Hours()/24))
+}
+
+func oneLine(s string, max int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len([]rune(s)) > max {
+		s = string([]rune(s)[:max-1]) + "…"
+	}
+	return s
+}
