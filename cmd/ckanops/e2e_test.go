@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -57,7 +58,25 @@ type site struct {
 	gateConf string
 	sites    string
 	cmd      *exec.Cmd
-	logs     *bytes.Buffer
+	logs     *syncBuffer
+}
+
+// syncBuffer collects a process's output while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 const e2eToken = "e2e-ops-token-9f8e7d6c5b4a"
@@ -110,7 +129,7 @@ token_file = "ops.token"
 func (s *site) startGate() {
 	t := s.t
 	t.Helper()
-	s.logs = &bytes.Buffer{}
+	s.logs = &syncBuffer{}
 	s.cmd = exec.Command(binPath, "gate", "--config", s.gateConf)
 	s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
 	if err := s.cmd.Start(); err != nil {
