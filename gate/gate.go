@@ -329,7 +329,7 @@ func (g *Gate) rewrite(pr *httputil.ProxyRequest) {
 // (bypass) modes it returns at once: the response passes untouched.
 func (g *Gate) modifyResponse(resp *http.Response) error {
 	info, _ := resp.Request.Context().Value(ctxKey{}).(reqInfo)
-	if info.rec.Mode != ckanclient.ModeReadOnly {
+	if info.rec.Mode != ckanclient.ModeReadOnly || g.isDownload(resp.Request.URL.Path) {
 		return nil
 	}
 	base := resp.Request.URL
@@ -344,6 +344,30 @@ func (g *Gate) modifyResponse(resp *http.Response) error {
 			return g.classifier.FormWouldBeRefused(method, action, base)
 		},
 	})
+}
+
+// downloadEndpoints serve users' files: an uploaded HTML resource is data,
+// not a page, and is never annotated.
+var downloadEndpoints = map[string]bool{
+	"dataset_resource.download": true, "resource.download": true, "datastore.dump": true,
+}
+
+// isDownload reports whether CKAN routes path (or path without a locale
+// prefix) to a download.
+func (g *Gate) isDownload(path string) bool {
+	for _, p := range []string{path, dropFirstSegment(path)} {
+		if r, _, _, found := g.opts.Surface.Lookup(http.MethodGet, p); found && downloadEndpoints[r.Endpoint] {
+			return true
+		}
+	}
+	return false
+}
+
+func dropFirstSegment(p string) string {
+	if i := strings.IndexByte(strings.TrimPrefix(p, "/"), '/'); i >= 0 {
+		return p[i+1:]
+	}
+	return p
 }
 
 func messageOr(m string) string {

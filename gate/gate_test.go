@@ -714,3 +714,18 @@ func TestLiveNeverTouchesABody(t *testing.T) {
 		}
 	}
 }
+
+func TestDownloadsAreNeverAnnotated(t *testing.T) {
+	r := newRig(t)
+	r.mustMode(ckanclient.ModeReadOnly, "")
+	for _, p := range []string{"/dataset/x/resource/y/download/page.html", "/fr/dataset/x/resource/y/download", "/datastore/dump/y"} {
+		if !r.gate.isDownload(p) {
+			t.Errorf("%s not seen as a download", p)
+		}
+	}
+	for _, p := range []string{"/dataset/x", "/dataset/x/resource/y", "/"} {
+		if r.gate.isDownload(p) {
+			t.Errorf("%s seen as a download", p)
+		}
+	}
+}

@@ -62,7 +62,8 @@
 //   - GET, HEAD and OPTIONS pass (Read);
 //   - POST passes only when it names a read-safe action call (Read), a login
 //     or logout path, "/user/login", "/login_generic", "/user/_logout",
-//     "/user/logout" (Login), or a path in Policy.AllowPosts (Read). It must
+//     "/user/logout" (Login), or "/util/redirect" (a redirect only) or a path
+//     in Policy.AllowPosts (Read). It must
 //     name it in both the literal and the normalised reading, either
 //     directly or after a first segment shaped like a CKAN locale ("fr",
 //     "pt_BR", "zh_Hant_TW", never a first segment of a CKAN route such as
@@ -176,6 +177,11 @@ var defaultDenyActions = map[string]string{
 	"get_site_user": "action get_site_user is a write by default (it creates the site user)",
 }
 
+// defaultAllowPosts are non-action paths whose POST writes nothing:
+// util.internal_redirect only redirects (CKAN's language selector, in the
+// footer of every page, posts there).
+var defaultAllowPosts = []string{"/util/redirect"}
+
 // loginPaths are the login and logout paths a POST may reach.
 var loginPaths = [][]string{
 	{"user", "login"},
@@ -237,12 +243,14 @@ func New(s *surface.Surface, p Policy) (*Classifier, error) {
 			c.denyGet = append(c.denyGet, pat)
 		}
 	}
-	for _, text := range p.AllowPosts {
-		pat, err := parsePattern("allow_posts", text)
-		if err != nil {
-			return nil, err
+	for _, list := range [][]string{defaultAllowPosts, p.AllowPosts} {
+		for _, text := range list {
+			pat, err := parsePattern("allow_posts", text)
+			if err != nil {
+				return nil, err
+			}
+			c.allowPosts = append(c.allowPosts, pat)
 		}
-		c.allowPosts = append(c.allowPosts, pat)
 	}
 	c.routeHeads["api"] = true
 	for _, r := range s.Routes {

@@ -161,8 +161,9 @@ func refAction(s *surface.Surface, method, name string) Class {
 
 // refRoute is the reference rule for a route's example path: reads for
 // GET, HEAD and OPTIONS except the 2.10 GET routes that write; POST only to
-// login and logout; the examples' action name ("example-logic_function")
-// is unknown, so a write.
+// login and logout, and to util.internal_redirect (the language selector on
+// every page posts there; it only redirects); the examples' action name
+// ("example-logic_function") is unknown, so a write.
 func refRoute(r surface.Route, method string) Class {
 	if method == "PUT" || method == "DELETE" || r.Endpoint == "api.action" {
 		return Write
@@ -170,6 +171,9 @@ func refRoute(r surface.Route, method string) Class {
 	if method == "POST" {
 		if r.Endpoint == "user.login" || r.Endpoint == "user.logout" {
 			return Login
+		}
+		if r.Endpoint == "util.internal_redirect" {
+			return Read
 		}
 		return Write
 	}

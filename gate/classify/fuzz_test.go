@@ -162,7 +162,8 @@ func oracleRoute(s *surface.Surface, method, p string) (bool, string) {
 		}
 		return true, ""
 	}
-	if r.Endpoint == "user.login" || r.Endpoint == "user.logout" {
+	switch r.Endpoint {
+	case "user.login", "user.logout", "util.internal_redirect": // the last only redirects
 		return true, ""
 	}
 	return false, "POST to " + r.Endpoint
