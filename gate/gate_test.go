@@ -729,3 +729,91 @@ func TestDownloadsAreNeverAnnotated(t *testing.T) {
 		}
 	}
 }
+
+// TestLiveStreamsBodiesBothWays shows the gate holds no body whole: CKAN
+// reads the start of an upload before the client has sent the rest, and
+// the client reads the start of a response before CKAN has written the
+// rest.
+func TestLiveStreamsBodiesBothWays(t *testing.T) {
+	const chunk = 1 << 20
+	gotFirst := make(chan struct{})
+	sendRest := make(chan struct{})
+	var received int64
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/upload":
+			buf := make([]byte, chunk)
+			if _, err := io.ReadFull(r.Body, buf); err != nil {
+				t.Errorf("upstream read: %v", err)
+				return
+			}
+			close(gotFirst)
+			n, _ := io.Copy(io.Discard, r.Body)
+			received = int64(chunk) + n
+			w.Write([]byte(`{"success": true}`))
+		case "/download":
+			w.Header().Set("Content-Type", "application/octet-stream")
+			w.Write(make([]byte, chunk))
+			w.(http.Flusher).Flush()
+			<-sendRest
+			w.Write(make([]byte, chunk))
+		}
+	}))
+	defer up.Close()
+	u, _ := url.Parse(up.URL)
+	store, err := OpenFileStore(filepath.Join(t.TempDir(), "s.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	g, err := New(context.Background(), Options{Site: "t", Upstream: u, Store: store, OpsToken: opsToken})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(g)
+	defer srv.Close()
+
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		req, _ := http.NewRequest("POST", srv.URL+"/upload", pr)
+		req.ContentLength = -1 // chunked
+		res, err := http.DefaultClient.Do(req)
+		if err == nil {
+			res.Body.Close()
+		}
+		done <- err
+	}()
+	pw.Write(make([]byte, chunk))
+	select {
+	case <-gotFirst:
+	case <-time.After(10 * time.Second):
+		t.Fatal("CKAN got nothing of the upload before the client finished: the gate buffers request bodies")
+	}
+	pw.Write(make([]byte, 3*chunk))
+	pw.Close()
+	if err := <-done; err != nil || received != 4*chunk {
+		t.Fatalf("upload: %v, %d bytes arrived", err, received)
+	}
+
+	res, err := http.Get(srv.URL + "/download")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	first := make([]byte, chunk)
+	readDone := make(chan error, 1)
+	go func() { _, err := io.ReadFull(res.Body, first); readDone <- err }()
+	select {
+	case err := <-readDone:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the client got nothing before CKAN finished: the gate buffers responses")
+	}
+	close(sendRest)
+	if n, _ := io.Copy(io.Discard, res.Body); n != chunk {
+		t.Fatalf("rest of the download: %d bytes", n)
+	}
+}
