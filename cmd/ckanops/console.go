@@ -129,21 +129,6 @@ With --wait, return only when the site is quiesced (or --timeout passes).`,
 		},
 	})
 	register(&command{
-		name:    "demo",
-		summary: "open the console on simulated CKAN sites behind real gates (no setup needed)",
-		usage: `demo [flags]
-Starts simulated CKAN sites in this process, a real gate in front of each,
-and opens the console on them. Nothing is written outside a temp dir.`,
-		run: func(e *env, args []string) error {
-			fs := newFlags(e, commands["demo"])
-			fs.Int("sites", 3, "how many simulated sites")
-			if err := parse(e, fs, args); err != nil {
-				return err
-			}
-			return notImplemented("demo", "the gate and TUI issues; until then 'make demo' says so")
-		},
-	})
-	register(&command{
 		name: "tui",
 		run: func(e *env, args []string) error {
 			fs := newFlags(e, commands["tui"])

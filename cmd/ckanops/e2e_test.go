@@ -290,3 +290,49 @@ func TestCLIErrors(t *testing.T) {
 		t.Fatalf("bad gate.toml: exit %d, %s", code, errOut)
 	}
 }
+
+func TestDemoDrivenByTheCLI(t *testing.T) {
+	demo := exec.Command(binPath, "demo", "--stop-after", "60s")
+	out := &syncBuffer{}
+	demo.Stdout, demo.Stderr = out, out
+	if err := demo.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { demo.Process.Signal(syscall.SIGTERM); demo.Wait() }()
+	var cfg string
+	for i := 0; i < 500 && cfg == ""; i++ {
+		for _, line := range strings.Split(out.String(), "\n") {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(line), "export CKANOPS_CONFIG="); ok {
+				cfg = v
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if cfg == "" {
+		t.Fatalf("the demo did not print its config:\n%s", out)
+	}
+	cli := func(args ...string) (int, string) {
+		cmd := exec.Command(binPath, args...)
+		cmd.Env = append(os.Environ(), "CKANOPS_CONFIG="+cfg)
+		b, err := cmd.CombinedOutput()
+		if ee, ok := err.(*exec.ExitError); ok {
+			return ee.ExitCode(), string(b)
+		}
+		return 0, string(b)
+	}
+	code, text := cli("status")
+	if code != 0 || strings.Count(text, "  live  live ") != 3 {
+		t.Fatalf("status on the demo: exit %d\n%s", code, text)
+	}
+	if code, text := cli("enable", "--wait", "--timeout", "30s", "open-env"); code != 0 || !strings.Contains(text, "quiesced") {
+		t.Fatalf("enable on the demo: exit %d\n%s", code, text)
+	}
+	demo.Process.Signal(syscall.SIGTERM)
+	if err := demo.Wait(); err != nil {
+		t.Fatalf("demo exit: %v\n%s", err, out)
+	}
+	dir := filepath.Dir(cfg)
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Fatalf("the demo left %s behind", dir)
+	}
+}

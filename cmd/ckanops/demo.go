@@ -1,0 +1,60 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/ckanops/ckanops/internal/demo"
+)
+
+func init() {
+	register(&command{
+		name:    "demo",
+		summary: "simulated CKAN sites behind real gates, to try ckanops with no setup",
+		usage: `demo [flags]
+Starts simulated CKAN sites in this process, a real gate in front of each,
+with light synthetic traffic (reads, and slow writes so a drain shows), and
+prints how to drive them with the CLI. The console TUI opens on them once
+it lands (the TUI issue); until then the demo is headless. Ctrl-C stops it
+and removes its temporary directory.`,
+		run: func(e *env, args []string) error {
+			fs := newFlags(e, commands["demo"])
+			n := fs.Int("sites", 3, "how many simulated sites")
+			quiet := fs.Bool("quiet", false, "no synthetic traffic")
+			stopAfter := fs.Duration("stop-after", 0, "stop by itself after this long (0: run until Ctrl-C)")
+			if err := parse(e, fs, args); err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			if *stopAfter > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, *stopAfter)
+				defer cancel()
+			}
+			d, err := demo.Start(ctx, demo.Options{Sites: *n, Traffic: !*quiet})
+			if err != nil {
+				return err
+			}
+			defer d.Close()
+			w := e.stdout
+			fmt.Fprintf(w, "ckanops demo: %d simulated CKAN sites, each behind a real gate (headless: the console TUI is not in this build yet).\n\n", len(d.Sites))
+			for _, s := range d.Sites {
+				fmt.Fprintf(w, "  %-14s gate %s   (CKAN %s behind it at %s)\n", s.Name, s.GateURL, s.Sim.Surface().Version, s.CKANURL)
+			}
+			fmt.Fprintf(w, "\nIn another shell:\n")
+			fmt.Fprintf(w, "  export CKANOPS_CONFIG=%s\n", d.SitesFile)
+			fmt.Fprintf(w, "  ckanops status\n")
+			fmt.Fprintf(w, "  ckanops enable %s --message \"Snapshot in progress\" --for 30m --wait\n", d.Sites[0].Name)
+			fmt.Fprintf(w, "  curl -i -X POST %s/api/3/action/package_create     # 503, CKAN's envelope\n", d.Sites[0].GateURL)
+			fmt.Fprintf(w, "  ckanops disable %s\n", d.Sites[0].Name)
+			fmt.Fprintf(w, "\nCtrl-C stops the demo and removes %s.\n", d.Dir)
+			<-ctx.Done()
+			fmt.Fprintln(w, "\nckanops demo: stopping.")
+			return nil
+		},
+	})
+}

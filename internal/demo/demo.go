@@ -1,0 +1,230 @@
+// Package demo runs ckanops' embedded default: simulated CKAN sites, each
+// behind a real gate on loopback, with light synthetic traffic, and a
+// sites.toml for the console pointing at them. Everything lives in one
+// temporary directory that Close removes.
+//
+// It is for `ckanops demo` and for tests; it must never listen on anything
+// but loopback.
+package demo
+
+import (
+	"context"
+	crand "crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ckanops/ckanops/gate"
+	"github.com/ckanops/ckanops/internal/ckansim"
+)
+
+// Options shape a demo.
+type Options struct {
+	Sites   int           // how many sites; default 3
+	Traffic bool          // send synthetic reads and writes
+	Logger  *slog.Logger  // nil: discard
+	Pace    time.Duration // mean time between synthetic requests per site; default 300ms
+}
+
+// Site is one simulated site and its gate.
+type Site struct {
+	Name    string
+	GateURL string
+	CKANURL string
+	Sim     *ckansim.Sim
+	Gate    *gate.Gate
+}
+
+// Demo is a running demo.
+type Demo struct {
+	Dir       string // the temporary directory holding everything
+	SitesFile string // sites.toml for the console
+	Token     string // the ops token of every demo gate
+	Sites     []*Site
+
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	closers []func()
+}
+
+var siteNames = []string{"data-city", "open-env", "stats-office", "transport", "health-data", "archive"}
+
+// Start brings up the demo. Call Close to stop it and remove its files.
+func Start(ctx context.Context, o Options) (*Demo, error) {
+	if o.Sites <= 0 {
+		o.Sites = 3
+	}
+	if o.Sites > 50 {
+		return nil, errors.New("demo: at most 50 sites")
+	}
+	if o.Pace <= 0 {
+		o.Pace = 300 * time.Millisecond
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	dir, err := os.MkdirTemp("", "ckanops-demo-")
+	if err != nil {
+		return nil, fmt.Errorf("demo: %w", err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	d := &Demo{Dir: dir, cancel: cancel}
+	d.closers = append(d.closers, func() { os.RemoveAll(dir) })
+	if err := d.start(ctx, o); err != nil {
+		d.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+func (d *Demo) start(ctx context.Context, o Options) error {
+	tok := make([]byte, 16)
+	crand.Read(tok)
+	d.Token = hex.EncodeToString(tok)
+	tokenFile := filepath.Join(d.Dir, "ops.token")
+	if err := os.WriteFile(tokenFile, []byte(d.Token+"\n"), 0o600); err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	var toml strings.Builder
+	toml.WriteString("# ckanops demo: simulated CKAN sites behind real gates on loopback.\n[console]\nrefresh = \"2s\"\n")
+	for i := 0; i < o.Sites; i++ {
+		name := siteNames[i%len(siteNames)]
+		if i >= len(siteNames) {
+			name = fmt.Sprintf("%s-%d", name, i/len(siteNames)+1)
+		}
+		s, err := d.startSite(ctx, name, i, o)
+		if err != nil {
+			return err
+		}
+		d.Sites = append(d.Sites, s)
+		fmt.Fprintf(&toml, "\n[[site]]\nname = %q\nurl = %q\ntoken_file = %q\n", s.Name, s.GateURL, tokenFile)
+	}
+	d.SitesFile = filepath.Join(d.Dir, "sites.toml")
+	if err := os.WriteFile(d.SitesFile, []byte(toml.String()), 0o600); err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	return nil
+}
+
+func (d *Demo) startSite(ctx context.Context, name string, i int, o Options) (*Site, error) {
+	version := "2.11"
+	if i%3 == 2 {
+		version = "2.10" // show both surfaces
+	}
+	sim, err := ckansim.New(ckansim.Options{Version: version, SiteTitle: titleOf(name), WriteLatency: 1500 * time.Millisecond})
+	if err != nil {
+		return nil, err
+	}
+	simURL, err := d.serve(sim)
+	if err != nil {
+		return nil, err
+	}
+	store, err := gate.OpenFileStore(filepath.Join(d.Dir, name, "state.json"))
+	if err != nil {
+		return nil, err
+	}
+	d.closers = append(d.closers, func() { store.Close() })
+	audit, err := gate.OpenAuditLog(filepath.Join(d.Dir, name, "audit.jsonl"))
+	if err != nil {
+		return nil, err
+	}
+	d.closers = append(d.closers, func() { audit.Close() })
+	up, _ := url.Parse(simURL)
+	g, err := gate.New(ctx, gate.Options{
+		Site: name, SiteTitle: titleOf(name), Upstream: up, Store: store, Audit: audit,
+		OpsToken: d.Token, Surface: sim.Surface(), Logger: o.Logger.With("site", name), GateID: name + "-web1",
+	})
+	if err != nil {
+		return nil, err
+	}
+	gateURL, err := d.serve(g)
+	if err != nil {
+		return nil, err
+	}
+	s := &Site{Name: name, GateURL: gateURL, CKANURL: simURL, Sim: sim, Gate: g}
+	if o.Traffic {
+		d.wg.Add(1)
+		go func() {
+			defer d.wg.Done()
+			traffic(ctx, s, o.Pace)
+		}()
+	}
+	return s, nil
+}
+
+// serve runs h on a loopback port until Close.
+func (d *Demo) serve(h http.Handler) (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("demo: %w", err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	d.closers = append(d.closers, func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+	})
+	return "http://" + ln.Addr().String(), nil
+}
+
+// Close stops the traffic, the gates and the sites, and removes the files.
+func (d *Demo) Close() {
+	d.cancel()
+	d.wg.Wait()
+	for i := len(d.closers) - 1; i >= 0; i-- {
+		d.closers[i]()
+	}
+}
+
+func titleOf(name string) string {
+	words := strings.Split(name, "-")
+	for i, w := range words {
+		words[i] = strings.ToUpper(w[:1]) + w[1:]
+	}
+	return strings.Join(words, " ") + " Portal"
+}
+
+// traffic sends what a quiet CKAN site sees: mostly page views, searches
+// and API reads, now and then a dataset edit (slow, so a drain shows).
+func traffic(ctx context.Context, s *Site, pace time.Duration) {
+	client := &http.Client{Timeout: 10 * time.Second}
+	reads := []string{"/", "/dataset/", "/dataset/air-quality-2024", "/organization/", "/api/3/action/package_search?q=air",
+		"/api/3/action/status_show", "/api/3/action/package_show?id=bus-stops", "/group/"}
+	n := 0
+	for {
+		wait := time.Duration(rand.Int64N(int64(2 * pace)))
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		n++
+		var req *http.Request
+		if n%7 == 0 {
+			body := fmt.Sprintf(`{"id": "air-quality-2024", "notes": "Updated by the demo at %s"}`, time.Now().Format(time.TimeOnly))
+			req, _ = http.NewRequestWithContext(ctx, "POST", s.GateURL+"/api/3/action/package_patch", strings.NewReader(body))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Authorization", ckansim.SysadminToken)
+		} else {
+			req, _ = http.NewRequestWithContext(ctx, "GET", s.GateURL+reads[rand.IntN(len(reads))], nil)
+		}
+		res, err := client.Do(req)
+		if err != nil {
+			continue
+		}
+		io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+	}
+}
