@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/ckanops/ckanops/ckanclient"
 )
 
 func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
@@ -66,5 +69,28 @@ func TestUnknownCommandAndBadFlag(t *testing.T) {
 	code, _, errOut = runCLI(t, "status", "--no-such-flag")
 	if code != exitUsage || !strings.Contains(errOut, "no-such-flag") {
 		t.Errorf("bad flag: exit %d, stderr %q", code, errOut)
+	}
+}
+
+func TestStatusTextShowsGatesApplied(t *testing.T) {
+	now := time.Now()
+	stale := now.Add(-90 * time.Second)
+	st := &ckanclient.Status{
+		Site: "prod", Mode: "read-only", Phase: "quiesced", Since: now.Add(-time.Hour), Version: 7,
+		Gates: []ckanclient.GateInfo{
+			{ID: "web1", Version: 7, Seen: now},
+			{ID: "web2", Version: 6, Seen: now},
+			{ID: "web3", Version: 7, Seen: now},
+			{ID: "web4", Version: 5, Seen: now.Add(-time.Hour), Gone: true},
+		},
+		Store: &ckanclient.StoreHealth{Kind: "redis", OK: false, StaleSince: &stale},
+	}
+	var out bytes.Buffer
+	printStatus(&env{stdout: &out}, []siteStatus{{Site: "prod", Status: st}, {Site: "dead", Error: "nothing is listening"}})
+	text := out.String()
+	for _, want := range []string{" 2/3 ", "prod: applied 2/3 gates; lagging: web2", "gate web4 is gone", "state store (redis) unreachable for 1m", "dead", "nothing is listening"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("status text lacks %q:\n%s", want, text)
+		}
 	}
 }

@@ -130,11 +130,11 @@ func runStatus(e *env, sites []siteClient, asJSON bool) error {
 
 func printStatus(e *env, rows []siteStatus) {
 	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "SITE\tMODE\tPHASE\tSINCE\tUNTIL\tWRITES\tVERSION\tMESSAGE")
+	fmt.Fprintln(tw, "SITE\tMODE\tPHASE\tSINCE\tUNTIL\tWRITES\tGATES\tVERSION\tMESSAGE")
 	now := time.Now()
 	for _, r := range rows {
 		if r.Error != "" {
-			fmt.Fprintf(tw, "%s\t?\t?\t\t\t\t\t%s\n", r.Site, oneLine(r.Error, 100))
+			fmt.Fprintf(tw, "%s\t?\t?\t\t\t\t\t\t%s\n", r.Site, oneLine(r.Error, 100))
 			continue
 		}
 		st := r.Status
@@ -146,10 +146,42 @@ func printStatus(e *env, rows []siteStatus) {
 		if st.InFlight != nil || st.Store != nil {
 			writes = fmt.Sprint(len(st.InFlight))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s ago\t%s\t%s\t%d\t%s\n", r.Site, st.Mode, st.Phase,
-			ago(now.Sub(st.Since)), until, writes, st.Version, oneLine(st.Message, 60))
+		gates := "-"
+		if len(st.Gates) > 0 {
+			applied, live, _ := st.Applied()
+			gates = fmt.Sprintf("%d/%d", applied, live)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s ago\t%s\t%s\t%s\t%d\t%s\n", r.Site, st.Mode, st.Phase,
+			ago(now.Sub(st.Since)), until, writes, gates, st.Version, oneLine(st.Message, 60))
 	}
 	tw.Flush()
+	// What an operator must look at: gates that lag or are gone, a stale store.
+	for _, r := range rows {
+		if r.Status == nil {
+			continue
+		}
+		st := r.Status
+		if _, _, lagging := st.Applied(); len(lagging) > 0 {
+			fmt.Fprintf(e.stdout, "%s: applied %s; lagging: %s\n", r.Site, appliedText(st), strings.Join(lagging, ", "))
+		}
+		for _, g := range st.Gates {
+			if g.Gone {
+				fmt.Fprintf(e.stdout, "%s: gate %s is gone (no heartbeat since %s ago)\n", r.Site, g.ID, ago(now.Sub(g.Seen)))
+			}
+		}
+		if st.Store != nil && !st.Store.OK {
+			since := ""
+			if st.Store.StaleSince != nil {
+				since = " for " + ago(now.Sub(*st.Store.StaleSince))
+			}
+			fmt.Fprintf(e.stdout, "%s: state store (%s) unreachable%s: gates enforce the last mode they knew; mode changes are refused\n", r.Site, st.Store.Kind, since)
+		}
+	}
+}
+
+func appliedText(st *ckanclient.Status) string {
+	applied, live, _ := st.Applied()
+	return fmt.Sprintf("%d/%d gates", applied, live)
 }
 
 // runSetMode changes a site's mode and, with wait, follows the drain.
@@ -173,7 +205,7 @@ func runSetMode(e *env, s siteClient, req ckanclient.ModeRequest, asJSON, wait b
 		enc.SetIndent("", "  ")
 		return enc.Encode(st)
 	}
-	fmt.Fprintf(e.stdout, "%s: %s (%s), version %d\n", s.site.Name, st.Mode, st.Phase, st.Version)
+	fmt.Fprintf(e.stdout, "%s: %s (%s), version %d, applied: %s\n", s.site.Name, st.Mode, st.Phase, st.Version, appliedText(st))
 	if st.Phase == ckanclient.PhaseDraining {
 		for _, w := range st.InFlight {
 			fmt.Fprintf(e.stdout, "  in flight: %s %s (%s, from %s)\n", w.Method, w.Path, time.Duration(w.AgeMS)*time.Millisecond, w.Remote)
