@@ -146,6 +146,7 @@ func New(ctx context.Context, o Options) (*Gate, error) {
 		ModifyResponse: g.modifyResponse,
 		ErrorHandler:   g.proxyError,
 		ErrorLog:       slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
+		BufferPool:     copyBuffers{},
 	}
 	g.control = g.controlMux()
 	return g, nil
@@ -187,6 +188,23 @@ func (g *Gate) loadInitial(ctx context.Context) (rec Record, storeOK bool, err e
 	}
 	g.log.Info("mode restored", "mode", rec.Mode, "version", rec.Version, "since", rec.Since, "store", o.Store.Kind())
 	return rec, true, nil
+}
+
+// copyBuffers recycles the buffers bodies are copied through, so that
+// memory follows the requests in flight, not the requests served.
+type copyBuffers struct{}
+
+const copyBufferSize = 32 << 10
+
+var copyBufferPool = sync.Pool{New: func() any { b := make([]byte, copyBufferSize); return &b }}
+
+func (copyBuffers) Get() []byte { return *(copyBufferPool.Get().(*[]byte)) }
+
+func (copyBuffers) Put(b []byte) {
+	if cap(b) == copyBufferSize {
+		b = b[:copyBufferSize]
+		copyBufferPool.Put(&b)
+	}
 }
 
 func newTransport(headerTimeout time.Duration) *http.Transport {
