@@ -47,6 +47,11 @@ type Options struct {
 	RetryAfter       time.Duration // Retry-After when no ETA is set; default 300s
 	SysadminCacheTTL time.Duration // how long a CKAN token's sysadmin check is trusted; 0: 60s, negative: not cached
 	UpstreamTimeout  time.Duration // response-header timeout towards CKAN; default 5m
+	// UpstreamMaxConns bounds the connections to CKAN; requests beyond it
+	// wait for one. CKAN's WSGI server runs far fewer requests at once, and
+	// every connection costs the gate two goroutines and their buffers.
+	// Default 256.
+	UpstreamMaxConns int
 
 	GateID       string        // names this gate among the site's gates; default the host name
 	SyncInterval time.Duration // with a SharedStore: how often to re-read and heartbeat; default 2s
@@ -114,8 +119,11 @@ func New(ctx context.Context, o Options) (*Gate, error) {
 	if o.Clock == nil {
 		o.Clock = func() time.Time { return time.Now().UTC() }
 	}
+	if o.UpstreamMaxConns <= 0 {
+		o.UpstreamMaxConns = 256
+	}
 	if o.Transport == nil {
-		o.Transport = newTransport(o.UpstreamTimeout)
+		o.Transport = newTransport(o.UpstreamTimeout, o.UpstreamMaxConns)
 	}
 	if o.GateID == "" {
 		o.GateID = hostname()
@@ -207,12 +215,13 @@ func (copyBuffers) Put(b []byte) {
 	}
 }
 
-func newTransport(headerTimeout time.Duration) *http.Transport {
+func newTransport(headerTimeout time.Duration, maxConns int) *http.Transport {
 	return &http.Transport{
 		Proxy:                 nil, // never send CKAN traffic through an environment proxy
 		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		MaxIdleConns:          512,
-		MaxIdleConnsPerHost:   256,
+		MaxIdleConnsPerHost:   maxConns,
+		MaxConnsPerHost:       maxConns,
 		IdleConnTimeout:       90 * time.Second,
 		ResponseHeaderTimeout: headerTimeout,
 		ExpectContinueTimeout: time.Second,
