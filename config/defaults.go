@@ -21,15 +21,23 @@ const (
 	DefaultStateDir         = "/var/lib/ckanops"           // state.file is DefaultStateDir/<site>.state.json
 	DefaultAuditName        = "audit.jsonl"                // audit.file is this name beside the state file
 	DefaultSysadminCacheTTL = 60 * time.Second             // auth.sysadmin_cache_ttl
-	DefaultCKANSiteID       = "default"                    // checks.ckan_site_id (CKAN's ckan.site_id)
-	DefaultCheckTimeout     = 5 * time.Second              // checks.timeout, per probe
-	DefaultCheckInterval    = 15 * time.Second             // checks.interval
+	DefaultCKANSiteID       = "default"                    // checks.site_id (CKAN's ckan.site_id)
+	DefaultRQQueue          = "default"                    // checks.rq_queues is [DefaultRQQueue], CKAN's default queue
+	DefaultCheckTimeout     = 3 * time.Second              // checks.timeout, per probe
+	DefaultCheckInterval    = 15 * time.Second             // checks.interval, how long a round of probes is reused
 	DefaultSnapshotRoot     = "/var/lib/ckanops/snapshots" // snapshot.dir is DefaultSnapshotRoot/<site>
 	DefaultPGDump           = "pg_dump"                    // snapshot.pg_dump, looked up on $PATH
 	DefaultSnapshotKeep     = 5                            // snapshot.keep
 	DefaultDrainTimeout     = 10 * time.Minute             // gate.drain_timeout
 	DefaultShutdownTimeout  = 30 * time.Second             // gate.shutdown_timeout
 	DefaultRetryAfter       = 300 * time.Second            // gate.retry_after
+)
+
+// Gate defaults: the Postgres probes' warning thresholds.
+const (
+	DefaultWarnConnectionsRatio  = 0.8              // checks.warn_connections_ratio, a share of max_connections
+	DefaultWarnIdleInTransaction = 60 * time.Second // checks.warn_idle_in_transaction
+	DefaultWarnTransactionAge    = 5 * time.Minute  // checks.warn_transaction_age
 )
 
 // Console defaults.
@@ -49,9 +57,13 @@ type defaultEntry struct {
 //	gate.toml   state.file                      /var/lib/ckanops/<site>.state.json
 //	gate.toml   audit.file                      <directory of state.file>/audit.jsonl
 //	gate.toml   auth.sysadmin_cache_ttl         1m
-//	gate.toml   checks.ckan_site_id             default
-//	gate.toml   checks.timeout                  5s
+//	gate.toml   checks.site_id                  default
+//	gate.toml   checks.rq_queues                ["default"]
+//	gate.toml   checks.timeout                  3s
 //	gate.toml   checks.interval                 15s
+//	gate.toml   checks.warn_connections_ratio   0.8
+//	gate.toml   checks.warn_idle_in_transaction 1m
+//	gate.toml   checks.warn_transaction_age     5m
 //	gate.toml   snapshot.dir                    /var/lib/ckanops/snapshots/<site>
 //	gate.toml   snapshot.pg_dump                pg_dump
 //	gate.toml   snapshot.storage_path           <checks.storage_path>
@@ -68,9 +80,13 @@ var defaults = []defaultEntry{
 	{"gate.toml", "state.file", DefaultStateDir + "/<site>.state.json"},
 	{"gate.toml", "audit.file", "<directory of state.file>/" + DefaultAuditName},
 	{"gate.toml", "auth.sysadmin_cache_ttl", shortDuration(DefaultSysadminCacheTTL)},
-	{"gate.toml", "checks.ckan_site_id", DefaultCKANSiteID},
+	{"gate.toml", "checks.site_id", DefaultCKANSiteID},
+	{"gate.toml", "checks.rq_queues", `["` + DefaultRQQueue + `"]`},
 	{"gate.toml", "checks.timeout", shortDuration(DefaultCheckTimeout)},
 	{"gate.toml", "checks.interval", shortDuration(DefaultCheckInterval)},
+	{"gate.toml", "checks.warn_connections_ratio", strconv.FormatFloat(DefaultWarnConnectionsRatio, 'g', -1, 64)},
+	{"gate.toml", "checks.warn_idle_in_transaction", shortDuration(DefaultWarnIdleInTransaction)},
+	{"gate.toml", "checks.warn_transaction_age", shortDuration(DefaultWarnTransactionAge)},
 	{"gate.toml", "snapshot.dir", DefaultSnapshotRoot + "/<site>"},
 	{"gate.toml", "snapshot.pg_dump", DefaultPGDump},
 	{"gate.toml", "snapshot.storage_path", "<checks.storage_path>"},

@@ -8,7 +8,9 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
+	"unicode"
 )
 
 // Gate is a loaded and validated gate.toml. Paths are absolute; every
@@ -55,17 +57,23 @@ type PolicyConfig struct {
 	TrustedProxies []netip.Prefix // trusted_proxies: peers whose X-Forwarded-For is believed
 }
 
-// ChecksConfig is the [checks] table: what the health probes reach. A URL
-// left out means its probe is not run.
+// ChecksConfig is the [checks] table: what the health probes reach. A
+// key left out means its probe is "not configured": it is reported as
+// such, never as a failure.
 type ChecksConfig struct {
-	CKANDBURL      SecretURL // ckan_db_url: CKAN's database (postgres://)
-	DatastoreDBURL SecretURL // datastore_db_url: the DataStore database (postgres://)
-	RedisURL       SecretURL // redis_url: CKAN's RQ Redis
-	CKANSiteID     string    // ckan_site_id: CKAN's ckan.site_id, naming the RQ queues ckan:<site_id>:<queue>
-	SolrURL        SecretURL // solr_url: CKAN's Solr core
-	StoragePath    string    // storage_path: CKAN's ckan.storage_path
-	Timeout        Duration  // timeout: per probe
-	Interval       Duration  // interval: between rounds of probes
+	CKANDB      SecretURL // ckan_db: CKAN's database (postgres://), CKAN's sqlalchemy.url
+	DatastoreDB SecretURL // datastore_db: the DataStore database (postgres://), ckan.datastore.write_url
+	Redis       SecretURL // redis: CKAN's ckan.redis.url (RQ)
+	SiteID      string    // site_id: CKAN's ckan.site_id, naming the RQ queues ckan:<site_id>:<queue>
+	RQQueues    []string  // rq_queues: the CKAN queue names to watch (unprefixed)
+	Solr        SecretURL // solr: CKAN's solr_url (the core)
+	StoragePath string    // storage_path: CKAN's ckan.storage_path
+	Timeout     Duration  // timeout: per probe
+	Interval    Duration  // interval: how long a round of probes is reused (the cache period)
+
+	WarnConnectionsRatio  float64  // warn_connections_ratio: warn when connections reach this share of max_connections
+	WarnIdleInTransaction Duration // warn_idle_in_transaction: warn on a session idle in a transaction for longer
+	WarnTransactionAge    Duration // warn_transaction_age: warn on a transaction open for longer
 }
 
 // SnapshotConfig is the [snapshot] table.
@@ -226,10 +234,10 @@ func (g *Gate) crossCheck(d *decoder) {
 		url SecretURL
 	}{
 		{[]string{"state", "redis_url"}, g.State.RedisURL},
-		{[]string{"checks", "ckan_db_url"}, g.Checks.CKANDBURL},
-		{[]string{"checks", "datastore_db_url"}, g.Checks.DatastoreDBURL},
-		{[]string{"checks", "redis_url"}, g.Checks.RedisURL},
-		{[]string{"checks", "solr_url"}, g.Checks.SolrURL},
+		{[]string{"checks", "ckan_db"}, g.Checks.CKANDB},
+		{[]string{"checks", "datastore_db"}, g.Checks.DatastoreDB},
+		{[]string{"checks", "redis"}, g.Checks.Redis},
+		{[]string{"checks", "solr"}, g.Checks.Solr},
 	} {
 		if hasSecret(string(u.url)) {
 			if fi, err := os.Stat(g.Path); err == nil && fi.Mode().Perm()&0o004 != 0 {
@@ -252,29 +260,91 @@ func readPolicy(t *table) PolicyConfig {
 	return p
 }
 
+// renamedChecks are [checks] keys of earlier versions and their names now.
+var renamedChecks = [][2]string{
+	{"ckan_db_url", "ckan_db"},
+	{"datastore_db_url", "datastore_db"},
+	{"redis_url", "redis"},
+	{"ckan_site_id", "site_id"},
+	{"solr_url", "solr"},
+}
+
 func readChecks(t *table) ChecksConfig {
 	var c ChecksConfig
-	s, _ := t.url("ckan_db_url", postgresURL)
-	c.CKANDBURL = SecretURL(s)
-	s, _ = t.url("datastore_db_url", postgresURL)
-	c.DatastoreDBURL = SecretURL(s)
-	s, _ = t.url("redis_url", redisURL)
-	c.RedisURL = SecretURL(s)
-	c.CKANSiteID = DefaultCKANSiteID
-	if s, ok := t.string("ckan_site_id"); ok {
-		if strings.ContainsFunc(s, func(r rune) bool { return r == ' ' || r == '\t' || r == '\n' || r == ':' }) {
-			t.d.problem(t.sub("ckan_site_id"), "%q must not contain white space or ':' (it is CKAN's ckan.site_id)", s)
-		} else {
-			c.CKANSiteID = s
+	for _, r := range renamedChecks {
+		if _, present := t.lookup(r[0]); present {
+			t.d.problem(t.sub(r[0]), "this key is now called %s: rename it", r[1])
 		}
 	}
-	s, _ = t.url("solr_url", solrURL)
-	c.SolrURL = SecretURL(s)
+	s, _ := t.url("ckan_db", postgresURL)
+	c.CKANDB = SecretURL(s)
+	s, _ = t.url("datastore_db", postgresURL)
+	c.DatastoreDB = SecretURL(s)
+	s, _ = t.url("redis", redisURL)
+	c.Redis = SecretURL(s)
+	c.SiteID = DefaultCKANSiteID
+	if s, ok := t.string("site_id"); ok {
+		if strings.ContainsFunc(s, func(r rune) bool { return unicode.IsSpace(r) || r == ':' }) {
+			t.d.problem(t.sub("site_id"), "%q must not contain white space or ':' (it is CKAN's ckan.site_id)", s)
+		} else {
+			c.SiteID = s
+		}
+	}
+	c.RQQueues = []string{DefaultRQQueue}
+	if t.has("rq_queues") {
+		var seen []string
+		qs := t.strings("rq_queues", func(q string) string {
+			switch {
+			case strings.ContainsFunc(q, unicode.IsSpace):
+				return fmt.Sprintf("%q must not contain white space", q)
+			case strings.HasPrefix(q, "ckan:") || strings.HasPrefix(q, "rq:"):
+				return fmt.Sprintf("%q: give CKAN's name of the queue (such as default), not RQ's (ckan:<site_id>:default)", q)
+			case contains(seen, q):
+				return fmt.Sprintf("%q is listed twice", q)
+			}
+			seen = append(seen, q)
+			return ""
+		})
+		if len(qs) > 0 {
+			c.RQQueues = qs
+		} else if arr, isArray := t.m["rq_queues"].([]any); isArray && len(arr) == 0 {
+			t.d.problem(t.sub("rq_queues"), "must list at least one queue (leave the key out to watch [%q])", DefaultRQQueue)
+		}
+	}
+	s, _ = t.url("solr", solrURL)
+	c.Solr = SecretURL(s)
 	c.StoragePath, _ = t.filePath("storage_path")
 	c.Timeout = t.duration("timeout", DefaultCheckTimeout, false)
 	c.Interval = t.duration("interval", DefaultCheckInterval, false)
+	c.WarnConnectionsRatio = readRatio(t, "warn_connections_ratio", DefaultWarnConnectionsRatio)
+	c.WarnIdleInTransaction = t.duration("warn_idle_in_transaction", DefaultWarnIdleInTransaction, false)
+	c.WarnTransactionAge = t.duration("warn_transaction_age", DefaultWarnTransactionAge, false)
 	t.done()
 	return c
+}
+
+// readRatio reads an optional number above 0 and at most 1, such as 0.8.
+func readRatio(t *table, key string, def float64) float64 {
+	v, present := t.lookup(key)
+	if !present {
+		return def
+	}
+	var f float64
+	switch n := v.(type) {
+	case float64:
+		f = n
+	case int64:
+		f = float64(n)
+	default:
+		t.wrongType(t.sub(key), "a number such as "+strconv.FormatFloat(def, 'g', -1, 64), v)
+		return def
+	}
+	if !(f > 0 && f <= 1) { // also refuses NaN
+		t.d.problem(t.sub(key), "must be above 0 and at most 1 (a share, such as %s for %s%%), found %s",
+			strconv.FormatFloat(def, 'g', -1, 64), strconv.FormatFloat(def*100, 'g', -1, 64), strconv.FormatFloat(f, 'g', -1, 64))
+		return def
+	}
+	return f
 }
 
 var actionRE = regexp.MustCompile(`^[A-Za-z0-9_]+$`)

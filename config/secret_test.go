@@ -41,7 +41,7 @@ func TestSecretURLNeverPrintsPassword(t *testing.T) {
 	passwords := []string{"statepw", "ckanpw", "dspw"}
 	var logged bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logged, nil))
-	log.Info("loaded", "redis", g.State.RedisURL, "db", g.Checks.CKANDBURL, "ds", g.Checks.DatastoreDBURL)
+	log.Info("loaded", "redis", g.State.RedisURL, "db", g.Checks.CKANDB, "ds", g.Checks.DatastoreDB)
 	var jlogged bytes.Buffer
 	slog.New(slog.NewJSONHandler(&jlogged, nil)).Info("loaded", "checks", g.Checks, "state", g.State)
 	js, err := json.Marshal(g)
@@ -52,8 +52,8 @@ func TestSecretURLNeverPrintsPassword(t *testing.T) {
 		"%v":        fmt.Sprintf("%v", g),
 		"%+v":       fmt.Sprintf("%+v", *g),
 		"%#v":       fmt.Sprintf("%#v", *g),
-		"%s field":  fmt.Sprintf("%s %s", g.Checks.CKANDBURL, g.State.RedisURL),
-		"%q field":  fmt.Sprintf("%q", g.Checks.DatastoreDBURL),
+		"%s field":  fmt.Sprintf("%s %s", g.Checks.CKANDB, g.State.RedisURL),
+		"%q field":  fmt.Sprintf("%q", g.Checks.DatastoreDB),
 		"json":      string(js),
 		"slog text": logged.String(),
 		"slog json": jlogged.String(),
@@ -68,7 +68,7 @@ func TestSecretURLNeverPrintsPassword(t *testing.T) {
 			t.Errorf("%s shows no redacted URL: %s", name, s)
 		}
 	}
-	if got := g.Checks.CKANDBURL.Reveal(); got != "postgresql://ckan:ckanpw@db.internal:5432/ckan" {
+	if got := g.Checks.CKANDB.Reveal(); got != "postgresql://ckan:ckanpw@db.internal:5432/ckan" {
 		t.Errorf("Reveal() = %q", got)
 	}
 }

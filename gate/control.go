@@ -33,6 +33,8 @@ func (g *Gate) controlMux() http.Handler {
 	mux.HandleFunc("GET "+controlPrefix+"status", g.serveStatus)
 	mux.HandleFunc("POST "+controlPrefix+"mode", g.serveMode)
 	mux.HandleFunc("GET "+controlPrefix+"health", g.serveHealth)
+	mux.HandleFunc("POST "+controlPrefix+"jobs/suspend", g.serveJobsSuspend)
+	mux.HandleFunc("POST "+controlPrefix+"jobs/resume", g.serveJobsResume)
 	mux.Handle("GET "+controlPrefix+"metrics", g.metrics.handler())
 	mux.HandleFunc(controlPrefix, func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such control endpoint: see GET /-/ckanops/status, POST /-/ckanops/mode, GET /-/ckanops/health, GET /-/ckanops/metrics"})

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/ckanops/ckanops/ckanclient"
+	"github.com/ckanops/ckanops/config"
 	"github.com/ckanops/ckanops/gate/annotate"
 	"github.com/ckanops/ckanops/gate/classify"
 	"github.com/ckanops/ckanops/internal/surface"
@@ -53,6 +54,10 @@ type Options struct {
 	// Default 256.
 	UpstreamMaxConns int
 
+	// Checks is gate.toml's [checks]: what GET /-/ckanops/health probes
+	// besides the gate and CKAN, and the Redis of /-/ckanops/jobs/*.
+	Checks config.ChecksConfig
+
 	GateID       string        // names this gate among the site's gates; default the host name
 	SyncInterval time.Duration // with a SharedStore: how often to re-read and heartbeat; default 2s
 	HeartbeatTTL time.Duration // a gate silent for longer is shown as gone; default 3 x SyncInterval
@@ -75,6 +80,7 @@ type Gate struct {
 	admins     *sysadminCache
 	metrics    *metrics
 	storeState storeHealth
+	probes     healthProbes // the checks Runner, built on first use (health.go)
 }
 
 // ctxKey carries per-request facts from ServeHTTP to the proxy hooks.

@@ -7,53 +7,86 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ckanops/ckanops/checks"
 	"github.com/ckanops/ckanops/ckanclient"
 )
 
-// health runs the gate's own probes: the gate (mode, phase, in-flight
-// writes, store) and the CKAN behind it (status_show). The checks package
-// adds the database, Redis, Solr and storage probes.
-func (g *Gate) health(ctx context.Context) ckanclient.Report {
-	rep := ckanclient.Report{Site: g.opts.Site}
-	rep.Checks = append(rep.Checks, g.gateCheck(ctx), g.ckanCheck(ctx))
+// healthProbes holds the site's checks Runner: CKAN (status_show on the
+// upstream, never through the gate) and whatever [checks] configures. It
+// is built on first use and lives as long as the gate; its rounds are
+// cached for [checks] interval, so many consoles cost one round.
+type healthProbes struct {
+	once   sync.Once
+	runner *checks.Runner // ckan, ckan_db, datastore_db, redis, solr, storage
+	rq     *checks.Runner // redis alone, uncached: the answer of /-/ckanops/jobs/*
+}
+
+func (g *Gate) healthRunners() *healthProbes {
+	h := &g.probes
+	h.once.Do(func() {
+		o := checks.RunnerOptionsFor(g.opts.Site, g.opts.Checks)
+		o.Clock = g.clock
+		probes, err := checks.Probes(g.opts.Checks, g.opts.Upstream)
+		if err != nil {
+			g.log.Error("health probes", "err", err.Error())
+			probes = []checks.Probe{checks.ProbeFunc("ckan", func(context.Context) ckanclient.CheckResult {
+				return ckanclient.CheckResult{Status: ckanclient.CheckFail, Summary: err.Error()}
+			})}
+		}
+		h.runner = checks.NewRunner(o, probes...)
+		var rq checks.Probe = checks.NotConfigured("redis", "redis")
+		if c := g.opts.Checks; c.Redis != "" {
+			rq = checks.NewRedis(c.Redis, c.SiteID, c.RQQueues)
+		}
+		h.rq = checks.NewRunner(checks.RunnerOptions{Site: g.opts.Site, Timeout: o.Timeout, Clock: g.clock}, rq)
+	})
+	return h
+}
+
+// Health returns the site's checks report: the gate's own probe, always
+// current, then the others from the last round while it is younger than
+// [checks] interval (fresh: a new round, for a drain). It returns within
+// the probes' timeout, whatever they meet.
+func (g *Gate) Health(ctx context.Context, fresh bool) ckanclient.Report {
+	r := g.healthRunners().runner
+	var rep ckanclient.Report
+	if fresh {
+		rep = r.Fresh(ctx)
+	} else {
+		rep = r.Run(ctx)
+	}
+	rep.Site = g.opts.Site
+	rep.Checks = append([]ckanclient.CheckResult{g.gateCheck(ctx)}, rep.Checks...)
 	return rep
 }
 
+// health is what GET /-/ckanops/health serves.
+func (g *Gate) health(ctx context.Context) ckanclient.Report { return g.Health(ctx, false) }
+
+// gateCheck reads the gate's own state: mode, phase, writes in flight,
+// and whether its state store answers.
 func (g *Gate) gateCheck(ctx context.Context) ckanclient.CheckResult {
+	t0 := time.Now()
 	t := g.clock()
 	st := g.status(ctx, true)
 	res := ckanclient.CheckResult{
 		Name: "gate", Status: ckanclient.CheckOK, ObservedAt: t,
 		Summary: fmt.Sprintf("%s (%s), %d write(s) in flight", st.Mode, st.Phase, len(st.InFlight)),
-		Details: map[string]any{"mode": st.Mode, "phase": st.Phase, "version": st.Version, "in_flight": len(st.InFlight), "store": st.Store.Kind, "store_ok": st.Store.OK},
+		Details: map[string]any{"mode": st.Mode, "phase": st.Phase, "version": st.Version, "in_flight": len(st.InFlight),
+			"gate_id": g.opts.GateID, "store": st.Store.Kind, "store_ok": st.Store.OK},
+	}
+	if len(st.Gates) > 1 {
+		applied, live, lagging := st.Applied()
+		res.Details["gates_applied"], res.Details["gates_live"] = applied, live
+		if len(lagging) > 0 {
+			res.Details["gates_lagging"] = lagging
+		}
 	}
 	if !st.Store.OK {
 		res.Status = ckanclient.CheckWarn
 		res.Summary += "; state store unreachable, enforcing the last known mode"
 	}
-	return res
-}
-
-func (g *Gate) ckanCheck(ctx context.Context) ckanclient.CheckResult {
-	start := time.Now()
-	res := ckanclient.CheckResult{Name: "ckan", ObservedAt: g.clock()}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	cl, err := ckanclient.New(g.opts.Upstream.String(), ckanclient.Options{Timeout: 5 * time.Second, Retries: -1})
-	if err == nil {
-		var s *ckanclient.CKANStatus
-		s, err = cl.StatusShow(ctx)
-		if err == nil {
-			res.Status = ckanclient.CheckOK
-			res.Summary = fmt.Sprintf("CKAN %s, %d plugins", s.CKANVersion, len(s.Extensions))
-			res.Details = map[string]any{"ckan_version": s.CKANVersion, "site_title": s.SiteTitle, "extensions": s.Extensions}
-		}
-	}
-	if err != nil {
-		res.Status = ckanclient.CheckFail
-		res.Summary = err.Error()
-	}
-	res.Duration = time.Since(start)
+	res.Duration = time.Since(t0)
 	return res
 }
 

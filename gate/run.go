@@ -77,6 +77,7 @@ func Run(ctx context.Context, cfg *config.Gate, log *slog.Logger, ready func(add
 		TrustedProxies:   cfg.Policy.TrustedProxies,
 		RetryAfter:       cfg.Gate.RetryAfter.Duration,
 		SysadminCacheTTL: adminTTL,
+		Checks:           cfg.Checks,
 		Logger:           log,
 	})
 	if err != nil {

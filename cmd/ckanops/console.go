@@ -105,14 +105,26 @@ With --wait, return only when the site is quiesced (or --timeout passes).`,
 	register(&command{
 		name:    "check",
 		summary: "run a site's health checks (CKAN, Postgres, Redis/RQ, Solr, storage, gate)",
-		usage:   "check [--json] SITE",
+		usage: `check [--json] SITE
+Asks the site's gate for its checks report (GET /-/ckanops/health) and
+prints one line per check: NAME STATUS SUMMARY. A check whose key is not
+set in the gate's [checks] shows "-" (not configured); it is no failure.
+The gate reuses a round of checks for its checks.interval.
+
+Exit status: 0 every check is ok; 1 a check warns; 2 a check failed, or
+the gate could not be reached or asked (2 is also the exit status of bad
+usage, such as a missing SITE).`,
 		run: func(e *env, args []string) error {
 			fs := newFlags(e, commands["check"])
-			consoleFlags(fs)
+			cfgPath, asJSON := consoleFlags(fs)
 			if err := parse(e, fs, args); err != nil {
 				return err
 			}
-			return notImplemented("check", "the checks issue")
+			site, err := oneSite(e, fs, *cfgPath)
+			if err != nil {
+				return checkFailure(err)
+			}
+			return runCheck(e, site, *asJSON)
 		},
 	})
 	register(&command{

@@ -1,0 +1,107 @@
+package checks
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ckanops/ckanops/ckanclient"
+)
+
+// storageTree lays out files as CKAN's storage does, all old but one.
+func storageTree(t testing.TB, n int) (root, newest string) {
+	t.Helper()
+	root = t.TempDir()
+	old := time.Now().Add(-48 * time.Hour)
+	for i := range n {
+		dir := filepath.Join(root, "resources", fmt.Sprintf("%03d", i%7), fmt.Sprintf("%03d", i%5))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		f := filepath.Join(dir, fmt.Sprintf("file-%d", i))
+		if err := os.WriteFile(f, []byte("data"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		os.Chtimes(f, old, old)
+	}
+	filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if d != nil && d.IsDir() {
+			os.Chtimes(p, old, old)
+		}
+		return nil
+	})
+	newest = filepath.Join("resources", "003", "002", "file-17")
+	recent := time.Now().Add(-90 * time.Second)
+	if err := os.Chtimes(filepath.Join(root, newest), recent, recent); err != nil {
+		t.Fatal(err)
+	}
+	return root, newest
+}
+
+func TestStorage(t *testing.T) {
+	root, newest := storageTree(t, 50)
+	res := runProbe(t, NewStorage(root, 0, 0), 5*time.Second)
+	if res.Status != ckanclient.CheckOK {
+		t.Fatalf("%s: %s", res.Status, res.Summary)
+	}
+	d := res.Details
+	if d["exists"] != true || d["readable"] != true || d["walk_complete"] != true || d["newest_path"] != newest {
+		t.Errorf("details %v", d)
+	}
+	if n := d["entries_scanned"].(int); n < 50 {
+		t.Errorf("entries_scanned %d", n)
+	}
+	if free, total := d["free_bytes"].(uint64), d["total_bytes"].(uint64); total == 0 || free > total {
+		t.Errorf("free %d of %d bytes", free, total)
+	}
+	if !strings.Contains(res.Summary, "newest change 1m3") || !strings.Contains(res.Summary, " ago ("+newest+")") {
+		t.Errorf("summary %q", res.Summary)
+	}
+
+	// A bounded walk says it stopped.
+	res = runProbe(t, NewStorage(root, 10, 0), 5*time.Second)
+	if res.Status != ckanclient.CheckOK || res.Details["walk_complete"] != false || res.Details["entries_scanned"] != 10 ||
+		!strings.Contains(res.Summary, "among the first 10 entries (stopped after 10 entries)") {
+		t.Errorf("bounded walk: %s %v", res.Summary, res.Details)
+	}
+
+	// Empty: fine, nothing to report yet.
+	res = runProbe(t, NewStorage(t.TempDir(), 0, 0), 5*time.Second)
+	if res.Status != ckanclient.CheckOK || !strings.Contains(res.Summary, "no file in it yet") {
+		t.Errorf("empty: %s: %s", res.Status, res.Summary)
+	}
+}
+
+func TestStorageFaults(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "a-file")
+	os.WriteFile(file, nil, 0o644)
+	missing := filepath.Join(dir, "no", "such")
+	for _, c := range []struct{ path, want string }{
+		{missing, missing + " does not exist: check checks.storage_path"},
+		{file, file + " is not a directory"},
+	} {
+		res := runProbe(t, NewStorage(c.path, 0, 0), time.Second)
+		if res.Status != ckanclient.CheckFail || !strings.Contains(res.Summary, c.want) {
+			t.Errorf("%s: %s: %s", c.path, res.Status, res.Summary)
+		}
+	}
+	if os.Geteuid() == 0 {
+		t.Log("running as root: permissions cannot be tested")
+		return
+	}
+	locked := filepath.Join(dir, "locked")
+	os.Mkdir(locked, 0o000)
+	defer os.Chmod(locked, 0o755)
+	res := runProbe(t, NewStorage(locked, 0, 0), time.Second)
+	if res.Status != ckanclient.CheckFail || !strings.Contains(res.Summary, "cannot read "+locked+": permission denied") {
+		t.Errorf("unreadable: %s: %s", res.Status, res.Summary)
+	}
+	res = runProbe(t, NewStorage(dir, 0, 0), time.Second)
+	if res.Status != ckanclient.CheckWarn || !strings.Contains(res.Summary, "1 entries cannot be read") {
+		t.Errorf("an unreadable subdirectory: %s: %s", res.Status, res.Summary)
+	}
+}
