@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/url"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/ckanops/ckanops/config"
 	"github.com/ckanops/ckanops/gate/classify"
 )
@@ -16,6 +18,7 @@ import (
 // shutdown timeout. ready, if not nil, is called with the listening
 // address once the gate accepts connections.
 func Run(ctx context.Context, cfg *config.Gate, log *slog.Logger, ready func(addr string)) error {
+	redis.SetLogger(redisLog{log.With("component", "redis")})
 	token, warns, err := cfg.OpsToken()
 	for _, w := range warns {
 		log.Warn(w.Message, "file", w.File, "key", w.Key)
@@ -91,6 +94,14 @@ func Run(ctx context.Context, cfg *config.Gate, log *slog.Logger, ready func(add
 		ready(ln.Addr().String())
 	}
 	return Serve(ctx, ln, g, cfg.Gate.ShutdownTimeout.Duration, log)
+}
+
+// redisLog sends go-redis's own messages (failed dials and the like) to
+// the gate's structured log, one line each, instead of bare stderr.
+type redisLog struct{ l *slog.Logger }
+
+func (r redisLog) Printf(_ context.Context, format string, v ...any) {
+	r.l.Debug(fmt.Sprintf(format, v...))
 }
 
 func portOf(a net.Addr) string {
