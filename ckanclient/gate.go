@@ -9,9 +9,11 @@ import (
 
 // Paths of the gate's control API, below the site URL.
 const (
-	PathStatus = "/-/ckanops/status"
-	PathMode   = "/-/ckanops/mode"
-	PathHealth = "/-/ckanops/health"
+	PathStatus      = "/-/ckanops/status"
+	PathMode        = "/-/ckanops/mode"
+	PathHealth      = "/-/ckanops/health"
+	PathJobsSuspend = "/-/ckanops/jobs/suspend"
+	PathJobsResume  = "/-/ckanops/jobs/resume"
 )
 
 // Names of gate calls, as errors show them.
@@ -19,6 +21,7 @@ const (
 	gateStatusCall = "gate status"
 	gateModeCall   = "gate mode"
 	gateHealthCall = "gate health"
+	gateJobsCall   = "gate jobs"
 )
 
 // Status reads the gate's mode record (GET /-/ckanops/status). It sends
@@ -47,6 +50,29 @@ func (c *Client) SetMode(ctx context.Context, req ModeRequest) (*Status, error) 
 	var s Status
 	k := call{method: http.MethodPost, path: PathMode, name: gateModeCall, body: body, expect: req.ExpectVersion}
 	if err := c.gateCall(ctx, k, &s); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// SuspendJobs suspends CKAN's RQ workers through the gate (POST
+// /-/ckanops/jobs/suspend), as RQ's own "rq suspend" does; never retried.
+func (c *Client) SuspendJobs(ctx context.Context, req JobsRequest) (*JobsState, error) {
+	return c.jobs(ctx, PathJobsSuspend, req)
+}
+
+// ResumeJobs resumes CKAN's RQ workers (POST /-/ckanops/jobs/resume).
+func (c *Client) ResumeJobs(ctx context.Context, req JobsRequest) (*JobsState, error) {
+	return c.jobs(ctx, PathJobsResume, req)
+}
+
+func (c *Client) jobs(ctx context.Context, path string, req JobsRequest) (*JobsState, error) {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return nil, fmt.Errorf("%s: encode request: %w", gateJobsCall, err)
+	}
+	var s JobsState
+	if err := c.gateCall(ctx, call{method: http.MethodPost, path: path, name: gateJobsCall, body: body}, &s); err != nil {
 		return nil, err
 	}
 	return &s, nil

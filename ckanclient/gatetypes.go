@@ -186,3 +186,21 @@ func (s Status) Applied() (applied, live int, lagging []string) {
 	}
 	return applied, live, lagging
 }
+
+// JobsRequest is the optional body of the jobs calls.
+type JobsRequest struct {
+	// For (suspend only) is a Go duration after which RQ resumes by itself
+	// (RQ's suspend ttl); empty: until resumed.
+	For    string `json:"for,omitempty"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// JobsState answers the jobs calls.
+type JobsState struct {
+	Suspended bool       `json:"suspended"`
+	Changed   bool       `json:"changed"` // false when the workers already were so
+	Until     *time.Time `json:"until"`   // when a suspension given "for" ends by itself
+	// Check is the redis check right after the change: queued and running
+	// jobs, workers, suspension.
+	Check CheckResult `json:"check"`
+}

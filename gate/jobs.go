@@ -23,24 +23,6 @@ import (
 // drain also waits for the running count of the redis check to reach 0.
 // Both calls need the token and are audited.
 
-// JobsRequest is the optional body of the jobs calls.
-type JobsRequest struct {
-	// For (suspend only) is a Go duration after which RQ resumes by itself
-	// (RQ's suspend ttl); empty: until resumed.
-	For    string `json:"for,omitempty"`
-	Reason string `json:"reason,omitempty"`
-}
-
-// JobsState answers the jobs calls.
-type JobsState struct {
-	Suspended bool       `json:"suspended"`
-	Changed   bool       `json:"changed"` // false when the workers already were so
-	Until     *time.Time `json:"until"`   // when a suspension given "for" ends by itself
-	// Check is the redis check right after the change: queued and running
-	// jobs, workers, suspension.
-	Check ckanclient.CheckResult `json:"check"`
-}
-
 func (g *Gate) serveJobsSuspend(w http.ResponseWriter, r *http.Request) { g.serveJobs(w, r, true) }
 func (g *Gate) serveJobsResume(w http.ResponseWriter, r *http.Request)  { g.serveJobs(w, r, false) }
 
@@ -77,7 +59,7 @@ func (g *Gate) serveJobs(w http.ResponseWriter, r *http.Request, suspend bool) {
 	}
 	event := "rq-resume"
 	msg := ""
-	st := JobsState{Suspended: suspend, Changed: was != suspend}
+	st := ckanclient.JobsState{Suspended: suspend, Changed: was != suspend}
 	if suspend {
 		event = "rq-suspend"
 		if ttl > 0 {
@@ -107,8 +89,8 @@ func rqState(suspended bool) string {
 	return "resumed"
 }
 
-func decodeJobsRequest(body io.Reader, suspend bool) (JobsRequest, time.Duration, error) {
-	var req JobsRequest
+func decodeJobsRequest(body io.Reader, suspend bool) (ckanclient.JobsRequest, time.Duration, error) {
+	var req ckanclient.JobsRequest
 	dec := json.NewDecoder(io.LimitReader(body, maxModeBody))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil && !errors.Is(err, io.EOF) {

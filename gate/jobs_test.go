@@ -16,7 +16,7 @@ import (
 	"github.com/ckanops/ckanops/internal/testredis"
 )
 
-func (r *rig) jobs(action, body string, hdr ...string) (resp, JobsState) {
+func (r *rig) jobs(action, body string, hdr ...string) (resp, ckanclient.JobsState) {
 	r.t.Helper()
 	if len(hdr) == 0 {
 		hdr = []string{"Authorization", "Bearer " + opsToken}
@@ -28,7 +28,7 @@ func (r *rig) jobs(action, body string, hdr ...string) (resp, JobsState) {
 		rd = strings.NewReader("")
 	}
 	res := r.do("POST", "/-/ckanops/jobs/"+action, rd, append(hdr, "Content-Type", "application/json")...)
-	var st JobsState
+	var st ckanclient.JobsState
 	if res.status == 200 {
 		if err := json.Unmarshal([]byte(res.body), &st); err != nil {
 			r.t.Fatalf("jobs %s: %v\n%s", action, err, res.body)
