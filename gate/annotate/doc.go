@@ -12,10 +12,11 @@
 //     site's look but say that editing is paused. GET forms and the forms the
 //     gate lets through (the login form) are kept byte for byte.
 //
-// Every byte outside those two changes is copied through unchanged: the
-// tokenizer's raw bytes are written as they came, so comments, doctypes,
-// <script> and <style> contents, odd casing and unquoted attributes survive,
-// and malformed HTML passes through untouched.
+// Every byte outside those two changes is copied through unchanged: each
+// token's raw bytes (the page split as golang.org/x/net/html's Tokenizer
+// splits it) are written as they came, so comments, doctypes, <script> and
+// <style> contents, odd casing and unquoted attributes survive, and
+// malformed HTML passes through untouched.
 //
 // What it must not do:
 //

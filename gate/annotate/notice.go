@@ -4,6 +4,7 @@ import (
 	"html"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 )
@@ -58,6 +59,52 @@ func bannerAt(n Notice, now time.Time) string {
 	writeMessageAndETA(&b, n, now)
 	b.WriteString(`</div>`)
 	return b.String()
+}
+
+// fragments returns bannerAt(n, now) and formNoticeAt(n, now) as bytes that
+// are never written to. Every page in a maintenance gets the same two
+// fragments until the notice or the ETA's wording changes, so the last pair
+// is kept and handed out again while its key matches.
+func fragments(n Notice, now time.Time) (banner, notice []byte) {
+	key := fragmentKey{site: n.SiteTitle, message: n.Message, mode: n.Mode}
+	if n.Until != nil {
+		key.until, key.hasUntil, key.eta = *n.Until, true, etaKey(n.Until.Sub(now))
+	}
+	if f := lastFragments.Load(); f != nil && f.key == key {
+		return f.banner, f.notice
+	}
+	f := &fragmentPair{key: key, banner: []byte(bannerAt(n, now)), notice: []byte(formNoticeAt(n, now))}
+	lastFragments.Store(f)
+	return f.banner, f.notice
+}
+
+// fragmentKey is what bannerAt and formNoticeAt depend on. Two equal keys
+// give the same fragments; two different ones may too (a time.Time in
+// another location), which only costs a rebuild.
+type fragmentKey struct {
+	site, message, mode string
+	until               time.Time
+	hasUntil            bool
+	eta                 int64 // etaKey of the time left
+}
+
+type fragmentPair struct {
+	key            fragmentKey
+	banner, notice []byte
+}
+
+var lastFragments atomic.Pointer[fragmentPair]
+
+// etaKey is equal for two durations exactly when humanUntil says the same
+// of them.
+func etaKey(d time.Duration) int64 {
+	switch {
+	case d <= 0:
+		return -2
+	case d < time.Minute:
+		return -1
+	}
+	return int64((d + time.Minute - 1) / time.Minute)
 }
 
 // formNoticeAt is the block that stands in for a refused form.

@@ -199,3 +199,34 @@ func text(n *html.Node) string {
 	}
 	return b.String()
 }
+
+// TestFragments: the cached fragments are always what bannerAt and
+// formNoticeAt write for the notice and the time at hand.
+func TestFragments(t *testing.T) {
+	until := testNow.Add(90 * time.Minute)
+	later := until.Add(time.Hour)
+	base := Notice{SiteTitle: "Example", Message: "Back soon.", Until: &until, Mode: "read-only"}
+	steps := []struct {
+		n   Notice
+		now time.Time
+	}{
+		{base, testNow},
+		{base, testNow.Add(10 * time.Second)}, // same wording
+		{base, testNow.Add(time.Minute)},      // one minute less
+		{base, until.Add(-30 * time.Second)},  // under a minute
+		{base, until.Add(time.Second)},        // shortly
+		{Notice{SiteTitle: "Example", Message: "Back soon.", Until: &later, Mode: "read-only"}, testNow},
+		{Notice{SiteTitle: "Example", Message: "Back later.", Until: &until, Mode: "read-only"}, testNow},
+		{Notice{SiteTitle: "Other", Message: "Back soon.", Mode: "read-only"}, testNow},
+		{Notice{SiteTitle: "Other", Message: "Back soon.", Mode: "down"}, testNow},
+		{base, testNow},
+	}
+	for i, s := range steps {
+		for range 2 {
+			banner, notice := fragments(s.n, s.now)
+			if string(banner) != bannerAt(s.n, s.now) || string(notice) != formNoticeAt(s.n, s.now) {
+				t.Fatalf("step %d: fragments differ from bannerAt and formNoticeAt", i)
+			}
+		}
+	}
+}

@@ -42,10 +42,14 @@ func NewReader(r io.Reader, opts Options) io.ReadCloser {
 	return newRewriter(r, opts, clock(), maxTokenBytes)
 }
 
-// rewriter is the io.Reader transform. Output is a queue of at most two
-// segments that point either into the tokenizer's buffer (the current
-// token's raw bytes, valid until the next call to Next) or at the inserted
-// fragments; the next token is read only once the queue is drained.
+// rewriter is the io.Reader transform. It splits the page into tokens
+// exactly as golang.org/x/net/html's Tokenizer does (see lexer) and decides
+// token by token, as it always has; only where every token goes out as it
+// is (after the banner, outside a refused form) does it skip ahead over
+// runs of tokens (skip). Output is a queue of at most two segments that
+// point either into the lexer's buffer (the current token's raw bytes, or a
+// run of them) or at the inserted fragments; the next token is read only
+// once the queue is drained.
 //
 // The banner goes right after the first <body> start tag. A page without one
 // gets it before its first body content (a start tag that does not belong in
@@ -67,7 +71,7 @@ func NewReader(r io.Reader, opts Options) io.ReadCloser {
 // The tag that ends an unclosed form is kept, and so is everything after it.
 type rewriter struct {
 	src    io.Reader
-	z      *html.Tokenizer
+	z      lexer
 	refuse func(method, action string) bool
 	banner []byte
 	notice []byte
@@ -88,19 +92,15 @@ type rewriter struct {
 }
 
 func newRewriter(r io.Reader, opts Options, now time.Time, maxToken int) *rewriter {
-	z := html.NewTokenizer(r)
-	z.SetMaxBuf(maxToken)
-	return &rewriter{
-		src:    r,
-		z:      z,
-		refuse: opts.WouldRefuse,
-		banner: []byte(bannerAt(opts.Notice, now)),
-		notice: []byte(formNoticeAt(opts.Notice, now)),
-	}
+	w := &rewriter{src: r, refuse: opts.WouldRefuse}
+	w.banner, w.notice = fragments(opts.Notice, now)
+	w.z.init(r, maxToken)
+	return w
 }
 
-// Read fills p with rewritten bytes. It keeps tokenizing while the tokenizer
-// has input buffered, and returns what it has rather than wait on r for more.
+// Read fills p with rewritten bytes. It keeps tokenizing while the input
+// buffered holds whole tokens, and returns what it has rather than wait on r
+// for more.
 func (w *rewriter) Read(p []byte) (int, error) {
 	if w.closed.Load() {
 		return 0, errClosed
@@ -122,18 +122,19 @@ func (w *rewriter) Read(p []byte) (int, error) {
 			if n > 0 {
 				break
 			}
+			w.z.release() // the queue held its last bytes
 			m, err := w.src.Read(p)
 			if err != nil {
 				w.err = err
 			}
 			return m, err
 		}
-		if n > 0 && len(w.z.Buffered()) == 0 {
+		if !w.advance(n == 0) {
 			break // the next token needs a read from r: hand over what we have
 		}
-		w.advance()
 	}
 	if w.iseg == w.nseg && w.err != nil {
+		w.z.release()
 		return n, w.err
 	}
 	return n, nil
@@ -161,10 +162,51 @@ func (w *rewriter) emit2(a, b []byte) {
 	w.iseg, w.nseg = 0, 2
 }
 
-// advance reads one token and queues what goes out for it.
-func (w *rewriter) advance() {
-	tt := w.z.Next()
-	raw := w.z.Raw()
+// advance queues what goes out for the next token, or for a run of tokens
+// that go out as they are. It reads from r only when block is set, and
+// reports false when it would have had to.
+func (w *rewriter) advance(block bool) bool {
+	if w.bannerDone && !w.suppress && w.skip() {
+		return true
+	}
+	tt := w.z.next(block)
+	if tt == needInput {
+		return false
+	}
+	w.token(tt, w.z.Raw())
+	return true
+}
+
+// skip is the fast path, for most of every page: once the banner is placed
+// and while no form is hidden, every token but a <form> start tag (and the
+// end of input) goes out as it is, and the tokens are contiguous. skip
+// queues the longest such run the buffered input holds, and reports false
+// when it is empty. It leaves the token that ends the run unread, for token.
+func (w *rewriter) skip() bool {
+	z := &w.z
+	from := z.pos
+	for z.err == nil {
+		if z.rawTag == "" && z.quick() {
+			continue
+		}
+		tt := z.next(false)
+		if tt == needInput {
+			break
+		}
+		if tt == html.ErrorToken || tt == html.StartTagToken && isFormTag(z.Raw()) {
+			z.unread()
+			break
+		}
+	}
+	if z.pos == from {
+		return false
+	}
+	w.emit(z.buf[from:z.pos])
+	return true
+}
+
+// token queues what goes out for one token.
+func (w *rewriter) token(tt html.TokenType, raw []byte) {
 	if w.bannerDone && !w.suppress {
 		// The common case, most of every page: only a <form> matters.
 		switch tt {
@@ -270,7 +312,7 @@ func (w *rewriter) startTag(raw []byte) {
 	if a == atom.Template {
 		w.templates++
 	}
-	if a == atom.Form && w.formRefused() {
+	if a == atom.Form && w.formRefused(raw) {
 		w.suppress = true
 		w.open = w.open[:0]
 		w.deep = false
@@ -323,23 +365,34 @@ func (w *rewriter) contentStarts() []byte {
 	return nil
 }
 
-// formRefused reads the current <form> tag's method and action.
-func (w *rewriter) formRefused() bool {
-	if w.refuse == nil {
+// formRefused reads a <form> start tag's method and action (raw is the
+// whole tag). A tag that needs decoding (character references, NUL, CR) is
+// handed to a Tokenizer of its own, which decodes it exactly as the page's
+// Tokenizer would have: a start tag is tokenized the same wherever it
+// starts.
+func (w *rewriter) formRefused(raw []byte) bool {
+	if w.refuse == nil || !mayBePost(raw) {
 		return false
 	}
-	// The tokenizer keeps the first of duplicate attributes, as browsers do.
 	var method, action string
-	for {
-		key, val, more := w.z.TagAttr()
-		switch string(key) {
-		case "method":
-			method = string(val)
-		case "action":
-			action = string(val)
-		}
-		if !more {
-			break
+	if m, a, ok := plainFormAttrs(raw); ok {
+		method, action = string(m), string(a)
+	} else {
+		z := html.NewTokenizer(bytes.NewReader(raw))
+		z.Next()
+		// The tokenizer keeps the first of duplicate attributes, as
+		// browsers do.
+		for {
+			key, val, more := z.TagAttr()
+			switch string(key) {
+			case "method":
+				method = string(val)
+			case "action":
+				action = string(val)
+			}
+			if !more {
+				break
+			}
 		}
 	}
 	// A missing or invalid method is GET; "dialog" submits nothing.
@@ -347,6 +400,94 @@ func (w *rewriter) formRefused() bool {
 		return false
 	}
 	return w.refuse("POST", action)
+}
+
+// plainFormAttrs returns the method and action of a <form> start tag (its
+// raw bytes, up to its '>') as Tokenizer.TagAttr gives them, without a
+// Tokenizer, when they need no decoding: when the tag holds no character
+// reference (&), NUL or CR, TagAttr's values are the bytes as written. It
+// reads the attributes with the Tokenizer's steps (those of tagEnd) and, as
+// the Tokenizer, keeps the first of attributes whose names differ only in
+// case. ok is false when the tag needs decoding.
+func plainFormAttrs(raw []byte) (method, action []byte, ok bool) {
+	if len(raw) < 2 || bytes.ContainsAny(raw, "&\x00\r") {
+		return nil, nil, false
+	}
+	b := raw[2:] // after "<f"
+	n, i := len(b), 0
+	for i < n && tagByte[b[i]]&endsName == 0 {
+		i++
+	}
+	if i < n && tagByte[b[i]]&isSpace != 0 {
+		i++
+	}
+	var seenMethod, seenAction bool
+	for {
+		for i < n && tagByte[b[i]]&isSpace != 0 {
+			i++
+		}
+		if i == n || b[i] == '>' {
+			return method, action, true
+		}
+		k := i
+		if b[i] == '=' {
+			i++ // an '=' before the name begins is part of the name
+		}
+		for i < n && tagByte[b[i]]&endsKey == 0 {
+			i++
+		}
+		key := b[k:i] // empty for "/", and then skipped as the Tokenizer does
+		var val []byte
+		for i < n && tagByte[b[i]]&isSpace != 0 {
+			i++
+		}
+		if i < n && b[i] == '/' {
+			i++
+		} else if i < n && b[i] == '=' {
+			for i++; i < n && tagByte[b[i]]&isSpace != 0; i++ {
+			}
+			if i < n {
+				switch q := b[i]; q {
+				case '>':
+				case '\'', '"':
+					if k := bytes.IndexByte(b[i+1:], q); k >= 0 {
+						val, i = b[i+1:i+1+k], i+1+k+1
+					} else {
+						val, i = b[i+1:], n
+					}
+				default:
+					v := i
+					for i++; i < n && tagByte[b[i]]&(isSpace|isGT) == 0; i++ {
+					}
+					val = b[v:i]
+					if i < n && tagByte[b[i]]&isSpace != 0 {
+						i++
+					}
+				}
+			}
+		}
+		switch {
+		case !seenMethod && equalLower(key, "method"):
+			method, seenMethod = val, true
+		case !seenAction && equalLower(key, "action"):
+			action, seenAction = val, true
+		}
+	}
+}
+
+// mayBePost reports false when a <form> tag's method cannot be POST: its raw
+// bytes hold no "post" in any case, no character reference (&) and no
+// non-ASCII byte (strings.EqualFold folds "ſ", U+017F, to "s").
+func mayBePost(raw []byte) bool {
+	for i, c := range raw {
+		switch {
+		case c == '&' || c >= 0x80:
+			return true
+		case c|0x20 == 'p' && i+3 < len(raw) && raw[i+1]|0x20 == 'o' && raw[i+2]|0x20 == 's' && raw[i+3]|0x20 == 't':
+			return true
+		}
+	}
+	return false
 }
 
 func (w *rewriter) endForm() {

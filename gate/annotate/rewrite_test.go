@@ -454,8 +454,9 @@ func TestCloseReleasesSource(t *testing.T) {
 }
 
 // FuzzRewrite checks on arbitrary input that: with nothing refused the
-// output is the input plus at most one banner; the output does not depend on
-// how the input is split into reads; a tiny token cap only stops rewriting.
+// output is the input plus at most one banner; the output is the reference
+// rewriter's (reference_test.go) and does not depend on how the input is
+// split into reads; a tiny token cap only stops rewriting.
 func FuzzRewrite(f *testing.F) {
 	for _, c := range pageCases {
 		b, err := os.ReadFile(filepath.Join("testdata", c.file))
@@ -473,6 +474,13 @@ func FuzzRewrite(f *testing.F) {
 		}
 		refuseAll := Options{Notice: testNotice, WouldRefuse: func(string, string) bool { return true }}
 		whole := rewrite(t, strings.NewReader(in), refuseAll)
+		ref, err := io.ReadAll(newReference(strings.NewReader(in), refuseAll, testNow, maxTokenBytes))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if whole != string(ref) {
+			t.Fatalf("output differs from the reference rewriter's:\n in: %q\n got: %q\nwant: %q", in, whole, ref)
+		}
 		// One-byte reads make the tokenizer copy the current token on every
 		// byte (quadratic in the token's length): keep fuzzed inputs short.
 		r := iotest.OneByteReader(strings.NewReader(in))

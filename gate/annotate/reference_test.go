@@ -1,0 +1,361 @@
+package annotate
+
+import (
+	"io"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/net/html"
+	"golang.org/x/net/html/atom"
+)
+
+// refRewriter is the rewriter as it was before the lexer: driven by
+// golang.org/x/net/html's Tokenizer, token by token. It is the reference the
+// rewriter must match byte for byte (FuzzFastMatchesReference); keep it as it
+// is. Its comments are those of the original.
+//
+// The original said: rewriter is the io.Reader transform. Output is a queue
+// of at most two segments that point either into the tokenizer's buffer (the
+// current token's raw bytes, valid until the next call to Next) or at the
+// inserted fragments; the next token is read only once the queue is drained.
+//
+// The banner goes right after the first <body> start tag. A page without one
+// gets it before its first body content (a start tag that does not belong in
+// <head>, or text that is not white space, outside raw text and <template>),
+// provided the page is a whole document (a doctype, <html>, <head>, </head>
+// or <title> came first); a fragment, such as an htmx or AJAX snippet, gets
+// none. A frameset page gets none.
+//
+// A refused form is dropped from its start tag to the first of:
+//   - the first </form>, dropped with it: browsers ignore a <form> start tag
+//     inside an open form, and the first </form> closes the outer one;
+//   - an end tag that closes nothing opened inside the form, which closes
+//     the form's parent (an unclosed form ends there, as far as what is shown
+//     goes); </p>, </br> and void elements' end tags do not count, and past
+//     maxFormDepth open elements only the other rules apply;
+//   - </body>, </html> or a <body> start tag: never hide past the body;
+//   - the end of the page.
+//
+// The tag that ends an unclosed form is kept, and so is everything after it.
+type refRewriter struct {
+	src    io.Reader
+	z      *html.Tokenizer
+	refuse func(method, action string) bool
+	banner []byte
+	notice []byte
+
+	segs       [2][]byte
+	iseg, nseg int
+	err        error // sticky: returned once the queue is drained
+	closed     atomic.Bool
+
+	bannerDone  bool // inserted, or given up on; never twice
+	document    bool // seen a doctype, <html>, <head>, </head> or <title>
+	inRaw       bool // inside a raw-text element's content (script, style, title...)
+	templates   int  // open <template> elements (inert content)
+	suppress    bool // inside a refused form
+	open        []uint64
+	deep        bool // open overflowed: stop guessing where the form ends
+	passthrough bool // a token was too long: copy the rest as it is
+}
+
+func newReference(r io.Reader, opts Options, now time.Time, maxToken int) *refRewriter {
+	z := html.NewTokenizer(r)
+	z.SetMaxBuf(maxToken)
+	return &refRewriter{
+		src:    r,
+		z:      z,
+		refuse: opts.WouldRefuse,
+		banner: []byte(bannerAt(opts.Notice, now)),
+		notice: []byte(formNoticeAt(opts.Notice, now)),
+	}
+}
+
+// Read fills p with rewritten bytes. It keeps tokenizing while the tokenizer
+// has input buffered, and returns what it has rather than wait on r for more.
+func (w *refRewriter) Read(p []byte) (int, error) {
+	if w.closed.Load() {
+		return 0, errClosed
+	}
+	n := 0
+	for n < len(p) {
+		if w.iseg < w.nseg {
+			c := copy(p[n:], w.segs[w.iseg])
+			n += c
+			if w.segs[w.iseg] = w.segs[w.iseg][c:]; len(w.segs[w.iseg]) == 0 {
+				w.iseg++
+			}
+			continue
+		}
+		if w.err != nil {
+			break
+		}
+		if w.passthrough {
+			if n > 0 {
+				break
+			}
+			m, err := w.src.Read(p)
+			if err != nil {
+				w.err = err
+			}
+			return m, err
+		}
+		if n > 0 && len(w.z.Buffered()) == 0 {
+			break // the next token needs a read from r: hand over what we have
+		}
+		w.advance()
+	}
+	if w.iseg == w.nseg && w.err != nil {
+		return n, w.err
+	}
+	return n, nil
+}
+
+// Close closes the source when it is an io.Closer. It may be called while a
+// Read is blocked on the source (it only touches the source and a flag).
+func (w *refRewriter) Close() error {
+	if w.closed.Swap(true) {
+		return nil
+	}
+	if c, ok := w.src.(io.Closer); ok {
+		return c.Close()
+	}
+	return nil
+}
+
+func (w *refRewriter) emit(s []byte) {
+	w.segs[0] = s
+	w.iseg, w.nseg = 0, 1
+}
+
+func (w *refRewriter) emit2(a, b []byte) {
+	w.segs[0], w.segs[1] = a, b
+	w.iseg, w.nseg = 0, 2
+}
+
+// advance reads one token and queues what goes out for it.
+func (w *refRewriter) advance() {
+	tt := w.z.Next()
+	raw := w.z.Raw()
+	if w.bannerDone && !w.suppress {
+		// The common case, most of every page: only a <form> matters.
+		switch tt {
+		case html.TextToken, html.CommentToken, html.DoctypeToken, html.EndTagToken:
+			w.emit(raw)
+			return
+		case html.StartTagToken, html.SelfClosingTagToken:
+			if !isFormTag(raw) {
+				w.emit(raw)
+				return
+			}
+		}
+	}
+	switch tt {
+	case html.ErrorToken:
+		err := w.z.Err()
+		if err == html.ErrBufferExceeded {
+			// raw (the token so far) and Buffered() are contiguous: copy
+			// them, then the rest of src, as they are.
+			if w.suppress {
+				w.endForm()
+				raw = nil // the start of a token inside the refused form
+			}
+			w.passthrough = true
+			w.emit2(raw, w.z.Buffered())
+			return
+		}
+		if err == nil {
+			err = io.ErrUnexpectedEOF // cannot happen; never loop on it
+		}
+		w.err = err
+		if !w.suppress {
+			w.emit(raw) // a tag cut short by the end of input is content too
+		}
+	case html.TextToken:
+		if w.suppress {
+			return
+		}
+		var pre []byte
+		if !w.bannerDone && !w.inRaw && w.templates == 0 && !isBlank(raw) {
+			pre = w.contentStarts()
+		}
+		w.emit2(pre, raw)
+	case html.CommentToken:
+		if !w.suppress {
+			w.emit(raw)
+		}
+	case html.DoctypeToken:
+		if !w.suppress {
+			w.document = true
+			w.emit(raw)
+		}
+	case html.StartTagToken, html.SelfClosingTagToken:
+		w.startTag(raw)
+	case html.EndTagToken:
+		w.endTag(raw)
+	}
+}
+
+func (w *refRewriter) startTag(raw []byte) {
+	name := tagName(raw, 1)
+	a := lookup(name)
+	if isRawText(a) {
+		// The tokenizer reads the content as raw text up to the matching end
+		// tag (even for <script/>); the next token is that text or that tag.
+		w.inRaw = true
+	}
+	if w.suppress {
+		if a != atom.Body {
+			// Inside the refused form. A nested <form> is ignored by
+			// browsers (the first </form> closes the outer one), so it is not
+			// an element; void elements have no end tag.
+			if a != atom.Form && !isVoid(a) {
+				w.push(name)
+			}
+			return
+		}
+		w.endForm() // a <body> never belongs to a form: stop hiding
+	}
+
+	var pre []byte
+	if !w.bannerDone {
+		switch a {
+		case atom.Body:
+			w.bannerDone = true
+			w.emit2(raw, w.banner)
+			return
+		case atom.Html, atom.Head, atom.Title:
+			w.document = true
+		case atom.Frameset:
+			w.bannerDone = true // a frameset page has no body to put it in
+		case atom.Base, atom.Basefont, atom.Bgsound, atom.Link, atom.Meta,
+			atom.Noframes, atom.Noscript, atom.Script, atom.Style:
+			// head content
+		case atom.Template:
+			// inert content, wherever it is
+		default:
+			if w.templates == 0 {
+				pre = w.contentStarts()
+			}
+		}
+	}
+	if a == atom.Template {
+		w.templates++
+	}
+	if a == atom.Form && w.formRefused() {
+		w.suppress = true
+		w.open = w.open[:0]
+		w.deep = false
+		w.emit2(pre, w.notice)
+		return
+	}
+	w.emit2(pre, raw)
+}
+
+func (w *refRewriter) endTag(raw []byte) {
+	name := tagName(raw, 2)
+	a := lookup(name)
+	w.inRaw = false
+	if w.suppress {
+		switch {
+		case a == atom.Form:
+			w.endForm() // the form's own end tag goes with it
+			return
+		case a == atom.Body || a == atom.Html:
+			// The form was never closed. Never hide past the end of the body.
+			w.endForm()
+		case w.pop(name, a):
+			return
+		default:
+			// The end tag of an element opened before the form: the form's
+			// parent is closing, and the form with it (for what is shown).
+			w.endForm()
+		}
+	}
+	switch a {
+	case atom.Template:
+		if w.templates > 0 {
+			w.templates--
+		}
+	case atom.Head:
+		w.document = true
+	}
+	w.emit(raw)
+}
+
+// contentStarts is called at the first token that belongs in the body of a
+// page without a <body> tag. It returns the banner to insert before that
+// token when the page is a whole document; a fragment (an htmx or AJAX
+// snippet) gets no banner at all.
+func (w *refRewriter) contentStarts() []byte {
+	w.bannerDone = true
+	if w.document {
+		return w.banner
+	}
+	return nil
+}
+
+// formRefused reads the current <form> tag's method and action.
+func (w *refRewriter) formRefused() bool {
+	if w.refuse == nil {
+		return false
+	}
+	// The tokenizer keeps the first of duplicate attributes, as browsers do.
+	var method, action string
+	for {
+		key, val, more := w.z.TagAttr()
+		switch string(key) {
+		case "method":
+			method = string(val)
+		case "action":
+			action = string(val)
+		}
+		if !more {
+			break
+		}
+	}
+	// A missing or invalid method is GET; "dialog" submits nothing.
+	if !strings.EqualFold(method, "post") {
+		return false
+	}
+	return w.refuse("POST", action)
+}
+
+func (w *refRewriter) endForm() {
+	w.suppress = false
+	w.open = w.open[:0]
+	w.deep = false
+}
+
+// push records an element opened inside the refused form.
+func (w *refRewriter) push(name []byte) {
+	if w.deep {
+		return
+	}
+	if len(w.open) == maxFormDepth {
+		w.deep = true
+		return
+	}
+	w.open = append(w.open, hashName(name))
+}
+
+// pop handles an end tag inside the refused form. It reports false when the
+// tag closes nothing opened inside the form, which means it closes one of the
+// form's ancestors: an unclosed form ends there (for display; browsers keep
+// associating later controls with it, but those are not shown as its
+// content). End tags that browsers never treat as closing an ancestor (</p>,
+// </br>, void elements) are swallowed.
+func (w *refRewriter) pop(name []byte, a atom.Atom) bool {
+	if w.deep || a == atom.P || a == atom.Br || isVoid(a) {
+		return true
+	}
+	h := hashName(name)
+	for i := len(w.open) - 1; i >= 0; i-- {
+		if w.open[i] == h {
+			w.open = w.open[:i]
+			return true
+		}
+	}
+	return false
+}
