@@ -362,7 +362,7 @@ func (g *Gate) rewrite(pr *httputil.ProxyRequest) {
 // (bypass) modes it returns at once: the response passes untouched.
 func (g *Gate) modifyResponse(resp *http.Response) error {
 	info, _ := resp.Request.Context().Value(ctxKey{}).(reqInfo)
-	if info.rec.Mode != ckanclient.ModeReadOnly || g.isDownload(resp.Request.URL.Path) {
+	if info.rec.Mode != ckanclient.ModeReadOnly || !isHTML(resp.Header) || g.isDownload(resp.Request.URL.Path) {
 		return nil
 	}
 	base := resp.Request.URL
@@ -377,6 +377,12 @@ func (g *Gate) modifyResponse(resp *http.Response) error {
 			return g.classifier.FormWouldBeRefused(method, action, base)
 		},
 	})
+}
+
+// isHTML reports whether a response is a page (the only kind annotated).
+func isHTML(h http.Header) bool {
+	ct := strings.TrimSpace(h.Get("Content-Type"))
+	return len(ct) >= 9 && strings.EqualFold(ct[:9], "text/html")
 }
 
 // downloadEndpoints serve users' files: an uploaded HTML resource is data,

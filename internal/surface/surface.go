@@ -246,14 +246,17 @@ func parseVar(s string) (segment, error) {
 // variable takes one non-empty segment, a path variable takes the rest of
 // the path including slashes, an int variable takes digits within its range.
 func (r Route) Match(path string) (map[string]string, bool) {
-	vars := map[string]string{}
-	if matchParts(r.parts, path, vars) {
+	var vars map[string]string // allocated only on a match
+	if matchParts(r.parts, path, &vars) {
+		if vars == nil {
+			vars = map[string]string{}
+		}
 		return vars, true
 	}
 	return nil, false
 }
 
-func matchParts(parts []segment, path string, vars map[string]string) bool {
+func matchParts(parts []segment, path string, vars *map[string]string) bool {
 	if len(parts) == 0 {
 		return path == ""
 	}
@@ -277,7 +280,10 @@ func matchParts(parts []segment, path string, vars map[string]string) bool {
 			continue
 		}
 		if matchParts(parts[1:], path[n:], vars) {
-			vars[p.name] = v
+			if *vars == nil {
+				*vars = map[string]string{}
+			}
+			(*vars)[p.name] = v
 			return true
 		}
 	}
