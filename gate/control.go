@@ -250,16 +250,22 @@ func (g *Gate) serveMode(w http.ResponseWriter, r *http.Request) {
 }
 
 // recordStatus renders a record that is not (yet) the enforced one.
+// When the record is the one this gate enforces, its phase is the real
+// one; otherwise the gate has not applied it yet and the phase is what it
+// will start in (draining for maintenance).
 func (g *Gate) recordStatus(rec Record) ckanclient.Status {
-	return ckanclient.Status{Site: g.opts.Site, Mode: rec.Mode, Message: rec.Message, Since: rec.Since,
-		Until: rec.Until, Version: rec.Version, Actor: rec.Actor, Reason: rec.Reason, Phase: phaseOf(rec)}
-}
-
-func phaseOf(rec Record) string {
-	if rec.maintenance() {
-		return ckanclient.PhaseDraining
+	st := ckanclient.Status{Site: g.opts.Site, Mode: rec.Mode, Message: rec.Message, Since: rec.Since,
+		Until: rec.Until, Version: rec.Version, Actor: rec.Actor, Reason: rec.Reason, Phase: ckanclient.PhaseLive}
+	if g.state.current().Version == rec.Version {
+		phase, q := g.state.phase()
+		st.Phase = phase
+		if !q.IsZero() {
+			st.QuiescedAt = &q
+		}
+	} else if rec.maintenance() {
+		st.Phase = ckanclient.PhaseDraining
 	}
-	return ckanclient.PhaseLive
+	return st
 }
 
 func decodeModeRequest(body io.Reader) (ckanclient.ModeRequest, error) {

@@ -389,7 +389,8 @@ func TestCompareAndSetConflict(t *testing.T) {
 		Current ckanclient.Status `json:"current"`
 	}
 	json.Unmarshal([]byte(res.body), &body)
-	if body.Current.Version != st.Version || body.Current.Mode != ckanclient.ModeReadOnly || body.Error == "" {
+	if body.Current.Version != st.Version || body.Current.Mode != ckanclient.ModeReadOnly || body.Error == "" ||
+		body.Current.Phase != ckanclient.PhaseQuiesced || body.Current.QuiescedAt == nil {
 		t.Fatalf("409 body: %s", res.body)
 	}
 	if res := r.setMode(fmt.Sprintf(`{"mode": "live", "expect_version": %d}`, st.Version)); res.status != 200 {
