@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io/fs"
 	"net"
-	"net/url"
 	"os"
 	"strings"
 	"syscall"
@@ -60,47 +59,13 @@ func scrub(msg string, secret config.SecretURL) string {
 		return msg
 	}
 	msg = strings.ReplaceAll(msg, raw, secret.String())
-	u, err := url.Parse(raw)
-	if err != nil {
-		return msg
-	}
-	var secrets []string
-	if u.User != nil {
-		if pw, ok := u.User.Password(); ok {
-			secrets = append(secrets, pw, url.QueryEscape(pw), url.PathEscape(pw))
-		} else if n := u.User.Username(); n != "" && isRedis(u.Scheme) {
-			secrets = append(secrets, n) // Redis takes a lone user name as the password
-		}
-	}
-	for k, vs := range u.Query() {
-		if secretParam(k) {
-			secrets = append(secrets, vs...)
-		}
-	}
+	secrets := secret.Secrets()
 	for _, s := range secrets {
 		if len(s) >= 3 { // never blank out single letters all over a message
 			msg = strings.ReplaceAll(msg, s, "xxxxx")
 		}
 	}
 	return msg
-}
-
-func isRedis(scheme string) bool {
-	switch strings.ToLower(scheme) {
-	case "redis", "rediss", "unix":
-		return true
-	}
-	return false
-}
-
-func secretParam(name string) bool {
-	n := strings.ToLower(name)
-	for _, s := range []string{"pass", "pwd", "secret", "token", "auth", "key"} {
-		if strings.Contains(n, s) {
-			return true
-		}
-	}
-	return false
 }
 
 // ms is a duration in milliseconds with a fraction, for details.

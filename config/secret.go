@@ -92,6 +92,31 @@ func redact(raw string) (shown string, hid bool) {
 	return u.String(), hid
 }
 
+// Secrets returns the secret pieces of the URL, as they may appear in an
+// error message from a driver: the password (also percent-escaped), a
+// Redis user name given alone, and the values of query parameters whose
+// name suggests a secret. The rules are Redact's.
+func (u SecretURL) Secrets() []string {
+	p, err := url.Parse(string(u))
+	if err != nil {
+		return nil
+	}
+	var out []string
+	if p.User != nil {
+		if pw, ok := p.User.Password(); ok {
+			out = append(out, pw, url.QueryEscape(pw), url.PathEscape(pw))
+		} else if n := p.User.Username(); n != "" && isRedisScheme(p.Scheme) {
+			out = append(out, n)
+		}
+	}
+	for k, vs := range p.Query() {
+		if secretParam(k) {
+			out = append(out, vs...)
+		}
+	}
+	return out
+}
+
 func isRedisScheme(s string) bool {
 	switch strings.ToLower(s) {
 	case "redis", "rediss", "unix":

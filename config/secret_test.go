@@ -88,3 +88,25 @@ func TestErrorsHidePasswords(t *testing.T) {
 		t.Errorf("error shows password:\n%v", err)
 	}
 }
+
+func TestSecretURLSecrets(t *testing.T) {
+	cases := map[SecretURL][]string{
+		"postgres://ckan:p%40ss@db/ckan":                 {"p@ss", "p%40ss", "p@ss"},
+		"redis://onlyuser@cache:6379/0":                  {"onlyuser"},
+		"postgres://ckan@db/ckan?sslpassword=s3cret&x=1": {"s3cret"},
+		"postgres://db/ckan":                             nil,
+		"http://user@solr:8983/solr/ckan":                nil,
+	}
+	for u, want := range cases {
+		got := u.Secrets()
+		if len(got) != len(want) {
+			t.Errorf("%s: Secrets() = %q, want %q", u.String(), got, want)
+			continue
+		}
+		for i := range want {
+			if got[i] != want[i] {
+				t.Errorf("%s: Secrets() = %q, want %q", u.String(), got, want)
+			}
+		}
+	}
+}
