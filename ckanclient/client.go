@@ -111,6 +111,9 @@ type Client struct {
 
 	read  *resty.Client // retries idempotent requests
 	write *resty.Client // never retries
+
+	stream  *http.Client      // for event streams: no overall timeout
+	headers map[string]string // sent with every request
 }
 
 // New returns a Client for the site at baseURL: CKAN's root URL (with
@@ -210,6 +213,10 @@ func New(baseURL string, opts Options) (*Client, error) {
 	}
 	c.read = newResty(retries)
 	c.write = newResty(0)
+	streamClient := *hc
+	streamClient.Timeout = 0 // a stream lasts as long as its context
+	c.stream = &streamClient
+	c.headers = headers
 	return c, nil
 }
 

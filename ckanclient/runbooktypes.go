@@ -1,0 +1,238 @@
+package ckanclient
+
+// Wire types of the gate's runbook API (/-/ckanops/runbook*). Like
+// gatetypes.go, this file is types only: the gate encodes them, the CLI
+// and the TUI decode them.
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Paths of the runbook API.
+const (
+	PathRunbook        = "/-/ckanops/runbook"         // GET: the current (or last) runbook; POST: start one
+	PathRunbookConfirm = "/-/ckanops/runbook/confirm" // POST RunbookAction: confirm the waiting step
+	PathRunbookRetry   = "/-/ckanops/runbook/retry"   // POST RunbookAction: run a failed or interrupted step again
+	PathRunbookResume  = "/-/ckanops/runbook/resume"  // POST RunbookAction: continue an interrupted runbook where it stood
+	PathRunbookSkip    = "/-/ckanops/runbook/skip"    // POST RunbookAction: skip the step (only where safe)
+	PathRunbookAbort   = "/-/ckanops/runbook/abort"   // POST RunbookAction: stop; with disable, also reopen writes
+	PathRunbookEvents  = "/-/ckanops/runbook/events"  // GET: Server-Sent Events of the journal (?since=SEQ or Last-Event-ID)
+)
+
+// The runbook's steps, in order.
+const (
+	StepPreflight = "preflight"
+	StepEnable    = "enable"
+	StepDrain     = "drain"
+	StepSnapshot  = "snapshot"
+	StepMigrate   = "migrate"
+	StepVerify    = "verify"
+	StepDisable   = "disable"
+)
+
+// Steps lists the steps in the order they run.
+var Steps = []string{StepPreflight, StepEnable, StepDrain, StepSnapshot, StepMigrate, StepVerify, StepDisable}
+
+// States of one step.
+const (
+	StepPending     = "pending"     // not reached yet
+	StepWaiting     = "waiting"     // reached; waits for the operator's confirmation
+	StepRunning     = "running"     // its action runs
+	StepDone        = "done"        // its action succeeded
+	StepFailed      = "failed"      // its action failed: the runbook stopped here
+	StepSkipped     = "skipped"     // the operator (or an option) skipped it
+	StepInterrupted = "interrupted" // the gate stopped while it ran or waited
+)
+
+// States of a runbook as a whole.
+const (
+	RunbookRunning     = "running"     // a step runs
+	RunbookWaiting     = "waiting"     // a step waits for confirmation
+	RunbookFailed      = "failed"      // a step failed; retry, abort, or disable now
+	RunbookInterrupted = "interrupted" // the gate restarted mid-runbook; resume, retry, or abort
+	RunbookAborted     = "aborted"     // stopped by an operator
+	RunbookDone        = "done"        // every step done or skipped
+)
+
+// Active reports whether the runbook still holds the site: only one
+// active runbook may exist per site.
+func (r *Runbook) Active() bool {
+	switch r.State {
+	case RunbookRunning, RunbookWaiting, RunbookFailed, RunbookInterrupted:
+		return true
+	}
+	return false
+}
+
+// Snapshot verdicts.
+const (
+	VerdictConsistent   = "consistent"
+	VerdictInconsistent = "inconsistent"
+)
+
+// RunbookOptions is the body of POST /-/ckanops/runbook.
+type RunbookOptions struct {
+	Mode    string     `json:"mode,omitempty"`    // ModeReadOnly (default) or ModeDown, for the enable step
+	Message string     `json:"message,omitempty"` // shown to visitors while in maintenance
+	Until   *time.Time `json:"until,omitempty"`   // the ETA; or For
+	For     string     `json:"for,omitempty"`     // a Go duration, counted from the enable step
+	Reason  string     `json:"reason,omitempty"`  // for the audit log
+
+	SkipMigrate bool `json:"skip_migrate,omitempty"` // mark migrate skipped from the start
+	// AutoConfirm runs every step without waiting for a confirmation,
+	// preflight warnings included (they are still recorded).
+	AutoConfirm bool `json:"auto_confirm,omitempty"`
+}
+
+// Validate reports what is wrong with the options, if anything.
+func (o RunbookOptions) Validate() error {
+	var errs []error
+	switch o.Mode {
+	case "", ModeReadOnly, ModeDown:
+	default:
+		errs = append(errs, fmt.Errorf("mode %q is not read-only or down (a runbook puts the site in maintenance)", o.Mode))
+	}
+	if o.Until != nil && o.For != "" {
+		errs = append(errs, errors.New("give until or for, not both"))
+	}
+	if o.For != "" {
+		if d, err := time.ParseDuration(o.For); err != nil || d <= 0 {
+			errs = append(errs, fmt.Errorf("for %q is not a positive duration such as 90m or 2h30m", o.For))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// RunbookAction is the body of confirm, retry, resume, skip and abort.
+type RunbookAction struct {
+	// ID names the runbook; when given and not the current one, the gate
+	// answers 409 (the runbook changed under the caller).
+	ID string `json:"id,omitempty"`
+	// Step names the step the caller means: confirm and skip refuse
+	// (409) when the runbook waits at another step.
+	Step string `json:"step,omitempty"`
+	// SiteName is what the operator typed, for the steps that ask for the
+	// site's name (enable and migrate): it must equal the site's name.
+	SiteName string `json:"site_name,omitempty"`
+	Reason   string `json:"reason,omitempty"`
+	// Disable (abort only): also put the site back to live and resume RQ,
+	// "disable maintenance now". Without it, an abort leaves the mode as it is.
+	Disable bool `json:"disable,omitempty"`
+}
+
+// Runbook is the record of one runbook, as GET /-/ckanops/runbook serves it.
+type Runbook struct {
+	ID      string         `json:"id"`
+	Site    string         `json:"site"`
+	State   string         `json:"state"` // Runbook*
+	Step    string         `json:"step"`  // the current (or last) step
+	Actor   string         `json:"actor"` // who started it
+	Options RunbookOptions `json:"options"`
+	Started time.Time      `json:"started"`
+	Ended   *time.Time     `json:"ended"`
+	Error   string         `json:"error,omitempty"` // why it failed or was aborted
+	Steps   []RunbookStep  `json:"steps"`
+	// Waiting is set while a step waits for confirmation.
+	Waiting *Confirmation `json:"waiting,omitempty"`
+	// Snapshot is the snapshot this runbook took, once taken.
+	Snapshot *SnapshotSummary `json:"snapshot,omitempty"`
+	// Seq is the sequence number of the runbook's last journal event.
+	Seq int64 `json:"seq"`
+}
+
+// StepByName returns the named step, or nil.
+func (r *Runbook) StepByName(name string) *RunbookStep {
+	for i := range r.Steps {
+		if r.Steps[i].Name == name {
+			return &r.Steps[i]
+		}
+	}
+	return nil
+}
+
+// RunbookStep is one step of a runbook and its evidence.
+type RunbookStep struct {
+	Name     string     `json:"name"`
+	State    string     `json:"state"` // Step*
+	Started  *time.Time `json:"started"`
+	Ended    *time.Time `json:"ended"`
+	Attempts int        `json:"attempts"`
+	Error    string     `json:"error,omitempty"`
+	// Skippable says whether the gate would let this step be skipped.
+	Skippable bool       `json:"skippable"`
+	Evidence  []Evidence `json:"evidence"`
+}
+
+// Kinds of evidence.
+const (
+	EvidenceCheck = "check" // a condition looked at (a probe, a count)
+	EvidenceRun   = "run"   // a program run: argv, exit code, output tail
+	EvidenceMode  = "mode"  // a mode change and the gate's answer
+	EvidenceNote  = "note"  // anything else worth keeping
+)
+
+// Evidence is one fact a step recorded: what was checked or run, and how it went.
+type Evidence struct {
+	Time       time.Time      `json:"time"`
+	Kind       string         `json:"kind"` // Evidence*
+	Summary    string         `json:"summary"`
+	OK         bool           `json:"ok"`
+	Argv       []string       `json:"argv,omitempty"`
+	ExitCode   *int           `json:"exit_code,omitempty"`
+	DurationMS int64          `json:"duration_ms,omitempty"`
+	OutputTail string         `json:"output_tail,omitempty"`
+	Details    map[string]any `json:"details,omitempty"`
+}
+
+// Confirmation is what a waiting step asks of the operator.
+type Confirmation struct {
+	Step   string `json:"step"`
+	Prompt string `json:"prompt"`
+	// TypeSiteName: the confirmation must carry the site's name as typed
+	// by the operator (RunbookAction.SiteName).
+	TypeSiteName bool `json:"type_site_name"`
+	// Warnings to acknowledge (preflight).
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// SnapshotSummary is what a runbook record says about its snapshot.
+type SnapshotSummary struct {
+	Dir     string   `json:"dir"`
+	Verdict string   `json:"verdict"` // VerdictConsistent or VerdictInconsistent
+	Changed []string `json:"changed,omitempty"`
+	Bytes   int64    `json:"bytes"`
+}
+
+// Kinds of journal events.
+const (
+	EventStarted     = "started"     // a runbook started (Runbook set)
+	EventStep        = "step"        // a step changed state (Step, State)
+	EventEvidence    = "evidence"    // a step recorded evidence (Step, Evidence)
+	EventOutput      = "output"      // a line of a program's output (Step, Message)
+	EventConfirm     = "confirm"     // a step waits for confirmation (Confirmation)
+	EventConfirmed   = "confirmed"   // an operator confirmed (Step, Actor)
+	EventSkipped     = "skipped"     // an operator skipped a step
+	EventRetry       = "retry"       // an operator asked for a step again
+	EventResumed     = "resumed"     // an operator resumed an interrupted runbook
+	EventInterrupted = "interrupted" // the gate restarted mid-runbook
+	EventAborted     = "aborted"     // an operator aborted
+	EventFinished    = "finished"    // the runbook ended (State: done or failed)
+)
+
+// RunbookEvent is one line of the journal, and one Server-Sent Event.
+type RunbookEvent struct {
+	Seq          int64         `json:"seq"`
+	Time         time.Time     `json:"time"`
+	Runbook      string        `json:"runbook"` // the runbook's ID
+	Kind         string        `json:"kind"`    // Event*
+	Step         string        `json:"step,omitempty"`
+	State        string        `json:"state,omitempty"` // the step's (EventStep) or the runbook's (EventFinished) new state
+	Actor        string        `json:"actor,omitempty"`
+	Message      string        `json:"message,omitempty"`
+	Evidence     *Evidence     `json:"evidence,omitempty"`
+	Confirmation *Confirmation `json:"confirmation,omitempty"`
+	// Snapshot; on the finished event, the runbook's snapshot.
+	Snapshot *SnapshotSummary `json:"snapshot,omitempty"`
+}
