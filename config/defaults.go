@@ -31,6 +31,9 @@ const (
 	DefaultDrainTimeout     = 10 * time.Minute             // gate.drain_timeout
 	DefaultShutdownTimeout  = 30 * time.Second             // gate.shutdown_timeout
 	DefaultRetryAfter       = 300 * time.Second            // gate.retry_after
+	DefaultPollInterval     = 500 * time.Millisecond       // runbook.poll_interval
+	DefaultMigrateTimeout   = time.Hour                    // migrate.timeout
+	DefaultVerifyTimeout    = 5 * time.Minute              // verify.timeout
 )
 
 // Gate defaults: the Postgres probes' warning thresholds.
@@ -72,6 +75,11 @@ type defaultEntry struct {
 //	gate.toml   gate.shutdown_timeout           30s
 //	gate.toml   gate.retry_after                5m
 //	gate.toml   gate.site_title                 <site>
+//	gate.toml   runbook.journal_dir             <directory of state.file>/<site>.runbook
+//	gate.toml   runbook.poll_interval           500ms
+//	gate.toml   migrate.timeout                 1h
+//	gate.toml   migrate.mode                    read-only
+//	gate.toml   verify.timeout                  5m
 //	sites.toml  console.refresh                 5s
 //	sites.toml  console.timeout                 5s
 //	sites.toml  site.timeout                    <console.timeout>
@@ -95,6 +103,11 @@ var defaults = []defaultEntry{
 	{"gate.toml", "gate.shutdown_timeout", shortDuration(DefaultShutdownTimeout)},
 	{"gate.toml", "gate.retry_after", shortDuration(DefaultRetryAfter)},
 	{"gate.toml", "gate.site_title", "<site>"},
+	{"gate.toml", "runbook.journal_dir", "<directory of state.file>/<site>.runbook"},
+	{"gate.toml", "runbook.poll_interval", shortDuration(DefaultPollInterval)},
+	{"gate.toml", "migrate.timeout", shortDuration(DefaultMigrateTimeout)},
+	{"gate.toml", "migrate.mode", ckanReadOnly},
+	{"gate.toml", "verify.timeout", shortDuration(DefaultVerifyTimeout)},
 	{"sites.toml", "console.refresh", shortDuration(DefaultRefresh)},
 	{"sites.toml", "console.timeout", shortDuration(DefaultSiteTimeout)},
 	{"sites.toml", "site.timeout", "<console.timeout>"},

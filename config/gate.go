@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 )
 
@@ -27,6 +28,26 @@ type Gate struct {
 	Checks   ChecksConfig   // [checks]
 	Snapshot SnapshotConfig // [snapshot]
 	Gate     GateTuning     // [gate]
+	Runbook  RunbookConfig  // [runbook]
+	Migrate  []Command      // [[migrate]]: the runbook's migrate step, in order
+	Verify   []Command      // [[verify]]: extra checks of the runbook's verify step, in order
+}
+
+// RunbookConfig is the optional [runbook] table.
+type RunbookConfig struct {
+	JournalDir        string   // journal_dir: where the runbook's record and journal are kept
+	ExpectCKANVersion string   // expect_ckan_version: the verify step checks status_show's ckan_version against it
+	PollInterval      Duration // poll_interval: how often the drain looks again
+}
+
+// Command is one [[migrate]] or [[verify]] entry: a program run without a
+// shell.
+type Command struct {
+	Name    string   // name: shown in the runbook
+	Argv    []string // argv: the program and its arguments; argv[0] is looked up on $PATH if bare
+	Dir     string   // dir: the working directory; default the gate's
+	Timeout Duration // timeout: the command is killed (its whole process group) after this long
+	Mode    string   // mode (migrate only): "read-only" (default) or "down" for migrations that lock tables
 }
 
 // StateConfig is the [state] table: where the mode record is kept.
@@ -155,6 +176,14 @@ func LoadGate(path string) (*Gate, []Warning, error) {
 	g.Snapshot.Keep = snap.integer("keep", DefaultSnapshotKeep, 1)
 	snap.done()
 
+	rb := t.table("runbook")
+	g.Runbook.JournalDir, _ = rb.filePath("journal_dir")
+	g.Runbook.ExpectCKANVersion, _ = rb.string("expect_ckan_version")
+	g.Runbook.PollInterval = rb.duration("poll_interval", DefaultPollInterval, false)
+	rb.done()
+	g.Migrate = readCommands(t, "migrate", DefaultMigrateTimeout, true)
+	g.Verify = readCommands(t, "verify", DefaultVerifyTimeout, false)
+
 	tune := t.table("gate")
 	g.Gate.DrainTimeout = tune.duration("drain_timeout", DefaultDrainTimeout, false)
 	g.Gate.ShutdownTimeout = tune.duration("shutdown_timeout", DefaultShutdownTimeout, false)
@@ -188,6 +217,9 @@ func (g *Gate) fillDefaults() {
 	}
 	if g.Snapshot.StoragePath == "" {
 		g.Snapshot.StoragePath = g.Checks.StoragePath
+	}
+	if g.Runbook.JournalDir == "" && g.State.File != "" && g.Site != "" {
+		g.Runbook.JournalDir = filepath.Join(filepath.Dir(g.State.File), g.Site+".runbook")
 	}
 	if g.Gate.SiteTitle == "" {
 		g.Gate.SiteTitle = g.Site
@@ -441,3 +473,48 @@ func orElse(s, def string) string {
 	}
 	return s
 }
+
+// readCommands reads an array of tables of commands ([[migrate]] or
+// [[verify]]).
+func readCommands(t *table, key string, defTimeout time.Duration, withMode bool) []Command {
+	var out []Command
+	names := map[string]bool{}
+	for _, e := range t.tables(key) {
+		var c Command
+		e.need("name")
+		c.Name, _ = e.string("name")
+		if c.Name != "" {
+			if names[c.Name] {
+				e.d.problem(e.sub("name"), "duplicate %s name %q; names must be unique", key, c.Name)
+			}
+			names[c.Name] = true
+		}
+		e.need("argv")
+		c.Argv = e.strings("argv", nil)
+		if v, ok := e.lookup("argv"); ok && isEmptyArray(v) {
+			e.d.problem(e.sub("argv"), "must hold the program and its arguments, such as [\"ckan\", \"-c\", \"/etc/ckan/ckan.ini\", \"db\", \"upgrade\"] (no shell is used)")
+		}
+		c.Dir, _ = e.filePath("dir")
+		c.Timeout = e.duration("timeout", defTimeout, false)
+		if withMode {
+			c.Mode = ckanReadOnly
+			if m, ok := e.string("mode"); ok {
+				switch m {
+				case ckanReadOnly, ckanDown:
+					c.Mode = m
+				default:
+					e.d.problem(e.sub("mode"), "must be \"read-only\" or \"down\" (down refuses reads too, for migrations that lock tables)")
+				}
+			}
+		}
+		e.done()
+		out = append(out, c)
+	}
+	return out
+}
+
+// The maintenance modes a migrate command may run in.
+const (
+	ckanReadOnly = "read-only"
+	ckanDown     = "down"
+)

@@ -91,6 +91,12 @@ func TestLoadGateFull(t *testing.T) {
 			RetryAfter:      dur(2 * time.Minute),
 			SiteTitle:       "Example Open Data",
 		},
+		Runbook: RunbookConfig{JournalDir: "/srv/ckanops/journal", ExpectCKANVersion: "2.11.3", PollInterval: dur(time.Second)},
+		Migrate: []Command{
+			{Name: "db upgrade", Argv: []string{"ckan", "-c", "/etc/ckan/ckan.ini", "db", "upgrade"}, Timeout: dur(2 * time.Hour), Mode: "down"},
+			{Name: "search index", Argv: []string{"ckan", "-c", "/etc/ckan/ckan.ini", "search-index", "rebuild"}, Dir: "/srv/ckan", Timeout: dur(time.Hour), Mode: "read-only"},
+		},
+		Verify: []Command{{Name: "front page", Argv: []string{"curl", "-fsS", "http://127.0.0.1:5000/"}, Timeout: dur(30 * time.Second)}},
 	}
 	if !reflect.DeepEqual(g, want) {
 		t.Errorf("got  %#v\nwant %#v", g, want)
@@ -192,7 +198,7 @@ var gateErrorCases = []struct {
 	{"gate_many.toml", []string{
 		`testdata/gate_many.toml:1: site: "Prod Site" is not a valid site name: ...`,
 		`testdata/gate_many.toml:2: listen: "localhost" is not host:port; ...`,
-		"testdata/gate_many.toml:4: colour: unknown key (known keys here: site, listen, upstream, state, auth, audit, policy, checks, snapshot, gate)",
+		"testdata/gate_many.toml:4: colour: unknown key (known keys here: site, listen, upstream, state, auth, audit, policy, checks, snapshot, runbook, migrate, verify, gate)",
 		`testdata/gate_many.toml:8: auth.sysadmin_cache_ttl: expected a duration string with a unit, such as "1m", found an integer`,
 		`testdata/gate_many.toml:11: policy.deny_get: entry 1: "group/follow/*" is not a path ...`,
 		`testdata/gate_many.toml:12: policy.trusted_proxies: entry 1: "not-an-ip" is not an IP address or a CIDR prefix ...`,
@@ -228,6 +234,21 @@ var gateErrorCases = []struct {
 		"testdata/gate_secrets.toml:13: checks.datastore_db: not a valid URL; ...",
 		`testdata/gate_secrets.toml:14: checks.redis: scheme "http" is not allowed; it must be a redis://, rediss:// or unix:// URL`,
 	}},
+}
+
+func init() {
+	gateErrorCases = append(gateErrorCases, struct {
+		file string
+		want []string
+	}{"gate_commands_bad.toml", []string{
+		"testdata/gate_commands_bad.toml:9: runbook.poll_interval: ...",
+		"testdata/gate_commands_bad.toml:13: migrate.argv: expected an array of strings, ...",
+		"testdata/gate_commands_bad.toml:16: migrate.name: duplicate migrate name \"db upgrade\"; names must be unique",
+		"testdata/gate_commands_bad.toml:17: migrate.argv: must hold the program and its arguments, ...",
+		"testdata/gate_commands_bad.toml:18: migrate.mode: must be \"read-only\" or \"down\" ...",
+		"testdata/gate_commands_bad.toml:20: verify.name: required key is missing",
+		"testdata/gate_commands_bad.toml:22: verify.shell: unknown key ...",
+	}})
 }
 
 func TestLoadGateErrors(t *testing.T) {
