@@ -24,9 +24,8 @@ func (c *Client) Runbook(ctx context.Context) (*Runbook, error) {
 	var rb Runbook
 	err := c.gateCall(ctx, call{method: http.MethodGet, path: PathRunbook, name: gateRunbookCall, retry: true}, &rb)
 	var he *HTTPError
-	var be *BadRequestError
 	switch {
-	case errors.As(err, &be) && be.Status == http.StatusNotFound:
+	case IsNotFound(err):
 		return nil, nil
 	case errors.As(err, &he) && he.Status == http.StatusNotFound:
 		return nil, nil

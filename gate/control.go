@@ -36,8 +36,10 @@ func (g *Gate) controlMux() http.Handler {
 	mux.HandleFunc("POST "+controlPrefix+"jobs/suspend", g.serveJobsSuspend)
 	mux.HandleFunc("POST "+controlPrefix+"jobs/resume", g.serveJobsResume)
 	mux.Handle("GET "+controlPrefix+"metrics", g.metrics.handler())
+	mux.HandleFunc(controlPrefix+"runbook", g.serveRunbook)
+	mux.HandleFunc(controlPrefix+"runbook/", g.serveRunbook)
 	mux.HandleFunc(controlPrefix, func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such control endpoint: see GET /-/ckanops/status, POST /-/ckanops/mode, GET /-/ckanops/health, GET /-/ckanops/metrics, POST /-/ckanops/jobs/suspend, POST /-/ckanops/jobs/resume"})
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such control endpoint: see GET /-/ckanops/status, POST /-/ckanops/mode, GET /-/ckanops/health, GET /-/ckanops/metrics, POST /-/ckanops/jobs/suspend, POST /-/ckanops/jobs/resume, GET/POST /-/ckanops/runbook, GET /-/ckanops/runbook/events"})
 	})
 	return mux
 }

@@ -21,6 +21,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ckanops/ckanops/ckanclient"
@@ -28,6 +29,7 @@ import (
 	"github.com/ckanops/ckanops/gate/annotate"
 	"github.com/ckanops/ckanops/gate/classify"
 	"github.com/ckanops/ckanops/internal/surface"
+	"github.com/ckanops/ckanops/runbook"
 )
 
 // Options configure a Gate. cmd/ckanops builds them from gate.toml.
@@ -81,6 +83,7 @@ type Gate struct {
 	metrics    *metrics
 	storeState storeHealth
 	probes     healthProbes // the checks Runner, built on first use (health.go)
+	runbook    atomic.Pointer[runbook.Engine]
 }
 
 // ctxKey carries per-request facts from ServeHTTP to the proxy hooks.

@@ -37,16 +37,33 @@ func (g *Gate) serveJobs(w http.ResponseWriter, r *http.Request, suspend bool) {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
 		return
 	}
-	url := g.opts.Checks.Redis
-	if url == "" {
-		writeJSON(w, http.StatusConflict, map[string]string{"error": "RQ is not configured: set redis (CKAN's ckan.redis.url) in gate.toml's [checks]"})
+	st, err := g.setJobs(r.Context(), suspend, ttl, actor, req.Reason, g.clientAddr(r))
+	switch {
+	case errors.Is(err, errRQNotConfigured):
+		writeJSON(w, http.StatusConflict, map[string]string{"error": err.Error()})
+		return
+	case err != nil:
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
 		return
 	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+var errRQNotConfigured = errors.New("RQ is not configured: set redis (CKAN's ckan.redis.url) in gate.toml's [checks]")
+
+// setJobs suspends or resumes RQ's workers, audits the change, and
+// returns the state after it with a fresh redis check.
+func (g *Gate) setJobs(ctx context.Context, suspend bool, ttl time.Duration, actor, reason, remote string) (ckanclient.JobsState, error) {
+	url := g.opts.Checks.Redis
+	if url == "" {
+		return ckanclient.JobsState{}, errRQNotConfigured
+	}
 	timeout := g.healthRunners().runner.Timeout()
-	ctx, cancel := context.WithTimeout(r.Context(), timeout)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	t := g.clock()
 	var was bool
+	var err error
 	if suspend {
 		was, err = checks.SuspendRQ(ctx, url, ttl)
 	} else {
@@ -54,8 +71,7 @@ func (g *Gate) serveJobs(w http.ResponseWriter, r *http.Request, suspend bool) {
 	}
 	if err != nil {
 		g.log.Error("RQ suspension not changed", "suspend", suspend, "actor", actor, "err", err.Error())
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "RQ's workers were not " + rqState(suspend) + ": " + err.Error()})
-		return
+		return ckanclient.JobsState{}, fmt.Errorf("RQ's workers were not %s: %w", rqState(suspend), err)
 	}
 	event := "rq-resume"
 	msg := ""
@@ -68,9 +84,8 @@ func (g *Gate) serveJobs(w http.ResponseWriter, r *http.Request, suspend bool) {
 			msg = "for " + ttl.String()
 		}
 	}
-	remote := g.clientAddr(r)
 	g.audit(AuditEntry{Time: t, Event: event, Actor: actor, From: rqState(was), To: rqState(suspend),
-		Message: msg, Reason: req.Reason, Remote: remote})
+		Message: msg, Reason: reason, Remote: remote})
 	g.log.Info("RQ workers "+rqState(suspend), "was", rqState(was), "actor", actor, "remote", remote, "for", msg)
 
 	g.healthRunners().runner.Invalidate() // the cached report would show the old state
@@ -78,7 +93,7 @@ func (g *Gate) serveJobs(w http.ResponseWriter, r *http.Request, suspend bool) {
 	if len(rep.Checks) == 1 {
 		st.Check = rep.Checks[0]
 	}
-	writeJSON(w, http.StatusOK, st)
+	return st, nil
 }
 
 // rqState names the state of RQ's workers in the audit log.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/ckanops/ckanops/config"
 	"github.com/ckanops/ckanops/gate/classify"
+	"github.com/ckanops/ckanops/runbook"
 )
 
 // Run starts the gate described by cfg and serves until ctx is done
@@ -87,6 +88,36 @@ func Run(ctx context.Context, cfg *config.Gate, log *slog.Logger, ready func(add
 		return err
 	}
 	go g.Sync(ctx)
+
+	site, err := g.RunbookSite("http://" + ln.Addr().String())
+	if err != nil {
+		return err
+	}
+	var lock runbook.Lock
+	if rs, ok := store.(*RedisStore); ok {
+		lock = runbook.NewRedisLock(rs.rdb, cfg.Site, 0)
+	}
+	eng, err := runbook.Open(runbook.Options{
+		Site: site, JournalDir: cfg.Runbook.JournalDir, Lock: lock, Holder: g.opts.GateID,
+		Snapshot: cfg.Snapshot, Checks: cfg.Checks, Migrate: cfg.Migrate, Verify: cfg.Verify,
+		ExpectCKAN: cfg.Runbook.ExpectCKANVersion, Drain: cfg.Gate.DrainTimeout.Duration,
+		Poll: cfg.Runbook.PollInterval.Duration, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	g.AttachRunbook(eng)
+	// Stopping ends the runbook's event streams (and interrupts a running
+	// step, which the next start shows) before the server waits for its
+	// requests.
+	stopped := make(chan struct{})
+	go func() {
+		<-ctx.Done()
+		eng.Close()
+		close(stopped)
+	}()
+	defer func() { <-stopped }()
+
 	mode := g.Mode()
 	log.Info("gate listening", "site", cfg.Site, "listen", ln.Addr().String(), "upstream", up.Redacted(),
 		"mode", mode.Mode, "version", mode.Version, "store", store.Kind(), "state", cfg.State.File, "gate_id", g.opts.GateID)

@@ -1,0 +1,767 @@
+package runbook
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ckanops/ckanops/ckanclient"
+	"github.com/ckanops/ckanops/config"
+)
+
+// Site is what the engine needs from the gate it runs on. Every change it
+// makes to the site goes through here, audited by the gate.
+type Site interface {
+	// Name is the site's name (gate.toml's site).
+	Name() string
+	// SetMode changes the mode as POST /-/ckanops/mode does.
+	SetMode(ctx context.Context, req ckanclient.ModeRequest, actor string) (ckanclient.Status, error)
+	// Status is the full status record: in-flight writes, every gate, the store.
+	Status(ctx context.Context) ckanclient.Status
+	// Health runs the checks; fresh skips the cache.
+	Health(ctx context.Context, fresh bool) ckanclient.Report
+	// SuspendJobs and ResumeJobs change RQ's suspension. They return
+	// ErrNotConfigured when the gate has no Redis for RQ.
+	SuspendJobs(ctx context.Context, actor, reason string) (ckanclient.JobsState, error)
+	ResumeJobs(ctx context.Context, actor, reason string) (ckanclient.JobsState, error)
+	// CKAN is a client for CKAN's Action API through the gate itself.
+	CKAN() *ckanclient.Client
+	// Audit appends to the gate's audit log.
+	Audit(event, actor, from, to, message, reason string)
+}
+
+// ErrNotConfigured is returned by Site.SuspendJobs and ResumeJobs when RQ is
+// not configured.
+var ErrNotConfigured = errors.New("not configured")
+
+// Options configure an Engine.
+type Options struct {
+	Site       Site
+	JournalDir string
+	Lock       Lock   // default: a FileLock in JournalDir
+	Holder     string // names this gate in the lock; default the site's name
+
+	Snapshot    config.SnapshotConfig
+	Checks      config.ChecksConfig // the databases and storage the snapshot covers
+	Migrate     []config.Command
+	Verify      []config.Command
+	ExpectCKAN  string        // the CKAN version verify expects; empty: any
+	Drain       time.Duration // how long the drain may wait; default 10m
+	Poll        time.Duration // how often the drain looks; default 500ms
+	StatsSettle time.Duration // passed to the snapshot; 0: its default
+
+	// OnOutput, if set, is called with each line of a step's output (the
+	// snapshot's progress, the commands' output) before it is journaled,
+	// synchronously: it must be quick and must not call the Engine.
+	OnOutput func(step, line string)
+
+	Logger *slog.Logger
+	Clock  func() time.Time
+}
+
+// Errors of the API, mapped to HTTP statuses by the handler.
+var (
+	ErrNoRunbook = errors.New("no runbook has run on this site")
+	ErrConflict  = errors.New("conflict")
+)
+
+// conflict is a refused operation: the runbook is not in a state that
+// allows it (409).
+func conflict(format string, a ...any) error {
+	return fmt.Errorf("%w: %s", ErrConflict, fmt.Sprintf(format, a...))
+}
+
+// badRequest is a malformed or invalid request (400).
+type badRequest struct{ msg string }
+
+func (e *badRequest) Error() string { return e.msg }
+
+// Engine runs the site's runbooks. Create it with Open; it is safe for
+// concurrent use.
+type Engine struct {
+	o   Options
+	log *slog.Logger
+	j   *journal
+
+	mu       sync.Mutex
+	rb       *ckanclient.Runbook // the current or last runbook; nil if none ever
+	events   []ckanclient.RunbookEvent
+	seq      int64
+	changed  chan struct{} // closed and replaced on every event
+	wake     chan decision // to a runner waiting for confirmation
+	cancel   context.CancelFunc
+	runner   chan struct{} // closed when the runner goroutine ends; nil if none
+	closed   bool          // the journal is closed
+	stopping bool          // Close was called: no new runbook starts
+	base     context.Context
+	stop     context.CancelFunc
+
+	onOutput func(step, line string) // tests: called with each output line, synchronously
+}
+
+// decision is an operator's answer to a waiting step.
+type decision struct {
+	kind  string // "confirm", "skip", "abort"
+	actor string
+}
+
+// Open loads the journal. A runbook that was running or waiting when the
+// gate stopped is marked interrupted.
+func Open(o Options) (*Engine, error) {
+	if o.Site == nil {
+		return nil, errors.New("runbook: a site is required")
+	}
+	if o.JournalDir == "" {
+		return nil, errors.New("runbook: a journal directory is required ([runbook] journal_dir)")
+	}
+	if o.Lock == nil {
+		o.Lock = NewFileLock(o.JournalDir)
+	}
+	if o.Holder == "" {
+		o.Holder = o.Site.Name()
+	}
+	if o.Drain <= 0 {
+		o.Drain = config.DefaultDrainTimeout
+	}
+	if o.Poll <= 0 {
+		o.Poll = config.DefaultPollInterval
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Clock == nil {
+		o.Clock = func() time.Time { return time.Now().UTC() }
+	}
+	j, err := openJournal(o.JournalDir)
+	if err != nil {
+		return nil, err
+	}
+	e := &Engine{o: o, log: o.Logger.With("component", "runbook"), j: j, changed: make(chan struct{})}
+	e.base, e.stop = context.WithCancel(context.Background())
+	rb, err := j.load()
+	if err != nil {
+		j.close()
+		return nil, err
+	}
+	if rb != nil {
+		e.rb = rb
+		e.seq = rb.Seq
+		if evs, err := j.events(rb.ID); err == nil {
+			e.events = evs
+			if n := len(evs); n > 0 && evs[n-1].Seq > e.seq {
+				e.seq = evs[n-1].Seq
+			}
+		}
+		if rb.Active() {
+			// Another live gate process may be running it: then this one
+			// only shows it, and must not call it interrupted.
+			if err := o.Lock.Acquire(e.base, e.holder()); err != nil {
+				e.log.Warn("the site's runbook lock is held elsewhere: showing the runbook as its record says", "runbook", rb.ID, "err", err.Error())
+			} else if rb.State == ckanclient.RunbookRunning || rb.State == ckanclient.RunbookWaiting {
+				e.interrupted()
+			}
+		}
+	}
+	return e, nil
+}
+
+// Close stops a running step (the runbook shows as interrupted on the next
+// Open) and closes the journal.
+func (e *Engine) Close() error {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return nil
+	}
+	e.stopping = true
+	runner := e.runner
+	e.mu.Unlock()
+	e.stop()
+	if runner != nil {
+		<-runner
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.closed = true
+	// As a process exit would: the runbook stays active in its record, and
+	// the next Open takes the lock back.
+	_ = e.o.Lock.Release(context.Background())
+	return e.j.close()
+}
+
+func (e *Engine) holder() string {
+	if e.rb == nil {
+		return e.o.Holder
+	}
+	return e.o.Holder + " runbook " + e.rb.ID
+}
+
+// interrupted marks the loaded runbook as interrupted at its step.
+func (e *Engine) interrupted() {
+	rb := e.rb
+	step := rb.StepByName(rb.Step)
+	was := rb.State
+	rb.State = ckanclient.RunbookInterrupted
+	msg := fmt.Sprintf("the gate stopped while step %s was %s: resume, retry the step, or abort (optionally disabling maintenance)", rb.Step, was)
+	if step != nil && (step.State == ckanclient.StepRunning || step.State == ckanclient.StepWaiting) {
+		if step.State == ckanclient.StepRunning {
+			rb.Waiting = nil
+		}
+		step.State = ckanclient.StepInterrupted
+	}
+	e.emit(ckanclient.RunbookEvent{Kind: ckanclient.EventInterrupted, Step: rb.Step, State: ckanclient.StepInterrupted, Message: msg})
+	e.log.Warn("runbook interrupted", "runbook", rb.ID, "step", rb.Step)
+}
+
+// Current returns a copy of the current (or last) runbook.
+func (e *Engine) Current() (*ckanclient.Runbook, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.rb == nil {
+		return nil, ErrNoRunbook
+	}
+	return e.copyLocked(), nil
+}
+
+func (e *Engine) copyLocked() *ckanclient.Runbook {
+	c := *e.rb
+	c.Steps = make([]ckanclient.RunbookStep, len(e.rb.Steps))
+	for i, s := range e.rb.Steps {
+		s.Evidence = slices.Clone(s.Evidence)
+		c.Steps[i] = s
+	}
+	if e.rb.Waiting != nil {
+		w := *e.rb.Waiting
+		c.Waiting = &w
+	}
+	if e.rb.Snapshot != nil {
+		s := *e.rb.Snapshot
+		c.Snapshot = &s
+	}
+	return &c
+}
+
+// Events returns the current runbook's events after seq, and a channel
+// closed when more arrive. done is true when the runbook is no longer
+// active and every event has been returned.
+func (e *Engine) Events(seq int64) (evs []ckanclient.RunbookEvent, more <-chan struct{}, done bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	i, _ := slices.BinarySearchFunc(e.events, seq+1, func(ev ckanclient.RunbookEvent, s int64) int {
+		switch {
+		case ev.Seq < s:
+			return -1
+		case ev.Seq > s:
+			return 1
+		}
+		return 0
+	})
+	evs = slices.Clone(e.events[i:])
+	done = e.rb == nil || (!e.rb.Active() && e.runner == nil)
+	return evs, e.changed, done
+}
+
+// stepNeedsConfirm says whether step waits for an operator before it runs.
+// Steps that change the site do: enable and migrate (the site's name must
+// be typed), disable; preflight only when it found warnings.
+func stepNeedsConfirm(step string) bool {
+	switch step {
+	case ckanclient.StepEnable, ckanclient.StepMigrate, ckanclient.StepDisable:
+		return true
+	}
+	return false
+}
+
+// skippable says which steps may be skipped: none whose absence would
+// make the snapshot unsafe (enable, drain, snapshot).
+func skippable(step string) bool {
+	switch step {
+	case ckanclient.StepPreflight, ckanclient.StepMigrate, ckanclient.StepVerify, ckanclient.StepDisable:
+		return true
+	}
+	return false
+}
+
+func newID(t time.Time) string {
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	return t.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b)
+}
+
+// Start begins a runbook with opts on behalf of actor. It fails with a
+// conflict when a runbook is active.
+func (e *Engine) Start(ctx context.Context, opts ckanclient.RunbookOptions, actor string) (*ckanclient.Runbook, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, &badRequest{err.Error()}
+	}
+	if opts.Mode == "" {
+		opts.Mode = ckanclient.ModeReadOnly
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.stopping {
+		return nil, conflict("the gate is stopping")
+	}
+	e.settleLocked()
+	if e.rb != nil && (e.rb.Active() || e.runner != nil) {
+		return nil, conflict("runbook %s is %s at step %s (started by %s): finish or abort it first", e.rb.ID, e.rb.State, e.rb.Step, e.rb.Actor)
+	}
+	t := e.o.Clock()
+	rb := &ckanclient.Runbook{ID: newID(t), Site: e.o.Site.Name(), State: ckanclient.RunbookRunning,
+		Step: ckanclient.StepPreflight, Actor: actor, Options: opts, Started: t}
+	for _, name := range ckanclient.Steps {
+		rb.Steps = append(rb.Steps, ckanclient.RunbookStep{Name: name, State: ckanclient.StepPending, Skippable: skippable(name), Evidence: []ckanclient.Evidence{}})
+	}
+	prev := e.rb
+	e.rb = rb
+	if err := e.o.Lock.Acquire(ctx, e.holder()); err != nil {
+		e.rb = prev
+		var le *ErrLocked
+		if errors.As(err, &le) {
+			return nil, conflict("%s", le.Error())
+		}
+		return nil, err
+	}
+	e.events = nil
+	e.emit(ckanclient.RunbookEvent{Kind: ckanclient.EventStarted, Actor: actor, Message: fmt.Sprintf("runbook %s started by %s", rb.ID, actor)})
+	e.o.Site.Audit("runbook-start", actor, "", rb.ID, opts.Message, opts.Reason)
+	if opts.SkipMigrate {
+		e.setStep(ckanclient.StepMigrate, ckanclient.StepSkipped, "skipped at start (--skip-migrate)")
+	} else if len(e.o.Migrate) == 0 {
+		e.setStep(ckanclient.StepMigrate, ckanclient.StepSkipped, "no [[migrate]] commands in gate.toml")
+	}
+	e.log.Info("runbook started", "runbook", rb.ID, "actor", actor, "mode", opts.Mode, "auto_confirm", opts.AutoConfirm)
+	e.startRunner(0, false, actor)
+	return e.copyLocked(), nil
+}
+
+// Confirm answers the step waiting for confirmation.
+func (e *Engine) Confirm(a ckanclient.RunbookAction, actor string) (*ckanclient.Runbook, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if err := e.checkAction(a); err != nil {
+		return nil, err
+	}
+	w := e.rb.Waiting
+	if e.rb.State != ckanclient.RunbookWaiting || w == nil || e.wake == nil {
+		return nil, conflict("runbook %s waits for no confirmation (it is %s at step %s)", e.rb.ID, e.rb.State, e.rb.Step)
+	}
+	if a.Step != "" && a.Step != w.Step {
+		return nil, conflict("runbook %s waits at step %s, not %s", e.rb.ID, w.Step, a.Step)
+	}
+	if w.TypeSiteName && a.SiteName != e.o.Site.Name() {
+		return nil, &badRequest{fmt.Sprintf("step %s needs the site's name typed to confirm: type %s exactly (nothing was done)", w.Step, e.o.Site.Name())}
+	}
+	e.wake <- decision{kind: "confirm", actor: actor}
+	e.wake = nil
+	e.emit(ckanclient.RunbookEvent{Kind: ckanclient.EventConfirmed, Step: w.Step, Actor: actor, Message: fmt.Sprintf("%s confirmed by %s", w.Step, actor)})
+	e.o.Site.Audit("runbook-confirm", actor, e.rb.ID, w.Step, "", a.Reason)
+	return e.copyLocked(), nil
+}
+
+// Skip skips the waiting or failed step, where that is safe.
+func (e *Engine) Skip(a ckanclient.RunbookAction, actor string) (*ckanclient.Runbook, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if err := e.checkAction(a); err != nil {
+		return nil, err
+	}
+	step := e.rb.StepByName(e.rb.Step)
+	if a.Step != "" && a.Step != e.rb.Step {
+		return nil, conflict("runbook %s stands at step %s, not %s", e.rb.ID, e.rb.Step, a.Step)
+	}
+	if !skippable(step.Name) {
+		return nil, conflict("step %s cannot be skipped: without it the snapshot would not be consistent (abort instead)", step.Name)
+	}
+	msg := fmt.Sprintf("%s skipped by %s", step.Name, actor)
+	if a.Reason != "" {
+		msg += ": " + a.Reason
+	}
+	switch {
+	case e.rb.State == ckanclient.RunbookWaiting && e.wake != nil:
+		e.wake <- decision{kind: "skip", actor: actor}
+		e.wake = nil
+	case e.runner == nil && (step.State == ckanclient.StepFailed || step.State == ckanclient.StepInterrupted || step.State == ckanclient.StepWaiting):
+		e.setStep(step.Name, ckanclient.StepSkipped, msg)
+		idx := slices.Index(ckanclient.Steps, step.Name)
+		e.rb.Error = ""
+		e.startRunner(idx+1, false, actor)
+	default:
+		return nil, conflict("step %s is %s: only a waiting, failed or interrupted step can be skipped", step.Name, step.State)
+	}
+	e.emit(ckanclient.RunbookEvent{Kind: ckanclient.EventSkipped, Step: step.Name, Actor: actor, Message: msg})
+	e.o.Site.Audit("runbook-skip", actor, e.rb.ID, step.Name, "", a.Reason)
+	return e.copyLocked(), nil
+}
+
+// Retry runs the failed or interrupted step again. Asking for it is the
+// confirmation.
+func (e *Engine) Retry(a ckanclient.RunbookAction, actor string) (*ckanclient.Runbook, error) {
+	return e.restart(a, actor, true)
+}
+
+// Resume continues an interrupted runbook where it stood: a step that was
+// waiting waits again; a step that was running runs again.
+func (e *Engine) Resume(a ckanclient.RunbookAction, actor string) (*ckanclient.Runbook, error) {
+	return e.restart(a, actor, false)
+}
+
+func (e *Engine) restart(a ckanclient.RunbookAction, actor string, retry bool) (*ckanclient.Runbook, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if err := e.checkAction(a); err != nil {
+		return nil, err
+	}
+	if a.Step != "" && a.Step != e.rb.Step {
+		return nil, conflict("runbook %s stands at step %s, not %s", e.rb.ID, e.rb.Step, a.Step)
+	}
+	step := e.rb.StepByName(e.rb.Step)
+	if e.runner != nil {
+		return nil, conflict("step %s is %s: nothing to %s", step.Name, step.State, map[bool]string{true: "retry", false: "resume"}[retry])
+	}
+	switch {
+	case retry && (e.rb.State == ckanclient.RunbookFailed || e.rb.State == ckanclient.RunbookInterrupted):
+	case !retry && e.rb.State == ckanclient.RunbookInterrupted:
+	default:
+		if retry {
+			return nil, conflict("runbook %s is %s: only a failed or interrupted step can be retried", e.rb.ID, e.rb.State)
+		}
+		return nil, conflict("runbook %s is %s: only an interrupted runbook can be resumed", e.rb.ID, e.rb.State)
+	}
+	if err := e.o.Lock.Acquire(context.Background(), e.holder()); err != nil {
+		return nil, conflict("cannot take the site's runbook lock back: %v", err)
+	}
+	kind := ckanclient.EventRetry
+	confirmed := true
+	if !retry {
+		kind = ckanclient.EventResumed
+		confirmed = e.rb.Waiting == nil // it was running: it had been confirmed
+	}
+	e.rb.Error = ""
+	e.emit(ckanclient.RunbookEvent{Kind: kind, Step: step.Name, Actor: actor, Message: fmt.Sprintf("%s of step %s asked by %s", kind, step.Name, actor)})
+	e.o.Site.Audit("runbook-"+kind, actor, e.rb.ID, step.Name, "", a.Reason)
+	e.startRunner(slices.Index(ckanclient.Steps, step.Name), confirmed, actor)
+	return e.copyLocked(), nil
+}
+
+// Abort stops the runbook. The mode stays as it is unless a.Disable asks to
+// reopen writes ("disable maintenance now").
+func (e *Engine) Abort(ctx context.Context, a ckanclient.RunbookAction, actor string) (*ckanclient.Runbook, error) {
+	e.mu.Lock()
+	if err := e.checkAction(a); err != nil {
+		e.mu.Unlock()
+		return nil, err
+	}
+	if !e.rb.Active() && e.runner == nil {
+		e.mu.Unlock()
+		return nil, conflict("runbook %s is %s already", e.rb.ID, e.rb.State)
+	}
+	step := e.rb.Step
+	if e.wake != nil {
+		e.wake <- decision{kind: "abort", actor: actor}
+		e.wake = nil
+	}
+	if e.cancel != nil {
+		e.cancel()
+	}
+	runner := e.runner
+	e.mu.Unlock()
+	if runner != nil {
+		<-runner // the step's programs are killed, a partial snapshot removed
+	}
+
+	e.mu.Lock()
+	t := e.o.Clock()
+	if s := e.rb.StepByName(step); s != nil && (s.State == ckanclient.StepRunning || s.State == ckanclient.StepWaiting || s.State == ckanclient.StepInterrupted) {
+		s.State = ckanclient.StepFailed
+		s.Error = "aborted by " + actor
+		s.Ended = &t
+		e.emit(ckanclient.RunbookEvent{Kind: ckanclient.EventStep, Step: step, State: ckanclient.StepFailed, Message: s.Error})
+	}
+	e.rb.State = ckanclient.RunbookAborted
+	e.rb.Waiting = nil
+	e.rb.Ended = &t
+	e.rb.Error = "aborted at step " + step + " by " + actor
+	if a.Reason != "" {
+		e.rb.Error += ": " + a.Reason
+	}
+	e.emit(ckanclient.RunbookEvent{Kind: ckanclient.EventAborted, Step: step, Actor: actor, Message: e.rb.Error})
+	e.o.Site.Audit("runbook-abort", actor, e.rb.ID, step, "", a.Reason)
+	e.log.Warn("runbook aborted", "runbook", e.rb.ID, "step", step, "actor", actor, "disable", a.Disable)
+	e.mu.Unlock()
+
+	var derr error
+	if a.Disable {
+		derr = e.disableNow(ctx, actor)
+	}
+
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	_ = e.o.Lock.Release(context.Background())
+	e.emit(ckanclient.RunbookEvent{Kind: ckanclient.EventFinished, State: ckanclient.RunbookAborted, Message: e.rb.Error, Snapshot: e.rb.Snapshot})
+	if derr != nil {
+		return e.copyLocked(), fmt.Errorf("runbook aborted, but maintenance was not disabled: %w", derr)
+	}
+	return e.copyLocked(), nil
+}
+
+// checkAction checks that a runbook exists and is the one a names. A
+// runner that has stopped the runbook (failed) but not yet exited is
+// waited for, so that the answer sees the runbook at rest. Call with mu
+// held.
+func (e *Engine) checkAction(a ckanclient.RunbookAction) error {
+	if e.rb == nil {
+		return ErrNoRunbook
+	}
+	e.settleLocked()
+	if a.ID != "" && a.ID != e.rb.ID {
+		return conflict("runbook %s is not the current one (%s)", a.ID, e.rb.ID)
+	}
+	if a.Step != "" && !slices.Contains(ckanclient.Steps, a.Step) {
+		return &badRequest{fmt.Sprintf("no step %q (steps: %s)", a.Step, strings.Join(ckanclient.Steps, ", "))}
+	}
+	return nil
+}
+
+// settleLocked waits for a runner that has ended its runbook (done or
+// failed) but not yet exited. Call with mu held.
+func (e *Engine) settleLocked() {
+	for e.runner != nil && e.rb != nil && e.rb.State != ckanclient.RunbookRunning && e.rb.State != ckanclient.RunbookWaiting {
+		r := e.runner
+		e.mu.Unlock()
+		<-r
+		e.mu.Lock()
+	}
+}
+
+// startRunner runs the steps from index i in a goroutine. Call with mu held.
+func (e *Engine) startRunner(i int, confirmed bool, actor string) {
+	ctx, cancel := context.WithCancel(e.base)
+	done := make(chan struct{})
+	e.cancel, e.runner = cancel, done
+	e.rb.State = ckanclient.RunbookRunning
+	go func() {
+		defer close(done)
+		defer cancel()
+		e.run(ctx, i, confirmed, actor)
+		e.mu.Lock()
+		if e.runner == done {
+			e.runner, e.cancel = nil, nil
+		}
+		// Wake event readers: the runner's end may end their stream.
+		e.notifyLocked()
+		e.mu.Unlock()
+	}()
+}
+
+// run executes steps from index i on. It returns when the runbook
+// finishes, a step fails, an operator aborts, or the engine closes.
+func (e *Engine) run(ctx context.Context, i int, confirmed bool, actor string) {
+	for ; i < len(ckanclient.Steps); i++ {
+		name := ckanclient.Steps[i]
+		e.mu.Lock()
+		st := e.rb.StepByName(name)
+		if st.State == ckanclient.StepSkipped || st.State == ckanclient.StepDone {
+			e.mu.Unlock()
+			continue
+		}
+		e.rb.Step = name
+		e.mu.Unlock()
+
+		if !confirmed {
+			conf := e.confirmation(ctx, name)
+			if conf != nil && !e.rbOptions().AutoConfirm {
+				d, ok := e.wait(ctx, name, conf)
+				if !ok || d.kind == "abort" {
+					return
+				}
+				if d.kind == "skip" {
+					e.mu.Lock()
+					e.setStep(name, ckanclient.StepSkipped, name+" skipped by "+d.actor)
+					e.rb.State = ckanclient.RunbookRunning
+					e.mu.Unlock()
+					continue
+				}
+				actor = d.actor
+			} else if conf != nil && len(conf.Warnings) > 0 {
+				e.evidence(name, ckanclient.Evidence{Kind: ckanclient.EvidenceNote, OK: true,
+					Summary: fmt.Sprintf("%d warning(s) acknowledged by auto-confirm", len(conf.Warnings))})
+			}
+		}
+		confirmed = false
+
+		e.mu.Lock()
+		started := e.o.Clock()
+		st = e.rb.StepByName(name)
+		st.Attempts++
+		st.Started, st.Ended, st.Error = &started, nil, ""
+		e.rb.State = ckanclient.RunbookRunning
+		e.setStep(name, ckanclient.StepRunning, "")
+		e.mu.Unlock()
+		e.log.Info("runbook step started", "runbook", e.id(), "step", name, "actor", actor)
+
+		err := e.runStep(ctx, name, actor)
+
+		e.mu.Lock()
+		if ctx.Err() != nil {
+			// Aborted (Abort records it) or the gate is stopping (the
+			// next Open marks it interrupted): record nothing here.
+			e.mu.Unlock()
+			return
+		}
+		endedAt := e.o.Clock()
+		st = e.rb.StepByName(name)
+		st.Ended = &endedAt
+		if errors.Is(err, errSkipped) {
+			e.setStep(name, ckanclient.StepSkipped, name+" skipped by an operator")
+			e.mu.Unlock()
+			continue
+		}
+		if err != nil {
+			st.Error = err.Error()
+			e.setStep(name, ckanclient.StepFailed, err.Error())
+			e.rb.State = ckanclient.RunbookFailed
+			e.rb.Error = fmt.Sprintf("step %s failed: %v", name, err)
+			e.emit(ckanclient.RunbookEvent{Kind: ckanclient.EventFinished, Step: name, State: ckanclient.RunbookFailed,
+				Message: e.rb.Error + " (the site stays as it is: retry the step, skip it if allowed, or abort)", Snapshot: e.rb.Snapshot})
+			e.o.Site.Audit("runbook-failed", actor, e.rb.ID, name, err.Error(), "")
+			e.log.Error("runbook step failed", "runbook", e.rb.ID, "step", name, "err", err.Error())
+			e.mu.Unlock()
+			return
+		}
+		e.setStep(name, ckanclient.StepDone, "")
+		e.mu.Unlock()
+		e.log.Info("runbook step done", "runbook", e.id(), "step", name)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	t := e.o.Clock()
+	e.rb.State = ckanclient.RunbookDone
+	e.rb.Ended = &t
+	msg := "runbook finished"
+	if s := e.rb.Snapshot; s != nil {
+		msg += "; snapshot " + s.Dir + " is " + s.Verdict
+	}
+	e.emit(ckanclient.RunbookEvent{Kind: ckanclient.EventFinished, State: ckanclient.RunbookDone, Message: msg, Snapshot: e.rb.Snapshot})
+	e.o.Site.Audit("runbook-done", actor, e.rb.ID, "", msg, "")
+	_ = e.o.Lock.Release(context.Background())
+	e.log.Info("runbook finished", "runbook", e.rb.ID)
+}
+
+func (e *Engine) id() string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.rb.ID
+}
+
+func (e *Engine) rbOptions() ckanclient.RunbookOptions {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.rb.Options
+}
+
+// wait parks the runner until an operator decides. ok is false when the
+// engine closes.
+func (e *Engine) wait(ctx context.Context, step string, conf *ckanclient.Confirmation) (decision, bool) {
+	ch := make(chan decision, 1)
+	e.mu.Lock()
+	e.rb.State = ckanclient.RunbookWaiting
+	e.rb.Waiting = conf
+	e.wake = ch
+	e.setStep(step, ckanclient.StepWaiting, "")
+	e.emit(ckanclient.RunbookEvent{Kind: ckanclient.EventConfirm, Step: step, Confirmation: conf, Message: conf.Prompt})
+	e.mu.Unlock()
+	select {
+	case d := <-ch:
+		e.mu.Lock()
+		e.rb.Waiting = nil
+		e.mu.Unlock()
+		return d, true
+	case <-ctx.Done():
+		e.mu.Lock()
+		if e.wake == ch {
+			e.wake = nil
+		}
+		e.mu.Unlock()
+		return decision{}, false
+	}
+}
+
+// setStep changes a step's state and records the event. Call with mu held.
+func (e *Engine) setStep(name, state, msg string) {
+	st := e.rb.StepByName(name)
+	st.State = state
+	if state == ckanclient.StepSkipped && msg != "" {
+		st.Evidence = append(st.Evidence, ckanclient.Evidence{Time: e.o.Clock(), Kind: ckanclient.EvidenceNote, Summary: msg, OK: true})
+	}
+	e.emit(ckanclient.RunbookEvent{Kind: ckanclient.EventStep, Step: name, State: state, Message: msg})
+}
+
+// evidence records one fact of a step.
+func (e *Engine) evidence(step string, ev ckanclient.Evidence) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if ev.Time.IsZero() {
+		ev.Time = e.o.Clock()
+	}
+	st := e.rb.StepByName(step)
+	st.Evidence = append(st.Evidence, ev)
+	e.emit(ckanclient.RunbookEvent{Kind: ckanclient.EventEvidence, Step: step, Evidence: &ev, Message: ev.Summary})
+}
+
+// output streams one line of a program's output into the journal.
+func (e *Engine) output(step, line string) {
+	if e.onOutput != nil {
+		e.onOutput(step, line)
+	}
+	if e.o.OnOutput != nil {
+		e.o.OnOutput(step, line)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.emit(ckanclient.RunbookEvent{Kind: ckanclient.EventOutput, Step: step, Message: line})
+}
+
+// maxEvents bounds the events kept in memory for one runbook; beyond it,
+// output lines are only in the journal file.
+const maxEvents = 20000
+
+// emit numbers an event, appends it to the journal (synced unless it is
+// program output), saves the record, and wakes the readers. Call with mu
+// held.
+func (e *Engine) emit(ev ckanclient.RunbookEvent) {
+	e.seq++
+	ev.Seq = e.seq
+	ev.Time = e.o.Clock()
+	ev.Runbook = e.rb.ID
+	e.rb.Seq = e.seq
+	output := ev.Kind == ckanclient.EventOutput
+	if !output || len(e.events) < maxEvents {
+		e.events = append(e.events, ev)
+	}
+	if e.closed {
+		e.notifyLocked()
+		return
+	}
+	if err := e.j.append(ev, !output); err != nil {
+		e.log.Error("runbook journal not written", "err", err.Error())
+	}
+	if !output {
+		if err := e.j.save(e.rb); err != nil {
+			e.log.Error("runbook record not saved", "err", err.Error())
+		}
+	}
+	e.notifyLocked()
+}
+
+func (e *Engine) notifyLocked() {
+	close(e.changed)
+	e.changed = make(chan struct{})
+}

@@ -1,0 +1,729 @@
+package runbook
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ckanops/ckanops/ckanclient"
+	"github.com/ckanops/ckanops/config"
+	"github.com/ckanops/ckanops/internal/ckansim"
+)
+
+// fakeSite is a gate as the engine sees it: a mode record, gates with
+// writes in flight, checks, RQ suspension, and an audit log in memory.
+type fakeSite struct {
+	ckan *ckanclient.Client
+
+	mu        sync.Mutex
+	st        ckanclient.Status
+	inFlight  int
+	rqRunning int64
+	suspended bool
+	noRQ      bool
+	checks    []ckanclient.CheckResult
+	modes     []string // every SetMode's mode, in order
+	audit     []string // event names
+	setErr    error
+}
+
+func newFakeSite(t *testing.T) *fakeSite {
+	sim, err := ckansim.New(ckansim.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(sim)
+	t.Cleanup(srv.Close)
+	c, err := ckanclient.New(srv.URL, ckanclient.Options{Retries: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fakeSite{ckan: c, st: ckanclient.Status{Site: "prod", Mode: ckanclient.ModeLive, Phase: ckanclient.PhaseLive, Version: 1, Since: time.Now().UTC()}}
+}
+
+func (f *fakeSite) Name() string { return "prod" }
+
+func (f *fakeSite) SetMode(_ context.Context, req ckanclient.ModeRequest, actor string) (ckanclient.Status, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.setErr != nil {
+		return ckanclient.Status{}, f.setErr
+	}
+	f.modes = append(f.modes, req.Mode)
+	f.st.Mode, f.st.Version, f.st.Actor, f.st.Since = req.Mode, f.st.Version+1, actor, time.Now().UTC()
+	f.st.Phase = ckanclient.PhaseLive
+	if req.Mode != ckanclient.ModeLive {
+		f.st.Phase = ckanclient.PhaseDraining
+	}
+	return f.st, nil
+}
+
+func (f *fakeSite) Status(context.Context) ckanclient.Status {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	st := f.st
+	if st.Mode != ckanclient.ModeLive {
+		st.Phase = ckanclient.PhaseDraining
+		if f.inFlight == 0 {
+			st.Phase = ckanclient.PhaseQuiesced
+		}
+	}
+	st.Gates = []ckanclient.GateInfo{{ID: "web-1", Version: st.Version, Phase: st.Phase, InFlight: f.inFlight, Seen: time.Now()}}
+	return st
+}
+
+func (f *fakeSite) Health(context.Context, bool) ckanclient.Report {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	rep := ckanclient.Report{Site: "prod", Checks: slices.Clone(f.checks)}
+	if !f.noRQ {
+		rep.Checks = append(rep.Checks, ckanclient.CheckResult{Name: "redis", Status: ckanclient.CheckOK, Summary: "rq",
+			Details: map[string]any{"suspended": f.suspended, "running": f.rqRunning}})
+	}
+	return rep
+}
+
+func (f *fakeSite) SuspendJobs(context.Context, string, string) (ckanclient.JobsState, error) {
+	return f.jobs(true)
+}
+
+func (f *fakeSite) ResumeJobs(context.Context, string, string) (ckanclient.JobsState, error) {
+	return f.jobs(false)
+}
+
+func (f *fakeSite) jobs(s bool) (ckanclient.JobsState, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.noRQ {
+		return ckanclient.JobsState{}, ErrNotConfigured
+	}
+	f.suspended = s
+	return ckanclient.JobsState{Suspended: s}, nil
+}
+
+func (f *fakeSite) CKAN() *ckanclient.Client { return f.ckan }
+
+func (f *fakeSite) Audit(event, _, _, _, _, _ string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.audit = append(f.audit, event)
+}
+
+func (f *fakeSite) set(fn func(*fakeSite)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fn(f)
+}
+
+func (f *fakeSite) mode() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.st.Mode
+}
+
+// testEngine opens an engine on a fake site with a storage-only snapshot.
+func testEngine(t *testing.T, site *fakeSite, mod func(*Options)) (*Engine, Options) {
+	t.Helper()
+	dir := t.TempDir()
+	storage := filepath.Join(dir, "storage")
+	if err := os.MkdirAll(filepath.Join(storage, "resources", "ab"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(storage, "resources", "ab", "data.csv"), []byte("a,b\n1,2\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "snapshots"), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	o := Options{
+		Site:       site,
+		JournalDir: filepath.Join(dir, "journal"),
+		Snapshot:   config.SnapshotConfig{Dir: filepath.Join(dir, "snapshots"), StoragePath: storage, Keep: 2},
+		Poll:       5 * time.Millisecond,
+		Drain:      time.Minute,
+	}
+	if mod != nil {
+		mod(&o)
+	}
+	e, err := Open(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	return e, o
+}
+
+// waitFor polls the engine until cond holds of the runbook (the runner is
+// another goroutine); it fails the test after a generous bound.
+func waitFor(t *testing.T, e *Engine, what string, cond func(*ckanclient.Runbook) bool) *ckanclient.Runbook {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		rb, err := e.Current()
+		if err == nil && cond(rb) {
+			return rb
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s; runbook: %+v", what, rb)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func stepState(rb *ckanclient.Runbook, step string) string { return rb.StepByName(step).State }
+
+func waitingAt(step string) func(*ckanclient.Runbook) bool {
+	return func(rb *ckanclient.Runbook) bool {
+		return rb.State == ckanclient.RunbookWaiting && rb.Waiting != nil && rb.Waiting.Step == step
+	}
+}
+
+func ended(rb *ckanclient.Runbook) bool {
+	return rb.State != ckanclient.RunbookRunning && rb.State != ckanclient.RunbookWaiting
+}
+
+func TestRunbookAutoConfirm(t *testing.T) {
+	site := newFakeSite(t)
+	e, o := testEngine(t, site, nil)
+	rb, err := e.Start(context.Background(), ckanclient.RunbookOptions{AutoConfirm: true, Message: "upgrade"}, "ops-token")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb = waitFor(t, e, "the end", ended)
+	if rb.State != ckanclient.RunbookDone {
+		t.Fatalf("state %s, error %q", rb.State, rb.Error)
+	}
+	for _, s := range rb.Steps {
+		want := ckanclient.StepDone
+		if s.Name == ckanclient.StepMigrate {
+			want = ckanclient.StepSkipped // no [[migrate]]
+		}
+		if s.State != want {
+			t.Errorf("step %s is %s, want %s", s.Name, s.State, want)
+		}
+	}
+	if rb.Snapshot == nil || rb.Snapshot.Verdict != ckanclient.VerdictConsistent {
+		t.Fatalf("snapshot %+v", rb.Snapshot)
+	}
+	if !strings.HasPrefix(rb.Snapshot.Dir, o.Snapshot.Dir) {
+		t.Errorf("snapshot in %s, not below %s", rb.Snapshot.Dir, o.Snapshot.Dir)
+	}
+	if got := site.modes; !slices.Equal(got, []string{"read-only", "live"}) {
+		t.Errorf("mode changes %v", got)
+	}
+	if site.suspended {
+		t.Error("RQ still suspended at the end")
+	}
+	for _, ev := range []string{"runbook-start", "runbook-done"} {
+		if !slices.Contains(site.audit, ev) {
+			t.Errorf("audit lacks %s: %v", ev, site.audit)
+		}
+	}
+	// The record and the journal are on disk.
+	e2 := reopen(t, e, o)
+	rb2, err := e2.Current()
+	if err != nil || rb2.ID != rb.ID || rb2.State != ckanclient.RunbookDone {
+		t.Fatalf("reloaded %+v, %v", rb2, err)
+	}
+	evs, _, done := e2.Events(0)
+	if !done || len(evs) == 0 || evs[len(evs)-1].Kind != ckanclient.EventFinished {
+		t.Fatalf("reloaded journal: done=%v, %d events", done, len(evs))
+	}
+}
+
+// reopen closes e and opens a new engine on the same journal, as a gate
+// restart does.
+func reopen(t *testing.T, e *Engine, o Options) *Engine {
+	t.Helper()
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	o.Lock = nil
+	e2, err := Open(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e2.Close() })
+	return e2
+}
+
+func TestRunbookConfirmationsAndDrain(t *testing.T) {
+	site := newFakeSite(t)
+	script := filepath.Join(t.TempDir(), "migrate.sh")
+	writeScript(t, script, "echo migrating $CKANOPS_SITE\necho done >&2\n")
+	e, _ := testEngine(t, site, func(o *Options) {
+		o.Migrate = []config.Command{{Name: "db upgrade", Argv: []string{script}, Timeout: config.Duration{Duration: time.Minute}, Mode: "read-only"}}
+	})
+	if _, err := e.Start(context.Background(), ckanclient.RunbookOptions{}, "ckan:admin"); err != nil {
+		t.Fatal(err)
+	}
+	rb := waitFor(t, e, "enable to wait", waitingAt(ckanclient.StepEnable))
+	if !rb.Waiting.TypeSiteName || stepState(rb, ckanclient.StepPreflight) != ckanclient.StepDone {
+		t.Fatalf("waiting %+v, preflight %s", rb.Waiting, stepState(rb, ckanclient.StepPreflight))
+	}
+	// A wrongly typed name confirms nothing.
+	_, err := e.Confirm(ckanclient.RunbookAction{Step: ckanclient.StepEnable, SiteName: "prdo"}, "ckan:admin")
+	var br *badRequest
+	if !errors.As(err, &br) || !strings.Contains(err.Error(), "type prod exactly") {
+		t.Fatalf("wrong name: %v", err)
+	}
+	if len(site.modes) != 0 {
+		t.Fatalf("mode changed on a wrong name: %v", site.modes)
+	}
+	// Confirming another step than the waiting one is a conflict.
+	if _, err := e.Confirm(ckanclient.RunbookAction{Step: ckanclient.StepMigrate, SiteName: "prod"}, "ckan:admin"); !errors.Is(err, ErrConflict) {
+		t.Fatalf("confirm of another step: %v", err)
+	}
+	site.set(func(f *fakeSite) { f.inFlight, f.rqRunning = 2, 1 })
+	if _, err := e.Confirm(ckanclient.RunbookAction{Step: ckanclient.StepEnable, SiteName: "prod"}, "ckan:admin"); err != nil {
+		t.Fatal(err)
+	}
+	rb = waitFor(t, e, "the drain to wait on writes", func(rb *ckanclient.Runbook) bool {
+		for _, ev := range rb.StepByName(ckanclient.StepDrain).Evidence {
+			if strings.Contains(ev.Summary, "waiting: 2 write(s) in flight on gate web-1") && strings.Contains(ev.Summary, "1 RQ job(s) running") {
+				return true
+			}
+		}
+		return false
+	})
+	if site.mode() != ckanclient.ModeReadOnly || !site.suspended {
+		t.Fatalf("mode %s, suspended %v", site.mode(), site.suspended)
+	}
+	if s := stepState(rb, ckanclient.StepDrain); s != ckanclient.StepRunning {
+		t.Fatalf("drain %s", s)
+	}
+	site.set(func(f *fakeSite) { f.inFlight, f.rqRunning = 0, 0 })
+	rb = waitFor(t, e, "migrate to wait", waitingAt(ckanclient.StepMigrate))
+	if !rb.Waiting.TypeSiteName || !strings.Contains(rb.Waiting.Prompt, "db upgrade") {
+		t.Fatalf("migrate confirmation %+v", rb.Waiting)
+	}
+	if stepState(rb, ckanclient.StepSnapshot) != ckanclient.StepDone {
+		t.Fatalf("snapshot %s", stepState(rb, ckanclient.StepSnapshot))
+	}
+	if _, err := e.Confirm(ckanclient.RunbookAction{SiteName: "prod"}, "ckan:admin"); err != nil {
+		t.Fatal(err)
+	}
+	rb = waitFor(t, e, "disable to wait", waitingAt(ckanclient.StepDisable))
+	if rb.Waiting.TypeSiteName {
+		t.Error("disable asks for the site name; it asks y/N")
+	}
+	var run *ckanclient.Evidence
+	for i, ev := range rb.StepByName(ckanclient.StepMigrate).Evidence {
+		if ev.Kind == ckanclient.EvidenceRun {
+			run = &rb.StepByName(ckanclient.StepMigrate).Evidence[i]
+		}
+	}
+	if run == nil || run.ExitCode == nil || *run.ExitCode != 0 || run.OutputTail != "migrating prod\ndone" {
+		t.Fatalf("migrate evidence %+v", run)
+	}
+	if site.mode() != ckanclient.ModeReadOnly {
+		t.Fatal("writes reopened before disable was confirmed")
+	}
+	if _, err := e.Confirm(ckanclient.RunbookAction{}, "ckan:admin"); err != nil {
+		t.Fatal(err)
+	}
+	rb = waitFor(t, e, "the end", ended)
+	if rb.State != ckanclient.RunbookDone || site.mode() != ckanclient.ModeLive {
+		t.Fatalf("state %s (%s), mode %s", rb.State, rb.Error, site.mode())
+	}
+	// Output lines went to the journal as they came.
+	evs, _, _ := e.Events(0)
+	var lines []string
+	for _, ev := range evs {
+		if ev.Kind == ckanclient.EventOutput && ev.Step == ckanclient.StepMigrate {
+			lines = append(lines, ev.Message)
+		}
+	}
+	if !slices.Equal(lines, []string{"migrating prod", "done"}) {
+		t.Errorf("output events %q", lines)
+	}
+}
+
+func writeScript(t *testing.T, path, body string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte("#!/bin/sh\n"+body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRunbookMigrateFailsThenRetry(t *testing.T) {
+	site := newFakeSite(t)
+	dir := t.TempDir()
+	flag := filepath.Join(dir, "fixed")
+	script := filepath.Join(dir, "migrate.sh")
+	writeScript(t, script, fmt.Sprintf("echo step one\nif [ ! -e %s ]; then echo 'relation missing' >&2; exit 3; fi\necho ok\n", flag))
+	e, _ := testEngine(t, site, func(o *Options) {
+		o.Migrate = []config.Command{{Name: "db upgrade", Argv: []string{script}, Timeout: config.Duration{Duration: time.Minute}, Mode: "down"}}
+	})
+	if _, err := e.Start(context.Background(), ckanclient.RunbookOptions{AutoConfirm: true}, "ops-token"); err != nil {
+		t.Fatal(err)
+	}
+	rb := waitFor(t, e, "the failure", ended)
+	if rb.State != ckanclient.RunbookFailed || rb.Step != ckanclient.StepMigrate {
+		t.Fatalf("state %s at %s", rb.State, rb.Step)
+	}
+	if !strings.Contains(rb.Error, "exited with status 3") {
+		t.Errorf("error %q", rb.Error)
+	}
+	// Never reopened: the site stays down, as the blocking migration left it.
+	if site.mode() != ckanclient.ModeDown || slices.Contains(site.modes, ckanclient.ModeLive) {
+		t.Fatalf("mode %s, changes %v", site.mode(), site.modes)
+	}
+	ev := rb.StepByName(ckanclient.StepMigrate).Evidence
+	last := ev[len(ev)-1]
+	if last.ExitCode == nil || *last.ExitCode != 3 || !strings.Contains(last.OutputTail, "relation missing") {
+		t.Fatalf("evidence %+v", last)
+	}
+	// Only a failed step can be retried; confirm has nothing to confirm.
+	if _, err := e.Confirm(ckanclient.RunbookAction{}, "x"); !errors.Is(err, ErrConflict) {
+		t.Fatalf("confirm on a failed runbook: %v", err)
+	}
+	if err := os.WriteFile(flag, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Retry(ckanclient.RunbookAction{Step: ckanclient.StepMigrate}, "ops-token"); err != nil {
+		t.Fatal(err)
+	}
+	rb = waitFor(t, e, "the end", ended)
+	if rb.State != ckanclient.RunbookDone {
+		t.Fatalf("after retry: %s (%s)", rb.State, rb.Error)
+	}
+	if got := rb.StepByName(ckanclient.StepMigrate).Attempts; got != 2 {
+		t.Errorf("attempts %d", got)
+	}
+	if !slices.Equal(site.modes, []string{"read-only", "down", "read-only", "live"}) {
+		t.Errorf("mode changes %v", site.modes)
+	}
+}
+
+func TestRunbookMigrateTimeoutKillsTheGroup(t *testing.T) {
+	site := newFakeSite(t)
+	dir := t.TempDir()
+	pidFile := filepath.Join(dir, "child.pid")
+	script := filepath.Join(dir, "hang.sh")
+	// The script's child would outlive a kill of the script alone.
+	writeScript(t, script, fmt.Sprintf("sleep 300 &\necho $! > %s\necho started\nwait\n", pidFile))
+	e, _ := testEngine(t, site, func(o *Options) {
+		o.Migrate = []config.Command{{Name: "hangs", Argv: []string{script}, Timeout: config.Duration{Duration: 300 * time.Millisecond}, Mode: "read-only"}}
+	})
+	if _, err := e.Start(context.Background(), ckanclient.RunbookOptions{AutoConfirm: true}, "ops-token"); err != nil {
+		t.Fatal(err)
+	}
+	rb := waitFor(t, e, "the failure", ended)
+	if rb.State != ckanclient.RunbookFailed || rb.Step != ckanclient.StepMigrate || !strings.Contains(rb.Error, "killed after its timeout of 300ms") {
+		t.Fatalf("state %s at %s: %s", rb.State, rb.Step, rb.Error)
+	}
+	if site.mode() != ckanclient.ModeReadOnly {
+		t.Fatalf("mode %s", site.mode())
+	}
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pid int
+	fmt.Sscan(string(b), &pid)
+	deadline := time.Now().Add(10 * time.Second)
+	for syscall.Kill(pid, 0) == nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("the script's child %d outlived the timeout", pid)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestRunbookAbortDisableNow(t *testing.T) {
+	site := newFakeSite(t)
+	site.set(func(f *fakeSite) { f.inFlight = 1 }) // the drain cannot finish
+	e, o := testEngine(t, site, nil)
+	rb, err := e.Start(context.Background(), ckanclient.RunbookOptions{AutoConfirm: true}, "ops-token")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, e, "the drain", func(rb *ckanclient.Runbook) bool {
+		return rb.Step == ckanclient.StepDrain && len(rb.StepByName(ckanclient.StepDrain).Evidence) > 1
+	})
+	// Another runbook cannot start meanwhile, here or from another engine
+	// sharing the journal directory.
+	if _, err := e.Start(context.Background(), ckanclient.RunbookOptions{}, "x"); !errors.Is(err, ErrConflict) {
+		t.Fatalf("second start: %v", err)
+	}
+	o2 := o
+	o2.Lock = nil
+	other, err := Open(o2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.Start(context.Background(), ckanclient.RunbookOptions{}, "x"); !errors.Is(err, ErrConflict) {
+		t.Fatalf("start from a second engine: %v", err)
+	}
+	// It shows the runbook as running, not interrupted: it is not its own.
+	if cur, _ := other.Current(); cur.State != ckanclient.RunbookRunning {
+		t.Fatalf("the second engine sees %s", cur.State)
+	}
+	other.Close()
+	// The lock itself refuses a second holder, naming the first.
+	if err := NewFileLock(o.JournalDir).Acquire(context.Background(), "x"); !strings.Contains(fmt.Sprint(err), "another runbook holds this site: prod runbook "+rb.ID) {
+		t.Fatalf("second lock: %v", err)
+	}
+
+	rb, err = e.Abort(context.Background(), ckanclient.RunbookAction{ID: rb.ID, Disable: true, Reason: "users complain"}, "ckan:admin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rb.State != ckanclient.RunbookAborted || !strings.Contains(rb.Error, "aborted at step drain by ckan:admin: users complain") {
+		t.Fatalf("%s: %s", rb.State, rb.Error)
+	}
+	if site.mode() != ckanclient.ModeLive || site.suspended {
+		t.Fatalf("after disable-now: mode %s, suspended %v", site.mode(), site.suspended)
+	}
+	if !slices.Contains(site.audit, "runbook-abort") {
+		t.Errorf("audit %v", site.audit)
+	}
+	// The lock is free again.
+	site.set(func(f *fakeSite) { f.inFlight = 0 })
+	if _, err := e.Start(context.Background(), ckanclient.RunbookOptions{AutoConfirm: true}, "x"); err != nil {
+		t.Fatalf("start after abort: %v", err)
+	}
+	waitFor(t, e, "the end", ended)
+}
+
+func TestRunbookAbortKeepsMaintenance(t *testing.T) {
+	site := newFakeSite(t)
+	site.set(func(f *fakeSite) { f.inFlight = 1 })
+	e, _ := testEngine(t, site, nil)
+	if _, err := e.Start(context.Background(), ckanclient.RunbookOptions{AutoConfirm: true}, "ops-token"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, e, "the drain", func(rb *ckanclient.Runbook) bool { return rb.Step == ckanclient.StepDrain })
+	rb, err := e.Abort(context.Background(), ckanclient.RunbookAction{}, "ops-token")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rb.State != ckanclient.RunbookAborted || site.mode() != ckanclient.ModeReadOnly {
+		t.Fatalf("%s, mode %s", rb.State, site.mode())
+	}
+	if _, err := e.Abort(context.Background(), ckanclient.RunbookAction{}, "ops-token"); !errors.Is(err, ErrConflict) {
+		t.Fatalf("second abort: %v", err)
+	}
+}
+
+func TestRunbookSkipRules(t *testing.T) {
+	site := newFakeSite(t)
+	e, _ := testEngine(t, site, func(o *Options) {
+		o.Migrate = []config.Command{{Name: "never", Argv: []string{"false"}, Timeout: config.Duration{Duration: time.Minute}}}
+	})
+	if _, err := e.Start(context.Background(), ckanclient.RunbookOptions{}, "ops-token"); err != nil {
+		t.Fatal(err)
+	}
+	rb := waitFor(t, e, "enable", waitingAt(ckanclient.StepEnable))
+	if rb.StepByName(ckanclient.StepEnable).Skippable {
+		t.Error("enable says it is skippable")
+	}
+	if _, err := e.Skip(ckanclient.RunbookAction{}, "ops-token"); !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "cannot be skipped") {
+		t.Fatalf("skip enable: %v", err)
+	}
+	if _, err := e.Confirm(ckanclient.RunbookAction{SiteName: "prod"}, "ops-token"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, e, "migrate", waitingAt(ckanclient.StepMigrate))
+	if _, err := e.Skip(ckanclient.RunbookAction{Step: ckanclient.StepMigrate, Reason: "no schema change"}, "ops-token"); err != nil {
+		t.Fatal(err)
+	}
+	rb = waitFor(t, e, "disable", waitingAt(ckanclient.StepDisable))
+	if s := stepState(rb, ckanclient.StepMigrate); s != ckanclient.StepSkipped {
+		t.Fatalf("migrate %s", s)
+	}
+	if s := stepState(rb, ckanclient.StepVerify); s != ckanclient.StepDone {
+		t.Fatalf("verify %s", s)
+	}
+	if _, err := e.Confirm(ckanclient.RunbookAction{}, "ops-token"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, e, "the end", ended)
+}
+
+func TestRunbookInterruptedThenResumed(t *testing.T) {
+	site := newFakeSite(t)
+	e, o := testEngine(t, site, nil)
+	rb, err := e.Start(context.Background(), ckanclient.RunbookOptions{}, "ops-token")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, e, "enable", waitingAt(ckanclient.StepEnable))
+	if _, err := e.Confirm(ckanclient.RunbookAction{SiteName: "prod"}, "ops-token"); err != nil {
+		t.Fatal(err)
+	}
+	site.set(func(f *fakeSite) { f.inFlight = 1 })
+	waitFor(t, e, "the drain", func(rb *ckanclient.Runbook) bool {
+		return rb.Step == ckanclient.StepDrain && stepState(rb, ckanclient.StepDrain) == ckanclient.StepRunning
+	})
+	e2 := reopen(t, e, o) // the gate restarts mid-drain
+	got, err := e2.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.ID != rb.ID || got.State != ckanclient.RunbookInterrupted || stepState(got, ckanclient.StepDrain) != ckanclient.StepInterrupted {
+		t.Fatalf("after restart: %s, drain %s", got.State, stepState(got, ckanclient.StepDrain))
+	}
+	// The site is still held: no new runbook.
+	if _, err := e2.Start(context.Background(), ckanclient.RunbookOptions{}, "x"); !errors.Is(err, ErrConflict) {
+		t.Fatalf("start over an interrupted runbook: %v", err)
+	}
+	if _, err := e2.Retry(ckanclient.RunbookAction{Step: ckanclient.StepSnapshot}, "x"); !errors.Is(err, ErrConflict) {
+		t.Fatalf("retry of another step: %v", err)
+	}
+	site.set(func(f *fakeSite) { f.inFlight = 0 })
+	if _, err := e2.Resume(ckanclient.RunbookAction{}, "ops-token"); err != nil {
+		t.Fatal(err)
+	}
+	got = waitFor(t, e2, "disable", waitingAt(ckanclient.StepDisable))
+	if stepState(got, ckanclient.StepSnapshot) != ckanclient.StepDone || got.Snapshot == nil {
+		t.Fatalf("snapshot %s", stepState(got, ckanclient.StepSnapshot))
+	}
+	if _, err := e2.Confirm(ckanclient.RunbookAction{}, "ops-token"); err != nil {
+		t.Fatal(err)
+	}
+	got = waitFor(t, e2, "the end", ended)
+	if got.State != ckanclient.RunbookDone {
+		t.Fatalf("%s: %s", got.State, got.Error)
+	}
+	kinds := map[string]bool{}
+	evs, _, _ := e2.Events(0)
+	for _, ev := range evs {
+		kinds[ev.Kind] = true
+	}
+	for _, k := range []string{ckanclient.EventStarted, ckanclient.EventConfirmed, ckanclient.EventInterrupted, ckanclient.EventResumed, ckanclient.EventFinished} {
+		if !kinds[k] {
+			t.Errorf("journal lacks a %s event", k)
+		}
+	}
+}
+
+func TestRunbookInterruptedWhileWaitingWaitsAgain(t *testing.T) {
+	site := newFakeSite(t)
+	e, o := testEngine(t, site, nil)
+	if _, err := e.Start(context.Background(), ckanclient.RunbookOptions{}, "ops-token"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, e, "enable", waitingAt(ckanclient.StepEnable))
+	e2 := reopen(t, e, o)
+	if _, err := e2.Resume(ckanclient.RunbookAction{}, "ops-token"); err != nil {
+		t.Fatal(err)
+	}
+	// Resuming a step that waited does not confirm it.
+	waitFor(t, e2, "enable again", waitingAt(ckanclient.StepEnable))
+	if len(site.modes) != 0 {
+		t.Fatalf("mode changed: %v", site.modes)
+	}
+	if _, err := e2.Abort(context.Background(), ckanclient.RunbookAction{}, "ops-token"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRunbookPreflight(t *testing.T) {
+	t.Run("a failing check stops it before anything changes", func(t *testing.T) {
+		site := newFakeSite(t)
+		site.checks = []ckanclient.CheckResult{{Name: "ckan_db", Status: ckanclient.CheckFail, Summary: "connection refused"}}
+		e, _ := testEngine(t, site, nil)
+		if _, err := e.Start(context.Background(), ckanclient.RunbookOptions{AutoConfirm: true}, "x"); err != nil {
+			t.Fatal(err)
+		}
+		rb := waitFor(t, e, "the failure", ended)
+		if rb.State != ckanclient.RunbookFailed || rb.Step != ckanclient.StepPreflight || !strings.Contains(rb.Error, "ckan_db: connection refused") {
+			t.Fatalf("%s at %s: %s", rb.State, rb.Step, rb.Error)
+		}
+		if len(site.modes) != 0 {
+			t.Fatalf("mode changed: %v", site.modes)
+		}
+	})
+	t.Run("snapshot dir missing", func(t *testing.T) {
+		site := newFakeSite(t)
+		e, _ := testEngine(t, site, func(o *Options) { o.Snapshot.Dir = "/nonexistent/ckanops/snapshots" })
+		if _, err := e.Start(context.Background(), ckanclient.RunbookOptions{AutoConfirm: true}, "x"); err != nil {
+			t.Fatal(err)
+		}
+		rb := waitFor(t, e, "the failure", ended)
+		if rb.State != ckanclient.RunbookFailed || rb.Step != ckanclient.StepPreflight || !strings.Contains(rb.Error, "/nonexistent/ckanops/snapshots does not exist") {
+			t.Fatalf("%s at %s: %s", rb.State, rb.Step, rb.Error)
+		}
+	})
+	t.Run("pg_dump missing", func(t *testing.T) {
+		site := newFakeSite(t)
+		e, _ := testEngine(t, site, func(o *Options) {
+			o.Checks.CKANDB = "postgres://ckan@127.0.0.1:1/ckan"
+			o.Snapshot.PGDump = "/nonexistent/pg_dump"
+		})
+		if _, err := e.Start(context.Background(), ckanclient.RunbookOptions{AutoConfirm: true}, "x"); err != nil {
+			t.Fatal(err)
+		}
+		rb := waitFor(t, e, "the failure", ended)
+		if rb.State != ckanclient.RunbookFailed || !strings.Contains(rb.Error, "pg_dump /nonexistent/pg_dump cannot be run") {
+			t.Fatalf("%s at %s: %s", rb.State, rb.Step, rb.Error)
+		}
+	})
+	t.Run("warnings wait for an acknowledgement", func(t *testing.T) {
+		site := newFakeSite(t)
+		site.checks = []ckanclient.CheckResult{{Name: "solr", Status: ckanclient.CheckWarn, Summary: "slow ping"}}
+		e, _ := testEngine(t, site, nil)
+		if _, err := e.Start(context.Background(), ckanclient.RunbookOptions{}, "x"); err != nil {
+			t.Fatal(err)
+		}
+		rb := waitFor(t, e, "preflight", waitingAt(ckanclient.StepPreflight))
+		if !slices.Equal(rb.Waiting.Warnings, []string{"solr: slow ping"}) || rb.Waiting.TypeSiteName {
+			t.Fatalf("confirmation %+v", rb.Waiting)
+		}
+		if _, err := e.Confirm(ckanclient.RunbookAction{}, "ckan:admin"); err != nil {
+			t.Fatal(err)
+		}
+		rb = waitFor(t, e, "enable", waitingAt(ckanclient.StepEnable))
+		if s := stepState(rb, ckanclient.StepPreflight); s != ckanclient.StepDone {
+			t.Fatalf("preflight %s", s)
+		}
+		if _, err := e.Abort(context.Background(), ckanclient.RunbookAction{}, "x"); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+func TestRunbookInconsistentSnapshotStops(t *testing.T) {
+	site := newFakeSite(t)
+	var storage string
+	e, _ := testEngine(t, site, func(o *Options) { storage = o.Snapshot.StoragePath })
+	// A writer behind the gate's back adds a file once the snapshot has
+	// digested the storage ("storage ...: N files") and before it looks again.
+	var once sync.Once
+	e.onOutput = func(step, line string) {
+		if step == ckanclient.StepSnapshot && strings.HasPrefix(line, "storage ") {
+			once.Do(func() {
+				if err := os.WriteFile(filepath.Join(storage, "resources", "ab", "late.csv"), []byte("x"), 0o644); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+	}
+	if _, err := e.Start(context.Background(), ckanclient.RunbookOptions{AutoConfirm: true}, "x"); err != nil {
+		t.Fatal(err)
+	}
+	rb := waitFor(t, e, "the end", ended)
+	if rb.State != ckanclient.RunbookFailed || rb.Step != ckanclient.StepSnapshot {
+		t.Fatalf("%s at %s: %s", rb.State, rb.Step, rb.Error)
+	}
+	if !strings.Contains(rb.Error, "inconsistent") || !strings.Contains(rb.Error, "late.csv") {
+		t.Fatalf("error %q", rb.Error)
+	}
+	if rb.Snapshot == nil || rb.Snapshot.Verdict != ckanclient.VerdictInconsistent {
+		t.Fatalf("snapshot %+v", rb.Snapshot)
+	}
+	if site.mode() != ckanclient.ModeReadOnly || slices.Contains(site.modes, ckanclient.ModeLive) {
+		t.Fatalf("mode %s after an inconsistent snapshot", site.mode())
+	}
+}

@@ -1,0 +1,32 @@
+// Package snapshot takes, describes and verifies the snapshot the runbook
+// makes while a CKAN site is read-only: CKAN's Postgres database and the
+// DataStore's (pg_dump, custom format), the file storage (a tar written
+// here), and a manifest that says what was taken, with what checksums, and
+// whether the snapshot is consistent.
+//
+// Consistent means nothing the snapshot holds changed while it was taken.
+// Take reads each database's row counters (pg_stat_user_tables) and
+// digests the storage tree before the dumps start, and again once
+// everything is written; any content table whose counters moved, and any
+// file added, removed or modified, makes the verdict "inconsistent" and is
+// named. The few tables CKAN writes on reads (user.last_active,
+// api_token.last_access, the dashboard, page-view tracking) are listed as
+// bookkeeping and do not spoil the verdict. PostgreSQL publishes a
+// session's counters up to 10 s after it commits, so Take waits for the
+// sessions that worked during the snapshot before the second reading. The
+// counters see inserts, updates and deletes, and tables created or
+// dropped; they do not see TRUNCATE or schema changes.
+//
+// A snapshot is a directory <dir>/<site>-<UTC time> holding
+// ckan_db.dump, datastore_db.dump, storage.tar and manifest.json. It is
+// built in <dir>/.tmp-<name>, and renamed to its name only when every file
+// is written, hashed and synced, the manifest last: a directory whose name
+// does not start with a dot and that holds manifest.json is complete. A
+// failed or cancelled Take kills its children and removes what it wrote.
+//
+// What it must not do: put a password in argv, an error or an output line
+// (pg_dump gets it in PGPASSWORD); read a dump a second time to hash it
+// (the dumps are hashed as they stream to disk); or leave anything that
+// looks complete after a failure. It never writes to the databases or the
+// storage it snapshots.
+package snapshot

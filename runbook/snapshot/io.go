@@ -1,0 +1,151 @@
+package snapshot
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/ckanops/ckanops/config"
+)
+
+// copyBufferSize is the size of the buffers the dumps and the archive
+// stream through: large writes, few system calls.
+const copyBufferSize = 1 << 20
+
+// progressEvery is how often a running dump or archive reports its size.
+const progressEvery = 5 * time.Second
+
+// sink is a snapshot file being written: buffered, hashed and counted as
+// it goes, so that it is never read back to be hashed.
+type sink struct {
+	path string
+	f    *os.File
+	bw   *bufio.Writer
+	h    hash.Hash
+	n    int64 // bytes accepted
+}
+
+// createSink creates path, which must not exist, readable by its owner
+// only: a dump holds every user's password hash.
+func createSink(path string) (*sink, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	return &sink{path: path, f: f, bw: bufio.NewWriterSize(f, copyBufferSize), h: sha256.New()}, nil
+}
+
+func (s *sink) Write(p []byte) (int, error) {
+	n, err := s.bw.Write(p)
+	s.h.Write(p[:n])
+	s.n += int64(n)
+	return n, err
+}
+
+// finish flushes, syncs and closes the file, and returns its size and
+// SHA-256.
+func (s *sink) finish() (size int64, sum string, err error) {
+	if err := s.bw.Flush(); err != nil {
+		return 0, "", err
+	}
+	if err := s.f.Sync(); err != nil {
+		return 0, "", err
+	}
+	f := s.f
+	s.f = nil
+	if err := f.Close(); err != nil {
+		return 0, "", err
+	}
+	return s.n, hex.EncodeToString(s.h.Sum(nil)), nil
+}
+
+// abort closes the file if finish did not; the temporary directory goes
+// with it.
+func (s *sink) abort() {
+	if s.f != nil {
+		s.f.Close()
+		s.f = nil
+	}
+}
+
+// writeHint adds what to do to a write error that says the disk is full.
+func writeHint(err error, dir string) error {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return fmt.Errorf("%w: the file system of %s is full: free space there or set [snapshot] dir to a larger one", err, dir)
+	}
+	return err
+}
+
+// syncDir fsyncs a directory, so that the entries made in it last.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// output sends progress lines to the caller's function, one at a time
+// (the dumps and the archive run concurrently), with every secret of the
+// snapshot's databases scrubbed from them.
+type output struct {
+	mu      sync.Mutex
+	f       func(string)
+	secrets []config.SecretURL
+}
+
+func (o *output) line(format string, args ...any) {
+	if o == nil || o.f == nil {
+		return
+	}
+	s := scrub(fmt.Sprintf(format, args...), o.secrets...)
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.f(s)
+}
+
+// scrub replaces, in msg, each URL with its redacted form and each of its
+// secret parts (password, escaped or not) with xxxxx. Secrets shorter than
+// three characters are left alone rather than blank out letters all over
+// a message.
+func scrub(msg string, urls ...config.SecretURL) string {
+	for _, u := range urls {
+		raw := u.Reveal()
+		if raw == "" {
+			continue
+		}
+		msg = strings.ReplaceAll(msg, raw, u.String())
+		for _, s := range u.Secrets() {
+			if len(s) >= 3 {
+				msg = strings.ReplaceAll(msg, s, "xxxxx")
+			}
+		}
+	}
+	return msg
+}
+
+// humanBytes is a size for people: "12.3 MB".
+func humanBytes(n int64) string {
+	const unit = 1000
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit && exp < 4; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %cB", float64(n)/float64(div), "kMGTP"[exp])
+}

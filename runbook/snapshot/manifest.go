@@ -1,0 +1,252 @@
+package snapshot
+
+import (
+	"bytes"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// FormatVersion is the manifest format this package writes and reads.
+const FormatVersion = 1
+
+// ManifestName is the manifest's file name in a snapshot directory. Its
+// presence in a directory whose name does not start with a dot is what
+// makes a snapshot complete.
+const ManifestName = "manifest.json"
+
+// Verdicts.
+const (
+	Consistent   = "consistent"
+	Inconsistent = "inconsistent"
+)
+
+// Kinds of files in a snapshot.
+const (
+	KindPGDump = "pg_dump" // pg_dump --format=custom
+	KindTar    = "tar"     // storage, written by archive/tar
+)
+
+// Sources: what a file or a database record is a copy of. They are also
+// the names of what was not configured.
+const (
+	SourceCKANDB      = "ckan_db"
+	SourceDatastoreDB = "datastore_db"
+	SourceStorage     = "storage"
+)
+
+// File names in a snapshot directory.
+const (
+	ckanDumpName      = SourceCKANDB + ".dump"
+	datastoreDumpName = SourceDatastoreDB + ".dump"
+	storageTarName    = "storage.tar"
+)
+
+// Manifest is manifest.json: what a snapshot holds and whether it is
+// consistent.
+type Manifest struct {
+	Format      int    `json:"format"`
+	Site        string `json:"site"`
+	CKANVersion string `json:"ckan_version"`
+	ModeVersion int64  `json:"mode_version"`
+	Times       Times  `json:"times"`
+	Files       []File `json:"files"`
+	// Databases has one record per configured database, CKAN's first.
+	Databases []Database `json:"databases"`
+	// Storage is nil when no storage path was configured.
+	Storage *Storage `json:"storage,omitempty"`
+	// NotConfigured lists the sources (ckan_db, datastore_db, storage)
+	// that were not configured, so not taken.
+	NotConfigured []string `json:"not_configured"`
+	Verdict       string   `json:"verdict"` // Consistent or Inconsistent
+	// Changed names what changed while the snapshot was taken; empty when
+	// consistent.
+	Changed []string `json:"changed"`
+	// Bookkeeping names changes to tables CKAN writes on reads, which do
+	// not spoil the verdict.
+	Bookkeeping []string `json:"bookkeeping"`
+
+	// Dir is the snapshot's directory: where Take put it or Load read
+	// it. Not part of the file.
+	Dir string `json:"-"`
+}
+
+// Times are the moments a snapshot records, in UTC. Enabled and Quiesced
+// are left out when unknown.
+type Times struct {
+	Enabled  time.Time `json:"enabled,omitzero"`  // maintenance mode was enabled
+	Quiesced time.Time `json:"quiesced,omitzero"` // writes were drained
+	Started  time.Time `json:"started"`           // Take started
+	Ended    time.Time `json:"ended"`             // the manifest was written
+}
+
+// File is one file of a snapshot.
+type File struct {
+	Name   string `json:"name"`   // relative to the snapshot directory
+	Kind   string `json:"kind"`   // KindPGDump or KindTar
+	Source string `json:"source"` // SourceCKANDB, SourceDatastoreDB or SourceStorage
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"` // hex
+}
+
+// Database is what a snapshot recorded of one database.
+type Database struct {
+	Name     string `json:"name"`     // SourceCKANDB or SourceDatastoreDB
+	Database string `json:"database"` // the database's name, no host or user
+	// Before and After are the row counters of every user table, keyed
+	// by "schema.table", read before the dump and after it.
+	Before map[string]Counters `json:"before"`
+	After  map[string]Counters `json:"after"`
+}
+
+// Counters are a table's cumulative row counters from pg_stat_user_tables.
+type Counters struct {
+	Inserts int64 `json:"n_tup_ins"`
+	Updates int64 `json:"n_tup_upd"`
+	Deletes int64 `json:"n_tup_del"`
+}
+
+// Storage is what a snapshot recorded of the file storage.
+type Storage struct {
+	Path   string      `json:"path"` // storage_path as configured
+	Before StorageTree `json:"before"`
+	After  StorageTree `json:"after"`
+}
+
+// StorageTree summarises one walk of the storage tree.
+type StorageTree struct {
+	Files int64 `json:"files"` // regular files
+	Bytes int64 `json:"bytes"` // their sizes, summed
+	// Digest is the SHA-256 (hex) of one line per entry (file, directory,
+	// symbolic link...), sorted by path: the quoted relative path, the
+	// size, the modification time in nanoseconds and the mode (Go's
+	// fs.FileMode, octal), separated by spaces. Directories are recorded
+	// with size and time 0: what changes in them is their entries.
+	Digest string `json:"digest"`
+}
+
+// Bytes is the total size of the snapshot's files, manifest excluded.
+func (m *Manifest) Bytes() int64 {
+	var n int64
+	for _, f := range m.Files {
+		n += f.Size
+	}
+	return n
+}
+
+// maxManifestSize bounds what Load reads: a DataStore with tens of
+// thousands of tables still fits many times over.
+const maxManifestSize = 256 << 20
+
+// Load reads dir/manifest.json strictly: unknown fields, trailing data, a
+// format other than FormatVersion or a file name leaving the directory
+// are errors.
+func Load(dir string) (*Manifest, error) {
+	path := filepath.Join(dir, ManifestName)
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("snapshot: %s has no %s: not a complete snapshot", dir, ManifestName)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("snapshot: read manifest: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxManifestSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("snapshot: read manifest: %w", err)
+	}
+	if len(b) > maxManifestSize {
+		return nil, fmt.Errorf("snapshot: manifest %s is larger than %d bytes", path, maxManifestSize)
+	}
+	m, err := decodeManifest(b)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot: manifest %s: %w", path, err)
+	}
+	m.Dir = dir
+	return m, nil
+}
+
+func decodeManifest(b []byte) (*Manifest, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var m Manifest
+	if err := dec.Decode(&m); err != nil {
+		return nil, err
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, errors.New("trailing data after the JSON object")
+	}
+	if err := m.validate(); err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
+// validate checks what Load promises its callers.
+func (m *Manifest) validate() error {
+	if m.Format != FormatVersion {
+		return fmt.Errorf("format %d is not one this ckanops reads (%d)", m.Format, FormatVersion)
+	}
+	if m.Site == "" {
+		return errors.New("no site")
+	}
+	if m.Verdict != Consistent && m.Verdict != Inconsistent {
+		return fmt.Errorf("verdict %q is neither %q nor %q", m.Verdict, Consistent, Inconsistent)
+	}
+	if m.Times.Started.IsZero() || m.Times.Ended.IsZero() {
+		return errors.New("times.started or times.ended missing")
+	}
+	seen := map[string]bool{}
+	for _, f := range m.Files {
+		if !filepath.IsLocal(f.Name) || f.Name == ManifestName {
+			return fmt.Errorf("file name %q is not a file of the snapshot directory", f.Name)
+		}
+		if seen[f.Name] {
+			return fmt.Errorf("file %s listed twice", f.Name)
+		}
+		seen[f.Name] = true
+		if f.Kind != KindPGDump && f.Kind != KindTar {
+			return fmt.Errorf("file %s: kind %q is not %q or %q", f.Name, f.Kind, KindPGDump, KindTar)
+		}
+		if f.Size < 0 {
+			return fmt.Errorf("file %s: negative size", f.Name)
+		}
+		if h, err := hex.DecodeString(f.SHA256); err != nil || len(h) != 32 {
+			return fmt.Errorf("file %s: sha256 %q is not 64 hex digits", f.Name, f.SHA256)
+		}
+	}
+	for _, d := range m.Databases {
+		if d.Name != SourceCKANDB && d.Name != SourceDatastoreDB {
+			return fmt.Errorf("database record %q is not %s or %s", d.Name, SourceCKANDB, SourceDatastoreDB)
+		}
+	}
+	return nil
+}
+
+// writeManifest writes dir/manifest.json and syncs it.
+func writeManifest(dir string, m *Manifest) error {
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return err
+	}
+	b = append(b, '\n')
+	f, err := os.OpenFile(filepath.Join(dir, ManifestName), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}

@@ -1,0 +1,385 @@
+package snapshot
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/ckanops/ckanops/config"
+)
+
+// ApplicationName is the application_name of every session the snapshot
+// opens: pg_dump's and the counters'.
+const ApplicationName = "ckanops-snapshot"
+
+const (
+	// stderrTail is how many of pg_dump's last stderr lines an error
+	// carries.
+	stderrTail = 20
+	// countersTimeout bounds one reading of the counters: connect and query.
+	countersTimeout = 30 * time.Second
+	// killWait is how long Wait waits for the pipes once pg_dump is dead.
+	killWait = 5 * time.Second
+)
+
+// database is one configured database, ready to be counted and dumped.
+type database struct {
+	source   string // SourceCKANDB or SourceDatastoreDB
+	secret   config.SecretURL
+	name     string // the database's name, for messages and the manifest
+	conn     *pgx.ConnConfig
+	dumpURL  string // the URL without its password: pg_dump's --dbname
+	password string // for PGPASSWORD; "" leaves the environment's
+}
+
+// newDatabase parses a configured URL. Errors name the source and show
+// the URL redacted.
+func newDatabase(source string, secret config.SecretURL) (*database, error) {
+	u, err := url.Parse(secret.Reveal())
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		return nil, fmt.Errorf("%s %s is not a postgres:// URL", source, secret)
+	}
+	cfg, err := pgx.ParseConfig(secret.Reveal())
+	if err != nil {
+		return nil, fmt.Errorf("%s %s is not a Postgres URL the snapshot can use: %s", source, secret, scrub(err.Error(), secret))
+	}
+	cfg.RuntimeParams["application_name"] = ApplicationName
+	cfg.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
+	cfg.StatementCacheCapacity, cfg.DescriptionCacheCapacity = 0, 0
+
+	db := &database{source: source, secret: secret, name: cfg.Database, conn: cfg}
+	if u.User != nil {
+		if pw, ok := u.User.Password(); ok {
+			db.password = pw
+			u.User = url.User(u.User.Username())
+		}
+	}
+	if q := u.Query(); q.Has("password") {
+		if db.password == "" {
+			db.password = q.Get("password")
+		}
+		q.Del("password")
+		u.RawQuery = q.Encode()
+	}
+	db.dumpURL = u.String()
+	return db, nil
+}
+
+// what names the database in messages: "ckan_db (database ckan)".
+func (db *database) what() string {
+	return fmt.Sprintf("%s (database %s)", db.source, db.name)
+}
+
+// Reading the counters.
+//
+// Since PostgreSQL 15 the statistics live in shared memory. A backend
+// counts its row changes locally and publishes them when it goes idle
+// after a transaction, at most once per PGSTAT_MIN_INTERVAL (1 s); when
+// that is too soon, it publishes on its idle timer, PGSTAT_IDLE_INTERVAL
+// (10 s) later, or when it next goes idle, or when it exits. So a row
+// committed during the snapshot may show in pg_stat_user_tables only up
+// to 10 s later: a session that commits twice within a second and then
+// stays idle shows the second commit after 10 s (measured on PG 15).
+//
+// Take therefore waits Spec.StatsSettle (1.1 s by default: enough for a
+// session whose previous publication is more than a second old), and
+// then, database by database, looks at the other sessions
+// (pg_stat_activity): one that has done nothing since the "before"
+// reading has nothing to publish; one idle for 10 s has published
+// everything; for any other it waits until it has been idle for 10 s, at
+// most publishWait. What remains uncovered: a session that commits during
+// the snapshot and is still busy in one long statement or transaction
+// publishWait after the dumps end.
+//
+// Within a transaction a backend also caches the statistics it read
+// (stats_fetch_consistency = cache), so the reading clears that snapshot
+// (pg_stat_clear_snapshot) and runs outside any explicit transaction, on
+// a connection of its own. The counters see INSERT, UPDATE and DELETE
+// (and COPY), not TRUNCATE or schema changes.
+
+const (
+	// idleInterval is PGSTAT_IDLE_INTERVAL with a margin: a session idle
+	// this long has published its counts.
+	idleInterval = 10*time.Second + 300*time.Millisecond
+	// publishWait bounds the wait for sessions to publish.
+	publishWait = idleInterval
+)
+
+// countersQuery reads the cumulative row counters of every user table.
+const countersQuery = `SELECT schemaname, relname, n_tup_ins, n_tup_upd, n_tup_del FROM pg_stat_user_tables`
+
+// sessionsQuery lists the other sessions of the database that may hold
+// counts they have not published, with how long each has been idle (-1
+// when it is not): an idle one that went idle since $1 (the "before"
+// reading); a busy one whose transaction began since then (one that began
+// before has committed nothing since); one whose activity this role cannot
+// see (state NULL, or 'disabled' without track_activities). The
+// snapshot's and the gate's probes' own sessions only read.
+const sessionsQuery = `SELECT pid, coalesce(application_name, ''), coalesce(state, 'hidden'),
+  coalesce(CASE WHEN state = 'idle' THEN extract(epoch FROM clock_timestamp() - state_change) END, -1)::float8
+FROM pg_stat_activity
+WHERE datname = current_database() AND pid <> pg_backend_pid()
+  AND (backend_type = 'client backend' OR backend_type IS NULL)
+  AND application_name IS DISTINCT FROM '` + ApplicationName + `'
+  AND application_name IS DISTINCT FROM '` + probeApplicationName + `'
+  AND CASE state WHEN 'idle' THEN state_change >= $1
+                 WHEN 'disabled' THEN true
+                 ELSE coalesce(xact_start >= $1, true) END`
+
+// probeApplicationName is checks.ProbeApplicationName, the gate's health
+// probes' sessions, which only read. (Not imported: the snapshot needs
+// nothing else of the probes.)
+const probeApplicationName = "ckanops-probe"
+
+// reading is one reading of a database's counters.
+type reading struct {
+	counters map[string]Counters // keyed by "schema.table"
+	tracking bool                // track_counts is on; off, the counters prove nothing
+	at       time.Time           // the server's clock when read
+}
+
+// readCounters connects and reads the counters. With a non-zero since
+// (the "before" reading's time), it first waits for the sessions that
+// worked since then to publish their counts (see above).
+func readCounters(ctx context.Context, db *database, since time.Time, out *output) (reading, error) {
+	var r reading
+	ctx, cancel := context.WithTimeout(ctx, countersTimeout+publishWait)
+	defer cancel()
+	fail := func(err error) (reading, error) {
+		if ctx.Err() != nil {
+			err = ctx.Err()
+		}
+		return reading{}, fmt.Errorf("read row counters of %s: %s", db.what(), scrub(err.Error(), db.secret))
+	}
+	conn, err := pgx.ConnectConfig(ctx, db.conn)
+	if err != nil {
+		return fail(err)
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		conn.Close(cctx)
+	}()
+	if !since.IsZero() {
+		if err := awaitPublish(ctx, conn, db, since, out); err != nil {
+			return fail(err)
+		}
+	}
+	if _, err := conn.Exec(ctx, "SELECT pg_stat_clear_snapshot()"); err != nil {
+		return fail(err)
+	}
+	if err := conn.QueryRow(ctx, "SELECT current_setting('track_counts')::bool, clock_timestamp()").Scan(&r.tracking, &r.at); err != nil {
+		return fail(err)
+	}
+	rows, err := conn.Query(ctx, countersQuery)
+	if err != nil {
+		return fail(err)
+	}
+	r.counters = map[string]Counters{}
+	for rows.Next() {
+		var schema, table string
+		var c Counters
+		if err := rows.Scan(&schema, &table, &c.Inserts, &c.Updates, &c.Deletes); err != nil {
+			rows.Close()
+			return fail(err)
+		}
+		r.counters[schema+"."+table] = c
+	}
+	if err := rows.Err(); err != nil {
+		return fail(err)
+	}
+	return r, nil
+}
+
+// awaitPublish waits until the sessions that worked since since have
+// been idle for idleInterval, at most publishWait.
+func awaitPublish(ctx context.Context, conn *pgx.Conn, db *database, since time.Time, out *output) error {
+	rows, err := conn.Query(ctx, sessionsQuery, since)
+	if err != nil {
+		return err
+	}
+	var wait time.Duration
+	var who []string
+	for rows.Next() {
+		var pid int32
+		var app, state string
+		var idle float64
+		if err := rows.Scan(&pid, &app, &state, &idle); err != nil {
+			rows.Close()
+			return err
+		}
+		left := publishWait // busy, or unseen: it may publish any time
+		if idle >= 0 {
+			left = idleInterval - time.Duration(idle*float64(time.Second))
+		}
+		if left > 0 {
+			wait = max(wait, min(left, publishWait))
+			if app == "" {
+				app = "no application_name"
+			}
+			who = append(who, fmt.Sprintf("pid %d (%s, %s)", pid, app, state))
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if wait <= 0 {
+		return nil
+	}
+	if len(who) > 5 {
+		who = append(who[:5], fmt.Sprintf("%d more", len(who)-5))
+	}
+	out.line("waiting %v for the sessions of %s that worked during the snapshot to publish their statistics: %s",
+		wait.Round(100*time.Millisecond), db.what(), strings.Join(who, ", "))
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-timer.C:
+		return nil
+	}
+}
+
+// dumpEnv is pg_dump's environment: ours, with the password (when the URL
+// has one) and the application name.
+func (db *database) dumpEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "PGAPPNAME=") || (db.password != "" && strings.HasPrefix(kv, "PGPASSWORD=")) {
+			continue
+		}
+		env = append(env, kv)
+	}
+	env = append(env, "PGAPPNAME="+ApplicationName)
+	if db.password != "" {
+		env = append(env, "PGPASSWORD="+db.password)
+	}
+	return env
+}
+
+// dumpArgs is pg_dump's argv after the program: never the password.
+func (db *database) dumpArgs() []string {
+	return []string{"--format=custom", "--no-password", "--dbname=" + db.dumpURL}
+}
+
+// dump runs pg_dump into dir/<source>.dump, hashing its output on the way.
+// Cancelling ctx kills pg_dump (its whole process group).
+func dump(ctx context.Context, db *database, pgDump, dir string, out *output) (File, error) {
+	name := db.source + ".dump"
+	f := File{Name: name, Kind: KindPGDump, Source: db.source}
+	s, err := createSink(filepath.Join(dir, name))
+	if err != nil {
+		return f, fmt.Errorf("pg_dump of %s: %w", db.what(), err)
+	}
+	defer s.abort()
+
+	cmd := exec.CommandContext(ctx, pgDump, db.dumpArgs()...)
+	cmd.Env = db.dumpEnv()
+	// Its own process group, so that a kill reaches anything it started;
+	// and killed if the process that started it dies.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = killWait
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return f, err
+	}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return f, err
+	}
+	if err := cmd.Start(); err != nil {
+		return f, fmt.Errorf("pg_dump of %s: cannot run %s: %w", db.what(), pgDump, err)
+	}
+	kill := func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+
+	tail := make(chan []string, 1)
+	go func() { tail <- readStderr(stderr, db, out) }()
+
+	copyErr := copyOut(s, stdout, db, out)
+	if copyErr != nil {
+		kill() // it would block on a full pipe otherwise
+		copyErr = writeHint(copyErr, filepath.Dir(dir))
+	}
+	lines := <-tail
+	waitErr := cmd.Wait()
+
+	switch {
+	case copyErr != nil:
+		return f, fmt.Errorf("pg_dump of %s: writing %s: %w", db.what(), name, copyErr)
+	case ctx.Err() != nil:
+		return f, ctx.Err()
+	case waitErr != nil:
+		msg := fmt.Sprintf("pg_dump of %s failed with %v", db.what(), waitErr)
+		if len(lines) > 0 {
+			msg += ": " + strings.Join(lines, "; ")
+		}
+		return f, errors.New(msg)
+	case s.n == 0:
+		return f, fmt.Errorf("pg_dump of %s wrote nothing, yet exited 0", db.what())
+	}
+	if f.Size, f.SHA256, err = s.finish(); err != nil {
+		return f, fmt.Errorf("pg_dump of %s: writing %s: %w", db.what(), name, writeHint(err, filepath.Dir(dir)))
+	}
+	out.line("pg_dump %s: done, %s", db.source, humanBytes(f.Size))
+	return f, nil
+}
+
+// copyOut streams pg_dump's output into s, reporting the size now and then.
+// Only read errors of the pipe end the copy without error (pg_dump died;
+// Wait says why).
+func copyOut(s *sink, stdout io.Reader, db *database, out *output) error {
+	buf := make([]byte, copyBufferSize)
+	last := time.Now()
+	for {
+		n, rerr := stdout.Read(buf)
+		if n > 0 {
+			if _, err := s.Write(buf[:n]); err != nil {
+				return err
+			}
+			if time.Since(last) >= progressEvery {
+				last = time.Now()
+				out.line("pg_dump %s: %s", db.source, humanBytes(s.n))
+			}
+		}
+		if rerr != nil {
+			return nil
+		}
+	}
+}
+
+// readStderr passes pg_dump's stderr to the output, line by line, with
+// the password scrubbed, and returns its last stderrTail lines.
+func readStderr(r io.Reader, db *database, out *output) []string {
+	var tail []string
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := strings.TrimSpace(scrub(sc.Text(), db.secret))
+		if db.password != "" && len(db.password) >= 3 {
+			line = strings.ReplaceAll(line, db.password, "xxxxx")
+		}
+		if line == "" {
+			continue
+		}
+		out.line("pg_dump %s: %s", db.source, line)
+		if len(tail) == stderrTail {
+			tail = tail[1:]
+		}
+		tail = append(tail, line)
+	}
+	_, _ = io.Copy(io.Discard, r) // a line too long: drain, so pg_dump never blocks
+	return tail
+}

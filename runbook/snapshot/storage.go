@@ -1,0 +1,221 @@
+package snapshot
+
+import (
+	"archive/tar"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"time"
+)
+
+// walkStorage records every entry under root (a resolved directory), keyed
+// by its slash-separated path relative to root, and summarises the tree.
+// An entry that disappears while it is being looked at is left out: the
+// walk after the snapshot sees the difference.
+func walkStorage(ctx context.Context, root string) (map[string]entry, StorageTree, error) {
+	entries := map[string]entry{}
+	var tree StorageTree
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) && path != root {
+				return nil
+			}
+			return err
+		}
+		if path == root {
+			return nil
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(root, path)
+		if err != nil {
+			return err
+		}
+		e := entry{mode: info.Mode()}
+		if !info.IsDir() {
+			e.size, e.mtime = info.Size(), info.ModTime().UnixNano()
+		}
+		if info.Mode().IsRegular() {
+			tree.Files++
+			tree.Bytes += info.Size()
+		}
+		entries[filepath.ToSlash(rel)] = e
+		return nil
+	})
+	if err != nil {
+		return nil, StorageTree{}, err
+	}
+	tree.Digest = digest(entries)
+	return entries, tree, nil
+}
+
+// digest is StorageTree.Digest of entries.
+func digest(entries map[string]entry) string {
+	paths := make([]string, 0, len(entries))
+	for p := range entries {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	h := sha256.New()
+	var line []byte
+	for _, p := range paths {
+		e := entries[p]
+		line = strconv.AppendQuote(line[:0], p)
+		line = append(line, ' ')
+		line = strconv.AppendInt(line, e.size, 10)
+		line = append(line, ' ')
+		line = strconv.AppendInt(line, e.mtime, 10)
+		line = append(line, ' ')
+		line = strconv.AppendUint(line, uint64(e.mode), 8)
+		line = append(line, '\n')
+		h.Write(line)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// writeTar archives the tree under root (a resolved directory) into
+// dir/storage.tar: directories, regular files and symbolic links (as
+// links), named relative to root, with their modes and modification
+// times (to the second, as tar does; PAX headers only where a name or a
+// size needs them). Sockets, pipes and devices are left out and said so.
+// The archive is hashed as it is written.
+func writeTar(ctx context.Context, root, dir string, out *output) (File, error) {
+	f := File{Name: storageTarName, Kind: KindTar, Source: SourceStorage}
+	s, err := createSink(filepath.Join(dir, storageTarName))
+	if err != nil {
+		return f, fmt.Errorf("archive of storage: %w", err)
+	}
+	defer s.abort()
+	tw := tar.NewWriter(s)
+	buf := make([]byte, copyBufferSize)
+	var files, bytes int64
+	lastReport := time.Now()
+	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) && path != root {
+				return nil
+			}
+			return err
+		}
+		if path == root {
+			return nil
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(root, path)
+		if err != nil {
+			return err
+		}
+		rel = filepath.ToSlash(rel)
+		link := ""
+		switch {
+		case info.Mode()&fs.ModeSymlink != 0:
+			if link, err = os.Readlink(path); err != nil {
+				if errors.Is(err, fs.ErrNotExist) {
+					return nil
+				}
+				return err
+			}
+		case !info.IsDir() && !info.Mode().IsRegular():
+			out.line("archive of storage: left out %s (%s, not a file, directory or link)", rel, info.Mode().Type())
+			return nil
+		}
+		hdr, err := tar.FileInfoHeader(info, link)
+		if err != nil {
+			return fmt.Errorf("%s: %w", rel, err)
+		}
+		hdr.Name = rel
+		if info.IsDir() {
+			hdr.Name += "/"
+		}
+		if !info.Mode().IsRegular() {
+			return tw.WriteHeader(hdr)
+		}
+		n, archived, err := archiveFile(tw, hdr, path, buf)
+		if err != nil || !archived {
+			return err
+		}
+		if n < hdr.Size {
+			out.line("archive of storage: %s shrank while it was archived; padded with zeros (the verdict will name it)", rel)
+		}
+		files++
+		bytes += hdr.Size
+		if time.Since(lastReport) >= progressEvery {
+			lastReport = time.Now()
+			out.line("archive of storage: %d files, %s", files, humanBytes(s.n))
+		}
+		return nil
+	})
+	if err == nil {
+		err = tw.Close()
+	}
+	if err != nil {
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return f, ctxErr
+		}
+		return f, fmt.Errorf("archive of storage: %w", writeHint(err, filepath.Dir(dir)))
+	}
+	if f.Size, f.SHA256, err = s.finish(); err != nil {
+		return f, fmt.Errorf("archive of storage: %w", writeHint(err, filepath.Dir(dir)))
+	}
+	out.line("archive of storage: done, %d files (%s), %s", files, humanBytes(bytes), humanBytes(f.Size))
+	return f, nil
+}
+
+// archiveFile writes one regular file: its header and hdr.Size bytes of
+// content. A file that shrank since it was looked at is padded with zeros
+// (n says how much was real); one that grew is cut at hdr.Size. A file
+// gone since the walk saw it is left out (archived is false).
+func archiveFile(tw *tar.Writer, hdr *tar.Header, path string, buf []byte) (n int64, archived bool, err error) {
+	src, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	defer src.Close()
+	if err := tw.WriteHeader(hdr); err != nil {
+		return 0, false, err
+	}
+	// LimitReader also hides src's WriterTo, so that buf is the buffer used.
+	n, err = io.CopyBuffer(tw, io.LimitReader(src, hdr.Size), buf)
+	if err != nil {
+		return n, false, err
+	}
+	if n < hdr.Size {
+		clear(buf)
+		for left := hdr.Size - n; left > 0; {
+			k := min(left, int64(len(buf)))
+			if _, err := tw.Write(buf[:k]); err != nil {
+				return n, false, err
+			}
+			left -= k
+		}
+	}
+	return n, true, nil
+}

@@ -1,0 +1,524 @@
+package snapshot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/ckanops/ckanops/config"
+)
+
+// DefaultStatsSettle is how long Take waits before reading the counters
+// the second time: Postgres backends add their counts to the shared
+// statistics up to about a second after they commit.
+const DefaultStatsSettle = 1100 * time.Millisecond
+
+// TimeLayout is the UTC time in a snapshot's directory name.
+const TimeLayout = "20060102T150405Z"
+
+// tempPrefix starts the name of a snapshot directory being written.
+const tempPrefix = ".tmp-"
+
+// Spec is what to snapshot and where.
+type Spec struct {
+	Site string // the site's name, in the directory name
+	// Dir is where snapshots go ([snapshot] dir): this one goes to
+	// Dir/<Site>-<UTC start time>. Take creates Dir if its parent exists.
+	Dir string
+	// PGDump is the pg_dump program, a name looked up on PATH or a path.
+	// Default "pg_dump".
+	PGDump string
+	// CKANDB and DatastoreDB are the postgres:// URLs of CKAN's database
+	// and the DataStore's. Empty: not configured, not dumped (the manifest
+	// says so).
+	CKANDB      config.SecretURL
+	DatastoreDB config.SecretURL
+	// StoragePath is CKAN's storage_path. Empty: not configured.
+	StoragePath string
+
+	CKANVersion string    // recorded
+	ModeVersion int64     // the gate's mode record version, recorded
+	EnabledAt   time.Time // recorded; zero: unknown
+	QuiescedAt  time.Time // recorded; zero: unknown
+
+	// Clock tells the time. Default time.Now, in UTC.
+	Clock func() time.Time
+	// Output, when set, gets one line per event: progress ("pg_dump
+	// ckan_db: 12.3 MB"), pg_dump's stderr, the verdict. Calls never
+	// overlap; lines never hold a password.
+	Output func(line string)
+	// StatsSettle is how long to wait before reading the counters after
+	// the dumps: PostgreSQL publishes a session's row counts up to about a
+	// second after it commits. Zero: DefaultStatsSettle. Take then also
+	// waits, up to about 10 s, for the sessions that worked during the
+	// snapshot and may not have published yet (see "Reading the counters"
+	// in postgres.go), so a shorter StatsSettle stays correct; it only
+	// makes the verdict rest on that second wait alone.
+	StatsSettle time.Duration
+
+	// afterBefore, when set (by tests), runs once the "before" counters
+	// and digest are taken and before anything is dumped.
+	afterBefore func()
+}
+
+// plan is a checked Spec: what Take will do.
+type plan struct {
+	Spec
+	pgDump        string      // resolved path; "" when no database is configured
+	dbs           []*database // CKAN's first
+	storageRoot   string      // StoragePath with its links resolved; "" when not configured
+	notConfigured []string
+	out           *output
+}
+
+// Take takes a snapshot of s's databases and storage, writes its manifest
+// and returns it. See the package documentation for what it does; on any
+// error, and when ctx is cancelled, nothing is kept and the error says
+// which part failed and why.
+func Take(ctx context.Context, s Spec) (*Manifest, error) {
+	p, err := check(s)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot: %w", err)
+	}
+	started := p.Clock().UTC()
+	t, err := newTempDir(p.Dir, p.Site, started)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot: %w", err)
+	}
+	m, err := p.take(ctx, t, started)
+	if err != nil {
+		msg := "the snapshot was not kept"
+		if rmErr := t.remove(); rmErr != nil {
+			msg = fmt.Sprintf("the snapshot is incomplete and %s could not be removed (%v): remove it", t.tmp, rmErr)
+		}
+		return nil, fmt.Errorf("snapshot: %w: %s", err, msg)
+	}
+	return m, nil
+}
+
+// check validates s, fills in its defaults, resolves pg_dump and the
+// storage path and makes sure Dir is usable. Nothing is written but Dir
+// itself, when it is missing and its parent is there.
+func check(s Spec) (*plan, error) {
+	if s.PGDump == "" {
+		s.PGDump = config.DefaultPGDump
+	}
+	if s.Clock == nil {
+		s.Clock = func() time.Time { return time.Now().UTC() }
+	}
+	if s.StatsSettle == 0 {
+		s.StatsSettle = DefaultStatsSettle
+	}
+	p := &plan{Spec: s, out: &output{f: s.Output, secrets: []config.SecretURL{s.CKANDB, s.DatastoreDB}}}
+
+	if s.Site == "" || strings.ContainsAny(s.Site, `/\`) || strings.HasPrefix(s.Site, ".") {
+		return nil, fmt.Errorf("site name %q cannot name a snapshot directory", s.Site)
+	}
+	if s.CKANDB == "" && s.DatastoreDB == "" && s.StoragePath == "" {
+		return nil, errors.New("nothing to snapshot: none of ckan_db, datastore_db and storage_path is configured")
+	}
+	for _, c := range []struct {
+		source string
+		url    config.SecretURL
+	}{{SourceCKANDB, s.CKANDB}, {SourceDatastoreDB, s.DatastoreDB}} {
+		if c.url == "" {
+			p.notConfigured = append(p.notConfigured, c.source)
+			continue
+		}
+		db, err := newDatabase(c.source, c.url)
+		if err != nil {
+			return nil, err
+		}
+		p.dbs = append(p.dbs, db)
+	}
+	if len(p.dbs) > 0 {
+		path, err := exec.LookPath(s.PGDump)
+		if err != nil {
+			if !strings.ContainsRune(s.PGDump, '/') {
+				return nil, fmt.Errorf("%s not found on PATH: install postgresql-client or set [snapshot] pg_dump", s.PGDump)
+			}
+			return nil, fmt.Errorf("pg_dump %s cannot be run (%v): install postgresql-client or set [snapshot] pg_dump", s.PGDump, unwrapPath(err))
+		}
+		p.pgDump = path
+	}
+	if s.StoragePath == "" {
+		p.notConfigured = append(p.notConfigured, SourceStorage)
+	} else {
+		fi, err := os.Stat(s.StoragePath)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			return nil, fmt.Errorf("storage_path %s does not exist: check [snapshot] storage_path (CKAN's ckan.storage_path) and that its file system is mounted", s.StoragePath)
+		case err != nil:
+			return nil, fmt.Errorf("cannot look at storage_path %s: %v (running as %s)", s.StoragePath, unwrapPath(err), whoAmI())
+		case !fi.IsDir():
+			return nil, fmt.Errorf("storage_path %s is not a directory: it must be CKAN's ckan.storage_path", s.StoragePath)
+		}
+		if p.storageRoot, err = filepath.EvalSymlinks(s.StoragePath); err != nil {
+			return nil, fmt.Errorf("cannot resolve storage_path %s: %v", s.StoragePath, unwrapPath(err))
+		}
+		if p.storageRoot, err = filepath.Abs(p.storageRoot); err != nil {
+			return nil, err
+		}
+	}
+	if err := p.prepareDir(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// prepareDir makes sure Dir is a directory, creating it when its parent
+// exists, and that it does not lie inside the storage it would archive.
+func (p *plan) prepareDir() error {
+	dir := p.Dir
+	if dir == "" {
+		return errors.New("no snapshot dir: set [snapshot] dir")
+	}
+	fi, err := os.Stat(dir)
+	missing := errors.Is(err, fs.ErrNotExist)
+	switch {
+	case missing:
+		parent := filepath.Dir(filepath.Clean(dir))
+		if pfi, perr := os.Stat(parent); perr != nil || !pfi.IsDir() {
+			return fmt.Errorf("snapshot dir %s does not exist, nor does its parent %s: create it or set [snapshot] dir", dir, parent)
+		}
+	case err != nil:
+		return fmt.Errorf("cannot look at snapshot dir %s: %v (running as %s)", dir, unwrapPath(err), whoAmI())
+	case !fi.IsDir():
+		return fmt.Errorf("snapshot dir %s is not a directory: set [snapshot] dir to a directory", dir)
+	}
+	if p.storageRoot != "" {
+		// Where Dir is, or would be once created, links resolved.
+		real, err := resolve(dir, missing)
+		if err != nil {
+			return fmt.Errorf("cannot resolve snapshot dir %s: %v", dir, unwrapPath(err))
+		}
+		if rel, err := filepath.Rel(p.storageRoot, real); err == nil && filepath.IsLocal(rel) {
+			return fmt.Errorf("snapshot dir %s lies inside storage_path %s: the archive would hold the snapshot itself; set [snapshot] dir elsewhere", dir, p.StoragePath)
+		}
+	}
+	if missing {
+		if err := os.Mkdir(dir, 0o750); err != nil && !errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("snapshot dir %s does not exist and cannot be created (%v, running as %s): create it or set [snapshot] dir", dir, unwrapPath(err), whoAmI())
+		}
+		p.out.line("created snapshot dir %s", dir)
+	}
+	return nil
+}
+
+// resolve returns the absolute path of dir with its links resolved; of
+// its parent, joined with its name, when dir is missing.
+func resolve(dir string, missing bool) (string, error) {
+	dir = filepath.Clean(dir)
+	base := ""
+	if missing {
+		dir, base = filepath.Dir(dir), filepath.Base(dir)
+	}
+	real, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return "", err
+	}
+	if real, err = filepath.Abs(real); err != nil {
+		return "", err
+	}
+	if base != "" {
+		real = filepath.Join(real, base)
+	}
+	return real, nil
+}
+
+// take does the work in t. Its errors say which part failed.
+func (p *plan) take(ctx context.Context, t *tempDir, started time.Time) (*Manifest, error) {
+	out := p.out
+	out.line("snapshot of %s: writing %s", p.Site, t.tmp)
+	m := &Manifest{
+		Format:        FormatVersion,
+		Site:          p.Site,
+		CKANVersion:   p.CKANVersion,
+		ModeVersion:   p.ModeVersion,
+		Times:         Times{Enabled: utc(p.EnabledAt), Quiesced: utc(p.QuiescedAt), Started: started},
+		Files:         []File{},
+		Databases:     []Database{},
+		NotConfigured: append([]string{}, p.notConfigured...),
+		Changed:       []string{},
+		Bookkeeping:   []string{},
+	}
+	var changed, kept []string
+
+	// Before.
+	var beforeFiles map[string]entry
+	readAt := make([]time.Time, len(p.dbs))
+	for i, db := range p.dbs {
+		r, err := readCounters(ctx, db, time.Time{}, out)
+		if err != nil {
+			return nil, cancelled(ctx, "reading the row counters", err)
+		}
+		if !r.tracking {
+			changed = append(changed, db.source+": track_counts is off, so changes to its rows cannot be seen: turn it back on")
+		}
+		readAt[i] = r.at
+		m.Databases = append(m.Databases, Database{Name: db.source, Database: db.name, Before: r.counters})
+		out.line("counters %s: %d tables", db.what(), len(r.counters))
+	}
+	if p.storageRoot != "" {
+		entries, tree, err := walkStorage(ctx, p.storageRoot)
+		if err != nil {
+			return nil, cancelled(ctx, "walking the storage", fmt.Errorf("walk storage %s: %v", p.StoragePath, err))
+		}
+		beforeFiles = entries
+		m.Storage = &Storage{Path: p.StoragePath, Before: tree}
+		out.line("storage %s: %d files, %s", p.StoragePath, tree.Files, humanBytes(tree.Bytes))
+	}
+	if p.afterBefore != nil {
+		p.afterBefore()
+	}
+
+	// The dumps and the archive, concurrently: the first to fail stops
+	// the others.
+	type part func(context.Context) (File, error)
+	var parts []part
+	var (
+		mu       sync.Mutex
+		dumpsEnd time.Time // when the last dump ended: the statistics settle from then
+	)
+	for _, db := range p.dbs {
+		parts = append(parts, func(ctx context.Context) (File, error) {
+			f, err := dump(ctx, db, p.pgDump, t.tmp, out)
+			mu.Lock()
+			dumpsEnd = time.Now()
+			mu.Unlock()
+			return f, err
+		})
+	}
+	if p.storageRoot != "" {
+		parts = append(parts, func(ctx context.Context) (File, error) { return writeTar(ctx, p.storageRoot, t.tmp, out) })
+	}
+	files := make([]File, len(parts))
+	runCtx, stop := context.WithCancelCause(ctx)
+	var wg sync.WaitGroup
+	for i, run := range parts {
+		wg.Go(func() {
+			f, err := run(runCtx)
+			if err != nil {
+				stop(err)
+				return
+			}
+			files[i] = f
+		})
+	}
+	wg.Wait()
+	cause := context.Cause(runCtx)
+	stop(nil)
+	if err := ctx.Err(); err != nil {
+		return nil, cancelled(ctx, "the dumps ran", err)
+	}
+	if cause != nil {
+		return nil, cause
+	}
+	m.Files = files
+
+	// After: the storage is walked again while the statistics settle.
+	var (
+		afterFiles map[string]entry
+		afterTree  StorageTree
+		walkErr    error
+		walked     = make(chan struct{})
+	)
+	if p.storageRoot != "" {
+		go func() {
+			defer close(walked)
+			afterFiles, afterTree, walkErr = walkStorage(ctx, p.storageRoot)
+		}()
+	} else {
+		close(walked)
+	}
+	// The settling overlaps the archive when that ends last.
+	if settle := time.Until(dumpsEnd.Add(p.StatsSettle)); len(p.dbs) > 0 && settle > 0 {
+		out.line("waiting %v for Postgres's statistics to settle", settle.Round(time.Millisecond))
+		timer := time.NewTimer(settle)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			<-walked
+			return nil, cancelled(ctx, "waiting for the statistics", ctx.Err())
+		case <-timer.C:
+		}
+	}
+	for i, db := range p.dbs {
+		r, err := readCounters(ctx, db, readAt[i], out)
+		if err != nil {
+			<-walked
+			return nil, cancelled(ctx, "reading the row counters again", err)
+		}
+		d := &m.Databases[i]
+		d.After = r.counters
+		ch, k := compareCounters(db.source, db.source == SourceCKANDB, d.Before, d.After)
+		changed = append(changed, ch...)
+		kept = append(kept, k...)
+	}
+	<-walked
+	if p.storageRoot != "" {
+		if walkErr != nil {
+			return nil, cancelled(ctx, "walking the storage again", fmt.Errorf("walk storage %s: %v", p.StoragePath, walkErr))
+		}
+		m.Storage.After = afterTree
+		changed = append(changed, compareStorage(beforeFiles, afterFiles)...)
+	}
+	m.Verdict = verdictOf(changed)
+	m.Changed = append(m.Changed, changed...)
+	m.Bookkeeping = append(m.Bookkeeping, kept...)
+	for _, k := range kept {
+		out.line("bookkeeping: %s", k)
+	}
+	if m.Verdict == Consistent {
+		out.line("verdict: consistent")
+	} else {
+		out.line("verdict: inconsistent: %s", strings.Join(changed, "; "))
+	}
+
+	// The manifest, last; then the name.
+	m.Times.Ended = p.Clock().UTC()
+	if err := writeManifest(t.tmp, m); err != nil {
+		return nil, fmt.Errorf("writing the manifest: %w", writeHint(err, p.Dir))
+	}
+	if err := syncDir(t.tmp); err != nil {
+		return nil, fmt.Errorf("syncing %s: %w", t.tmp, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, cancelled(ctx, "finishing the snapshot", err)
+	}
+	if err := t.commit(); err != nil {
+		return nil, err
+	}
+	m.Dir = t.final
+	out.line("snapshot of %s: kept %s (%s, %s)", p.Site, t.final, m.Verdict, humanBytes(m.Bytes()))
+	return m, nil
+}
+
+// cancelled says that ctx ended while doing what; otherwise it returns err.
+func cancelled(ctx context.Context, while string, err error) error {
+	if ctx.Err() == nil {
+		return err
+	}
+	return fmt.Errorf("cancelled while %s: %w", while, context.Cause(ctx))
+}
+
+func utc(t time.Time) time.Time {
+	if t.IsZero() {
+		return t
+	}
+	return t.UTC()
+}
+
+// tempDir is a snapshot directory being written, locked so that Prune
+// leaves it alone.
+type tempDir struct {
+	parent, tmp, final string
+	lock               *os.File // holds an exclusive flock on tmp
+	committed          bool
+}
+
+// newTempDir creates parent/.tmp-<site>-<time>, 0700, and locks it. When
+// that name, or its final form, is taken (two snapshots in one second),
+// it adds -2, -3...
+func newTempDir(parent, site string, started time.Time) (*tempDir, error) {
+	base := site + "-" + started.UTC().Format(TimeLayout)
+	for i := 1; i <= 100; i++ {
+		name := base
+		if i > 1 {
+			name += "-" + strconv.Itoa(i)
+		}
+		t := &tempDir{parent: parent, tmp: filepath.Join(parent, tempPrefix+name), final: filepath.Join(parent, name)}
+		if _, err := os.Lstat(t.final); err == nil {
+			continue
+		}
+		err := os.Mkdir(t.tmp, 0o700)
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
+		if err != nil {
+			if errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EROFS) {
+				return nil, fmt.Errorf("snapshot dir %s is not writable (%v, running as %s): fix its permissions or set [snapshot] dir", parent, unwrapPath(err), whoAmI())
+			}
+			return nil, fmt.Errorf("cannot create a directory in snapshot dir %s: %v", parent, unwrapPath(err))
+		}
+		lock, err := os.Open(t.tmp)
+		if err == nil {
+			err = syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+			if err != nil {
+				lock.Close()
+			}
+		}
+		if err != nil {
+			os.RemoveAll(t.tmp)
+			return nil, fmt.Errorf("cannot lock %s: %v", t.tmp, err)
+		}
+		t.lock = lock
+		return t, nil
+	}
+	return nil, fmt.Errorf("snapshot dir %s already holds 100 snapshots named %s: is the clock right?", parent, base)
+}
+
+// commit renames the directory to its final name and syncs the parent.
+func (t *tempDir) commit() error {
+	if _, err := os.Lstat(t.final); err == nil {
+		return fmt.Errorf("%s appeared while the snapshot was taken: another ckanops writes here", t.final)
+	}
+	if err := os.Rename(t.tmp, t.final); err != nil {
+		return fmt.Errorf("renaming %s to %s: %w", t.tmp, t.final, err)
+	}
+	t.committed = true
+	if err := syncDir(t.parent); err != nil {
+		return fmt.Errorf("syncing %s after the rename: %w", t.parent, err)
+	}
+	t.unlock()
+	return nil
+}
+
+// unlock releases the lock (closing the file does).
+func (t *tempDir) unlock() {
+	if t.lock != nil {
+		t.lock.Close()
+		t.lock = nil
+	}
+}
+
+// remove removes what was written, wherever it stands.
+func (t *tempDir) remove() error {
+	defer t.unlock()
+	if t.committed {
+		return os.RemoveAll(t.final)
+	}
+	return os.RemoveAll(t.tmp)
+}
+
+// unwrapPath drops the path of a *fs.PathError, which the message already
+// names.
+func unwrapPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	var ee *exec.Error
+	if errors.As(err, &ee) {
+		return ee.Err
+	}
+	return err
+}
+
+// whoAmI names the user the process runs as, for permission errors.
+func whoAmI() string {
+	if u, err := user.Current(); err == nil {
+		return u.Username
+	}
+	return "uid " + strconv.Itoa(os.Geteuid())
+}
