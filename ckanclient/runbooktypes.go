@@ -195,6 +195,10 @@ type Confirmation struct {
 	TypeSiteName bool `json:"type_site_name"`
 	// Warnings to acknowledge (preflight).
 	Warnings []string `json:"warnings,omitempty"`
+	// Seq is the sequence number of the confirm event that asked: a
+	// client replaying the journal answers only the confirm event whose
+	// Seq is the runbook's Waiting.Seq.
+	Seq int64 `json:"seq"`
 }
 
 // SnapshotSummary is what a runbook record says about its snapshot.

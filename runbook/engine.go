@@ -676,6 +676,7 @@ func (e *Engine) wait(ctx context.Context, step string, conf *ckanclient.Confirm
 	e.rb.Waiting = conf
 	e.wake = ch
 	e.setStep(step, ckanclient.StepWaiting, "")
+	conf.Seq = e.seq + 1 // the confirm event's, emitted next
 	e.emit(ckanclient.RunbookEvent{Kind: ckanclient.EventConfirm, Step: step, Confirmation: conf, Message: conf.Prompt})
 	e.mu.Unlock()
 	select {

@@ -270,6 +270,11 @@ func TestRunbookConfirmationsAndDrain(t *testing.T) {
 	if !rb.Waiting.TypeSiteName || stepState(rb, ckanclient.StepPreflight) != ckanclient.StepDone {
 		t.Fatalf("waiting %+v, preflight %s", rb.Waiting, stepState(rb, ckanclient.StepPreflight))
 	}
+	// The confirmation names the journal event that asked it.
+	evs, _, _ := e.Events(0)
+	if last := evs[len(evs)-1]; last.Kind != ckanclient.EventConfirm || last.Seq != rb.Waiting.Seq || last.Seq != rb.Seq {
+		t.Fatalf("last event %+v, waiting seq %d, runbook seq %d", last, rb.Waiting.Seq, rb.Seq)
+	}
 	// A wrongly typed name confirms nothing.
 	_, err := e.Confirm(ckanclient.RunbookAction{Step: ckanclient.StepEnable, SiteName: "prdo"}, "ckan:admin")
 	var br *badRequest
@@ -336,7 +341,7 @@ func TestRunbookConfirmationsAndDrain(t *testing.T) {
 		t.Fatalf("state %s (%s), mode %s", rb.State, rb.Error, site.mode())
 	}
 	// Output lines went to the journal as they came.
-	evs, _, _ := e.Events(0)
+	evs, _, _ = e.Events(0)
 	var lines []string
 	for _, ev := range evs {
 		if ev.Kind == ckanclient.EventOutput && ev.Step == ckanclient.StepMigrate {

@@ -128,19 +128,6 @@ usage, such as a missing SITE).`,
 		},
 	})
 	register(&command{
-		name:    "runbook",
-		summary: "run or attach to a site's enable -> drain -> snapshot -> migrate -> verify -> disable runbook",
-		usage:   "runbook [flags] SITE",
-		run: func(e *env, args []string) error {
-			fs := newFlags(e, commands["runbook"])
-			consoleFlags(fs)
-			if err := parse(e, fs, args); err != nil {
-				return err
-			}
-			return notImplemented("runbook", "the runbook issue")
-		},
-	})
-	register(&command{
 		name: "tui",
 		run: func(e *env, args []string) error {
 			fs := newFlags(e, commands["tui"])

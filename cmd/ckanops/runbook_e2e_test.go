@@ -1,0 +1,161 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ckanops/ckanops/ckanclient"
+)
+
+// runbookSite is an e2e site whose gate can run a runbook: a storage
+// directory, a snapshot directory and one [[migrate]] command.
+func runbookSite(t *testing.T) *site {
+	s := newSite(t)
+	storage := filepath.Join(s.dir, "storage", "resources", "abc")
+	if err := os.MkdirAll(storage, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(storage, "data.csv"), []byte("a,b\n1,2\n"), 0o644)
+	os.Mkdir(filepath.Join(s.dir, "snapshots"), 0o750)
+	f, err := os.OpenFile(s.gateConf, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString(`
+[checks]
+storage_path = "storage"
+
+[snapshot]
+dir = "snapshots"
+
+[runbook]
+poll_interval = "50ms"
+
+[[migrate]]
+name = "schema"
+argv = ["sh", "-c", "echo migrating $CKANOPS_SITE; echo schema at head"]
+timeout = "1m"
+`)
+	f.Close()
+	s.startGate()
+	return s
+}
+
+// cliIn runs the CLI with stdin.
+func (s *site) cliIn(stdin string, args ...string) (int, string, string) {
+	s.t.Helper()
+	cmd := exec.Command(binPath, args...)
+	cmd.Env = append(os.Environ(), "CKANOPS_CONFIG="+s.sites)
+	cmd.Stdin = strings.NewReader(stdin)
+	cmd.WaitDelay = time.Second
+	timer := time.AfterFunc(time.Minute, func() { cmd.Process.Signal(syscall.SIGQUIT) })
+	defer timer.Stop()
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		s.t.Fatal(err)
+	}
+	return code, out.String(), errb.String()
+}
+
+var snapshotLine = regexp.MustCompile(`(?m)^snapshot (\S+): consistent`)
+
+func TestRunbookCLIAsksAndFinishes(t *testing.T) {
+	s := runbookSite(t)
+	// A mistyped name asks again; the right one confirms; then migrate
+	// asks for the name, and disable for y.
+	code, out, errb := s.cliIn("etoe\ne2e\ne2e\ny\n", "runbook", "--message", "Upgrading", "--for", "1h", "e2e")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s\ngate log:\n%s", code, out, errb, s.logs)
+	}
+	for _, want := range []string{`"etoe" is not e2e; nothing was done`, "Type the site's name (e2e) to confirm", "Go on? [y/N]",
+		"migrate   | migrating e2e", "runbook ", "DONE"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	m := snapshotLine.FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no consistent snapshot in the output:\n%s", out)
+	}
+	code, vout, verr := s.cli("snapshot", "verify", m[1])
+	if code != 0 || !strings.Contains(vout, "ok    storage.tar") || !strings.Contains(vout, "verdict: consistent") {
+		t.Fatalf("snapshot verify: exit %d\n%s\n%s", code, vout, verr)
+	}
+	// Damage the archive: verify says so and fails.
+	tarPath := filepath.Join(m[1], "storage.tar")
+	b, _ := os.ReadFile(tarPath)
+	b[len(b)/2] ^= 0xff
+	os.WriteFile(tarPath, b, 0o640)
+	if code, vout, _ := s.cli("snapshot", "verify", m[1]); code != 1 || !strings.Contains(vout, "FAIL  storage.tar") {
+		t.Fatalf("verify of a damaged snapshot: exit %d\n%s", code, vout)
+	}
+	if code, out, _ := s.cli("status", "--json", "e2e"); code != 0 || !strings.Contains(out, `"mode": "live"`) {
+		t.Fatalf("after the runbook: %d %s", code, out)
+	}
+}
+
+func TestRunbookCLIJSONWithYes(t *testing.T) {
+	s := runbookSite(t)
+	code, out, errb := s.cli("runbook", "--yes", "--json", "--skip-migrate", "e2e")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errb)
+	}
+	var last ckanclient.RunbookEvent
+	sc := bufio.NewScanner(strings.NewReader(out))
+	n := 0
+	for sc.Scan() {
+		if err := json.Unmarshal(sc.Bytes(), &last); err != nil {
+			t.Fatalf("line %d is not a JSON event: %v: %s", n+1, err, sc.Text())
+		}
+		n++
+	}
+	if last.Kind != ckanclient.EventFinished || last.State != ckanclient.RunbookDone || last.Snapshot == nil || last.Snapshot.Verdict != "consistent" {
+		t.Fatalf("last event %+v", last)
+	}
+	if strings.Contains(out, "migrating") {
+		t.Error("--skip-migrate ran the migration")
+	}
+}
+
+func TestRunbookCLIDeclineRestartResume(t *testing.T) {
+	s := runbookSite(t)
+	// No answer: the runbook waits at enable and the command says how to go on.
+	code, out, errb := s.cliIn("", "runbook", "e2e")
+	if code != 1 || !strings.Contains(out+errb, "the runbook waits at enable") {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errb)
+	}
+	// A second start attaches instead of starting another.
+	code, out, _ = s.cliIn("\n", "runbook", "e2e")
+	if code != 1 || !strings.Contains(out, "attaching to runbook") {
+		t.Fatalf("second run: exit %d\n%s", code, out)
+	}
+	// The gate dies; it comes back with the runbook interrupted.
+	s.cmd.Process.Signal(syscall.SIGKILL)
+	s.cmd.Wait()
+	s.startGate()
+	code, out, _ = s.cliIn("e2e\ne2e\ny\n", "runbook", "--resume", "e2e")
+	if code != 0 {
+		t.Fatalf("resume: exit %d\n%s\ngate log:\n%s", code, out, s.logs)
+	}
+	if !strings.Contains(out, "[interrupted]") || !strings.Contains(out, "[resumed]") {
+		t.Errorf("the journal does not show the interruption:\n%s", out)
+	}
+	// Acting on a finished runbook is refused.
+	if code, _, errb := s.cli("runbook", "--abort", "e2e"); code != 1 || !strings.Contains(errb, "no active runbook") {
+		t.Fatalf("abort after the end: %d %s", code, errb)
+	}
+}
