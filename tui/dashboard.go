@@ -1,0 +1,458 @@
+package tui
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"charm.land/bubbles/v2/key"
+	tea "charm.land/bubbletea/v2"
+
+	"github.com/ckanops/ckanops/checks"
+	"github.com/ckanops/ckanops/ckanclient"
+)
+
+// Names of the checks the dashboard reads (see package checks).
+const (
+	checkGate      = "gate"
+	checkCKAN      = "ckan"
+	checkCKANDB    = "ckan_db"
+	checkDatastore = "datastore_db"
+	checkRedis     = "redis"
+	checkSolr      = "solr"
+	checkStorage   = "storage"
+)
+
+// column is one column of the dashboard.
+type column struct {
+	name  string
+	width int
+	prio  int // columns are kept in this order while the width allows
+	right bool
+	cell  func(m *Model, r ranked, now time.Time) string
+	paint func(m *Model, r ranked, cell string) string // nil: plain
+}
+
+// columns lists the dashboard's columns in the order shown. The SITE
+// column's width is set from the names; NOTE takes what is left.
+var columns = []column{
+	{name: "SITE", prio: 0, cell: func(_ *Model, r ranked, _ time.Time) string { return r.Name }},
+	{name: "MODE", width: 9, prio: 1, cell: cellMode, paint: func(m *Model, r ranked, c string) string {
+		if r.status == nil {
+			return c
+		}
+		return m.st.paint(m.st.forMode(r.status.Mode), c)
+	}},
+	{name: "PHASE", width: 8, prio: 3, cell: func(_ *Model, r ranked, _ time.Time) string {
+		if r.status == nil {
+			return "-"
+		}
+		return r.status.Phase
+	}},
+	{name: "HEALTH", width: 7, prio: 2, cell: func(_ *Model, r ranked, _ time.Time) string { return r.a.word },
+		paint: func(m *Model, r ranked, c string) string { return m.st.paint(m.st.forStatus(r.a.status), c) }},
+	{name: "SINCE/ETA", width: 11, prio: 7, cell: cellSince},
+	{name: "WR", width: 3, prio: 4, right: true, cell: cellWrites},
+	{name: "GATES", width: 5, prio: 6, right: true, cell: func(_ *Model, r ranked, _ time.Time) string {
+		if r.status == nil || len(r.status.Gates) == 0 {
+			return "-"
+		}
+		applied, live, _ := r.status.Applied()
+		return fmt.Sprintf("%d/%d", applied, live)
+	}},
+	{name: "DB", width: 7, prio: 8, right: true, cell: cellDB},
+	{name: "TX", width: 6, prio: 9, right: true, cell: cellTX},
+	{name: "RQ", width: 10, prio: 10, cell: cellRQ},
+	{name: "SOLR", width: 4, prio: 11, cell: cellSolr, paint: func(m *Model, r ranked, c string) string {
+		if st := strings.TrimSpace(c); st != "-" {
+			return m.st.paint(m.st.forStatus(st), c)
+		}
+		return c
+	}},
+	{name: "CKAN", width: 7, prio: 12, cell: cellCKAN},
+	{name: "AGE", width: 9, prio: 5, right: true, cell: cellAge, paint: func(m *Model, r ranked, c string) string {
+		if r.a.stale {
+			return m.st.paint(&m.st.stale, c)
+		}
+		return c
+	}},
+}
+
+// noteColumn holds the reason a site needs a look, or its message, when
+// the width leaves room for it.
+var noteColumn = column{name: "NOTE", prio: 99, cell: func(_ *Model, r ranked, _ time.Time) string { return note(r) }}
+
+// note says what is going on with a site: an action waiting for the
+// gate's answer, why the site needs a look, or the operator's message.
+func note(r ranked) string {
+	text := r.a.reason
+	if text == "" && r.status != nil && r.status.Message != "" {
+		text = "message: " + oneLine(r.status.Message)
+	}
+	if r.pending != "" {
+		text = strings.TrimSuffix("sending "+r.pending+", waiting for the gate's answer; "+text, "; ")
+	}
+	return text
+}
+
+const minNote = 12
+
+// layout picks the columns that fit in width, by priority, and sizes
+// SITE and NOTE.
+func layout(width int, rows []ranked) []column {
+	siteW := 8
+	for _, r := range rows {
+		siteW = max(siteW, len([]rune(r.Name)))
+	}
+	siteW = min(siteW, 20)
+	keep := make([]bool, len(columns))
+	used := 2 // the selection marker
+	for prio := 0; prio < len(columns); prio++ {
+		for i, c := range columns {
+			if c.prio != prio {
+				continue
+			}
+			w := c.width
+			if c.name == "SITE" {
+				w = siteW
+			}
+			if used+w+1 <= width {
+				keep[i] = true
+				used += w + 1
+			}
+		}
+	}
+	var out []column
+	for i, c := range columns {
+		if !keep[i] {
+			continue
+		}
+		if c.name == "SITE" {
+			c.width = siteW
+		}
+		out = append(out, c)
+	}
+	if rest := width - used - 1; rest >= minNote {
+		n := noteColumn
+		n.width = rest
+		out = append(out, n)
+	}
+	return out
+}
+
+func cellMode(_ *Model, r ranked, _ time.Time) string {
+	if r.status == nil {
+		return "?"
+	}
+	return modeWord(r.status.Mode)
+}
+
+// modeWord spells a mode so that it reads without colour.
+func modeWord(mode string) string {
+	switch mode {
+	case ckanclient.ModeLive:
+		return "LIVE"
+	case ckanclient.ModeReadOnly:
+		return "READ-ONLY"
+	case ckanclient.ModeDown:
+		return "DOWN"
+	case "":
+		return "?"
+	}
+	return strings.ToUpper(mode)
+}
+
+func cellSince(_ *Model, r ranked, now time.Time) string {
+	if r.status == nil || r.status.Since.IsZero() {
+		return "-"
+	}
+	return ago(now.Sub(r.status.Since)) + "/" + eta(r.status.Until, now)
+}
+
+// eta is the time left until the operator's ETA: "1h40m", "late", or "-".
+func eta(until *time.Time, now time.Time) string {
+	switch {
+	case until == nil:
+		return "-"
+	case !until.After(now):
+		return "late"
+	}
+	return ago(until.Sub(now))
+}
+
+func cellWrites(_ *Model, r ranked, _ time.Time) string {
+	if r.status == nil || (r.status.InFlight == nil && r.status.Store == nil) {
+		return "-"
+	}
+	return strconv.Itoa(len(r.status.InFlight))
+}
+
+// check returns the named check of a report, or nil when the report
+// lacks it or it is not configured.
+func check(rep *ckanclient.Report, name string) *ckanclient.CheckResult {
+	if rep == nil {
+		return nil
+	}
+	for i := range rep.Checks {
+		if rep.Checks[i].Name == name {
+			if checks.IsNotConfigured(rep.Checks[i]) {
+				return nil
+			}
+			return &rep.Checks[i]
+		}
+	}
+	return nil
+}
+
+func cellDB(_ *Model, r ranked, _ time.Time) string {
+	c := check(r.report, checkCKANDB)
+	if c == nil {
+		return "-"
+	}
+	conns, ok1 := number(c.Details, "connections")
+	maxConns, ok2 := number(c.Details, "max_connections")
+	if !ok1 || !ok2 {
+		return c.Status
+	}
+	return fmt.Sprintf("%d/%d", int(conns), int(maxConns))
+}
+
+// longestTx is the age of the oldest transaction open on either database.
+func longestTx(rep *ckanclient.Report) (time.Duration, bool) {
+	var longest time.Duration
+	found := false
+	for _, name := range []string{checkCKANDB, checkDatastore} {
+		if c := check(rep, name); c != nil {
+			if s, ok := number(c.Details, "longest_transaction_seconds"); ok {
+				found = true
+				longest = max(longest, seconds(s))
+			}
+		}
+	}
+	return longest, found
+}
+
+func cellTX(_ *Model, r ranked, _ time.Time) string {
+	d, ok := longestTx(r.report)
+	if !ok {
+		return "-"
+	}
+	return span(d)
+}
+
+func cellRQ(_ *Model, r ranked, _ time.Time) string {
+	c := check(r.report, checkRedis)
+	if c == nil {
+		return "-"
+	}
+	q, ok1 := number(c.Details, "queued")
+	run, ok2 := number(c.Details, "running")
+	if !ok1 || !ok2 {
+		return c.Status
+	}
+	s := fmt.Sprintf("%dq/%dr", int(q), int(run))
+	if susp, _ := flag(c.Details, "suspended"); susp {
+		s += " susp"
+	}
+	return s
+}
+
+func cellSolr(_ *Model, r ranked, _ time.Time) string {
+	if c := check(r.report, checkSolr); c != nil {
+		return c.Status
+	}
+	return "-"
+}
+
+func cellCKAN(_ *Model, r ranked, _ time.Time) string {
+	if c := check(r.report, checkCKAN); c != nil {
+		if v := text(c.Details, "version"); v != "" {
+			return v
+		}
+		return c.Status
+	}
+	return "-"
+}
+
+func cellAge(_ *Model, r ranked, _ time.Time) string {
+	if r.status == nil {
+		return "-"
+	}
+	if r.a.stale {
+		return ago(r.a.age) + " stale"
+	}
+	return ago(r.a.age)
+}
+
+// dashboardBody renders the dashboard's table and the selected site's
+// note into f, in height lines.
+func (m *Model) dashboardBody(f *frame, height int, rows []ranked, now time.Time) {
+	sel := m.selectedIndex(rows)
+
+	if m.filtering || m.filter.Value() != "" {
+		f.addInput("", m.filter, m.filtering, 0, "")
+		height--
+	}
+	cols := layout(m.width, rows)
+	var hdr strings.Builder
+	hdr.WriteString("  ")
+	for i, c := range cols {
+		if i > 0 {
+			hdr.WriteByte(' ')
+		}
+		if c.right {
+			hdr.WriteString(fitRight(c.name, c.width))
+		} else {
+			hdr.WriteString(fit(c.name, c.width))
+		}
+	}
+	f.add(m.st.paint(&m.st.heading, strings.TrimRight(hdr.String(), " ")))
+	height--
+
+	// The selected site's note: what is wrong with it, in full.
+	var noteLines []string
+	if sel >= 0 {
+		r := rows[sel]
+		if text := note(r); text != "" {
+			noteLines = wrap(r.Name+": "+text, m.width-2)
+			if len(noteLines) > 3 {
+				noteLines = noteLines[:3]
+				noteLines[2] = cut(noteLines[2]+" …", m.width-2)
+			}
+		}
+	}
+	tableH := height
+	if len(noteLines) > 0 {
+		tableH = height - len(noteLines) - 1
+	}
+	tableH = max(tableH, 1)
+
+	if len(rows) == 0 {
+		if m.filter.Value() != "" {
+			f.add("  no site matches the filter")
+		} else {
+			f.add("  no sites configured")
+		}
+		return
+	}
+	first := 0
+	if sel >= tableH {
+		first = sel - tableH + 1
+	}
+	last := min(len(rows), first+tableH)
+	var b strings.Builder
+	for i := first; i < last; i++ {
+		r := rows[i]
+		b.Reset()
+		if i == sel {
+			b.WriteString("> ")
+		} else {
+			b.WriteString("  ")
+		}
+		for j, c := range cols {
+			if j > 0 {
+				b.WriteByte(' ')
+			}
+			cell := c.cell(m, r, now)
+			if c.right {
+				cell = fitRight(cell, c.width)
+			} else {
+				cell = fit(cell, c.width)
+			}
+			if c.paint != nil {
+				cell = c.paint(m, r, cell)
+			}
+			if i == sel && c.name == "SITE" {
+				cell = m.st.paint(&m.st.selected, cell)
+			}
+			b.WriteString(cell)
+		}
+		f.add(strings.TrimRight(b.String(), " "))
+	}
+	if len(noteLines) > 0 {
+		for i := last - first; i < tableH; i++ {
+			f.add("")
+		}
+		f.add("")
+		for _, l := range noteLines {
+			f.add("  " + l)
+		}
+	}
+}
+
+// selectedIndex is the index of the selected site in rows; the first
+// row when the selected site is filtered out; -1 when rows is empty.
+func (m *Model) selectedIndex(rows []ranked) int {
+	for i, r := range rows {
+		if r.Name == m.selected {
+			return i
+		}
+	}
+	if len(rows) == 0 {
+		return -1
+	}
+	return 0
+}
+
+// selectedSite is the site the dashboard's actions apply to.
+func (m *Model) selectedSite() *siteState {
+	rows := m.sortedSites()
+	if i := m.selectedIndex(rows); i >= 0 {
+		return rows[i].siteState
+	}
+	return nil
+}
+
+func (m *Model) dashboardKey(k tea.KeyPressMsg) tea.Cmd {
+	switch {
+	case key.Matches(k, m.keys.Up, m.keys.Down):
+		rows := m.sortedSites()
+		i := m.selectedIndex(rows)
+		if i < 0 {
+			return nil
+		}
+		if key.Matches(k, m.keys.Up) {
+			i = max(0, i-1)
+		} else {
+			i = min(len(rows)-1, i+1)
+		}
+		m.selected = rows[i].Name
+		return nil
+	case key.Matches(k, m.keys.Filter):
+		m.filtering = true
+		return m.filter.Focus()
+	case key.Matches(k, m.keys.Open):
+		if s := m.selectedSite(); s != nil {
+			return m.openSite(s)
+		}
+		return nil
+	case key.Matches(k, m.keys.Back):
+		if m.filter.Value() != "" {
+			m.filter.Reset()
+		}
+		return nil
+	}
+	if s := m.selectedSite(); s != nil {
+		return m.actionKey(k, s)
+	}
+	return nil
+}
+
+// filterKey edits the name filter.
+func (m *Model) filterKey(k tea.KeyPressMsg) tea.Cmd {
+	switch {
+	case key.Matches(k, m.keys.FilterApply):
+		m.filtering = false
+		m.filter.Blur()
+		return nil
+	case key.Matches(k, m.keys.FilterClear):
+		m.filtering = false
+		m.filter.Reset()
+		m.filter.Blur()
+		return nil
+	}
+	var cmd tea.Cmd
+	m.filter, cmd = m.filter.Update(k)
+	return cmd
+}

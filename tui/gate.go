@@ -1,0 +1,126 @@
+package tui
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/ckanops/ckanops/ckanclient"
+	"github.com/ckanops/ckanops/config"
+)
+
+// Gate is what the console asks of one site's gate. *ckanclient.Client
+// satisfies it; tests use fakes.
+type Gate interface {
+	Status(ctx context.Context) (*ckanclient.Status, error)
+	Health(ctx context.Context) (*ckanclient.Report, error)
+	SetMode(ctx context.Context, req ckanclient.ModeRequest) (*ckanclient.Status, error)
+	SuspendJobs(ctx context.Context, req ckanclient.JobsRequest) (*ckanclient.JobsState, error)
+	ResumeJobs(ctx context.Context, req ckanclient.JobsRequest) (*ckanclient.JobsState, error)
+
+	Runbook(ctx context.Context) (*ckanclient.Runbook, error)
+	StartRunbook(ctx context.Context, o ckanclient.RunbookOptions) (*ckanclient.Runbook, error)
+	ConfirmStep(ctx context.Context, a ckanclient.RunbookAction) (*ckanclient.Runbook, error)
+	RetryStep(ctx context.Context, a ckanclient.RunbookAction) (*ckanclient.Runbook, error)
+	ResumeRunbook(ctx context.Context, a ckanclient.RunbookAction) (*ckanclient.Runbook, error)
+	SkipStep(ctx context.Context, a ckanclient.RunbookAction) (*ckanclient.Runbook, error)
+	AbortRunbook(ctx context.Context, a ckanclient.RunbookAction) (*ckanclient.Runbook, error)
+	RunbookEvents(ctx context.Context, since int64, fn func(ckanclient.RunbookEvent) error) error
+}
+
+var _ Gate = (*ckanclient.Client)(nil)
+
+// Site is one site the console shows: its name (what an operator types
+// to confirm a dangerous action), its gate, and the timeout of each call.
+type Site struct {
+	Name string
+	URL  string // shown in the site view; may be empty
+	Gate Gate
+	// Timeout bounds each call to the gate; zero means
+	// config.DefaultSiteTimeout.
+	Timeout time.Duration
+	// Warnings about the site's configuration (such as a token file
+	// others may read), shown in the site view.
+	Warnings []string
+}
+
+// SitesFromConfig returns a Site for every [[site]] of sites.toml, with
+// a ckanclient.Client as its gate, the token sent as the CLI sends it
+// (Bearer, or X-CKAN-API-Key when ckan_api_key_header is set). A site
+// whose token cannot be read, or whose client cannot be built, is still
+// returned, with a gate that answers every call with that error, so one
+// broken site never stops the console.
+func SitesFromConfig(sites *config.Sites, userAgent string) []Site {
+	out := make([]Site, 0, len(sites.Sites))
+	for _, s := range sites.Sites {
+		timeout := s.Timeout.Duration
+		if timeout <= 0 {
+			timeout = sites.Defaults.Timeout.Duration
+		}
+		if timeout <= 0 {
+			timeout = config.DefaultSiteTimeout
+		}
+		site := Site{Name: s.Name, URL: s.URL, Timeout: timeout}
+		tok, warns, err := s.Token()
+		for _, w := range warns {
+			site.Warnings = append(site.Warnings, w.String())
+		}
+		if err != nil {
+			site.Gate = brokenGate{err}
+			out = append(out, site)
+			continue
+		}
+		style := ckanclient.AuthBearer
+		if s.CKANAPIKeyHeader {
+			style = ckanclient.AuthAPIKey
+		}
+		c, err := ckanclient.New(s.URL, ckanclient.Options{
+			Token: tok, TokenStyle: style, Timeout: timeout, Retries: -1, UserAgent: userAgent,
+		})
+		if err != nil {
+			site.Gate = brokenGate{fmt.Errorf("site %s: %w", s.Name, err)}
+		} else {
+			site.Gate = c
+		}
+		out = append(out, site)
+	}
+	return out
+}
+
+// brokenGate answers every call with the error that kept the console
+// from building the site's client.
+type brokenGate struct{ err error }
+
+func (g brokenGate) Status(context.Context) (*ckanclient.Status, error) { return nil, g.err }
+func (g brokenGate) Health(context.Context) (*ckanclient.Report, error) { return nil, g.err }
+func (g brokenGate) SetMode(context.Context, ckanclient.ModeRequest) (*ckanclient.Status, error) {
+	return nil, g.err
+}
+func (g brokenGate) SuspendJobs(context.Context, ckanclient.JobsRequest) (*ckanclient.JobsState, error) {
+	return nil, g.err
+}
+func (g brokenGate) ResumeJobs(context.Context, ckanclient.JobsRequest) (*ckanclient.JobsState, error) {
+	return nil, g.err
+}
+func (g brokenGate) Runbook(context.Context) (*ckanclient.Runbook, error) { return nil, g.err }
+func (g brokenGate) StartRunbook(context.Context, ckanclient.RunbookOptions) (*ckanclient.Runbook, error) {
+	return nil, g.err
+}
+func (g brokenGate) ConfirmStep(context.Context, ckanclient.RunbookAction) (*ckanclient.Runbook, error) {
+	return nil, g.err
+}
+func (g brokenGate) RetryStep(context.Context, ckanclient.RunbookAction) (*ckanclient.Runbook, error) {
+	return nil, g.err
+}
+func (g brokenGate) ResumeRunbook(context.Context, ckanclient.RunbookAction) (*ckanclient.Runbook, error) {
+	return nil, g.err
+}
+func (g brokenGate) SkipStep(context.Context, ckanclient.RunbookAction) (*ckanclient.Runbook, error) {
+	return nil, g.err
+}
+func (g brokenGate) AbortRunbook(context.Context, ckanclient.RunbookAction) (*ckanclient.Runbook, error) {
+	return nil, g.err
+}
+func (g brokenGate) RunbookEvents(context.Context, int64, func(ckanclient.RunbookEvent) error) error {
+	return g.err
+}

@@ -1,0 +1,106 @@
+package tui
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	"charm.land/bubbles/v2/key"
+	tea "charm.land/bubbletea/v2"
+	"github.com/charmbracelet/x/exp/teatest/v2"
+
+	"github.com/ckanops/ckanops/config"
+)
+
+// The console as a real Bubble Tea program: the first refresh runs, the
+// operator opens a site, goes back and quits.
+func TestProgram(t *testing.T) {
+	sites, gates := fourSites()
+	gates["archive"].statusErr = &testErr{"gate status: nothing is listening"}
+	m := New(sites, Options{Clock: fixedClock, NoColor: true, Refresh: time.Hour})
+	m.loc = time.UTC
+	tm := teatest.NewTestModel(t, m, teatest.WithInitialTermSize(120, 30))
+	waitFor := func(what string) {
+		t.Helper()
+		teatest.WaitFor(t, tm.Output(), func(b []byte) bool { return bytes.Contains(b, []byte(what)) },
+			teatest.WithDuration(10*time.Second), teatest.WithCheckInterval(10*time.Millisecond))
+	}
+	waitFor("READ-ONLY")
+	tm.Send(tea.KeyPressMsg{Code: tea.KeyEnter})
+	waitFor("LAST RUNBOOK")
+	tm.Send(tea.KeyPressMsg{Code: tea.KeyEscape})
+	tm.Type("q")
+	final := tm.FinalModel(t, teatest.WithFinalTimeout(10*time.Second)).(*Model)
+
+	if final.view != viewDashboard {
+		t.Errorf("final view %d, want the dashboard", final.view)
+	}
+	for _, s := range final.sites {
+		if s.fetching {
+			t.Errorf("%s is still refreshing", s.Name)
+		}
+		if s.Name == "archive" {
+			if s.err == nil {
+				t.Error("archive is not unreachable")
+			}
+		} else if s.status == nil {
+			t.Errorf("%s has no status", s.Name)
+		}
+	}
+	if final.ctx.Err() == nil {
+		t.Error("quitting did not stop the model's commands")
+	}
+}
+
+type testErr struct{ s string }
+
+func (e *testErr) Error() string { return e.s }
+
+// No two bindings of one context share a key.
+func TestKeysDoNotCollide(t *testing.T) {
+	k := newKeyMap()
+	contexts := map[string][]key.Binding{
+		"dashboard": append(k.global(), k.dashboard()...),
+		"site":      append(k.global(), k.site()...),
+		"runbook":   append(k.global(), k.runbook()...),
+		"form":      k.form(),
+		"y/N":       k.yesNo(),
+		"filter":    k.filter(),
+	}
+	for name, bs := range contexts {
+		seen := map[string]string{}
+		for _, b := range bs {
+			for _, key := range b.Keys() {
+				if other, dup := seen[key]; dup {
+					t.Errorf("%s: key %q is bound to %q and %q", name, key, other, b.Help().Desc)
+				}
+				seen[key] = b.Help().Desc
+			}
+		}
+	}
+}
+
+func TestSitesFromConfig(t *testing.T) {
+	t.Setenv("CKANOPS_TEST_TOKEN", "s3cret")
+	cfg := &config.Sites{
+		Sites: []config.Site{
+			{Name: "prod", URL: "https://prod.example.org", TokenEnv: "CKANOPS_TEST_TOKEN"},
+			{Name: "notoken", URL: "https://x.example.org", TokenEnv: "CKANOPS_TEST_UNSET"},
+		},
+		Defaults: config.ConsoleDefaults{Timeout: config.Duration{Duration: 3 * time.Second}},
+	}
+	sites := SitesFromConfig(cfg, "test")
+	if len(sites) != 2 {
+		t.Fatalf("%d sites", len(sites))
+	}
+	if sites[0].Timeout != 3*time.Second {
+		t.Errorf("timeout %s, want the [console] default", sites[0].Timeout)
+	}
+	if _, ok := sites[0].Gate.(brokenGate); ok {
+		t.Errorf("prod has a broken gate")
+	}
+	if _, err := sites[1].Gate.Status(t.Context()); err == nil || !strings.Contains(err.Error(), "CKANOPS_TEST_UNSET") {
+		t.Errorf("a site without token: %v", err)
+	}
+}

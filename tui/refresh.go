@@ -1,0 +1,317 @@
+package tui
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	tea "charm.land/bubbletea/v2"
+
+	"github.com/ckanops/ckanops/checks"
+	"github.com/ckanops/ckanops/ckanclient"
+)
+
+// siteState is what the console knows of one site.
+type siteState struct {
+	Site
+
+	status   *ckanclient.Status // the last record read; kept when the site stops answering
+	statusAt time.Time          // when it was read
+	err      error              // why the last refresh failed; nil after a success
+	errAt    time.Time
+
+	report    *ckanclient.Report // the last checks report read
+	reportAt  time.Time
+	reportErr error // why the last health call failed
+
+	failures int       // refreshes failed in a row
+	fetching bool      // a refresh is in flight
+	gen      int       // the refresh schedule's generation: older ticks are ignored
+	nextAt   time.Time // when the next refresh is due
+
+	pending string // an action sent and not answered yet ("read-only", ...)
+
+	runbook       *ckanclient.Runbook // the current or last runbook, once read
+	runbookErr    error
+	runbookLoaded bool
+}
+
+// refreshDueMsg says a site's next refresh is due.
+type refreshDueMsg struct {
+	site string
+	gen  int
+}
+
+// refreshedMsg carries the answers of one refresh.
+type refreshedMsg struct {
+	site      string
+	status    *ckanclient.Status
+	err       error
+	report    *ckanclient.Report
+	reportErr error
+	at        time.Time
+	canceled  bool // the console is closing
+}
+
+// startRefresh marks s as refreshing and returns the command that asks
+// its gate; nil if a refresh is already in flight.
+func (m *Model) startRefresh(s *siteState) tea.Cmd {
+	if s.fetching {
+		return nil
+	}
+	s.fetching = true
+	s.gen++ // any tick already scheduled is now stale
+	return fetch(m.ctx, m.sem, s.Site, m.clock)
+}
+
+// fetch reads a site's status and checks report, concurrently, within the
+// site's timeout, once a slot of sem is free. It touches no model state.
+func fetch(ctx context.Context, sem chan struct{}, site Site, clock func() time.Time) tea.Cmd {
+	return func() tea.Msg {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			return refreshedMsg{site: site.Name, canceled: true}
+		}
+		defer func() { <-sem }()
+		cctx, cancel := context.WithTimeout(ctx, site.Timeout)
+		defer cancel()
+		var (
+			wg        sync.WaitGroup
+			rep       *ckanclient.Report
+			reportErr error
+		)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rep, reportErr = site.Gate.Health(cctx)
+		}()
+		st, err := site.Gate.Status(cctx)
+		wg.Wait()
+		if ctx.Err() != nil {
+			return refreshedMsg{site: site.Name, canceled: true}
+		}
+		if err == nil && st == nil {
+			err = errors.New("gate status: empty answer")
+		}
+		return refreshedMsg{
+			site: site.Name, status: st, err: timeoutError(err, site.Timeout),
+			report: rep, reportErr: timeoutError(reportErr, site.Timeout), at: clock(),
+		}
+	}
+}
+
+// timeoutError says plainly that a call ran out of time, unless the
+// client's error already does.
+func timeoutError(err error, limit time.Duration) error {
+	var te *ckanclient.TransportError
+	if err == nil || errors.As(err, &te) || !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return fmt.Errorf("no answer within %s (timeout): %w", limit, err)
+}
+
+func (m *Model) onRefreshDue(msg refreshDueMsg) tea.Cmd {
+	s := m.byName[msg.site]
+	if s == nil || msg.gen != s.gen {
+		return nil
+	}
+	return m.startRefresh(s)
+}
+
+func (m *Model) onRefreshed(msg refreshedMsg) tea.Cmd {
+	s := m.byName[msg.site]
+	if s == nil || msg.canceled {
+		return nil
+	}
+	s.fetching = false
+	if msg.err != nil {
+		s.err, s.errAt = msg.err, msg.at
+		s.failures++
+	} else {
+		s.status, s.statusAt = msg.status, msg.at
+		s.err = nil
+		s.failures = 0
+	}
+	switch {
+	case msg.reportErr != nil:
+		s.reportErr = msg.reportErr
+	case msg.report != nil:
+		s.report, s.reportAt, s.reportErr = msg.report, msg.at, nil
+	}
+	d := m.nextDelay(s.failures)
+	s.gen++
+	s.nextAt = msg.at.Add(d)
+	next := m.after(d, refreshDueMsg{site: s.Name, gen: s.gen})
+	// A runbook view that follows no stream looks for a runbook someone
+	// else started.
+	if m.view == viewRunbook && m.current == s && m.rb.stream == nil && !m.rb.loading && m.dialog == nil {
+		m.rb.loading = true
+		return tea.Batch(next, m.loadRunbook(s))
+	}
+	return next
+}
+
+// nextDelay is the wait before the next refresh: the refresh period, or,
+// after failures, the period doubled for each failure but the first,
+// capped at MaxBackoff.
+func (m *Model) nextDelay(failures int) time.Duration {
+	d := m.opts.Refresh
+	for i := 1; i < failures && d < m.opts.MaxBackoff; i++ {
+		d *= 2
+	}
+	return min(d, max(m.opts.MaxBackoff, m.opts.Refresh))
+}
+
+// refreshAllNow refreshes every site not already refreshing.
+func (m *Model) refreshAllNow() tea.Cmd {
+	var cmds []tea.Cmd
+	for _, s := range m.sites {
+		cmds = append(cmds, m.startRefresh(s))
+	}
+	m.setFlash("refreshing every site", false)
+	return tea.Batch(cmds...)
+}
+
+// assessment is how a site stands, for sorting and for its HEALTH word.
+type assessment struct {
+	rank   int    // 0: unreachable or failing; 1: needs a look; 2: healthy
+	word   string // unreach, fail, warn, ?, wait, ok
+	status string // the check status the word is styled as
+	stale  bool   // the data shown is older than two refresh periods, or the site stopped answering
+	age    time.Duration
+	reason string // why, when not healthy
+}
+
+func (m *Model) assess(s *siteState, now time.Time) (a assessment) {
+	a = assessment{rank: 2, word: "ok", status: ckanclient.CheckOK}
+	if s.status != nil {
+		a.age = now.Sub(s.statusAt)
+		a.stale = a.age > 2*m.opts.Refresh
+	}
+	var reasons []string
+	// trouble records a reason; only the reasons of the worst rank are kept.
+	trouble := func(rank int, reason string) {
+		if rank < a.rank {
+			a.rank, reasons = rank, nil
+		}
+		if rank == a.rank && reason != "" {
+			reasons = append(reasons, reason)
+		}
+	}
+	word := func(w, status string) {
+		if a.word == "ok" || a.word == "?" {
+			a.word, a.status = w, status
+		}
+	}
+	defer func() { a.reason = strings.Join(reasons, "; ") }()
+	if s.err != nil {
+		a.stale = s.status != nil
+		a.word, a.status = "unreach", ckanclient.CheckFail
+		trouble(0, "unreachable: "+oneLine(s.err.Error()))
+		return a
+	}
+	if s.status == nil {
+		a.word, a.status = "wait", ckanclient.CheckUnknown
+		trouble(1, "waiting for the first answer")
+		return a
+	}
+	st := s.status
+	if s.report != nil {
+		switch checks.Overall(*s.report) {
+		case ckanclient.CheckFail:
+			a.word, a.status = "fail", ckanclient.CheckFail
+			trouble(0, worstCheck(s.report, ckanclient.CheckFail))
+		case ckanclient.CheckWarn:
+			a.word, a.status = "warn", ckanclient.CheckWarn
+		}
+	} else if s.reportErr != nil {
+		a.word, a.status = "?", ckanclient.CheckUnknown
+	}
+	if st.Mode != ckanclient.ModeLive {
+		r := st.Mode
+		switch st.Phase {
+		case ckanclient.PhaseDraining:
+			r += fmt.Sprintf(", draining: %s in flight", plural(len(st.InFlight), "write", "writes"))
+		case ckanclient.PhaseQuiesced:
+			r += ", quiesced"
+		}
+		trouble(1, r)
+	}
+	if _, _, lagging := st.Applied(); len(lagging) > 0 {
+		word("warn", ckanclient.CheckWarn)
+		trouble(1, "gates lagging: "+strings.Join(lagging, ", "))
+	}
+	if st.Store != nil && !st.Store.OK {
+		word("warn", ckanclient.CheckWarn)
+		trouble(1, "state store ("+st.Store.Kind+") unreachable: mode changes are refused")
+	}
+	if a.stale {
+		trouble(1, "stale: last answer "+ago(a.age)+" ago")
+	}
+	switch {
+	case a.word == "warn" && s.report != nil:
+		trouble(1, worstCheck(s.report, ckanclient.CheckWarn))
+	case s.reportErr != nil:
+		trouble(1, "health: "+oneLine(s.reportErr.Error()))
+	}
+	return a
+}
+
+// worstCheck names the first check with status, and its summary.
+func worstCheck(rep *ckanclient.Report, status string) string {
+	for _, c := range rep.Checks {
+		if checks.IsNotConfigured(c) {
+			continue
+		}
+		if c.Status == status || (status == ckanclient.CheckWarn && c.Status == ckanclient.CheckUnknown) {
+			return c.Name + ": " + oneLine(c.Summary)
+		}
+	}
+	return ""
+}
+
+// ranked is a site and its assessment.
+type ranked struct {
+	*siteState
+	a assessment
+}
+
+// sortedSites returns the sites the filter lets through, trouble first
+// (unreachable or failing, then those that need a look, then healthy
+// ones), by name within each group.
+func (m *Model) sortedSites() []ranked {
+	return m.sortFilter(m.assessAll(m.clock()))
+}
+
+// assessAll assesses every site, in configuration order.
+func (m *Model) assessAll(now time.Time) []ranked {
+	out := make([]ranked, len(m.sites))
+	for i, s := range m.sites {
+		out[i] = ranked{s, m.assess(s, now)}
+	}
+	return out
+}
+
+// sortFilter returns the sites of all the filter lets through, sorted.
+func (m *Model) sortFilter(all []ranked) []ranked {
+	f := strings.ToLower(strings.TrimSpace(m.filter.Value()))
+	out := make([]ranked, 0, len(all))
+	for _, r := range all {
+		if f != "" && !strings.Contains(strings.ToLower(r.Name), f) {
+			continue
+		}
+		out = append(out, r)
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if out[i].a.rank != out[j].a.rank {
+			return out[i].a.rank < out[j].a.rank
+		}
+		return out[i].Name < out[j].Name
+	})
+	return out
+}
