@@ -127,15 +127,4 @@ usage, such as a missing SITE).`,
 			return runCheck(e, site, *asJSON)
 		},
 	})
-	register(&command{
-		name: "tui",
-		run: func(e *env, args []string) error {
-			fs := newFlags(e, commands["tui"])
-			consoleFlags(fs)
-			if err := parse(e, fs, args); err != nil {
-				return err
-			}
-			return notImplemented("the console TUI", "the TUI issue; 'ckanops --help' lists what works now")
-		},
-	})
 }

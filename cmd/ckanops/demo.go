@@ -7,7 +7,11 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/charmbracelet/x/term"
+
+	"github.com/ckanops/ckanops/config"
 	"github.com/ckanops/ckanops/internal/demo"
+	"github.com/ckanops/ckanops/tui"
 )
 
 func init() {
@@ -17,14 +21,16 @@ func init() {
 		usage: `demo [flags]
 Starts simulated CKAN sites in this process, a real gate in front of each,
 with light synthetic traffic (reads, and slow writes so a drain shows), and
-prints how to drive them with the CLI. The console TUI opens on them once
-it lands (the TUI issue); until then the demo is headless. Ctrl-C stops it
-and removes its temporary directory.`,
+opens the console on them. Each gate runs its runbook (snapshots go to a
+temporary directory). With --headless (or without a terminal) it prints how
+to drive the sites with the CLI instead. Quitting the console (q), or
+Ctrl-C, stops the demo and removes its temporary directory.`,
 		run: func(e *env, args []string) error {
 			fs := newFlags(e, commands["demo"])
 			n := fs.Int("sites", 3, "how many simulated sites")
 			quiet := fs.Bool("quiet", false, "no synthetic traffic")
 			stopAfter := fs.Duration("stop-after", 0, "stop by itself after this long (0: run until Ctrl-C)")
+			headless := fs.Bool("headless", false, "print how to drive the sites with the CLI instead of opening the console")
 			if err := parse(e, fs, args); err != nil {
 				return err
 			}
@@ -40,8 +46,15 @@ and removes its temporary directory.`,
 				return err
 			}
 			defer d.Close()
+			if !*headless && term.IsTerminal(os.Stdin.Fd()) && term.IsTerminal(os.Stdout.Fd()) {
+				sites, _, err := config.LoadSites(d.SitesFile)
+				if err != nil {
+					return err
+				}
+				return tui.Run(ctx, sites, tui.Options{UserAgent: "ckanops-demo/" + buildVersion()})
+			}
 			w := e.stdout
-			fmt.Fprintf(w, "ckanops demo: %d simulated CKAN sites, each behind a real gate (headless: the console TUI is not in this build yet).\n\n", len(d.Sites))
+			fmt.Fprintf(w, "ckanops demo: %d simulated CKAN sites, each behind a real gate (headless).\n\n", len(d.Sites))
 			for _, s := range d.Sites {
 				fmt.Fprintf(w, "  %-14s gate %s   (CKAN %s behind it at %s)\n", s.Name, s.GateURL, s.Sim.Surface().Version, s.CKANURL)
 			}
@@ -51,6 +64,8 @@ and removes its temporary directory.`,
 			fmt.Fprintf(w, "  ckanops enable %s --message \"Snapshot in progress\" --for 30m --wait\n", d.Sites[0].Name)
 			fmt.Fprintf(w, "  curl -i -X POST %s/api/3/action/package_create     # 503, CKAN's envelope\n", d.Sites[0].GateURL)
 			fmt.Fprintf(w, "  ckanops disable %s\n", d.Sites[0].Name)
+			fmt.Fprintf(w, "  ckanops runbook %s                                  # enable, drain, snapshot, migrate, verify, disable\n", d.Sites[0].Name)
+			fmt.Fprintf(w, "  ckanops                                               # the console\n")
 			fmt.Fprintf(w, "\nCtrl-C stops the demo and removes %s.\n", d.Dir)
 			<-ctx.Done()
 			fmt.Fprintln(w, "\nckanops demo: stopping.")

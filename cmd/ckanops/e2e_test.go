@@ -292,7 +292,7 @@ func TestCLIErrors(t *testing.T) {
 }
 
 func TestDemoDrivenByTheCLI(t *testing.T) {
-	demo := exec.Command(binPath, "demo", "--stop-after", "60s")
+	demo := exec.Command(binPath, "demo", "--headless", "--stop-after", "60s")
 	out := &syncBuffer{}
 	demo.Stdout, demo.Stderr = out, out
 	if err := demo.Start(); err != nil {

@@ -78,6 +78,14 @@ func run(e *env, args []string) int {
 	}
 	name := args[0]
 	switch name {
+	case "-h", "-help", "--help", "help", "-v", "--version":
+	default:
+		if strings.HasPrefix(name, "-") { // `ckanops --config FILE`: the console's flags
+			args = append([]string{"tui"}, args...)
+			name = "tui"
+		}
+	}
+	switch name {
 	case "-h", "-help", "--help", "help":
 		if len(args) > 1 {
 			if c, ok := commands[args[1]]; ok {

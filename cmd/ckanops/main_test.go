@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -17,7 +18,7 @@ func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	return code, out.String(), errb.String()
 }
 
-var documented = []string{"gate", "status", "check", "enable", "disable", "runbook", "demo", "version"}
+var documented = []string{"gate", "status", "check", "enable", "disable", "runbook", "snapshot", "tui", "demo", "version"}
 
 func TestHelpListsEveryCommand(t *testing.T) {
 	for _, args := range [][]string{{"--help"}, {"help"}, {"-h"}} {
@@ -92,5 +93,23 @@ func TestStatusTextShowsGatesApplied(t *testing.T) {
 		if !strings.Contains(text, want) {
 			t.Errorf("status text lacks %q:\n%s", want, text)
 		}
+	}
+}
+
+func TestConsoleWithoutConfigShowsAnExample(t *testing.T) {
+	missing := t.TempDir() + "/nope/sites.toml"
+	for _, args := range [][]string{{"--config", missing}, {"tui", "--config", missing}} {
+		code, _, errOut := runCLI(t, args...)
+		if code != exitUsage || !strings.Contains(errOut, missing) || !strings.Contains(errOut, "[[site]]") || !strings.Contains(errOut, "ckanops demo") {
+			t.Errorf("%v: exit %d, stderr:\n%s", args, code, errOut)
+		}
+	}
+	bad := t.TempDir() + "/sites.toml"
+	if err := os.WriteFile(bad, []byte("[[site]]\nname = \"prod\"\nurl = \"https://data.example.org\"\ntoken_file = \"/t\"\ncolour = \"red\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut := runCLI(t, "--config", bad)
+	if code != exitUsage || !strings.Contains(errOut, "sites.toml:5: site.colour: unknown key") {
+		t.Errorf("bad config: exit %d, stderr:\n%s", code, errOut)
 	}
 }

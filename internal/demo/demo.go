@@ -25,8 +25,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ckanops/ckanops/config"
 	"github.com/ckanops/ckanops/gate"
 	"github.com/ckanops/ckanops/internal/ckansim"
+	"github.com/ckanops/ckanops/runbook"
 )
 
 // Options shape a demo.
@@ -53,9 +55,10 @@ type Demo struct {
 	Token     string // the ops token of every demo gate
 	Sites     []*Site
 
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	closers []func()
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	closers  []func()
+	backends backends
 }
 
 var siteNames = []string{"data-city", "open-env", "stats-office", "transport", "health-data", "archive"}
@@ -141,17 +144,44 @@ func (d *Demo) startSite(ctx context.Context, name string, i int, o Options) (*S
 	}
 	d.closers = append(d.closers, func() { audit.Close() })
 	up, _ := url.Parse(simURL)
+	storage, err := seedStorage(filepath.Join(d.Dir, name, "storage"), i)
+	if err != nil {
+		return nil, err
+	}
+	checks := config.ChecksConfig{StoragePath: storage}
+	checks = d.backends.checksFor(ctx, name, checks)
 	g, err := gate.New(ctx, gate.Options{
 		Site: name, SiteTitle: titleOf(name), Upstream: up, Store: store, Audit: audit,
 		OpsToken: d.Token, Surface: sim.Surface(), Logger: o.Logger.With("site", name), GateID: name + "-web1",
+		Checks: checks,
 	})
 	if err != nil {
 		return nil, err
 	}
-	gateURL, err := d.serve(g)
+	ln, gateURL, err := d.listen()
 	if err != nil {
 		return nil, err
 	}
+	// The gate runs its runbook: snapshots go to the demo's directory.
+	rsite, err := g.RunbookSite(gateURL)
+	if err != nil {
+		return nil, err
+	}
+	snaps := filepath.Join(d.Dir, name, "snapshots")
+	if err := os.MkdirAll(snaps, 0o750); err != nil {
+		return nil, fmt.Errorf("demo: %w", err)
+	}
+	eng, err := runbook.Open(runbook.Options{
+		Site: rsite, JournalDir: filepath.Join(d.Dir, name, "runbook"), Holder: name + "-web1",
+		Snapshot: config.SnapshotConfig{Dir: snaps, PGDump: d.backends.pgDump(), StoragePath: storage, Keep: 3},
+		Checks:   checks, Migrate: demoMigrate, Drain: 2 * time.Minute, Logger: o.Logger.With("site", name),
+	})
+	if err != nil {
+		return nil, err
+	}
+	g.AttachRunbook(eng)
+	d.serveOn(ln, g)
+	d.closers = append(d.closers, func() { eng.Close() }) // before the server stops: ends event streams
 	s := &Site{Name: name, GateURL: gateURL, CKANURL: simURL, Sim: sim, Gate: g}
 	if o.Traffic {
 		d.wg.Add(1)
@@ -165,10 +195,25 @@ func (d *Demo) startSite(ctx context.Context, name string, i int, o Options) (*S
 
 // serve runs h on a loopback port until Close.
 func (d *Demo) serve(h http.Handler) (string, error) {
+	ln, u, err := d.listen()
+	if err != nil {
+		return "", err
+	}
+	d.serveOn(ln, h)
+	return u, nil
+}
+
+// listen takes a loopback port.
+func (d *Demo) listen() (net.Listener, string, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return "", fmt.Errorf("demo: %w", err)
+		return nil, "", fmt.Errorf("demo: %w", err)
 	}
+	return ln, "http://" + ln.Addr().String(), nil
+}
+
+// serveOn serves h on ln until Close.
+func (d *Demo) serveOn(ln net.Listener, h http.Handler) {
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 	go srv.Serve(ln)
 	d.closers = append(d.closers, func() {
@@ -176,7 +221,35 @@ func (d *Demo) serve(h http.Handler) (string, error) {
 		defer cancel()
 		srv.Shutdown(sctx)
 	})
-	return "http://" + ln.Addr().String(), nil
+}
+
+// demoMigrate is the demo's [[migrate]]: a migration that takes a few
+// seconds and says what it does, as `ckan db upgrade` would.
+var demoMigrate = []config.Command{{
+	Name:    "db upgrade (simulated)",
+	Argv:    []string{"sh", "-c", "for r in 3f2c1a9b 7d8e4b21 c0ffee42; do echo \"Running upgrade $r\"; sleep 1; done; echo 'Database at head'"},
+	Timeout: config.Duration{Duration: time.Minute},
+	Mode:    "read-only",
+}}
+
+// seedStorage writes a small CKAN-like storage tree (uploaded resources
+// and a group logo).
+func seedStorage(dir string, i int) (string, error) {
+	files := map[string]string{
+		"resources/3f2/c1a/9b-44d1-8f0e-1a2b3c4d5e6f": "year,pm10,no2\n2023,19,31\n2024,17,29\n",
+		"resources/7d8/e4b/21-5c6d-4e7f-8a9b-0c1d2e3f4a5b": strings.Repeat("stop_id,lat,lon\n", 50+i),
+		"storage/uploads/group/logo.svg":                   "<svg xmlns='http://www.w3.org/2000/svg'/>\n",
+	}
+	for name, body := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o750); err != nil {
+			return "", fmt.Errorf("demo: %w", err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o640); err != nil {
+			return "", fmt.Errorf("demo: %w", err)
+		}
+	}
+	return dir, nil
 }
 
 // Close stops the traffic, the gates and the sites, and removes the files.
