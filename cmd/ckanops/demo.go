@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/signal"
@@ -31,10 +32,11 @@ Ctrl-C, stops the demo and removes its temporary directory.`,
 			quiet := fs.Bool("quiet", false, "no synthetic traffic")
 			stopAfter := fs.Duration("stop-after", 0, "stop by itself after this long (0: run until Ctrl-C)")
 			headless := fs.Bool("headless", false, "print how to drive the sites with the CLI instead of opening the console")
+			infoFile := fs.String("info", "", "write the demo's sites.toml path and info URL to this file as JSON (for scripts and tests)")
 			if err := parse(e, fs, args); err != nil {
 				return err
 			}
-			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 			defer stop()
 			if *stopAfter > 0 {
 				var cancel context.CancelFunc
@@ -46,6 +48,12 @@ Ctrl-C, stops the demo and removes its temporary directory.`,
 				return err
 			}
 			defer d.Close()
+			if *infoFile != "" {
+				b, _ := json.Marshal(map[string]string{"sites_file": d.SitesFile, "info_url": d.InfoURL, "dir": d.Dir, "token": d.Token})
+				if err := os.WriteFile(*infoFile, b, 0o600); err != nil {
+					return err
+				}
+			}
 			if !*headless && term.IsTerminal(os.Stdin.Fd()) && term.IsTerminal(os.Stdout.Fd()) {
 				sites, _, err := config.LoadSites(d.SitesFile)
 				if err != nil {

@@ -11,6 +11,7 @@ import (
 	"context"
 	crand "crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -54,6 +55,10 @@ type Demo struct {
 	SitesFile string // sites.toml for the console
 	Token     string // the ops token of every demo gate
 	Sites     []*Site
+	// InfoURL serves GET /sites: every site's URLs and what reached its
+	// simulated CKAN (requests, writes), for end-to-end tests that drive
+	// the demo from outside its process.
+	InfoURL string
 
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
@@ -113,6 +118,11 @@ func (d *Demo) start(ctx context.Context, o Options) error {
 		d.Sites = append(d.Sites, s)
 		fmt.Fprintf(&toml, "\n[[site]]\nname = %q\nurl = %q\ntoken_file = %q\n", s.Name, s.GateURL, tokenFile)
 	}
+	info, err := d.serve(http.HandlerFunc(d.serveInfo))
+	if err != nil {
+		return err
+	}
+	d.InfoURL = info
 	d.SitesFile = filepath.Join(d.Dir, "sites.toml")
 	if err := os.WriteFile(d.SitesFile, []byte(toml.String()), 0o600); err != nil {
 		return fmt.Errorf("demo: %w", err)
@@ -191,6 +201,28 @@ func (d *Demo) startSite(ctx context.Context, name string, i int, o Options) (*S
 		}()
 	}
 	return s, nil
+}
+
+// SiteInfo is one site as GET InfoURL/sites shows it.
+type SiteInfo struct {
+	Name     string `json:"name"`
+	GateURL  string `json:"gate_url"`
+	CKANURL  string `json:"ckan_url"`
+	Requests int    `json:"requests"` // requests that reached the simulated CKAN
+	Writes   int    `json:"writes"`   // of which writes
+}
+
+func (d *Demo) serveInfo(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != "/sites" || r.Method != http.MethodGet {
+		http.NotFound(w, r)
+		return
+	}
+	out := make([]SiteInfo, len(d.Sites))
+	for i, s := range d.Sites {
+		out[i] = SiteInfo{Name: s.Name, GateURL: s.GateURL, CKANURL: s.CKANURL, Requests: len(s.Sim.Journal()), Writes: len(s.Sim.Writes())}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(out)
 }
 
 // serve runs h on a loopback port until Close.
