@@ -268,7 +268,7 @@ var demoMigrate = []config.Command{{
 // and a group logo).
 func seedStorage(dir string, i int) (string, error) {
 	files := map[string]string{
-		"resources/3f2/c1a/9b-44d1-8f0e-1a2b3c4d5e6f": "year,pm10,no2\n2023,19,31\n2024,17,29\n",
+		"resources/3f2/c1a/9b-44d1-8f0e-1a2b3c4d5e6f":      "year,pm10,no2\n2023,19,31\n2024,17,29\n",
 		"resources/7d8/e4b/21-5c6d-4e7f-8a9b-0c1d2e3f4a5b": strings.Repeat("stop_id,lat,lon\n", 50+i),
 		"storage/uploads/group/logo.svg":                   "<svg xmlns='http://www.w3.org/2000/svg'/>\n",
 	}
