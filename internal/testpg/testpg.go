@@ -1,41 +1,43 @@
-// Package testpg starts throwaway PostgreSQL clusters for tests.
+// Package testpg starts throwaway PostgreSQL clusters, for tests (Start) and
+// for `ckanops demo` (Launch).
 //
-// Each call to Start runs initdb in a fresh temporary directory and starts a
-// postmaster on a free port of 127.0.0.1, with durability turned off
-// (fsync, full_page_writes and synchronous_commit are off) because nothing a
-// test writes needs to survive the machine. The cluster is torn down by
-// t.Cleanup: an immediate shutdown (SIGQUIT, what `pg_ctl stop -m immediate`
-// sends), SIGKILL as a fallback, then the directory is removed.
+// Each cluster is initialised by initdb in a fresh temporary directory and
+// served by a postmaster on a free port of 127.0.0.1, with durability turned
+// off (fsync, full_page_writes and synchronous_commit are off) because
+// nothing written to it needs to survive the machine. Close tears it down,
+// and Start has t.Cleanup call it: an immediate shutdown (SIGQUIT, what
+// `pg_ctl stop -m immediate` sends), SIGKILL as a fallback, then the
+// directory is removed.
 //
-// There is no shared cluster: every Start costs one initdb plus one server
-// start, about 1-2 s on a small machine. Tests that need several databases
-// should start one cluster and call CreateDB.
+// There is no shared cluster: every Start or Launch costs one initdb plus
+// one server start, about 1-2 s on a small machine. Callers that need
+// several databases should start one cluster and call CreateDB or
+// CreateDatabase.
 //
 // It must never touch a PostgreSQL it did not start: it listens only on
-// 127.0.0.1 on a port it picked, and keeps its Unix socket in its own
-// directory.
+// 127.0.0.1 on a port it picked, keeps its Unix socket in its own
+// directory, and only ever signals the processes it started.
 //
 // Binaries are looked up in $PG_BIN when set, otherwise in
 // /usr/lib/postgresql/*/bin (newest version first), `pg_config --bindir` and
-// PATH. When they are missing the test is skipped with a line saying what to
-// install, or fails with that line when CI=true.
+// PATH. When they are missing Launch returns an error wrapping
+// ErrNotInstalled that says what to install; Start skips the test with that
+// line, or fails with it when CI=true.
 //
-// PostgreSQL refuses to run as root. When the test runs as root, initdb and
-// the server run as the `postgres` system user, in a directory created under
+// PostgreSQL refuses to run as root. When running as root, initdb and the
+// server run as the `postgres` system user, in a directory created under
 // os.TempDir() and owned by that user.
 //
 // The postmaster is started directly (not through `pg_ctl start`, which
-// detaches it) in its own process group with a parent-death signal, so a test
-// binary that is killed outright takes its servers with it and leaves at most
-// a temporary directory.
+// detaches it) in its own process group with a parent-death signal (see
+// package testproc), so a program that is killed outright takes its servers
+// with it and leaves at most a temporary directory.
 package testpg
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/url"
 	"os"
@@ -51,6 +53,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/ckanops/ckanops/internal/testproc"
 )
 
 // Superuser is the role initdb creates and URL connects as.
@@ -63,6 +67,11 @@ const (
 	installHint  = "apt-get install postgresql"
 )
 
+// ErrNotInstalled is wrapped by Launch's error when this machine lacks what
+// the server needs (its binaries, or the `postgres` user when running as
+// root), as opposed to a failure of a server that could run.
+var ErrNotInstalled = errors.New("testpg: PostgreSQL not installed")
+
 // Cluster is a running (or stopped) throwaway PostgreSQL cluster.
 type Cluster struct {
 	binDir  string
@@ -73,32 +82,29 @@ type Cluster struct {
 
 	mu       sync.Mutex
 	port     int
-	proc     *process // nil while stopped
-	logShown bool     // a failure message already holds the server log
+	proc     *testproc.Process // nil while stopped
+	logShown bool              // a failure message already holds the server log
 }
 
-// process is one run of the postmaster.
-type process struct {
-	cmd    *exec.Cmd
-	exited chan struct{} // closed once cmd.Wait returns
-	err    error         // cmd.Wait's result, valid after exited is closed
-}
+// LaunchOptions configures Launch. The zero value is the only configuration
+// so far; fields may be added without breaking callers.
+type LaunchOptions struct{}
 
-// Start initialises and starts a cluster. t.Cleanup stops it and removes its
-// directory, whether the test passes, fails or panics.
-func Start(t testing.TB) *Cluster {
-	t.Helper()
+// Launch initialises and starts a cluster. The caller must Close it. When
+// the binaries are missing, the error wraps ErrNotInstalled and says what to
+// install. On any error nothing is left running or on disk.
+func Launch(opts LaunchOptions) (*Cluster, error) {
 	binDir, ok := findBinDir()
 	if !ok {
-		missing(t, "testpg: PostgreSQL server binaries (initdb, postgres) not found in $PG_BIN, /usr/lib/postgresql/*/bin, `pg_config --bindir` or PATH: "+installHint)
+		return nil, fmt.Errorf("%w (server binaries initdb and postgres not found in $PG_BIN, /usr/lib/postgresql/*/bin, `pg_config --bindir` or PATH): %s", ErrNotInstalled, installHint)
 	}
 	cred, err := serverCredential()
 	if err != nil {
-		missing(t, "testpg: running as root needs the `postgres` system user to run the server ("+err.Error()+"): "+installHint+" creates it")
+		return nil, fmt.Errorf("%w (running as root needs the `postgres` system user to run the server: %v): %s creates it", ErrNotInstalled, err, installHint)
 	}
 	dir, err := makeDir(cred)
 	if err != nil {
-		t.Fatalf("testpg: %v", err)
+		return nil, fmt.Errorf("testpg: %w", err)
 	}
 	c := &Cluster{
 		binDir:  binDir,
@@ -107,38 +113,71 @@ func Start(t testing.TB) *Cluster {
 		logPath: filepath.Join(dir, "server.log"),
 		cred:    cred,
 	}
-	// Registered before any process exists, so a Fatal anywhere below
-	// still tears everything down.
-	t.Cleanup(func() { c.cleanup(t) })
+	if err := c.launch(); err != nil {
+		return nil, errors.Join(err, c.Close())
+	}
+	return c, nil
+}
 
+// launch runs initdb and starts the server on a free port.
+func (c *Cluster) launch() error {
 	if out, err := c.command("initdb",
 		"-D", c.dataDir, "-U", Superuser, "-A", "trust",
 		"-E", "UTF8", "--locale=C", "--no-sync",
 	).CombinedOutput(); err != nil {
-		t.Fatalf("testpg: initdb: %v\n%s", err, out)
+		return fmt.Errorf("testpg: initdb: %v\n%s", err, out)
 	}
-
-	var lastErr error
-	for range startTries {
-		port, err := freePort()
-		if err != nil {
-			t.Fatalf("testpg: %v", err)
-		}
+	err := testproc.StartOnFreePort(startTries, func(port int) error {
 		c.mu.Lock()
+		defer c.mu.Unlock()
 		c.port = port
-		lastErr = c.start()
-		c.mu.Unlock()
-		if lastErr == nil {
-			return c
-		}
-		if !errors.Is(lastErr, errPortTaken) {
-			break
-		}
+		return c.start()
+	})
+	if err != nil {
+		return fmt.Errorf("testpg: start server: %w", err) // with the server log
 	}
+	return nil
+}
+
+// Start launches a cluster for a test. t.Cleanup stops it and removes its
+// directory, whether the test passes, fails or panics, and shows the server
+// log when the test failed. Without PostgreSQL the test is skipped, or fails
+// when CI=true.
+func Start(t testing.TB) *Cluster {
+	t.Helper()
+	c, err := Launch(LaunchOptions{})
+	if errors.Is(err, ErrNotInstalled) {
+		missing(t, err.Error())
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.cleanup(t) })
+	return c
+}
+
+// Close shuts the server down at once (an immediate shutdown, SIGKILL as a
+// fallback) and removes the cluster's directory. The cluster cannot be
+// used afterwards; closing it again does nothing.
+func (c *Cluster) Close() error {
+	return errors.Join(c.shutdown(), c.removeDir())
+}
+
+// shutdown stops the server at once.
+func (c *Cluster) shutdown() error {
 	c.mu.Lock()
-	c.logShown = true // lastErr holds it
-	c.mu.Unlock()
-	t.Fatalf("testpg: start server: %v", lastErr)
+	defer c.mu.Unlock()
+	if err := c.stop(syscall.SIGQUIT); err != nil {
+		return fmt.Errorf("testpg: close: %w", err)
+	}
+	return nil
+}
+
+// removeDir removes the cluster's directory.
+func (c *Cluster) removeDir() error {
+	if err := os.RemoveAll(c.dir); err != nil {
+		return fmt.Errorf("testpg: close: %w", err)
+	}
 	return nil
 }
 
@@ -167,20 +206,29 @@ func (c *Cluster) Port() int {
 // pg_restore and psql of the same version live.
 func (c *Cluster) BinDir() string { return c.binDir }
 
-// CreateDB creates database name and returns its URL.
+// CreateDatabase creates database name and returns its URL.
+func (c *Cluster) CreateDatabase(ctx context.Context, name string) (string, error) {
+	conn, err := pgx.Connect(ctx, c.URL("postgres"))
+	if err != nil {
+		return "", fmt.Errorf("testpg: create database %q: %w", name, err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+		return "", fmt.Errorf("testpg: create database %q: %w", name, err)
+	}
+	return c.URL(name), nil
+}
+
+// CreateDB creates database name and returns its URL, or fails the test.
 func (c *Cluster) CreateDB(t testing.TB, name string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, c.URL("postgres"))
+	u, err := c.CreateDatabase(ctx, name)
 	if err != nil {
-		t.Fatalf("testpg: create database %q: %v", name, err)
+		t.Fatal(err)
 	}
-	defer conn.Close(context.Background())
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
-		t.Fatalf("testpg: create database %q: %v", name, err)
-	}
-	return c.URL(name)
+	return u
 }
 
 // Stop shuts the server down the way `pg_ctl stop -m fast` does: open
@@ -204,19 +252,9 @@ func (c *Cluster) Restart(t testing.TB) {
 	if err := c.stop(syscall.SIGINT); err != nil {
 		t.Fatalf("testpg: restart: %v", err)
 	}
-	// The port was ours a moment ago; if something else holds it, wait a
-	// little for it to go rather than move the cluster.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		err := c.start()
-		if err == nil {
-			return
-		}
-		if !errors.Is(err, errPortTaken) || time.Now().After(deadline) {
-			c.logShown = true // err holds it
-			t.Fatalf("testpg: restart: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond)
+	if err := testproc.RetryPortTaken(5*time.Second, c.start); err != nil {
+		c.logShown = true // err holds it
+		t.Fatalf("testpg: restart: %v", err)
 	}
 }
 
@@ -227,23 +265,13 @@ func (c *Cluster) pid() int {
 	if c.proc == nil {
 		return 0
 	}
-	return c.proc.cmd.Process.Pid
+	return c.proc.Pid()
 }
-
-// errPortTaken means the server could not bind its port.
-var errPortTaken = errors.New("port already in use")
 
 // start starts the postmaster on c.port and waits until it accepts a
 // connection. c.mu is held.
 func (c *Cluster) start() error {
-	logFile, err := os.OpenFile(c.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return err
-	}
-	defer logFile.Close() // the child has its own copy
-	logStart, _ := logFile.Seek(0, io.SeekEnd)
-
-	cmd := c.command("postgres",
+	p, err := testproc.Start(c.command("postgres",
 		"-D", c.dataDir,
 		"-p", strconv.Itoa(c.port),
 		"-k", c.dir,
@@ -251,57 +279,32 @@ func (c *Cluster) start() error {
 		"-c", "fsync=off",
 		"-c", "synchronous_commit=off",
 		"-c", "full_page_writes=off",
-	)
-	cmd.Stdout = logFile
-	cmd.Stderr = logFile
-	if err := cmd.Start(); err != nil {
+	), c.logPath)
+	if err != nil {
 		return err
 	}
-	p := &process{cmd: cmd, exited: make(chan struct{})}
-	go func() { p.err = cmd.Wait(); close(p.exited) }()
 	c.proc = p
 
-	err = c.waitReady(p)
+	dsn := fmt.Sprintf("postgres://%s@127.0.0.1:%d/postgres?sslmode=disable&connect_timeout=2", Superuser, c.port)
+	err = p.WaitReady(readyTimeout, 25*time.Millisecond, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, dsn)
+		if err != nil {
+			return err
+		}
+		defer conn.Close(ctx)
+		return conn.Ping(ctx)
+	})
 	if err == nil {
 		return nil
 	}
 	_ = c.stop(syscall.SIGQUIT)
-	log := c.logSince(logStart)
+	log := p.Log()
 	if strings.Contains(log, "could not bind") || strings.Contains(log, "could not create any TCP/IP sockets") {
-		return fmt.Errorf("%w: port %d\nserver log (%s):\n%s", errPortTaken, c.port, c.logPath, log)
+		return fmt.Errorf("%w: port %d\nserver log (%s):\n%s", testproc.ErrPortTaken, c.port, c.logPath, log)
 	}
 	return fmt.Errorf("%v\nserver log (%s):\n%s", err, c.logPath, log)
-}
-
-// waitReady pings the server until it answers, it exits, or readyTimeout.
-func (c *Cluster) waitReady(p *process) error {
-	dsn := fmt.Sprintf("postgres://%s@127.0.0.1:%d/postgres?sslmode=disable&connect_timeout=2", Superuser, c.port)
-	deadline := time.Now().Add(readyTimeout)
-	var lastErr error
-	for time.Now().Before(deadline) {
-		select {
-		case <-p.exited:
-			return fmt.Errorf("server exited: %v", p.err)
-		default:
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		conn, err := pgx.Connect(ctx, dsn)
-		if err == nil {
-			err = conn.Ping(ctx)
-			conn.Close(ctx)
-		}
-		cancel()
-		if err == nil {
-			return nil
-		}
-		lastErr = err
-		select {
-		case <-p.exited:
-			return fmt.Errorf("server exited: %v", p.err)
-		case <-time.After(25 * time.Millisecond):
-		}
-	}
-	return fmt.Errorf("server not ready after %v: %v", readyTimeout, lastErr)
 }
 
 // stop sends sig to the postmaster (SIGINT: fast shutdown, SIGQUIT:
@@ -313,54 +316,27 @@ func (c *Cluster) stop(sig syscall.Signal) error {
 		return nil
 	}
 	c.proc = nil
-	_ = p.cmd.Process.Signal(sig)
-	select {
-	case <-p.exited:
-		return nil
-	case <-time.After(stopTimeout):
-	}
-	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-	select {
-	case <-p.exited:
-		return fmt.Errorf("server ignored %v for %v, killed it", sig, stopTimeout)
-	case <-time.After(stopTimeout):
-		return fmt.Errorf("server pid %d survived SIGKILL", p.cmd.Process.Pid)
-	}
+	return p.Stop(sig, stopTimeout)
 }
 
-// cleanup stops the server at once and removes the directory.
+// cleanup is Close for a test, which also gets the server log when it
+// failed.
 func (c *Cluster) cleanup(t testing.TB) {
+	err := c.shutdown()
+	if err != nil {
+		t.Error(err)
+	}
 	c.mu.Lock()
-	err := c.stop(syscall.SIGQUIT)
 	logShown := c.logShown
 	c.mu.Unlock()
-	if err != nil {
-		t.Errorf("testpg: cleanup: %v", err)
-	}
 	if t.Failed() && !logShown {
-		if tail := c.logSince(-16 << 10); tail != "" {
+		if tail := testproc.ReadLog(c.logPath, -16<<10); tail != "" {
 			t.Logf("testpg: server log (%s):\n%s", c.logPath, tail)
 		}
 	}
-	if err := os.RemoveAll(c.dir); err != nil {
-		t.Errorf("testpg: cleanup: %v", err)
+	if err := c.removeDir(); err != nil {
+		t.Error(err)
 	}
-}
-
-// logSince returns the server log from byte offset off, or its last -off
-// bytes when off is negative.
-func (c *Cluster) logSince(off int64) string {
-	b, err := os.ReadFile(c.logPath)
-	if err != nil {
-		return ""
-	}
-	switch {
-	case off < 0 && int64(len(b)) > -off:
-		b = b[int64(len(b))+off:]
-	case off >= 0 && off <= int64(len(b)):
-		b = b[off:]
-	}
-	return string(bytes.TrimSpace(b))
 }
 
 // command returns a command running binary name from the cluster's bin
@@ -401,8 +377,8 @@ func missing(t testing.TB, line string) {
 }
 
 // binDirCandidates lists directories that may hold initdb and postgres, best
-// first. Tests replace it to simulate a machine without PostgreSQL.
-var binDirCandidates = func() []string {
+// first.
+func binDirCandidates() []string {
 	if dir := os.Getenv("PG_BIN"); dir != "" {
 		return []string{dir} // explicit: nothing else
 	}
@@ -502,14 +478,4 @@ func traversable(dir string) bool {
 		}
 		dir = parent
 	}
-}
-
-// freePort returns a TCP port of 127.0.0.1 that was free a moment ago.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("pick a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }

@@ -3,7 +3,9 @@ package testpg
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -109,6 +111,75 @@ func TestCleanupStopsServerAndRemovesDir(t *testing.T) {
 	}
 }
 
+// TestLaunchClose runs a cluster the way `ckanops demo` does, without a
+// testing.TB: Launch, CreateDatabase, Close.
+func TestLaunchClose(t *testing.T) {
+	c, err := Launch(LaunchOptions{})
+	if errors.Is(err, ErrNotInstalled) {
+		missing(t, err.Error())
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() }) // if the test fails before its Close
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dbURL, err := c.CreateDatabase(ctx, "demo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dbURL != c.URL("demo") {
+		t.Errorf("CreateDatabase returned %q, want %q", dbURL, c.URL("demo"))
+	}
+	if _, err := c.CreateDatabase(ctx, "demo"); err == nil || !strings.Contains(err.Error(), `create database "demo"`) {
+		t.Errorf("CreateDatabase of an existing database: %v, want an error naming it", err)
+	}
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var db string
+	err = conn.QueryRow(ctx, "SELECT current_database()").Scan(&db)
+	conn.Close(ctx)
+	if err != nil || db != "demo" {
+		t.Fatalf("current_database() = %q, %v; want demo", db, err)
+	}
+
+	pid, dir, addr := c.pid(), c.dir, net.JoinHostPort("127.0.0.1", strconv.Itoa(c.Port()))
+	if err := c.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if alive(pid) {
+		t.Errorf("postmaster %d still running after Close", pid)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("cluster directory %s still exists after Close (%v)", dir, err)
+	}
+	if conn, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+		conn.Close()
+		t.Errorf("%s still accepts connections after Close", addr)
+	}
+	if err := c.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+}
+
+func TestLaunchNotInstalled(t *testing.T) {
+	t.Setenv("PG_BIN", t.TempDir()) // explicit, and empty
+	c, err := Launch(LaunchOptions{})
+	if err == nil {
+		c.Close()
+		t.Fatal("Launch succeeded without PostgreSQL binaries")
+	}
+	if !errors.Is(err, ErrNotInstalled) {
+		t.Errorf("Launch error %q does not wrap ErrNotInstalled", err)
+	}
+	if n := strings.Count(err.Error(), installHint); n != 1 {
+		t.Errorf("Launch error %q mentions %q %d times, want once", err, installHint, n)
+	}
+}
+
 // childEnv selects, in a subprocess of this test binary, which child test
 // runs.
 const childEnv = "TESTPG_CHILD"
@@ -149,10 +220,37 @@ func TestChildMissingBinaries(t *testing.T) {
 	if os.Getenv(childEnv) != "missing" {
 		t.Skip("runs only as a subprocess of TestMissingBinaries")
 	}
-	empty := t.TempDir()
-	binDirCandidates = func() []string { return []string{empty} }
+	t.Setenv("PG_BIN", t.TempDir())
 	Start(t)
 	t.Error("Start returned without PostgreSQL binaries")
+}
+
+// TestFailedTestShowsServerLog checks that a failing test gets the server
+// log, read before Close removes it.
+func TestFailedTestShowsServerLog(t *testing.T) {
+	out, err := child("TestChildFailing", "failing").CombinedOutput()
+	if strings.Contains(string(out), "--- SKIP: TestChildFailing") {
+		t.Skip("no cluster was started")
+	}
+	if _, ok := err.(*exec.ExitError); !ok {
+		t.Fatalf("child: %v, want a failure\n%s", err, out)
+	}
+	for _, want := range []string{"--- FAIL: TestChildFailing", "testpg: server log (", "database system is ready to accept connections"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("child output lacks %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("child output:\n%s", out)
+	}
+}
+
+func TestChildFailing(t *testing.T) {
+	if os.Getenv(childEnv) != "failing" {
+		t.Skip("runs only as a subprocess of TestFailedTestShowsServerLog")
+	}
+	Start(t)
+	t.Error("deliberate failure")
 }
 
 // TestInterruptedTestLeavesNoServer kills a test binary that has a cluster

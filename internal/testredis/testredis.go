@@ -1,29 +1,30 @@
-// Package testredis starts throwaway redis-server processes for tests.
+// Package testredis starts throwaway redis-server processes, for tests
+// (Start) and for `ckanops demo` (Launch).
 //
-// Each call to Start runs its own redis-server on a free port of 127.0.0.1,
-// in its own temporary directory, with persistence off (--save "",
-// --appendonly no): a restarted server is always empty. t.Cleanup kills it.
+// Each server is its own redis-server on a free port of 127.0.0.1, in its own
+// temporary directory, with persistence off (--save "", --appendonly no): a
+// restarted server is always empty. Close kills it and removes the
+// directory, and Start has t.Cleanup call it.
 //
-// There is no shared server: every Start costs one redis-server start, a few
-// tens of milliseconds.
+// There is no shared server: every Start or Launch costs one redis-server
+// start, a few tens of milliseconds.
 //
 // It must never touch a Redis it did not start: it binds only 127.0.0.1 on a
-// port it picked.
+// port it picked, and only ever signals the processes it started.
 //
-// redis-server is looked up on PATH. When it is missing the test is skipped
-// with a line saying what to install, or fails with that line when CI=true.
+// redis-server is looked up on PATH. When it is missing Launch returns an
+// error wrapping ErrNotInstalled that says what to install; Start skips the
+// test with that line, or fails with it when CI=true.
 //
-// The server runs in its own process group with a parent-death signal, so a
-// test binary that is killed outright takes its servers with it and leaves at
-// most a temporary directory.
+// The server runs in its own process group with a parent-death signal (see
+// package testproc), so a program that is killed outright takes its servers
+// with it and leaves at most a temporary directory.
 package testredis
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -36,6 +37,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/ckanops/ckanops/internal/testproc"
 )
 
 const (
@@ -45,6 +48,10 @@ const (
 	installHint  = "apt-get install redis-server"
 )
 
+// ErrNotInstalled is wrapped by Launch's error when redis-server is not on
+// PATH, as opposed to a failure of a server that could run.
+var ErrNotInstalled = errors.New("testredis: redis-server not installed")
+
 // Server is a running (or killed) throwaway redis-server.
 type Server struct {
 	bin     string
@@ -53,54 +60,77 @@ type Server struct {
 
 	mu       sync.Mutex
 	port     int
-	proc     *process // nil while killed
-	logShown bool     // a failure message already holds the server log
+	proc     *testproc.Process // nil while killed
+	logShown bool              // a failure message already holds the server log
 }
 
-// process is one run of redis-server.
-type process struct {
-	cmd    *exec.Cmd
-	exited chan struct{} // closed once cmd.Wait returns
-	err    error         // cmd.Wait's result, valid after exited is closed
-}
-
-// Start starts a server. t.Cleanup kills it and removes its directory,
-// whether the test passes, fails or panics.
-func Start(t testing.TB) *Server {
-	t.Helper()
+// Launch starts a server. The caller must Close it. When redis-server is
+// missing, the error wraps ErrNotInstalled and says what to install. On any
+// error nothing is left running or on disk.
+func Launch() (*Server, error) {
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
-		line := "testredis: redis-server not found on PATH: " + installHint
-		if os.Getenv("CI") == "true" {
-			t.Fatal(line)
-		}
-		t.Skip(line)
+		return nil, fmt.Errorf("%w (not found on PATH): %s", ErrNotInstalled, installHint)
 	}
-	dir := t.TempDir() // removed after the cleanup below has run
+	dir, err := os.MkdirTemp("", "testredis-")
+	if err != nil {
+		return nil, fmt.Errorf("testredis: make server directory: %w", err)
+	}
 	s := &Server{bin: bin, dir: dir, logPath: filepath.Join(dir, "server.log")}
-	t.Cleanup(func() { s.cleanup(t) })
-
-	var lastErr error
-	for range startTries {
-		port, err := freePort()
-		if err != nil {
-			t.Fatalf("testredis: %v", err)
-		}
+	err = testproc.StartOnFreePort(startTries, func(port int) error {
 		s.mu.Lock()
+		defer s.mu.Unlock()
 		s.port = port
-		lastErr = s.start()
-		s.mu.Unlock()
-		if lastErr == nil {
-			return s
-		}
-		if !errors.Is(lastErr, errPortTaken) {
-			break
-		}
+		return s.start()
+	})
+	if err != nil {
+		// err holds the server log, which Close removes.
+		return nil, errors.Join(fmt.Errorf("testredis: start server: %w", err), s.Close())
 	}
+	return s, nil
+}
+
+// Start launches a server for a test. t.Cleanup kills it and removes its
+// directory, whether the test passes, fails or panics, and shows the server
+// log when the test failed. Without redis-server the test is skipped, or
+// fails when CI=true.
+func Start(t testing.TB) *Server {
+	t.Helper()
+	s, err := Launch()
+	if errors.Is(err, ErrNotInstalled) {
+		if os.Getenv("CI") == "true" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.cleanup(t) })
+	return s
+}
+
+// Close kills the server and removes its directory. The server cannot be
+// used afterwards; closing it again does nothing.
+func (s *Server) Close() error {
+	return errors.Join(s.shutdown(), s.removeDir())
+}
+
+// shutdown kills the server.
+func (s *Server) shutdown() error {
 	s.mu.Lock()
-	s.logShown = true // lastErr holds it
-	s.mu.Unlock()
-	t.Fatalf("testredis: start server: %v", lastErr)
+	defer s.mu.Unlock()
+	if err := s.kill(); err != nil {
+		return fmt.Errorf("testredis: close: %w", err)
+	}
+	return nil
+}
+
+// removeDir removes the server's directory.
+func (s *Server) removeDir() error {
+	if err := os.RemoveAll(s.dir); err != nil {
+		return fmt.Errorf("testredis: close: %w", err)
+	}
 	return nil
 }
 
@@ -134,19 +164,9 @@ func (s *Server) Restart(t testing.TB) {
 	if err := s.kill(); err != nil {
 		t.Fatalf("testredis: restart: %v", err)
 	}
-	// The port was ours a moment ago; wait a little for it to free rather
-	// than move the server.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		err := s.start()
-		if err == nil {
-			return
-		}
-		if !errors.Is(err, errPortTaken) || time.Now().After(deadline) {
-			s.logShown = true // err holds it
-			t.Fatalf("testredis: restart: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond)
+	if err := testproc.RetryPortTaken(5*time.Second, s.start); err != nil {
+		s.logShown = true // err holds it
+		t.Fatalf("testredis: restart: %v", err)
 	}
 }
 
@@ -157,22 +177,12 @@ func (s *Server) pid() int {
 	if s.proc == nil {
 		return 0
 	}
-	return s.proc.cmd.Process.Pid
+	return s.proc.Pid()
 }
-
-// errPortTaken means the server could not bind its port.
-var errPortTaken = errors.New("port already in use")
 
 // start starts redis-server on s.port and waits until it answers PING.
 // s.mu is held.
 func (s *Server) start() error {
-	logFile, err := os.OpenFile(s.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return err
-	}
-	defer logFile.Close() // the child has its own copy
-	logStart, _ := logFile.Seek(0, io.SeekEnd)
-
 	cmd := exec.Command(s.bin,
 		"--port", strconv.Itoa(s.port),
 		"--bind", "127.0.0.1",
@@ -180,33 +190,15 @@ func (s *Server) start() error {
 		"--appendonly", "no",
 		"--dir", s.dir,
 		"--daemonize", "no",
-		"--logfile", "", // stdout, which is logFile
+		"--logfile", "", // stdout, which is the log file
 	)
 	cmd.Dir = s.dir
-	cmd.Stdout = logFile
-	cmd.Stderr = logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	p, err := testproc.Start(cmd, s.logPath)
+	if err != nil {
 		return err
 	}
-	p := &process{cmd: cmd, exited: make(chan struct{})}
-	go func() { p.err = cmd.Wait(); close(p.exited) }()
 	s.proc = p
 
-	err = s.waitReady(p)
-	if err == nil {
-		return nil
-	}
-	_ = s.kill()
-	log := s.logSince(logStart)
-	if strings.Contains(log, "Address already in use") {
-		return fmt.Errorf("%w: port %d\nserver log (%s):\n%s", errPortTaken, s.port, s.logPath, log)
-	}
-	return fmt.Errorf("%v\nserver log (%s):\n%s", err, s.logPath, log)
-}
-
-// waitReady sends PING until the server answers, exits, or readyTimeout.
-func (s *Server) waitReady(p *process) error {
 	client := redis.NewClient(&redis.Options{
 		Addr:        net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)),
 		DialTimeout: time.Second,
@@ -214,28 +206,20 @@ func (s *Server) waitReady(p *process) error {
 		PoolSize:    1,
 	})
 	defer client.Close()
-	deadline := time.Now().Add(readyTimeout)
-	var lastErr error
-	for time.Now().Before(deadline) {
-		select {
-		case <-p.exited:
-			return fmt.Errorf("server exited: %v", p.err)
-		default:
-		}
+	err = p.WaitReady(readyTimeout, 10*time.Millisecond, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		err := client.Ping(ctx).Err()
-		cancel()
-		if err == nil {
-			return nil
-		}
-		lastErr = err
-		select {
-		case <-p.exited:
-			return fmt.Errorf("server exited: %v", p.err)
-		case <-time.After(10 * time.Millisecond):
-		}
+		defer cancel()
+		return client.Ping(ctx).Err()
+	})
+	if err == nil {
+		return nil
 	}
-	return fmt.Errorf("server not ready after %v: %v", readyTimeout, lastErr)
+	_ = s.kill()
+	log := p.Log()
+	if strings.Contains(log, "Address already in use") {
+		return fmt.Errorf("%w: port %d\nserver log (%s):\n%s", testproc.ErrPortTaken, s.port, s.logPath, log)
+	}
+	return fmt.Errorf("%v\nserver log (%s):\n%s", err, s.logPath, log)
 }
 
 // kill kills the server's process group and reaps it. s.mu is held.
@@ -245,53 +229,24 @@ func (s *Server) kill() error {
 		return nil
 	}
 	s.proc = nil
-	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-	select {
-	case <-p.exited:
-		return nil
-	case <-time.After(stopTimeout):
-		return fmt.Errorf("server pid %d survived SIGKILL", p.cmd.Process.Pid)
-	}
+	return p.Stop(syscall.SIGKILL, stopTimeout)
 }
 
-// cleanup kills the server; t.TempDir removes the directory afterwards.
+// cleanup is Close for a test, which also gets the server log when it
+// failed.
 func (s *Server) cleanup(t testing.TB) {
+	if err := s.shutdown(); err != nil {
+		t.Error(err)
+	}
 	s.mu.Lock()
-	err := s.kill()
 	logShown := s.logShown
 	s.mu.Unlock()
-	if err != nil {
-		t.Errorf("testredis: cleanup: %v", err)
-	}
 	if t.Failed() && !logShown {
-		if tail := s.logSince(-16 << 10); tail != "" {
+		if tail := testproc.ReadLog(s.logPath, -16<<10); tail != "" {
 			t.Logf("testredis: server log (%s):\n%s", s.logPath, tail)
 		}
 	}
-}
-
-// logSince returns the server log from byte offset off, or its last -off
-// bytes when off is negative.
-func (s *Server) logSince(off int64) string {
-	b, err := os.ReadFile(s.logPath)
-	if err != nil {
-		return ""
+	if err := s.removeDir(); err != nil {
+		t.Error(err)
 	}
-	switch {
-	case off < 0 && int64(len(b)) > -off:
-		b = b[int64(len(b))+off:]
-	case off >= 0 && off <= int64(len(b)):
-		b = b[off:]
-	}
-	return string(bytes.TrimSpace(b))
-}
-
-// freePort returns a TCP port of 127.0.0.1 that was free a moment ago.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("pick a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }

@@ -5,9 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -112,9 +112,10 @@ func TestKillRestart(t *testing.T) {
 
 func TestCleanupKillsServer(t *testing.T) {
 	var pid int
+	var dir string
 	t.Run("server", func(t *testing.T) {
 		s := Start(t)
-		pid = s.pid()
+		pid, dir = s.pid(), s.dir
 		if !alive(pid) {
 			t.Fatalf("redis-server %d not running", pid)
 		}
@@ -124,6 +125,68 @@ func TestCleanupKillsServer(t *testing.T) {
 	}
 	if alive(pid) {
 		t.Errorf("redis-server %d still running after cleanup", pid)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("server directory %s still exists after cleanup (%v)", dir, err)
+	}
+}
+
+// TestLaunchClose runs a server the way `ckanops demo` does, without a
+// testing.TB: Launch, Close.
+func TestLaunchClose(t *testing.T) {
+	s, err := Launch()
+	if errors.Is(err, ErrNotInstalled) {
+		if os.Getenv("CI") == "true" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() }) // if the test fails before its Close
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	client := newClient(t, s)
+	if err := client.Set(ctx, "demo", "on", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := client.Get(ctx, "demo").Result(); err != nil || got != "on" {
+		t.Errorf("GET demo = %q, %v; want on", got, err)
+	}
+
+	pid, dir, addr := s.pid(), s.dir, s.Addr()
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if alive(pid) {
+		t.Errorf("redis-server %d still running after Close", pid)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("server directory %s still exists after Close (%v)", dir, err)
+	}
+	if conn, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+		conn.Close()
+		t.Errorf("%s still accepts connections after Close", addr)
+	}
+	if err := s.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+}
+
+func TestLaunchNotInstalled(t *testing.T) {
+	t.Setenv("PATH", t.TempDir()) // only an empty directory
+	s, err := Launch()
+	if err == nil {
+		s.Close()
+		t.Fatal("Launch succeeded without redis-server on PATH")
+	}
+	if !errors.Is(err, ErrNotInstalled) {
+		t.Errorf("Launch error %q does not wrap ErrNotInstalled", err)
+	}
+	if n := strings.Count(err.Error(), installHint); n != 1 {
+		t.Errorf("Launch error %q mentions %q %d times, want once", err, installHint, n)
 	}
 }
 
@@ -172,6 +235,34 @@ func TestChildMissingBinary(t *testing.T) {
 	t.Error("Start returned without redis-server")
 }
 
+// TestFailedTestShowsServerLog checks that a failing test gets the server
+// log, read before Close removes it.
+func TestFailedTestShowsServerLog(t *testing.T) {
+	out, err := child("TestChildFailing", "failing").CombinedOutput()
+	if strings.Contains(string(out), "--- SKIP: TestChildFailing") {
+		t.Skip("no server was started")
+	}
+	if _, ok := err.(*exec.ExitError); !ok {
+		t.Fatalf("child: %v, want a failure\n%s", err, out)
+	}
+	for _, want := range []string{"--- FAIL: TestChildFailing", "testredis: server log (", "Ready to accept connections"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("child output lacks %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("child output:\n%s", out)
+	}
+}
+
+func TestChildFailing(t *testing.T) {
+	if os.Getenv(childEnv) != "failing" {
+		t.Skip("runs only as a subprocess of TestFailedTestShowsServerLog")
+	}
+	Start(t)
+	t.Error("deliberate failure")
+}
+
 // TestInterruptedTestLeavesNoServer kills a test binary that has a server
 // running and checks that the server dies with it.
 func TestInterruptedTestLeavesNoServer(t *testing.T) {
@@ -204,12 +295,7 @@ func TestInterruptedTestLeavesNoServer(t *testing.T) {
 		cmd.Wait()
 		t.Fatalf("child did not report a server:\n%s", output.String())
 	}
-	// What an interrupted test may leave behind: t.TempDir's directory and
-	// the per-test directory above it.
-	defer os.RemoveAll(dir)
-	if parent := filepath.Dir(dir); strings.HasPrefix(filepath.Base(parent), "TestChildInterrupted") {
-		defer os.RemoveAll(parent)
-	}
+	defer os.RemoveAll(dir) // what an interrupted test may leave behind
 
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
