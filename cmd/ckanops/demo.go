@@ -32,6 +32,7 @@ Ctrl-C, stops the demo and removes its temporary directory.`,
 			quiet := fs.Bool("quiet", false, "no synthetic traffic")
 			stopAfter := fs.Duration("stop-after", 0, "stop by itself after this long (0: run until Ctrl-C)")
 			headless := fs.Bool("headless", false, "print how to drive the sites with the CLI instead of opening the console")
+			noBackends := fs.Bool("no-backends", false, "do not start a throwaway Postgres and Redis (the DB and RQ columns then say \"not configured\")")
 			infoFile := fs.String("info", "", "write the demo's sites.toml path and info URL to this file as JSON (for scripts and tests)")
 			if err := parse(e, fs, args); err != nil {
 				return err
@@ -43,7 +44,7 @@ Ctrl-C, stops the demo and removes its temporary directory.`,
 				ctx, cancel = context.WithTimeout(ctx, *stopAfter)
 				defer cancel()
 			}
-			d, err := demo.Start(ctx, demo.Options{Sites: *n, Traffic: !*quiet})
+			d, err := demo.Start(ctx, demo.Options{Sites: *n, Traffic: !*quiet, Backends: !*noBackends})
 			if err != nil {
 				return err
 			}
@@ -62,7 +63,11 @@ Ctrl-C, stops the demo and removes its temporary directory.`,
 				return tui.Run(ctx, sites, tui.Options{UserAgent: "ckanops-demo/" + buildVersion()})
 			}
 			w := e.stdout
-			fmt.Fprintf(w, "ckanops demo: %d simulated CKAN sites, each behind a real gate (headless).\n\n", len(d.Sites))
+			fmt.Fprintf(w, "ckanops demo: %d simulated CKAN sites, each behind a real gate (headless).\n", len(d.Sites))
+			for _, n := range d.Notes {
+				fmt.Fprintf(w, "  note: %s\n", n)
+			}
+			fmt.Fprintln(w)
 			for _, s := range d.Sites {
 				fmt.Fprintf(w, "  %-14s gate %s   (CKAN %s behind it at %s)\n", s.Name, s.GateURL, s.Sim.Surface().Version, s.CKANURL)
 			}

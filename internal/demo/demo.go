@@ -34,10 +34,13 @@ import (
 
 // Options shape a demo.
 type Options struct {
-	Sites   int           // how many sites; default 3
-	Traffic bool          // send synthetic reads and writes
-	Logger  *slog.Logger  // nil: discard
-	Pace    time.Duration // mean time between synthetic requests per site; default 300ms
+	Sites   int  // how many sites; default 3
+	Traffic bool // send synthetic reads and writes
+	// Backends starts a throwaway Postgres and Redis for the sites' checks
+	// and snapshots, when the machine has them (see Demo.Notes).
+	Backends bool
+	Logger   *slog.Logger  // nil: discard
+	Pace     time.Duration // mean time between synthetic requests per site; default 300ms
 }
 
 // Site is one simulated site and its gate.
@@ -59,6 +62,9 @@ type Demo struct {
 	// simulated CKAN (requests, writes), for end-to-end tests that drive
 	// the demo from outside its process.
 	InfoURL string
+	// Notes say what the demo could not set up (a missing Postgres or
+	// Redis), for its banner.
+	Notes []string
 
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
@@ -97,6 +103,12 @@ func Start(ctx context.Context, o Options) (*Demo, error) {
 }
 
 func (d *Demo) start(ctx context.Context, o Options) error {
+	if o.Backends {
+		if err := d.startBackends(); err != nil {
+			return err
+		}
+		d.Notes = d.backends.notes
+	}
 	tok := make([]byte, 16)
 	crand.Read(tok)
 	d.Token = hex.EncodeToString(tok)
@@ -159,7 +171,10 @@ func (d *Demo) startSite(ctx context.Context, name string, i int, o Options) (*S
 		return nil, err
 	}
 	checks := config.ChecksConfig{StoragePath: storage}
-	checks = d.backends.checksFor(ctx, name, checks)
+	checks, err = d.backends.checksFor(ctx, name, i, checks)
+	if err != nil {
+		return nil, err
+	}
 	g, err := gate.New(ctx, gate.Options{
 		Site: name, SiteTitle: titleOf(name), Upstream: up, Store: store, Audit: audit,
 		OpsToken: d.Token, Surface: sim.Surface(), Logger: o.Logger.With("site", name), GateID: name + "-web1",

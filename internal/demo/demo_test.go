@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ckanops/ckanops/ckanclient"
 	"github.com/ckanops/ckanops/config"
@@ -59,5 +60,62 @@ func TestDemoSitesAreRealGates(t *testing.T) {
 		if res.StatusCode != want {
 			t.Errorf("%s: write got %d, want %d", s.Name, res.StatusCode, want)
 		}
+	}
+}
+
+// With Postgres and Redis on the machine, the demo's sites have real
+// databases and RQ, and their runbook takes a real, consistent snapshot.
+func TestDemoWithBackendsRunsARunbook(t *testing.T) {
+	d, err := Start(context.Background(), Options{Sites: 2, Backends: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if len(d.Notes) > 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("CI has Postgres and Redis, but: %v", d.Notes)
+		}
+		t.Skip(strings.Join(d.Notes, "; "))
+	}
+	c, err := ckanclient.New(d.Sites[1].GateURL, ckanclient.Options{Token: d.Token, TokenStyle: ckanclient.AuthBearer, Retries: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	rep, err := c.Health(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ch := range rep.Checks {
+		switch ch.Name {
+		case "ckan_db", "datastore_db", "redis", "storage":
+			if ch.Status != ckanclient.CheckOK {
+				t.Errorf("%s: %s: %s", ch.Name, ch.Status, ch.Summary)
+			}
+		}
+	}
+	if _, err := c.StartRunbook(ctx, ckanclient.RunbookOptions{AutoConfirm: true, Message: "demo"}); err != nil {
+		t.Fatal(err)
+	}
+	var rb *ckanclient.Runbook
+	for rb == nil || rb.State == ckanclient.RunbookRunning || rb.State == ckanclient.RunbookWaiting {
+		time.Sleep(20 * time.Millisecond)
+		if rb, err = c.Runbook(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if rb.State != ckanclient.RunbookDone || rb.Snapshot == nil || rb.Snapshot.Verdict != ckanclient.VerdictConsistent {
+		t.Fatalf("%s at %s: %s; snapshot %+v", rb.State, rb.Step, rb.Error, rb.Snapshot)
+	}
+	ents, err := os.ReadDir(rb.Snapshot.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	if got := strings.Join(names, " "); got != "ckan_db.dump datastore_db.dump manifest.json storage.tar" {
+		t.Fatalf("snapshot holds %s", got)
 	}
 }
