@@ -637,6 +637,7 @@ func (e *Engine) run(ctx context.Context, i int, confirmed bool, actor string) {
 			return
 		}
 		e.setStep(name, ckanclient.StepDone, "")
+		e.o.Site.Audit("runbook-step", actor, e.rb.ID, name+": done", lastEvidence(st), "")
 		e.mu.Unlock()
 		e.log.Info("runbook step done", "runbook", e.id(), "step", name)
 	}
@@ -653,6 +654,14 @@ func (e *Engine) run(ctx context.Context, i int, confirmed bool, actor string) {
 	e.o.Site.Audit("runbook-done", actor, e.rb.ID, "", msg, "")
 	_ = e.o.Lock.Release(context.Background())
 	e.log.Info("runbook finished", "runbook", e.rb.ID)
+}
+
+// lastEvidence is a step's last evidence summary, for the audit log.
+func lastEvidence(st *ckanclient.RunbookStep) string {
+	if n := len(st.Evidence); n > 0 {
+		return st.Evidence[n-1].Summary
+	}
+	return ""
 }
 
 func (e *Engine) id() string {
