@@ -31,6 +31,7 @@ const (
 	DefaultDrainTimeout     = 10 * time.Minute             // gate.drain_timeout
 	DefaultShutdownTimeout  = 30 * time.Second             // gate.shutdown_timeout
 	DefaultRetryAfter       = 300 * time.Second            // gate.retry_after
+	DefaultInitialMode      = "live"                       // state.initial_mode
 	DefaultPollInterval     = 500 * time.Millisecond       // runbook.poll_interval
 	DefaultMigrateTimeout   = time.Hour                    // migrate.timeout
 	DefaultVerifyTimeout    = 5 * time.Minute              // verify.timeout
@@ -58,6 +59,7 @@ type defaultEntry struct {
 //
 //	file        key                             default
 //	gate.toml   state.file                      /var/lib/ckanops/<site>.state.json
+//	gate.toml   state.initial_mode              live
 //	gate.toml   audit.file                      <directory of state.file>/audit.jsonl
 //	gate.toml   auth.sysadmin_cache_ttl         1m
 //	gate.toml   checks.site_id                  default
@@ -86,6 +88,7 @@ type defaultEntry struct {
 //	sites.toml  site.ckan_api_key_header        false
 var defaults = []defaultEntry{
 	{"gate.toml", "state.file", DefaultStateDir + "/<site>.state.json"},
+	{"gate.toml", "state.initial_mode", DefaultInitialMode},
 	{"gate.toml", "audit.file", "<directory of state.file>/" + DefaultAuditName},
 	{"gate.toml", "auth.sysadmin_cache_ttl", shortDuration(DefaultSysadminCacheTTL)},
 	{"gate.toml", "checks.site_id", DefaultCKANSiteID},

@@ -54,6 +54,11 @@ type Command struct {
 type StateConfig struct {
 	File     string    // file: the JSON state file (the file store)
 	RedisURL SecretURL // redis_url: when set, the mode is shared through Redis by several gates
+	// initial_mode: the mode of a site whose store holds no record yet
+	// (live, read-only or down); a stand-in site built from a snapshot
+	// starts read-only. A record in the store always wins.
+	InitialMode    string
+	InitialMessage string // initial_message: the message of that initial mode
 }
 
 // AuthConfig is the [auth] table.
@@ -148,6 +153,19 @@ func LoadGate(path string) (*Gate, []Warning, error) {
 	g.State.File, _ = state.filePath("file")
 	redis, _ := state.url("redis_url", redisURL)
 	g.State.RedisURL = SecretURL(redis)
+	g.State.InitialMode = DefaultInitialMode
+	if m, ok := state.string("initial_mode"); ok {
+		switch m {
+		case "live", ckanReadOnly, ckanDown:
+			g.State.InitialMode = m
+		default:
+			state.d.problem(state.sub("initial_mode"), "must be \"live\", \"read-only\" or \"down\"")
+		}
+	}
+	g.State.InitialMessage, _ = state.string("initial_message")
+	if g.State.InitialMessage != "" && g.State.InitialMode == "live" {
+		state.d.warn(state.sub("initial_message"), "initial_message is only shown when initial_mode is read-only or down")
+	}
 	state.done()
 
 	auth := t.table("auth")

@@ -53,9 +53,10 @@ func TestLoadGateFull(t *testing.T) {
 		Site:     "prod",
 		Listen:   "127.0.0.1:8080",
 		Upstream: "http://127.0.0.1:5000",
-		State:    StateConfig{File: "/srv/ckanops/prod.state.json", RedisURL: "redis://:statepw@127.0.0.1:6379/1"},
-		Auth:     AuthConfig{OpsTokenFile: "/etc/ckanops/ops.token", SysadminCacheTTL: dur(2 * time.Minute)},
-		Audit:    AuditConfig{File: "/var/log/ckanops/audit.jsonl"},
+		State: StateConfig{File: "/srv/ckanops/prod.state.json", RedisURL: "redis://:statepw@127.0.0.1:6379/1",
+			InitialMode: "read-only", InitialMessage: "This is a read-only copy while the site is upgraded."},
+		Auth:  AuthConfig{OpsTokenFile: "/etc/ckanops/ops.token", SysadminCacheTTL: dur(2 * time.Minute)},
+		Audit: AuditConfig{File: "/var/log/ckanops/audit.jsonl"},
 		Policy: PolicyConfig{
 			AllowActions:   []string{"ckanext_stats_show", "harvest_source_list"},
 			DenyActions:    []string{"get_site_user"},
@@ -248,6 +249,7 @@ func init() {
 		"testdata/gate_commands_bad.toml:18: migrate.mode: must be \"read-only\" or \"down\" ...",
 		"testdata/gate_commands_bad.toml:20: verify.name: required key is missing",
 		"testdata/gate_commands_bad.toml:22: verify.shell: unknown key ...",
+		"testdata/gate_commands_bad.toml:25: state.initial_mode: must be \"live\", \"read-only\" or \"down\"",
 	}})
 }
 

@@ -60,6 +60,12 @@ type Options struct {
 	// besides the gate and CKAN, and the Redis of /-/ckanops/jobs/*.
 	Checks config.ChecksConfig
 
+	// InitialMode is the mode a site whose store holds no record starts in
+	// (gate.toml's [state] initial_mode): read-only for a stand-in site
+	// built from a snapshot. A record in the store always wins. Empty: live.
+	InitialMode    string
+	InitialMessage string
+
 	GateID       string        // names this gate among the site's gates; default the host name
 	SyncInterval time.Duration // with a SharedStore: how often to re-read and heartbeat; default 2s
 	HeartbeatTTL time.Duration // a gate silent for longer is shown as gone; default 3 x SyncInterval
@@ -200,10 +206,46 @@ func (g *Gate) loadInitial(ctx context.Context) (rec Record, storeOK bool, err e
 		}
 	}
 	if !ok {
-		g.log.Info("no mode record yet: starting live", "store", o.Store.Kind())
-		return initialRecord(g.clock()), true, nil
+		if o.InitialMode == "" || o.InitialMode == ckanclient.ModeLive {
+			g.log.Info("no mode record yet: starting live", "store", o.Store.Kind())
+			return initialRecord(g.clock()), true, nil
+		}
+		return g.startInInitialMode(ctx)
 	}
 	g.log.Info("mode restored", "mode", rec.Mode, "version", rec.Version, "since", rec.Since, "store", o.Store.Kind())
+	return rec, true, nil
+}
+
+// startInInitialMode writes the configured initial mode as the store's
+// first record (version 1), so that the console, the audit log and the
+// other gates see it. If another gate wrote first, its record wins.
+func (g *Gate) startInInitialMode(ctx context.Context) (Record, bool, error) {
+	o := g.opts
+	t := g.clock()
+	rec := Record{Mode: o.InitialMode, Message: o.InitialMessage, Since: t, Version: 1,
+		Actor: "gate.toml", Reason: "[state] initial_mode"}
+	if err := rec.validate(); err != nil {
+		return Record{}, false, fmt.Errorf("gate: [state] initial_mode: %w", err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	err := o.Store.CompareAndSwap(wctx, 0, rec)
+	var ce *ConflictError
+	switch {
+	case errors.As(err, &ce):
+		g.log.Info("mode restored (written by another gate)", "mode", ce.Current.Mode, "version", ce.Current.Version)
+		return ce.Current, true, nil
+	case err != nil:
+		return Record{}, false, fmt.Errorf("gate: write the initial mode %s: %w", rec.Mode, err)
+	}
+	g.audit(AuditEntry{Time: t, Event: "mode", Actor: rec.Actor, From: "", To: rec.Mode, Version: 1,
+		Message: rec.Message, Reason: rec.Reason, Remote: "gate"})
+	if o.Local != nil {
+		if err := o.Local.Write(rec); err != nil {
+			g.log.Warn("local state file not written", "err", err.Error())
+		}
+	}
+	g.log.Info("no mode record yet: starting in [state] initial_mode", "mode", rec.Mode, "store", o.Store.Kind())
 	return rec, true, nil
 }
 

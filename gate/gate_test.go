@@ -818,3 +818,33 @@ func TestLiveStreamsBodiesBothWays(t *testing.T) {
 		t.Fatalf("rest of the download: %d bytes", n)
 	}
 }
+
+// A stand-in site starts read-only from its configuration; the record it
+// writes then wins over the configuration on every restart.
+func TestInitialModeFromConfig(t *testing.T) {
+	initial := func(o *Options) {
+		o.InitialMode, o.InitialMessage = ckanclient.ModeReadOnly, "A read-only copy during the upgrade"
+	}
+	r := newRig(t, initial)
+	st := r.status(true)
+	if st.Mode != ckanclient.ModeReadOnly || st.Version != 1 || st.Message != "A read-only copy during the upgrade" || st.Phase != ckanclient.PhaseQuiesced {
+		t.Fatalf("status %+v", st)
+	}
+	if res := r.do("POST", "/api/3/action/package_create", strings.NewReader(`{"name":"x"}`), "Authorization", ckansim.SysadminToken); res.status != 503 {
+		t.Fatalf("write on a stand-in: %d", res.status)
+	}
+	if len(r.sim.Writes()) != 0 {
+		t.Fatal("a write reached CKAN")
+	}
+	audit, _ := os.ReadFile(r.audit)
+	if !strings.Contains(string(audit), `"actor":"gate.toml","to":"read-only","version":1`) {
+		t.Errorf("audit log: %s", audit)
+	}
+	// The operator opens it; a restart with the same config stays live.
+	r.mustMode(ckanclient.ModeLive, "")
+	r.stop()
+	r.start(initial)
+	if st := r.status(true); st.Mode != ckanclient.ModeLive || st.Version != 2 {
+		t.Fatalf("after restart: %+v", st)
+	}
+}

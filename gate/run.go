@@ -82,6 +82,8 @@ func Run(ctx context.Context, cfg *config.Gate, log *slog.Logger, ready func(add
 		RetryAfter:       cfg.Gate.RetryAfter.Duration,
 		SysadminCacheTTL: adminTTL,
 		Checks:           cfg.Checks,
+		InitialMode:      cfg.State.InitialMode,
+		InitialMessage:   cfg.State.InitialMessage,
 		Logger:           log,
 	})
 	if err != nil {
