@@ -18,7 +18,7 @@ func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	return code, out.String(), errb.String()
 }
 
-var documented = []string{"gate", "status", "check", "enable", "disable", "runbook", "snapshot", "tui", "demo", "version"}
+var documented = []string{"gate", "status", "check", "enable", "disable", "runbook", "snapshot", "config", "tui", "demo", "version"}
 
 func TestHelpListsEveryCommand(t *testing.T) {
 	for _, args := range [][]string{{"--help"}, {"help"}, {"-h"}} {

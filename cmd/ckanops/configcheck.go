@@ -1,0 +1,262 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/ckanops/ckanops/config"
+)
+
+func init() {
+	register(&command{
+		name:    "config",
+		summary: "check a gate.toml or sites.toml and show what it would do (config check FILE)",
+		usage: `config check [--json] FILE
+Loads FILE as the gate or the console would (telling a gate.toml from a
+sites.toml by its keys), prints every problem with its line and key, and
+what the configuration would do: the upstream, the state store, the
+probes configured, the snapshot and runbook settings, and whether each
+token file exists with safe permissions. Secrets are never printed.
+
+Exit status: 0 valid (warnings are printed); 1 invalid; 2 bad usage.`,
+		run: func(e *env, args []string) error {
+			if len(args) == 0 || args[0] != "check" {
+				if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
+					return parse(e, newFlags(e, commands["config"]), args)
+				}
+				return usageErr("want 'ckanops config check FILE'")
+			}
+			fs := newFlags(e, commands["config"])
+			asJSON := fs.Bool("json", false, "print the findings as JSON")
+			kind := fs.String("kind", "", "gate or sites, when the file's keys do not tell")
+			if err := parse(e, fs, args[1:]); err != nil {
+				return err
+			}
+			if fs.NArg() != 1 {
+				return usageErr("give exactly one configuration FILE")
+			}
+			return runConfigCheck(e, fs.Arg(0), *kind, *asJSON)
+		},
+	})
+}
+
+// configReport is what `config check` found.
+type configReport struct {
+	File     string      `json:"file"`
+	Kind     string      `json:"kind"`
+	Valid    bool        `json:"valid"`
+	Problems []string    `json:"problems,omitempty"`
+	Warnings []string    `json:"warnings,omitempty"`
+	Facts    [][2]string `json:"facts,omitempty"` // what it would do, in order
+}
+
+func runConfigCheck(e *env, path, kind string, asJSON bool) error {
+	if kind == "" {
+		kind = config.Kind(path)
+	}
+	rep := configReport{File: path, Kind: kind}
+	switch kind {
+	case config.KindGate:
+		g, warns, err := config.LoadGate(path)
+		rep.add(warns, err)
+		if g != nil {
+			rep.Facts = gateFacts(g, &rep)
+		}
+	case config.KindSites:
+		s, warns, err := config.LoadSites(path)
+		rep.add(warns, err)
+		if s != nil {
+			rep.Facts = sitesFacts(s, &rep)
+		}
+	default:
+		if _, err := os.Stat(path); err != nil {
+			return &exitError{code: exitFail, err: fmt.Errorf("%s: %w", path, errors.Unwrap(err))}
+		}
+		// Let the gate's loader say what is wrong (syntax, missing keys).
+		_, _, err := config.LoadGate(path)
+		rep.add(nil, err)
+		if err == nil {
+			rep.Problems = append(rep.Problems, "cannot tell a gate.toml from a sites.toml: pass --kind gate or --kind sites")
+		}
+	}
+	rep.Valid = len(rep.Problems) == 0
+	if asJSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			return err
+		}
+	} else {
+		printConfigReport(e, rep)
+	}
+	if !rep.Valid {
+		return &exitError{code: exitFail, err: fmt.Errorf("%s is not valid (%d problem(s))", path, len(rep.Problems))}
+	}
+	return nil
+}
+
+func (r *configReport) add(warns []config.Warning, err error) {
+	for _, w := range warns {
+		r.Warnings = append(r.Warnings, w.String())
+	}
+	var ce *config.Error
+	switch {
+	case errors.As(err, &ce):
+		for _, p := range ce.Problems {
+			r.Problems = append(r.Problems, p.String())
+		}
+	case err != nil:
+		r.Problems = append(r.Problems, err.Error())
+	}
+}
+
+func printConfigReport(e *env, r configReport) {
+	w := e.stdout
+	state := "valid"
+	if len(r.Problems) > 0 {
+		state = "NOT valid"
+	}
+	kind := r.Kind
+	if kind == "" {
+		kind = "configuration"
+	}
+	fmt.Fprintf(w, "%s (%s): %s\n", r.File, kind, state)
+	for _, p := range r.Problems {
+		fmt.Fprintf(w, "  problem: %s\n", p)
+	}
+	for _, x := range r.Warnings {
+		fmt.Fprintf(w, "  warning: %s\n", x)
+	}
+	if len(r.Facts) > 0 {
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		for _, f := range r.Facts {
+			fmt.Fprintf(tw, "  %s\t%s\n", f[0], f[1])
+		}
+		tw.Flush()
+	}
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "not configured"
+	}
+	return s
+}
+
+// gateFacts says what the gate would do. It reads the token file (never
+// printing it) and looks up pg_dump, as the gate and the runbook would.
+func gateFacts(g *config.Gate, r *configReport) [][2]string {
+	f := [][2]string{
+		{"site", g.Site},
+		{"listen", g.Listen},
+		{"upstream", g.Upstream},
+	}
+	if g.State.RedisURL != "" {
+		f = append(f, [2]string{"state", "redis " + g.State.RedisURL.String() + " (shared by the site's gates; last known record in " + g.State.File + ")"})
+	} else {
+		f = append(f, [2]string{"state", "file " + g.State.File})
+	}
+	initial := g.State.InitialMode
+	if g.State.InitialMessage != "" {
+		initial += fmt.Sprintf(" (%q)", g.State.InitialMessage)
+	}
+	f = append(f, [2]string{"initial mode", initial + ", until a mode is recorded"}, [2]string{"audit log", g.Audit.File})
+	if _, warns, err := g.OpsToken(); err != nil {
+		r.Problems = append(r.Problems, err.Error())
+		f = append(f, [2]string{"ops token", g.Auth.OpsTokenFile + ": NOT usable"})
+	} else {
+		r.add(warns, nil)
+		f = append(f, [2]string{"ops token", g.Auth.OpsTokenFile + ": readable" + permNote(g.Auth.OpsTokenFile)})
+	}
+	c := g.Checks
+	f = append(f,
+		[2]string{"probe ckan_db", orNone(c.CKANDB.String())},
+		[2]string{"probe datastore_db", orNone(c.DatastoreDB.String())},
+		[2]string{"probe redis", orNone(c.Redis.String()) + rqNote(c)},
+		[2]string{"probe solr", orNone(c.Solr.String())},
+		[2]string{"probe storage", orNone(c.StoragePath)},
+	)
+	pgDump := g.Snapshot.PGDump
+	if p, err := exec.LookPath(pgDump); err != nil {
+		if c.CKANDB != "" || c.DatastoreDB != "" {
+			r.Warnings = append(r.Warnings, fmt.Sprintf("snapshot.pg_dump: %s cannot be run here (%v): the runbook's snapshot step would fail", pgDump, errors.Unwrap(err)))
+		}
+		pgDump += " (NOT found)"
+	} else {
+		pgDump = p
+	}
+	f = append(f,
+		[2]string{"snapshot dir", g.Snapshot.Dir + dirNote(g.Snapshot.Dir)},
+		[2]string{"snapshot", fmt.Sprintf("pg_dump %s; storage %s; keep %d", pgDump, orNone(g.Snapshot.StoragePath), g.Snapshot.Keep)},
+		[2]string{"runbook journal", g.Runbook.JournalDir},
+		[2]string{"drain timeout", g.Gate.DrainTimeout.String()},
+	)
+	for _, m := range g.Migrate {
+		f = append(f, [2]string{"migrate", fmt.Sprintf("%s: %s (timeout %s, mode %s)", m.Name, strings.Join(m.Argv, " "), m.Timeout, m.Mode)})
+	}
+	for _, v := range g.Verify {
+		f = append(f, [2]string{"verify", fmt.Sprintf("%s: %s (timeout %s)", v.Name, strings.Join(v.Argv, " "), v.Timeout)})
+	}
+	if g.Runbook.ExpectCKANVersion != "" {
+		f = append(f, [2]string{"verify", "CKAN reports version " + g.Runbook.ExpectCKANVersion})
+	}
+	p := g.Policy
+	f = append(f, [2]string{"policy", fmt.Sprintf("%d allowed and %d denied action(s), %d allowed POST path(s), %d denied GET path(s), %d bypass CIDR(s), %d trusted prox(ies) beyond the built-in lists",
+		len(p.AllowActions), len(p.DenyActions), len(p.AllowPosts), len(p.DenyGet), len(p.BypassCIDRs), len(p.TrustedProxies))})
+	return f
+}
+
+func rqNote(c config.ChecksConfig) string {
+	if c.Redis == "" {
+		return ""
+	}
+	return fmt.Sprintf(" (RQ queues %s of site_id %s)", strings.Join(c.RQQueues, ", "), c.SiteID)
+}
+
+func permNote(path string) string {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return ""
+	}
+	return fmt.Sprintf(", mode %04o", fi.Mode().Perm())
+}
+
+func dirNote(dir string) string {
+	fi, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return " (does not exist yet)"
+	case err != nil:
+		return " (" + err.Error() + ")"
+	case !fi.IsDir():
+		return " (NOT a directory)"
+	}
+	return ""
+}
+
+// sitesFacts lists the console's sites and whether each token is usable.
+func sitesFacts(s *config.Sites, r *configReport) [][2]string {
+	f := [][2]string{{"refresh", s.Defaults.Refresh.String()}}
+	for _, site := range s.Sites {
+		tok := "token_env " + site.TokenEnv
+		if site.TokenFile != "" {
+			tok = "token_file " + site.TokenFile
+		}
+		_, warns, err := site.Token()
+		r.add(warns, nil)
+		if err != nil {
+			r.Problems = append(r.Problems, err.Error())
+			tok += ": NOT usable"
+		} else {
+			tok += ": ok"
+		}
+		f = append(f, [2]string{site.Name, fmt.Sprintf("%s (timeout %s), %s", site.URL, site.Timeout, tok)})
+	}
+	return f
+}

@@ -1,0 +1,104 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func writeFile(t *testing.T, path, body string, mode os.FileMode) string {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(body), mode); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestConfigCheckGate(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "ops.token"), "s3cret-ops-token\n", 0o600)
+	gate := writeFile(t, filepath.Join(dir, "gate.toml"), `site = "prod"
+listen = "127.0.0.1:8080"
+upstream = "http://127.0.0.1:5000"
+
+[state]
+file = "state/prod.state.json"
+initial_mode = "read-only"
+initial_message = "Read-only copy"
+
+[auth]
+ops_token_file = "ops.token"
+
+[checks]
+ckan_db = "postgres://ckan:hunter2pw@db.internal/ckan"
+storage_path = "storage"
+
+[snapshot]
+dir = "snapshots"
+pg_dump = "/nonexistent/pg_dump"
+
+[[migrate]]
+name = "db upgrade"
+argv = ["ckan", "db", "upgrade"]
+mode = "down"
+`, 0o600)
+	code, out, errOut := runCLI(t, "config", "check", gate)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+	}
+	for _, want := range []string{"(gate): valid", "upstream", "http://127.0.0.1:5000", "file " + filepath.Join(dir, "state", "prod.state.json"),
+		`read-only ("Read-only copy")`, "ops.token: readable, mode 0600", "postgres://ckan:xxxxx@db.internal/ckan",
+		"probe redis", "not configured", "(does not exist yet)", "/nonexistent/pg_dump (NOT found)",
+		"warning: snapshot.pg_dump", "db upgrade: ckan db upgrade (timeout 1h, mode down)"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	for _, secret := range []string{"hunter2pw", "s3cret-ops-token"} {
+		if strings.Contains(out+errOut, secret) {
+			t.Errorf("a secret is printed: %s", secret)
+		}
+	}
+	// --json carries the same findings.
+	code, out, _ = runCLI(t, "config", "check", "--json", gate)
+	var rep configReport
+	if code != 0 || json.Unmarshal([]byte(out), &rep) != nil || rep.Kind != "gate" || !rep.Valid || len(rep.Facts) < 10 {
+		t.Fatalf("--json: exit %d\n%s", code, out)
+	}
+}
+
+func TestConfigCheckProblems(t *testing.T) {
+	dir := t.TempDir()
+	// The ops token file is missing: the gate would not start.
+	gate := writeFile(t, filepath.Join(dir, "gate.toml"), `site = "prod"
+listen = "127.0.0.1:8080"
+upstream = "http://127.0.0.1:5000"
+[auth]
+ops_token_file = "missing.token"
+`, 0o600)
+	code, out, _ := runCLI(t, "config", "check", gate)
+	if code != 1 || !strings.Contains(out, "NOT valid") || !strings.Contains(out, "missing.token") {
+		t.Fatalf("missing token: exit %d\n%s", code, out)
+	}
+	code, out, _ = runCLI(t, "config", "check", filepath.Join("..", "..", "config", "testdata", "gate_many.toml"))
+	if code != 1 || !strings.Contains(out, "gate_many.toml:4: colour: unknown key") {
+		t.Fatalf("gate_many: exit %d\n%s", code, out)
+	}
+	sites := writeFile(t, filepath.Join(dir, "sites.toml"), `[[site]]
+name = "prod"
+url = "https://data.example.org"
+token_env = "CKANOPS_TEST_NO_SUCH_VAR"
+`, 0o600)
+	code, out, _ = runCLI(t, "config", "check", sites)
+	if code != 1 || !strings.Contains(out, "(sites)") || !strings.Contains(out, "CKANOPS_TEST_NO_SUCH_VAR") {
+		t.Fatalf("sites: exit %d\n%s", code, out)
+	}
+	if code, _, errOut := runCLI(t, "config", "lint", sites); code != 2 || !strings.Contains(errOut, "config check FILE") {
+		t.Fatalf("bad usage: %d %s", code, errOut)
+	}
+	if code, _, _ := runCLI(t, "config", "check", filepath.Join(dir, "nope.toml")); code != 1 {
+		t.Fatalf("missing file: %d", code)
+	}
+}
