@@ -122,6 +122,10 @@ func (d *decoder) warn(path []string, format string, args ...any) {
 	d.warns = append(d.warns, Warning{File: d.file, Key: dotted(path), Message: fmt.Sprintf(format, args...)})
 }
 
+// keyRecorder, when set (by tests), is told of every key the loaders
+// read, so that the documented keys can be compared with the code's.
+var keyRecorder func(file string, path []string, key string)
+
 // table is one TOML table being read. Every key read through it is
 // known; done reports the others as unknown.
 type table struct {
@@ -139,6 +143,9 @@ func (t *table) sub(key string) []string {
 
 func (t *table) lookup(key string) (any, bool) {
 	t.known = append(t.known, key)
+	if keyRecorder != nil {
+		keyRecorder(t.d.file, t.path, key)
+	}
 	v, ok := t.m[key]
 	return v, ok
 }
