@@ -361,7 +361,13 @@ func (e *Engine) Confirm(a ckanclient.RunbookAction, actor string) (*ckanclient.
 	}
 	e.wake <- decision{kind: "confirm", actor: actor}
 	e.wake = nil
+	// The answer shows the step going on, as the runner is about to.
+	e.rb.Waiting = nil
+	e.rb.State = ckanclient.RunbookRunning
 	e.emit(ckanclient.RunbookEvent{Kind: ckanclient.EventConfirmed, Step: w.Step, Actor: actor, Message: fmt.Sprintf("%s confirmed by %s", w.Step, actor)})
+	if w.Step != ckanclient.StepPreflight {
+		e.setStep(w.Step, ckanclient.StepRunning, "")
+	}
 	e.o.Site.Audit("runbook-confirm", actor, e.rb.ID, w.Step, "", a.Reason)
 	return e.copyLocked(), nil
 }
@@ -707,6 +713,9 @@ func (e *Engine) wait(ctx context.Context, step string, conf *ckanclient.Confirm
 // setStep changes a step's state and records the event. Call with mu held.
 func (e *Engine) setStep(name, state, msg string) {
 	st := e.rb.StepByName(name)
+	if st.State == state && msg == "" {
+		return
+	}
 	st.State = state
 	if state == ckanclient.StepSkipped && msg != "" {
 		st.Evidence = append(st.Evidence, ckanclient.Evidence{Time: e.o.Clock(), Kind: ckanclient.EvidenceNote, Summary: msg, OK: true})
