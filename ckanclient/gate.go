@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
+	"strconv"
 )
 
 // Paths of the gate's control API, below the site URL.
@@ -14,6 +16,7 @@ const (
 	PathHealth      = "/-/ckanops/health"
 	PathJobsSuspend = "/-/ckanops/jobs/suspend"
 	PathJobsResume  = "/-/ckanops/jobs/resume"
+	PathAudit       = "/-/ckanops/audit"
 )
 
 // Names of gate calls, as errors show them.
@@ -22,6 +25,7 @@ const (
 	gateModeCall   = "gate mode"
 	gateHealthCall = "gate health"
 	gateJobsCall   = "gate jobs"
+	gateAuditCall  = "gate audit"
 )
 
 // Status reads the gate's mode record (GET /-/ckanops/status). It sends
@@ -94,4 +98,15 @@ func (c *Client) gateCall(ctx context.Context, k call, result any) error {
 		return err
 	}
 	return c.decodeGate(answerOf(resp), k, result)
+}
+
+// AuditTail reads the last n entries of the gate's audit log (GET
+// /-/ckanops/audit?tail=N; needs the token), oldest first.
+func (c *Client) AuditTail(ctx context.Context, n int) ([]AuditEntry, error) {
+	var a AuditTail
+	k := call{method: http.MethodGet, path: PathAudit, name: gateAuditCall, retry: true, query: url.Values{"tail": {strconv.Itoa(n)}}}
+	if err := c.gateCall(ctx, k, &a); err != nil {
+		return nil, err
+	}
+	return a.Entries, nil
 }

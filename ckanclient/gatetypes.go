@@ -204,3 +204,24 @@ type JobsState struct {
 	// jobs, workers, suspension.
 	Check CheckResult `json:"check"`
 }
+
+// AuditEntry is one line of a gate's audit log, as GET /-/ckanops/audit
+// serves it.
+type AuditEntry struct {
+	Time    time.Time `json:"time"`
+	Event   string    `json:"event"` // "mode", "rq-suspend", "runbook-start", "bypass-write", ...
+	Actor   string    `json:"actor"`
+	From    string    `json:"from,omitempty"`
+	To      string    `json:"to,omitempty"`
+	Version int64     `json:"version,omitempty"`
+	Message string    `json:"message,omitempty"`
+	Reason  string    `json:"reason,omitempty"`
+	Method  string    `json:"method,omitempty"`
+	Path    string    `json:"path,omitempty"`
+	Remote  string    `json:"remote"`
+}
+
+// AuditTail answers GET /-/ckanops/audit.
+type AuditTail struct {
+	Entries []AuditEntry `json:"entries"` // oldest first
+}

@@ -1,28 +1,20 @@
 package gate
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sync"
-	"time"
+
+	"github.com/ckanops/ckanops/ckanclient"
 )
 
-// AuditEntry is one line of the audit log.
-type AuditEntry struct {
-	Time    time.Time `json:"time"`
-	Event   string    `json:"event"` // "mode" for a mode change, "bypass-write" for a write let through in down mode
-	Actor   string    `json:"actor"`
-	From    string    `json:"from,omitempty"`
-	To      string    `json:"to,omitempty"`
-	Version int64     `json:"version,omitempty"`
-	Message string    `json:"message,omitempty"`
-	Reason  string    `json:"reason,omitempty"`
-	Method  string    `json:"method,omitempty"`
-	Path    string    `json:"path,omitempty"`
-	Remote  string    `json:"remote"`
-}
+// AuditEntry is one line of the audit log (its wire type, shared with
+// the console, is ckanclient.AuditEntry).
+type AuditEntry = ckanclient.AuditEntry
 
 // AuditLog is an append-only JSON-lines file. Every entry is synced to disk
 // before Append returns, so a crash never loses an acknowledged change.
@@ -62,3 +54,41 @@ func (a *AuditLog) Append(e AuditEntry) error {
 }
 
 func (a *AuditLog) Close() error { return a.f.Close() }
+
+// auditTailWindow is how much of the log's end Tail reads at most.
+const auditTailWindow = 512 << 10
+
+// Tail returns the last n entries, oldest first. A torn last line (a crash
+// mid-write) and lines that do not parse are skipped.
+func (a *AuditLog) Tail(n int) ([]AuditEntry, error) {
+	f, err := os.Open(a.f.Name())
+	if err != nil {
+		return nil, fmt.Errorf("gate: read audit log: %w", err)
+	}
+	defer f.Close()
+	size, err := f.Seek(0, io.SeekEnd)
+	if err != nil {
+		return nil, fmt.Errorf("gate: read audit log: %w", err)
+	}
+	off := max(0, size-auditTailWindow)
+	buf := make([]byte, size-off)
+	if _, err := f.ReadAt(buf, off); err != nil && err != io.EOF {
+		return nil, fmt.Errorf("gate: read audit log: %w", err)
+	}
+	lines := bytes.Split(buf, []byte("\n"))
+	if off > 0 && len(lines) > 0 {
+		lines = lines[1:] // the window starts mid-line
+	}
+	out := []AuditEntry{}
+	for i := len(lines) - 1; i >= 0 && len(out) < n; i-- {
+		var e AuditEntry
+		if len(bytes.TrimSpace(lines[i])) == 0 || json.Unmarshal(lines[i], &e) != nil {
+			continue
+		}
+		out = append(out, e)
+	}
+	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
+		out[i], out[j] = out[j], out[i]
+	}
+	return out, nil
+}

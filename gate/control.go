@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -35,11 +36,12 @@ func (g *Gate) controlMux() http.Handler {
 	mux.HandleFunc("GET "+controlPrefix+"health", g.serveHealth)
 	mux.HandleFunc("POST "+controlPrefix+"jobs/suspend", g.serveJobsSuspend)
 	mux.HandleFunc("POST "+controlPrefix+"jobs/resume", g.serveJobsResume)
+	mux.HandleFunc("GET "+controlPrefix+"audit", g.serveAudit)
 	mux.Handle("GET "+controlPrefix+"metrics", g.metrics.handler())
 	mux.HandleFunc(controlPrefix+"runbook", g.serveRunbook)
 	mux.HandleFunc(controlPrefix+"runbook/", g.serveRunbook)
 	mux.HandleFunc(controlPrefix, func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such control endpoint: see GET /-/ckanops/status, POST /-/ckanops/mode, GET /-/ckanops/health, GET /-/ckanops/metrics, POST /-/ckanops/jobs/suspend, POST /-/ckanops/jobs/resume, GET/POST /-/ckanops/runbook, GET /-/ckanops/runbook/events"})
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such control endpoint: see GET /-/ckanops/status, POST /-/ckanops/mode, GET /-/ckanops/health, GET /-/ckanops/metrics, POST /-/ckanops/jobs/suspend, POST /-/ckanops/jobs/resume, GET /-/ckanops/audit, GET/POST /-/ckanops/runbook, GET /-/ckanops/runbook/events"})
 	})
 	return mux
 }
@@ -368,6 +370,36 @@ func (g *Gate) serveHealth(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, g.health(r.Context()))
+}
+
+// maxAuditTail bounds GET /-/ckanops/audit?tail=N.
+const maxAuditTail = 500
+
+// serveAudit answers the last entries of the audit log (?tail=N, default 20).
+func (g *Gate) serveAudit(w http.ResponseWriter, r *http.Request) {
+	if _, aerr := g.authenticate(r); aerr != nil {
+		writeJSON(w, aerr.status, map[string]string{"error": aerr.msg})
+		return
+	}
+	n := 20
+	if s := r.URL.Query().Get("tail"); s != "" {
+		v, err := strconv.Atoi(s)
+		if err != nil || v < 1 || v > maxAuditTail {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": fmt.Sprintf("tail must be a number of entries from 1 to %d", maxAuditTail)})
+			return
+		}
+		n = v
+	}
+	if g.opts.Audit == nil {
+		writeJSON(w, http.StatusOK, ckanclient.AuditTail{Entries: []ckanclient.AuditEntry{}})
+		return
+	}
+	entries, err := g.opts.Audit.Tail(n)
+	if err != nil {
+		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, ckanclient.AuditTail{Entries: entries})
 }
 
 // serveMaintenanceAction answers maintenance_mode_show and

@@ -30,6 +30,7 @@ type fakeGate struct {
 	events    chan ckanclient.RunbookEvent // RunbookEvents sends what arrives here
 	sinces    []int64                      // the since of every RunbookEvents call
 	started   []ckanclient.RunbookOptions
+	audit     []ckanclient.AuditEntry
 }
 
 func newFakeGate() *fakeGate { return &fakeGate{calls: map[string]int{}} }
@@ -142,6 +143,13 @@ func (g *fakeGate) SuspendJobs(context.Context, ckanclient.JobsRequest) (*ckancl
 func (g *fakeGate) ResumeJobs(context.Context, ckanclient.JobsRequest) (*ckanclient.JobsState, error) {
 	g.count("ResumeJobs")
 	return &ckanclient.JobsState{Suspended: false, Changed: true}, nil
+}
+
+func (g *fakeGate) AuditTail(_ context.Context, n int) ([]ckanclient.AuditEntry, error) {
+	g.count("AuditTail")
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.audit[max(0, len(g.audit)-n):], nil
 }
 
 func (g *fakeGate) Runbook(context.Context) (*ckanclient.Runbook, error) {

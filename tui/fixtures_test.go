@@ -80,6 +80,11 @@ func fourSites() ([]Site, map[string]*fakeGate) {
 	gates["archive"].report = report("archive", "2.9.11", 8, 50, 0, 0, 0, "ok")
 	gates["data"].status = drainingStatus("data")
 	gates["data"].report = report("data", "2.10.4", 41, 100, 192, 12, 2, "warn")
+	gates["data"].audit = []ckanclient.AuditEntry{
+		{Time: t0.Add(-3 * time.Hour), Event: "mode", Actor: "ckan:admin", From: "read-only", To: "live", Version: 11, Reason: "harvest done", Remote: "10.0.0.5"},
+		{Time: t0.Add(-25 * time.Second), Event: "rq-suspend", Actor: "ops-token", From: "resumed", To: "suspended", Remote: "runbook"},
+		{Time: t0.Add(-20 * time.Second), Event: "mode", Actor: "ops-token", From: "live", To: "read-only", Version: 12, Reason: "runbook rb-20260314-1455: enable", Remote: "runbook"},
+	}
 	return sites, gates
 }
 

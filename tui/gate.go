@@ -26,6 +26,8 @@ type Gate interface {
 	SkipStep(ctx context.Context, a ckanclient.RunbookAction) (*ckanclient.Runbook, error)
 	AbortRunbook(ctx context.Context, a ckanclient.RunbookAction) (*ckanclient.Runbook, error)
 	RunbookEvents(ctx context.Context, since int64, fn func(ckanclient.RunbookEvent) error) error
+
+	AuditTail(ctx context.Context, n int) ([]ckanclient.AuditEntry, error)
 }
 
 var _ Gate = (*ckanclient.Client)(nil)
@@ -123,4 +125,7 @@ func (g brokenGate) AbortRunbook(context.Context, ckanclient.RunbookAction) (*ck
 }
 func (g brokenGate) RunbookEvents(context.Context, int64, func(ckanclient.RunbookEvent) error) error {
 	return g.err
+}
+func (g brokenGate) AuditTail(context.Context, int) ([]ckanclient.AuditEntry, error) {
+	return nil, g.err
 }

@@ -178,6 +178,8 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		return m, m.onJobsAnswer(msg)
 	case runbookLoadedMsg:
 		return m, m.onRunbookLoaded(msg)
+	case auditLoadedMsg:
+		return m, m.onAuditLoaded(msg)
 	case runbookAnswerMsg:
 		return m, m.onRunbookAnswer(msg)
 	case streamEventMsg, streamErrorMsg, streamEndedMsg, streamClosedMsg, streamRestartMsg:

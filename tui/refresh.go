@@ -38,6 +38,10 @@ type siteState struct {
 	runbook       *ckanclient.Runbook // the current or last runbook, once read
 	runbookErr    error
 	runbookLoaded bool
+
+	audit       []ckanclient.AuditEntry // the gate's audit tail, for the site view
+	auditErr    error
+	auditLoaded bool
 }
 
 // refreshDueMsg says a site's next refresh is due.

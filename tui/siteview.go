@@ -21,11 +21,46 @@ type runbookLoadedMsg struct {
 	err  error
 }
 
-// openSite shows the site view of s and reads its last runbook.
+// auditLoadedMsg carries a site's audit tail.
+type auditLoadedMsg struct {
+	site    string
+	entries []ckanclient.AuditEntry
+	err     error
+}
+
+// auditTail is how many audit entries the site view shows.
+const auditTail = 10
+
+// openSite shows the site view of s and reads its last runbook and the
+// tail of its audit log.
 func (m *Model) openSite(s *siteState) tea.Cmd {
 	m.stopStream()
 	m.view, m.current, m.siteScroll = viewSite, s, 0
-	return m.loadRunbook(s)
+	return tea.Batch(m.loadRunbook(s), m.loadAudit(s))
+}
+
+// loadAudit returns the command that reads a site's audit tail.
+func (m *Model) loadAudit(s *siteState) tea.Cmd {
+	ctx, g, name, timeout := m.ctx, s.Gate, s.Name, s.Timeout
+	return func() tea.Msg {
+		cctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		entries, err := g.AuditTail(cctx, auditTail)
+		return auditLoadedMsg{site: name, entries: entries, err: timeoutError(err, timeout)}
+	}
+}
+
+func (m *Model) onAuditLoaded(msg auditLoadedMsg) tea.Cmd {
+	s := m.byName[msg.site]
+	if s == nil {
+		return nil
+	}
+	s.auditLoaded = true
+	s.auditErr = msg.err
+	if msg.err == nil {
+		s.audit = msg.entries
+	}
+	return nil
 }
 
 // loadRunbook returns the command that reads a site's runbook record.
@@ -219,6 +254,29 @@ func (m *Model) siteLines(s *siteState) []string {
 		for _, l := range m.runbookSummary(s.runbook, now) {
 			wrapped("  ", l)
 		}
+	}
+	heading(fmt.Sprintf("AUDIT (last %d)", auditTail))
+	switch {
+	case s.auditErr != nil:
+		wrapped("  ", "cannot read it: "+oneLine(s.auditErr.Error()))
+	case !s.auditLoaded:
+		add("  reading…")
+	case len(s.audit) == 0:
+		add("  empty")
+	}
+	for i := len(s.audit) - 1; i >= 0; i-- { // newest first
+		e := s.audit[i]
+		what := e.Event
+		if e.From != "" || e.To != "" {
+			what += " " + e.From + "→" + e.To
+		}
+		if e.Method != "" {
+			what += " " + e.Method + " " + e.Path
+		}
+		if e.Reason != "" {
+			what += fmt.Sprintf(" (%s)", e.Reason)
+		}
+		wrapped("  "+fit(dateTime(e.Time, now, m.loc), 14)+" "+fit(e.Actor, 14)+" ", oneLine(what))
 	}
 	if len(s.Warnings) > 0 {
 		heading("CONFIGURATION WARNINGS")
