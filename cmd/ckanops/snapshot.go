@@ -4,72 +4,288 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
+	"io"
 	"os/signal"
+	"strings"
 	"syscall"
 
+	"github.com/ckanops/ckanops/config"
 	"github.com/ckanops/ckanops/runbook/snapshot"
 )
 
-func init() {
-	register(&command{
-		name:    "snapshot",
-		summary: "check a snapshot a runbook wrote (snapshot verify DIR)",
-		usage: `snapshot verify [--json] [--pg-restore PROGRAM] DIR
+const snapshotVerifyUsage = `snapshot verify [--json] [--pg-restore PROGRAM] DIR
 Re-reads every file of the snapshot against its manifest (size and sha256),
 runs 'pg_restore --list' on each database dump and reads the storage tar
 to its end. Runs on the host that holds the snapshot; needs no gate.
 
 Exit status: 0 every file checks out; 1 a file does not; 2 bad usage or no
-manifest.`,
+manifest.`
+
+const snapshotRestoreUsage = `snapshot restore DIR [--ckan-db URL] [--datastore-db URL] [--storage PATH] [--force] [--clean] [--pg-restore PROGRAM] [--json]
+Puts a snapshot back: verifies it as 'snapshot verify' does, restores each
+dump given a target with pg_restore (--no-owner --no-privileges, in one
+transaction: a restore that fails leaves its database as it was), then
+unpacks the storage tar into PATH (created when missing), with modes and
+times. Give at least one target; the others are left alone.
+
+Everything is checked before anything is written. It refuses, and says
+why: a file that does not match the manifest; an inconsistent snapshot
+(unless --force); a target the snapshot has no part for; a target database
+that holds tables or a storage directory that is not empty (unless
+--clean: pg_restore --clean --if-exists drops and recreates the dump's
+objects, other tables stay; the tar is unpacked over the directory, and
+files the snapshot does not hold stay); an archive entry that would land,
+or a link that would point, outside PATH.
+
+Target databases must exist (createdb). It writes only to the targets
+given, never to the snapshot; to restore a site in place, stop CKAN (or
+keep its maintenance mode down) first. Leave passwords out of the URLs
+(others can read a command line in ps): PGPASSWORD or ~/.pgpass supply
+them. Afterwards: grants are not restored (the DataStore's read-only user
+needs 'ckan datastore set-permissions' applied again), and the restored
+objects belong to the role pg_restore connected as.
+
+Exit status: 0 restored; 1 refused or failed (the reason says which, and
+what was done); 2 bad usage or no manifest.`
+
+func init() {
+	register(&command{
+		name:    "snapshot",
+		summary: "check or restore a snapshot a runbook wrote (snapshot verify|restore DIR)",
+		usage: `snapshot verify|restore [flags] DIR
+Forms:
+  ckanops snapshot verify [--json] [--pg-restore PROGRAM] DIR
+  ckanops snapshot restore DIR [--ckan-db URL] [--datastore-db URL] [--storage PATH]
+                           [--force] [--clean] [--pg-restore PROGRAM] [--json]
+
+verify re-reads every file of the snapshot against its manifest (size and
+sha256), runs 'pg_restore --list' on each dump and reads the storage tar.
+
+restore verifies the snapshot, then restores the dumps into the databases
+given (pg_restore, one transaction each) and unpacks the storage into PATH.
+It checks everything first and refuses an inconsistent snapshot (unless
+--force) and non-empty targets (unless --clean).
+
+Run 'ckanops snapshot verify --help' or 'ckanops snapshot restore --help'
+for the details. Both run on the host that holds the snapshot; neither
+needs a gate. Exit status: 0 ok; 1 a file does not check out, or the
+restore was refused or failed; 2 bad usage or no manifest.`,
 		run: func(e *env, args []string) error {
-			if len(args) == 0 || args[0] != "verify" {
-				if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
-					fs := newFlags(e, commands["snapshot"])
-					return parse(e, fs, args)
+			if len(args) > 0 {
+				switch args[0] {
+				case "verify":
+					return snapshotVerify(e, args[1:])
+				case "restore":
+					return snapshotRestore(e, args[1:])
+				case "-h", "--help", "-help":
+					return parse(e, newFlags(e, commands["snapshot"]), args)
 				}
-				return usageErr("want 'ckanops snapshot verify DIR'")
+				return usageErr("unknown subcommand %q: want 'ckanops snapshot verify DIR' or 'ckanops snapshot restore DIR --ckan-db URL ...'", args[0])
 			}
-			fs := newFlags(e, commands["snapshot"])
-			asJSON := fs.Bool("json", false, "print the report as JSON")
-			pgRestore := fs.String("pg-restore", snapshot.DefaultPGRestore, "the pg_restore program")
-			if err := parse(e, fs, args[1:]); err != nil {
-				return err
-			}
-			if fs.NArg() != 1 {
-				return usageErr("give exactly one snapshot DIR")
-			}
-			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-			defer stop()
-			rep, err := snapshot.Verify(ctx, fs.Arg(0), *pgRestore)
-			if err != nil {
-				return usageErr("%v", err)
-			}
-			if *asJSON {
-				enc := json.NewEncoder(e.stdout)
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(rep); err != nil {
-					return err
-				}
-			} else {
-				m := rep.Manifest
-				fmt.Fprintf(e.stdout, "snapshot %s\nsite %s, CKAN %s, mode version %d, taken %s .. %s\nverdict: %s\n",
-					rep.Dir, m.Site, m.CKANVersion, m.ModeVersion, m.Times.Started.Format("2006-01-02 15:04:05Z"), m.Times.Ended.Format("15:04:05Z"), m.Verdict)
-				for _, c := range m.Changed {
-					fmt.Fprintf(e.stdout, "  changed: %s\n", c)
-				}
-				for _, f := range rep.Files {
-					if f.OK {
-						fmt.Fprintf(e.stdout, "ok    %s\n", f.Name)
-					} else {
-						fmt.Fprintf(e.stdout, "FAIL  %s: %s\n", f.Name, f.Problem)
-					}
-				}
-			}
-			if !rep.OK {
-				return &exitError{code: exitFail, err: errors.New("the snapshot does not match its manifest")}
-			}
-			return nil
+			return usageErr("want 'ckanops snapshot verify DIR' or 'ckanops snapshot restore DIR --ckan-db URL ...'")
 		},
 	})
+}
+
+// subcommand is the command whose --help a subcommand's flags print.
+func subcommand(name, summary, usage string) *command {
+	return &command{name: name, summary: summary, usage: usage}
+}
+
+// parseInterspersed parses flags wherever they stand among the positional
+// arguments (`restore DIR --storage PATH`), and returns the positional
+// ones. After "--" everything is positional.
+func parseInterspersed(e *env, fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := parse(e, fs, args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		// fs.Parse consumed a "--" if it stopped at one.
+		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}
+
+func snapshotVerify(e *env, args []string) error {
+	fs := newFlags(e, subcommand("snapshot verify", "check a snapshot against its manifest", snapshotVerifyUsage))
+	asJSON := fs.Bool("json", false, "print the report as JSON")
+	pgRestore := fs.String("pg-restore", snapshot.DefaultPGRestore, "the pg_restore program")
+	pos, err := parseInterspersed(e, fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usageErr("give exactly one snapshot DIR")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	rep, err := snapshot.Verify(ctx, pos[0], *pgRestore)
+	if err != nil {
+		return usageErr("%v", err)
+	}
+	if *asJSON {
+		if err := writeJSON(e.stdout, rep); err != nil {
+			return err
+		}
+	} else {
+		m := rep.Manifest
+		fmt.Fprintf(e.stdout, "snapshot %s\nsite %s, CKAN %s, mode version %d, taken %s .. %s\nverdict: %s\n",
+			rep.Dir, m.Site, m.CKANVersion, m.ModeVersion, m.Times.Started.Format("2006-01-02 15:04:05Z"), m.Times.Ended.Format("15:04:05Z"), m.Verdict)
+		for _, c := range m.Changed {
+			fmt.Fprintf(e.stdout, "  changed: %s\n", c)
+		}
+		for _, f := range rep.Files {
+			if f.OK {
+				fmt.Fprintf(e.stdout, "ok    %s\n", f.Name)
+			} else {
+				fmt.Fprintf(e.stdout, "FAIL  %s: %s\n", f.Name, f.Problem)
+			}
+		}
+	}
+	if !rep.OK {
+		return &exitError{code: exitFail, err: errors.New("the snapshot does not match its manifest")}
+	}
+	return nil
+}
+
+// restoreResult is restore's --json output: the report (absent when the
+// restore was refused or failed before it started), whether it succeeded,
+// and why not.
+type restoreResult struct {
+	OK      bool   `json:"ok"`
+	Refused bool   `json:"refused"` // nothing was written
+	Error   string `json:"error,omitempty"`
+	*snapshot.RestoreReport
+}
+
+func snapshotRestore(e *env, args []string) error {
+	fs := newFlags(e, subcommand("snapshot restore", "restore a snapshot into databases and a storage directory", snapshotRestoreUsage))
+	ckanDB := fs.String("ckan-db", "", "postgres:// `URL` of the database to restore CKAN's dump into (it must exist)")
+	datastoreDB := fs.String("datastore-db", "", "postgres:// `URL` of the database to restore the DataStore's dump into (it must exist)")
+	storage := fs.String("storage", "", "`PATH` to unpack the storage into (created when missing, if its parent exists)")
+	force := fs.Bool("force", false, "restore an inconsistent snapshot")
+	clean := fs.Bool("clean", false, "restore into targets that are not empty: drop and recreate the dump's objects; unpack over the directory's files")
+	pgRestore := fs.String("pg-restore", snapshot.DefaultPGRestore, "the pg_restore `PROGRAM`")
+	asJSON := fs.Bool("json", false, "print the report as JSON (progress goes to stderr)")
+	pos, err := parseInterspersed(e, fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usageErr("give exactly one snapshot DIR")
+	}
+	if *ckanDB == "" && *datastoreDB == "" && *storage == "" {
+		return usageErr("nothing to restore: give --ckan-db URL, --datastore-db URL or --storage PATH")
+	}
+	for _, f := range []struct{ flag, url string }{{"--ckan-db", *ckanDB}, {"--datastore-db", *datastoreDB}} {
+		if f.url == "" {
+			continue
+		}
+		u := config.SecretURL(f.url)
+		if !strings.HasPrefix(f.url, "postgres://") && !strings.HasPrefix(f.url, "postgresql://") {
+			return usageErr("%s %s is not a postgres:// URL", f.flag, u)
+		}
+		if len(u.Secrets()) > 0 {
+			fmt.Fprintf(e.stderr, "ckanops snapshot restore: warning: the %s URL holds a password, which other users can read in ps: leave it out and put it in PGPASSWORD or ~/.pgpass\n", f.flag)
+		}
+	}
+	dir := pos[0]
+	if _, err := snapshot.Load(dir); err != nil {
+		return usageErr("%v", err)
+	}
+
+	progress := e.stdout
+	if *asJSON {
+		progress = e.stderr
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	rep, err := snapshot.Restore(ctx, snapshot.RestoreSpec{
+		Dir:         dir,
+		CKANDB:      config.SecretURL(*ckanDB),
+		DatastoreDB: config.SecretURL(*datastoreDB),
+		StoragePath: *storage,
+		PGRestore:   *pgRestore,
+		Force:       *force,
+		Clean:       *clean,
+		Output:      func(line string) { fmt.Fprintln(progress, line) },
+	})
+	if *asJSON {
+		res := restoreResult{OK: err == nil, Refused: errors.Is(err, snapshot.ErrRefused), RestoreReport: rep}
+		if err != nil {
+			res.Error = err.Error()
+		}
+		if jerr := writeJSON(e.stdout, res); jerr != nil && err == nil {
+			return jerr
+		}
+	} else if rep != nil {
+		printRestore(e.stdout, rep, err == nil)
+	}
+	if err != nil {
+		return &exitError{code: exitFail, err: err}
+	}
+	return nil
+}
+
+// printRestore sums up what a restore did.
+func printRestore(w io.Writer, rep *snapshot.RestoreReport, ok bool) {
+	verdict := rep.Verdict
+	if rep.Forced {
+		verdict += ", forced"
+	}
+	if ok {
+		fmt.Fprintf(w, "\nrestored snapshot %s (site %s, %s) in %.1f s:\n", rep.Dir, rep.Site, verdict, rep.Seconds)
+	} else {
+		fmt.Fprintf(w, "\nrestore of snapshot %s (site %s, %s) stopped after %.1f s:\n", rep.Dir, rep.Site, verdict, rep.Seconds)
+	}
+	for _, d := range rep.Databases {
+		switch {
+		case d.Done:
+			extra := ""
+			if d.Extra > 0 {
+				extra = fmt.Sprintf(", %d other tables left in place", d.Extra)
+			}
+			if len(d.Missing) > 0 {
+				extra += fmt.Sprintf(", %d tables of the snapshot MISSING", len(d.Missing))
+			}
+			fmt.Fprintf(w, "  %-12s database %s: %d tables%s (%.1f s)\n", d.Name, d.Database, d.Tables, extra, d.Seconds)
+		default:
+			fmt.Fprintf(w, "  %-12s database %s: not restored\n", d.Name, d.Database)
+		}
+	}
+	if st := rep.Storage; st != nil {
+		if st.Done {
+			fmt.Fprintf(w, "  %-12s %s: %d files (%s), %d directories, %d links (%.1f s)\n", "storage", st.Path, st.Files, sizeString(st.Bytes), st.Dirs, st.Symlinks, st.Seconds)
+		} else {
+			fmt.Fprintf(w, "  %-12s %s: not restored (%d files written)\n", "storage", st.Path, st.Files)
+		}
+	}
+}
+
+// sizeString is a size for people: "12.3 MB".
+func sizeString(n int64) string {
+	if n < 1000 {
+		return fmt.Sprintf("%d B", n)
+	}
+	f, units := float64(n)/1000, "kMGTP"
+	for len(units) > 1 && f >= 1000 {
+		f, units = f/1000, units[1:]
+	}
+	return fmt.Sprintf("%.1f %cB", f, units[0])
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }
