@@ -410,6 +410,9 @@ func (g *Gate) modifyResponse(resp *http.Response) error {
 	if info.rec.Mode != ckanclient.ModeReadOnly || !isHTML(resp.Header) || g.isDownload(resp.Request.URL.Path) {
 		return nil
 	}
+	// A page with the maintenance banner must not outlive the maintenance
+	// in a shared cache (nginx proxy_cache, a CDN).
+	resp.Header.Set("Cache-Control", "no-store")
 	base := resp.Request.URL
 	return annotate.Response(resp, annotate.Options{
 		Notice: annotate.Notice{

@@ -601,6 +601,9 @@ func TestReadOnlyAnnotatesPagesButLiveNeverTouchesThem(t *testing.T) {
 	if edit.status != 200 || !strings.Contains(edit.body, `role="status"`) || !strings.Contains(edit.body, "Back at 15:00") {
 		t.Fatalf("edit page lacks the banner: %d\n%s", edit.status, edit.body)
 	}
+	if cc := edit.header.Get("Cache-Control"); cc != "no-store" {
+		t.Errorf("an annotated page may be cached: Cache-Control %q", cc)
+	}
 	if strings.Contains(edit.body, `action="/dataset/edit/`) || !strings.Contains(edit.body, "ckanops-form-notice") {
 		t.Errorf("the edit form was not replaced by a notice")
 	}

@@ -383,3 +383,28 @@ func TestQuitEndsStream(t *testing.T) {
 		t.Error("the stream did not end on quit")
 	}
 }
+
+// A site whose url reaches another site's gate (the public URL after an
+// A/B switch) cannot be changed from the console.
+func TestActionsRefuseAnotherSitesGate(t *testing.T) {
+	m, gates := fourSitesModel(100, 30)
+	st := *gates["prod"].status
+	st.Site = "prod-b"
+	feed(m, []tea.Msg{refreshedMsg{site: "prod", status: &st, report: gates["prod"].report, at: t0}})
+	m.selected = "prod"
+	for _, k := range []string{"e", "d", "s", "r"} {
+		cmds := press(m, k)
+		if m.dialog != nil || m.view != viewDashboard {
+			t.Fatalf("%s opened a dialog or view on the wrong site's gate", k)
+		}
+		for _, c := range cmds {
+			run(c)
+		}
+		if !strings.Contains(m.flash.text, `is site "prod-b", not prod`) {
+			t.Fatalf("%s: flash %q", k, m.flash.text)
+		}
+	}
+	if n := gates["prod"].total(); n != 0 {
+		t.Fatalf("%d gate calls", n)
+	}
+}

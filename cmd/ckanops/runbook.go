@@ -105,6 +105,9 @@ func runRunbook(e *env, site siteClient, o runbookFlags) error {
 		ui.prompt = e.stderr
 	}
 	c := site.client
+	if err := checkSiteIdentity(ctx, site); err != nil {
+		return err
+	}
 
 	rb, err := c.Runbook(ctx)
 	if err != nil {

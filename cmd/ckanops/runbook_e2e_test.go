@@ -159,3 +159,25 @@ func TestRunbookCLIDeclineRestartResume(t *testing.T) {
 		t.Fatalf("abort after the end: %d %s", code, errb)
 	}
 }
+
+// A sites.toml entry whose url reaches another site's gate (the public URL
+// during an A/B switch) changes nothing.
+func TestCLIRefusesTheWrongSitesGate(t *testing.T) {
+	s := newSite(t)
+	s.startGate()
+	other := filepath.Join(s.dir, "other-sites.toml")
+	os.WriteFile(other, []byte(`[[site]]
+name = "prod"
+url = "`+s.gateURL+`"
+token_file = "ops.token"
+`), 0o600)
+	for _, args := range [][]string{{"enable", "--config", other, "prod"}, {"disable", "--config", other, "prod"}, {"runbook", "--config", other, "--yes", "prod"}} {
+		code, _, errb := s.cli(args...)
+		if code != 1 || !strings.Contains(errb, `the gate there is site "e2e"`) || !strings.Contains(errb, "nothing was changed") {
+			t.Errorf("%v: exit %d, %s", args, code, errb)
+		}
+	}
+	if code, out, _ := s.cli("status", "--json", "e2e"); code != 0 || !strings.Contains(out, `"mode": "live"`) || strings.Contains(out, `"version": 1`) {
+		t.Fatalf("the gate changed: %s", out)
+	}
+}

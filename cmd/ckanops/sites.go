@@ -187,6 +187,9 @@ func appliedText(st *ckanclient.Status) string {
 // runSetMode changes a site's mode and, with wait, follows the drain.
 func runSetMode(e *env, s siteClient, req ckanclient.ModeRequest, asJSON, wait bool, timeout time.Duration) error {
 	ctx := context.Background()
+	if err := checkSiteIdentity(ctx, s); err != nil {
+		return err
+	}
 	st, err := s.client.SetMode(ctx, req)
 	if err != nil {
 		return err
@@ -263,4 +266,18 @@ func oneLine(s string, max int) string {
 		s = string([]rune(s)[:max-1]) + "…"
 	}
 	return s
+}
+
+// checkSiteIdentity refuses to act when the gate at the site's url says it
+// is another site: during an A/B switch the public URL may reach the
+// stand-in, and disabling maintenance there would open the wrong site.
+func checkSiteIdentity(ctx context.Context, s siteClient) error {
+	st, err := s.client.Status(ctx)
+	if err != nil {
+		return err
+	}
+	if st.Site != "" && st.Site != s.site.Name {
+		return &exitError{code: exitFail, err: fmt.Errorf("refused: sites.toml's %s has url %s, but the gate there is site %q (traffic switched to a stand-in?): nothing was changed; point %s's url at its own gate", s.site.Name, s.site.URL, st.Site, s.site.Name)}
+	}
+	return nil
 }
