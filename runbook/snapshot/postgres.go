@@ -276,7 +276,8 @@ func (db *database) dumpArgs() []string {
 
 // dump runs pg_dump into dir/<source>.dump, hashing its output on the way.
 // Cancelling ctx kills pg_dump (its whole process group).
-func dump(ctx context.Context, db *database, pgDump, dir string, out *output) (File, error) {
+// exited is called when pg_dump has exited, before its file is synced.
+func dump(ctx context.Context, db *database, pgDump, dir string, out *output, exited func()) (File, error) {
 	name := db.source + ".dump"
 	f := File{Name: name, Kind: KindPGDump, Source: db.source}
 	s, err := createSink(filepath.Join(dir, name))
@@ -315,6 +316,9 @@ func dump(ctx context.Context, db *database, pgDump, dir string, out *output) (F
 	}
 	lines := <-tail
 	waitErr := cmd.Wait()
+	if exited != nil {
+		exited()
+	}
 
 	switch {
 	case copyErr != nil:

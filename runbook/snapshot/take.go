@@ -269,38 +269,43 @@ func (p *plan) take(ctx context.Context, t *tempDir, started time.Time) (*Manife
 		m.Databases = append(m.Databases, Database{Name: db.source, Database: db.name, Before: r.counters})
 		out.line("counters %s: %d tables", db.what(), len(r.counters))
 	}
-	if p.storageRoot != "" {
-		entries, tree, err := walkStorage(ctx, p.storageRoot)
-		if err != nil {
-			return nil, cancelled(ctx, "walking the storage", fmt.Errorf("walk storage %s: %v", p.StoragePath, err))
-		}
-		beforeFiles = entries
-		m.Storage = &Storage{Path: p.StoragePath, Before: tree}
-		out.line("storage %s: %d files, %s", p.StoragePath, tree.Files, humanBytes(tree.Bytes))
-	}
-	if p.afterBefore != nil {
-		p.afterBefore()
-	}
-
-	// The dumps and the archive, concurrently: the first to fail stops
-	// the others.
+	// The dumps start as soon as the row counters are read; the archive
+	// first digests the storage it is about to write. All run
+	// concurrently: the first to fail stops the others.
 	type part func(context.Context) (File, error)
 	var parts []part
 	var (
 		mu       sync.Mutex
-		dumpsEnd time.Time // when the last dump ended: the statistics settle from then
+		dumpsEnd time.Time // when the last pg_dump exited: the statistics settle from then
 	)
+	if p.storageRoot == "" && p.afterBefore != nil {
+		p.afterBefore()
+	}
 	for _, db := range p.dbs {
 		parts = append(parts, func(ctx context.Context) (File, error) {
-			f, err := dump(ctx, db, p.pgDump, t.tmp, out)
-			mu.Lock()
-			dumpsEnd = time.Now()
-			mu.Unlock()
-			return f, err
+			return dump(ctx, db, p.pgDump, t.tmp, out, func() {
+				mu.Lock()
+				dumpsEnd = time.Now()
+				mu.Unlock()
+			})
 		})
 	}
 	if p.storageRoot != "" {
-		parts = append(parts, func(ctx context.Context) (File, error) { return writeTar(ctx, p.storageRoot, t.tmp, out) })
+		parts = append(parts, func(ctx context.Context) (File, error) {
+			entries, tree, err := walkStorage(ctx, p.storageRoot)
+			if err != nil {
+				return File{}, cancelled(ctx, "walking the storage", fmt.Errorf("walk storage %s: %v", p.StoragePath, err))
+			}
+			mu.Lock()
+			beforeFiles = entries
+			m.Storage = &Storage{Path: p.StoragePath, Before: tree}
+			mu.Unlock()
+			out.line("storage %s: %d files, %s", p.StoragePath, tree.Files, humanBytes(tree.Bytes))
+			if p.afterBefore != nil {
+				p.afterBefore()
+			}
+			return writeTar(ctx, p.storageRoot, t.tmp, out)
+		})
 	}
 	files := make([]File, len(parts))
 	runCtx, stop := context.WithCancelCause(ctx)
