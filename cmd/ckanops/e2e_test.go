@@ -155,18 +155,7 @@ func (s *site) startGate() {
 
 func (s *site) cli(args ...string) (int, string, string) {
 	s.t.Helper()
-	cmd := exec.Command(binPath, args...)
-	cmd.Env = append(os.Environ(), "CKANOPS_CONFIG="+s.sites)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		s.t.Fatal(err)
-	}
-	return code, out.String(), errb.String()
+	return s.cliIn("", args...)
 }
 
 func (s *site) write(name string) int {

@@ -254,7 +254,12 @@ func awaitPublish(ctx context.Context, conn *pgx.Conn, db *database, since time.
 
 // dumpEnv is pg_dump's environment: ours, with the password (when the URL
 // has one) and the application name.
-func (db *database) dumpEnv() []string {
+func (db *database) dumpEnv() []string { return db.toolEnv(ApplicationName) }
+
+// toolEnv is the environment of a Postgres client program (pg_dump,
+// pg_restore): ours, with the password (when the URL has one, so that it
+// never shows in argv) and the application name app.
+func (db *database) toolEnv(app string) []string {
 	var env []string
 	for _, kv := range os.Environ() {
 		if strings.HasPrefix(kv, "PGAPPNAME=") || (db.password != "" && strings.HasPrefix(kv, "PGPASSWORD=")) {
@@ -262,7 +267,7 @@ func (db *database) dumpEnv() []string {
 		}
 		env = append(env, kv)
 	}
-	env = append(env, "PGAPPNAME="+ApplicationName)
+	env = append(env, "PGAPPNAME="+app)
 	if db.password != "" {
 		env = append(env, "PGPASSWORD="+db.password)
 	}

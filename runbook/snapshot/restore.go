@@ -864,23 +864,6 @@ func (r *restorer) sofar() string {
 	return s
 }
 
-// restoreEnv is pg_restore's environment: ours, with the password (when
-// the URL has one) and the application name.
-func restoreEnv(db *database) []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "PGAPPNAME=") || (db.password != "" && strings.HasPrefix(kv, "PGPASSWORD=")) {
-			continue
-		}
-		env = append(env, kv)
-	}
-	env = append(env, "PGAPPNAME="+RestoreApplicationName)
-	if db.password != "" {
-		env = append(env, "PGPASSWORD="+db.password)
-	}
-	return env
-}
-
 // restoreArgs is pg_restore's argv after the program: never the password.
 func restoreArgs(db *database, clean bool, file string) []string {
 	args := []string{"--no-owner", "--no-privileges", "--exit-on-error", "--single-transaction", "--no-password"}
@@ -898,7 +881,7 @@ func (r *restorer) restoreDB(ctx context.Context, t *dbTarget) error {
 	r.out.line("pg_restore %s: restoring %s (%s) into %s", db.source, t.file.Name, humanBytes(t.file.Size), db.what())
 
 	cmd := exec.CommandContext(ctx, r.pgRestore, restoreArgs(db, r.Clean, filepath.Join(r.Dir, t.file.Name))...)
-	cmd.Env = restoreEnv(db)
+	cmd.Env = db.toolEnv(RestoreApplicationName)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = killWait

@@ -23,7 +23,31 @@ import (
 func walkStorage(ctx context.Context, root string) (map[string]entry, StorageTree, error) {
 	entries := map[string]entry{}
 	var tree StorageTree
-	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+	err := walkTree(ctx, root, func(_, rel string, info fs.FileInfo) error {
+		e := entry{mode: info.Mode()}
+		if !info.IsDir() {
+			e.size, e.mtime = info.Size(), info.ModTime().UnixNano()
+		}
+		if info.Mode().IsRegular() {
+			tree.Files++
+			tree.Bytes += info.Size()
+		}
+		entries[rel] = e
+		return nil
+	})
+	if err != nil {
+		return nil, StorageTree{}, err
+	}
+	tree.Digest = digest(entries)
+	return entries, tree, nil
+}
+
+// walkTree calls fn for everything below root (not root itself), in
+// lexical order, with its path, its slash-separated path relative to root,
+// and its Lstat information. An entry that disappears while it is looked
+// at is skipped; ctx ends the walk.
+func walkTree(ctx context.Context, root string, fn func(path, rel string, info fs.FileInfo) error) error {
+	return filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) && path != root {
 				return nil
@@ -47,22 +71,8 @@ func walkStorage(ctx context.Context, root string) (map[string]entry, StorageTre
 		if err != nil {
 			return err
 		}
-		e := entry{mode: info.Mode()}
-		if !info.IsDir() {
-			e.size, e.mtime = info.Size(), info.ModTime().UnixNano()
-		}
-		if info.Mode().IsRegular() {
-			tree.Files++
-			tree.Bytes += info.Size()
-		}
-		entries[filepath.ToSlash(rel)] = e
-		return nil
+		return fn(path, filepath.ToSlash(rel), info)
 	})
-	if err != nil {
-		return nil, StorageTree{}, err
-	}
-	tree.Digest = digest(entries)
-	return entries, tree, nil
 }
 
 // digest is StorageTree.Digest of entries.
@@ -106,31 +116,7 @@ func writeTar(ctx context.Context, root, dir string, out *output) (File, error) 
 	buf := make([]byte, copyBufferSize)
 	var files, bytes int64
 	lastReport := time.Now()
-	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) && path != root {
-				return nil
-			}
-			return err
-		}
-		if path == root {
-			return nil
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		info, err := d.Info()
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(root, path)
-		if err != nil {
-			return err
-		}
-		rel = filepath.ToSlash(rel)
+	err = walkTree(ctx, root, func(path, rel string, info fs.FileInfo) error {
 		link := ""
 		switch {
 		case info.Mode()&fs.ModeSymlink != 0:
