@@ -51,7 +51,7 @@ func (x tmux) keys(literal bool, keys ...string) {
 // waitScreen waits until the screen holds want.
 func (x tmux) waitScreen(want string) {
 	x.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(60 * time.Second) // the demo starts a Postgres and a Redis first
 	for {
 		s := x.screen()
 		if strings.Contains(s, want) {
