@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"sync"
 	"syscall"
+
+	"github.com/ckanops/ckanops/internal/atomicfile"
 )
 
 // Store holds a site's mode record. Implementations must make
@@ -104,7 +106,10 @@ func (s *FileStore) Write(rec Record) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(s.path, append(b, '\n'), 0o640)
+	if err := atomicfile.Write(s.path, append(b, '\n'), 0o640); err != nil {
+		return fmt.Errorf("gate: %w", err)
+	}
+	return nil
 }
 
 func (s *FileStore) Close() error {
@@ -114,45 +119,4 @@ func (s *FileStore) Close() error {
 	err := s.lock.Close() // closing releases the flock
 	s.lock = nil
 	return err
-}
-
-// writeFileAtomic replaces path with data so that a crash at any moment
-// leaves either the old or the new content, never a mix or nothing.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("gate: write %s: %w", path, err)
-	}
-	name := tmp.Name()
-	cleanup := func() { tmp.Close(); os.Remove(name) }
-	if err := tmp.Chmod(perm); err != nil {
-		cleanup()
-		return fmt.Errorf("gate: write %s: %w", path, err)
-	}
-	if _, err := tmp.Write(data); err != nil {
-		cleanup()
-		return fmt.Errorf("gate: write %s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		cleanup()
-		return fmt.Errorf("gate: fsync %s: %w", name, err)
-	}
-	if err := tmp.Close(); err != nil {
-		os.Remove(name)
-		return fmt.Errorf("gate: write %s: %w", path, err)
-	}
-	if err := os.Rename(name, path); err != nil {
-		os.Remove(name)
-		return fmt.Errorf("gate: rename %s: %w", path, err)
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("gate: fsync dir %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("gate: fsync dir %s: %w", dir, err)
-	}
-	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 
 	"github.com/ckanops/ckanops/ckanclient"
+	"github.com/ckanops/ckanops/internal/atomicfile"
 )
 
 // Files of the journal directory.
@@ -63,29 +64,8 @@ func (j *journal) save(rb *ckanclient.Runbook) error {
 	if err != nil {
 		return err
 	}
-	path := filepath.Join(j.dir, recordName)
-	tmp, err := os.CreateTemp(j.dir, ".runbook-*.json")
-	if err != nil {
+	if err := atomicfile.Write(filepath.Join(j.dir, recordName), append(b, '\n'), 0o640); err != nil {
 		return fmt.Errorf("runbook: save record: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(append(b, '\n')); err != nil {
-		tmp.Close()
-		return fmt.Errorf("runbook: save record: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("runbook: save record: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("runbook: save record: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("runbook: save record: %w", err)
-	}
-	if d, err := os.Open(j.dir); err == nil {
-		_ = d.Sync()
-		d.Close()
 	}
 	return nil
 }
