@@ -10,6 +10,7 @@ import (
 	tea "charm.land/bubbletea/v2"
 
 	"github.com/ckanops/ckanops/ckanclient"
+	"github.com/ckanops/ckanops/internal/human"
 )
 
 // modeAnswerMsg is the gate's answer to a mode change.
@@ -70,7 +71,7 @@ func (m *Model) nowLine(s *siteState) string {
 		line += " (draining)"
 	}
 	if !st.Since.IsZero() {
-		line += " since " + ago(m.clock().Sub(st.Since)) + " ago"
+		line += " since " + human.Ago(m.clock().Sub(st.Since)) + " ago"
 	}
 	if st.Actor != "" {
 		line += " (by " + st.Actor + ")"
@@ -215,7 +216,7 @@ func (m *Model) describeError(err error) string {
 		}
 		text := "not changed: the mode was changed by " + who
 		if !cur.Since.IsZero() {
-			text += " " + ago(m.clock().Sub(cur.Since)) + " ago"
+			text += " " + human.Ago(m.clock().Sub(cur.Since)) + " ago"
 		}
 		if cur.Mode != "" {
 			text += fmt.Sprintf(" (now %s, version %d)", cur.Mode, cur.Version)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/ckanops/ckanops/checks"
 	"github.com/ckanops/ckanops/ckanclient"
+	"github.com/ckanops/ckanops/internal/human"
 )
 
 // Names of the checks the dashboard reads (see package checks).
@@ -167,7 +168,7 @@ func cellSince(_ *Model, r ranked, now time.Time) string {
 	if r.status == nil || r.status.Since.IsZero() {
 		return "-"
 	}
-	return ago(now.Sub(r.status.Since)) + "/" + eta(r.status.Until, now)
+	return human.Ago(now.Sub(r.status.Since)) + "/" + eta(r.status.Until, now)
 }
 
 // eta is the time left until the operator's ETA: "1h40m", "late", or "-".
@@ -178,7 +179,7 @@ func eta(until *time.Time, now time.Time) string {
 	case !until.After(now):
 		return "late"
 	}
-	return ago(until.Sub(now))
+	return human.Ago(until.Sub(now))
 }
 
 func cellWrites(_ *Model, r ranked, _ time.Time) string {
@@ -280,9 +281,9 @@ func cellAge(_ *Model, r ranked, _ time.Time) string {
 		return "-"
 	}
 	if r.a.stale {
-		return ago(r.a.age) + " stale"
+		return human.Ago(r.a.age) + " stale"
 	}
-	return ago(r.a.age)
+	return human.Ago(r.a.age)
 }
 
 // dashboardBody renders the dashboard's table and the selected site's

@@ -8,23 +8,9 @@ import (
 	"time"
 
 	"github.com/charmbracelet/x/ansi"
-)
 
-// ago writes a duration the way the CLI does: 45s, 20m, 2h05m, 3d.
-func ago(d time.Duration) string {
-	if d < 0 {
-		d = 0
-	}
-	switch {
-	case d < time.Minute:
-		return fmt.Sprintf("%ds", int(d.Seconds()))
-	case d < time.Hour:
-		return fmt.Sprintf("%dm", int(d.Minutes()))
-	case d < 48*time.Hour:
-		return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
-	}
-	return fmt.Sprintf("%dd", int(d.Hours()/24))
-}
+	"github.com/ckanops/ckanops/internal/human"
+)
 
 // span writes a duration precisely enough for transactions and writes:
 // 850ms, 12s, 3m12s, 2h05m.
@@ -39,7 +25,7 @@ func span(d time.Duration) string {
 	case d < time.Hour:
 		return fmt.Sprintf("%dm%02ds", int(d.Minutes()), int(d.Seconds())%60)
 	}
-	return ago(d)
+	return human.Ago(d)
 }
 
 // clockTime writes a time as the log and the site view show it.

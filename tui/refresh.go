@@ -13,6 +13,7 @@ import (
 
 	"github.com/ckanops/ckanops/checks"
 	"github.com/ckanops/ckanops/ckanclient"
+	"github.com/ckanops/ckanops/internal/human"
 )
 
 // siteState is what the console knows of one site.
@@ -255,7 +256,7 @@ func (m *Model) assess(s *siteState, now time.Time) (a assessment) {
 		trouble(1, "state store ("+st.Store.Kind+") unreachable: mode changes are refused")
 	}
 	if a.stale {
-		trouble(1, "stale: last answer "+ago(a.age)+" ago")
+		trouble(1, "stale: last answer "+human.Ago(a.age)+" ago")
 	}
 	switch {
 	case a.word == "warn" && s.report != nil:

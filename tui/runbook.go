@@ -10,6 +10,8 @@ import (
 	tea "charm.land/bubbletea/v2"
 
 	"github.com/ckanops/ckanops/ckanclient"
+	"github.com/ckanops/ckanops/config"
+	"github.com/ckanops/ckanops/internal/human"
 )
 
 // runbookView is the state of the runbook view.
@@ -225,7 +227,7 @@ func (m *Model) onStream(msg tea.Msg) tea.Cmd {
 		if !mine(msg.id) {
 			return nil
 		}
-		m.rb.streamNote = fmt.Sprintf("stream broken, reconnecting in %s: %s", shortDur(msg.retryIn), oneLine(msg.err.Error()))
+		m.rb.streamNote = fmt.Sprintf("stream broken, reconnecting in %s: %s", config.Duration{Duration: msg.retryIn}.String(), oneLine(msg.err.Error()))
 		return waitStream(cur.ch, cur.id)
 	case streamEndedMsg:
 		if !mine(msg.id) {
@@ -686,12 +688,12 @@ func (m *Model) runbookBody(f *frame, height int) {
 				line += " · " + plural(len(st.InFlight), "write", "writes") + " in flight"
 			}
 			if s.err != nil {
-				line += " · UNREACHABLE, data " + ago(now.Sub(s.statusAt)) + " old"
+				line += " · UNREACHABLE, data " + human.Ago(now.Sub(s.statusAt)) + " old"
 			}
 			top = append(top, "", cut(line, m.width))
 		}
 		if sn := rb.Snapshot; sn != nil {
-			top = append(top, "", cut(fmt.Sprintf("snapshot %s · %s · %s", strings.ToUpper(sn.Verdict), bytesText(sn.Bytes), sn.Dir), m.width))
+			top = append(top, "", cut(fmt.Sprintf("snapshot %s · %s · %s", strings.ToUpper(sn.Verdict), human.Bytes(sn.Bytes), sn.Dir), m.width))
 			if len(sn.Changed) > 0 {
 				top = append(top, cut("  changed during the snapshot: "+strings.Join(sn.Changed, ", "), m.width))
 			}

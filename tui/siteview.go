@@ -12,6 +12,7 @@ import (
 
 	"github.com/ckanops/ckanops/checks"
 	"github.com/ckanops/ckanops/ckanclient"
+	"github.com/ckanops/ckanops/internal/human"
 )
 
 // runbookLoadedMsg carries a site's runbook record (nil: none ever ran).
@@ -128,7 +129,7 @@ func (m *Model) siteLines(s *siteState) []string {
 		mode := m.st.paint(m.st.forMode(st.Mode), modeWord(st.Mode))
 		line := fmt.Sprintf("%s%s · %s · version %d", label("mode"), mode, st.Phase, st.Version)
 		if !st.Since.IsZero() {
-			line += fmt.Sprintf(" · since %s (%s ago)", dateTime(st.Since, now, m.loc), ago(now.Sub(st.Since)))
+			line += fmt.Sprintf(" · since %s (%s ago)", dateTime(st.Since, now, m.loc), human.Ago(now.Sub(st.Since)))
 		}
 		out = append(out, line)
 		var rec []string
@@ -155,7 +156,7 @@ func (m *Model) siteLines(s *siteState) []string {
 			if !st.Store.OK {
 				store = st.Store.Kind + ", UNREACHABLE: gates enforce the last mode they knew; mode changes are refused"
 				if st.Store.StaleSince != nil {
-					store += " (since " + ago(now.Sub(*st.Store.StaleSince)) + " ago)"
+					store += " (since " + human.Ago(now.Sub(*st.Store.StaleSince)) + " ago)"
 				}
 			}
 			wrapped(label("store"), store)
@@ -165,16 +166,16 @@ func (m *Model) siteLines(s *siteState) []string {
 	case s.err != nil:
 		data := "UNREACHABLE: " + oneLine(s.err.Error())
 		if s.status != nil {
-			data += fmt.Sprintf(" · last answer %s ago, shown as stale", ago(now.Sub(s.statusAt)))
+			data += fmt.Sprintf(" · last answer %s ago, shown as stale", human.Ago(now.Sub(s.statusAt)))
 		}
 		if !s.nextAt.IsZero() {
-			data += " · next try in " + ago(s.nextAt.Sub(now))
+			data += " · next try in " + human.Ago(s.nextAt.Sub(now))
 		}
 		wrapped(label("data"), data)
 	case s.status == nil:
 		add("%swaiting for the first answer", label("data"))
 	default:
-		data := fmt.Sprintf("read %s ago", ago(now.Sub(s.statusAt)))
+		data := fmt.Sprintf("read %s ago", human.Ago(now.Sub(s.statusAt)))
 		if a.stale {
 			data += " · STALE (older than two refresh periods)"
 		}
@@ -210,7 +211,7 @@ func (m *Model) siteLines(s *siteState) []string {
 					gone = "  GONE (no heartbeat)"
 				}
 				add("  %s v%-4d %s %s  seen %s ago%s", fit(g.ID, 16), g.Version, fit(g.Phase, 8),
-					fit(plural(g.InFlight, "write", "writes")+" in flight", 18), ago(now.Sub(g.Seen)), gone)
+					fit(plural(g.InFlight, "write", "writes")+" in flight", 18), human.Ago(now.Sub(g.Seen)), gone)
 			}
 		}
 	}
@@ -218,7 +219,7 @@ func (m *Model) siteLines(s *siteState) []string {
 	// Checks.
 	switch {
 	case s.report != nil:
-		heading(fmt.Sprintf("CHECKS (read %s ago)", ago(now.Sub(s.reportAt))))
+		heading(fmt.Sprintf("CHECKS (read %s ago)", human.Ago(now.Sub(s.reportAt))))
 		for _, c := range s.report.Checks {
 			status := c.Status
 			if checks.IsNotConfigured(c) {
@@ -290,9 +291,9 @@ func (m *Model) siteLines(s *siteState) []string {
 // etaWords says how far off an ETA is: "in 1h40m" or "5m ago: overdue".
 func etaWords(until, now time.Time) string {
 	if until.After(now) {
-		return "in " + ago(until.Sub(now))
+		return "in " + human.Ago(until.Sub(now))
 	}
-	return ago(now.Sub(until)) + " ago: overdue"
+	return human.Ago(now.Sub(until)) + " ago: overdue"
 }
 
 // runbookSummary describes a runbook record in a few lines.
@@ -312,7 +313,7 @@ func (m *Model) runbookSummary(rb *ckanclient.Runbook, now time.Time) []string {
 		out = append(out, "error: "+oneLine(rb.Error))
 	}
 	if sn := rb.Snapshot; sn != nil {
-		snap := fmt.Sprintf("snapshot %s · verdict %s · %s", sn.Dir, strings.ToUpper(sn.Verdict), bytesText(sn.Bytes))
+		snap := fmt.Sprintf("snapshot %s · verdict %s · %s", sn.Dir, strings.ToUpper(sn.Verdict), human.Bytes(sn.Bytes))
 		if len(sn.Changed) > 0 {
 			snap += " · changed during the snapshot: " + strings.Join(sn.Changed, ", ")
 		}
@@ -321,20 +322,6 @@ func (m *Model) runbookSummary(rb *ckanclient.Runbook, now time.Time) []string {
 		out = append(out, "no snapshot taken")
 	}
 	return out
-}
-
-// bytesText writes a size: 512 B, 1.5 MB, 12.3 GB.
-func bytesText(n int64) string {
-	const unit = 1000
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for v := n / unit; v >= unit; v /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %cB", float64(n)/float64(div), "kMGTPE"[exp])
 }
 
 // keyDetails picks the details of a check an operator looks at.
@@ -370,7 +357,7 @@ func keyDetails(c ckanclient.CheckResult) string {
 		free, ok1 := number(d, "free_bytes")
 		total, ok2 := number(d, "total_bytes")
 		if ok1 && ok2 {
-			parts = append(parts, fmt.Sprintf("free %s of %s", bytesText(int64(free)), bytesText(int64(total))))
+			parts = append(parts, fmt.Sprintf("free %s of %s", human.Bytes(int64(free)), human.Bytes(int64(total))))
 		}
 	}
 	return strings.Join(parts, " · ")

@@ -9,6 +9,8 @@ import (
 	"charm.land/bubbles/v2/textinput"
 	tea "charm.land/bubbletea/v2"
 	"github.com/charmbracelet/x/ansi"
+
+	"github.com/ckanops/ckanops/config"
 )
 
 // frame collects the lines of a screen and where the terminal's cursor
@@ -179,24 +181,12 @@ func (m *Model) titleLine(all []ranked, now time.Time) string {
 		}
 		left += " · " + strings.Join(parts, " · ")
 	}
-	right := fmt.Sprintf("refresh %s · %s", shortDur(m.opts.Refresh), clockTime(now, m.loc))
+	right := fmt.Sprintf("refresh %s · %s", config.Duration{Duration: m.opts.Refresh}.String(), clockTime(now, m.loc))
 	gap := m.width - width(left) - width(right)
 	if gap < 1 {
 		return m.st.paint(&m.st.title, cut(left, m.width))
 	}
 	return m.st.paint(&m.st.title, left) + strings.Repeat(" ", gap) + right
-}
-
-// shortDur writes a duration without zero units: 5s, 1m, 1m30s.
-func shortDur(d time.Duration) string {
-	s := d.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = s[:len(s)-2]
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = s[:len(s)-2]
-	}
-	return s
 }
 
 // flashLine shows the answer to the last action; answers that are no

@@ -11,6 +11,7 @@ import (
 
 	"github.com/ckanops/ckanops/checks"
 	"github.com/ckanops/ckanops/ckanclient"
+	"github.com/ckanops/ckanops/internal/human"
 )
 
 // Exit statuses of `ckanops check`.
@@ -100,7 +101,7 @@ func printChecks(e *env, rep ckanclient.Report) {
 	tw.Flush()
 	if !oldest.IsZero() {
 		if age := time.Since(oldest); age >= time.Second {
-			fmt.Fprintf(e.stdout, "%s: checked %s ago\n", rep.Site, ago(age))
+			fmt.Fprintf(e.stdout, "%s: checked %s ago\n", rep.Site, human.Ago(age))
 		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/ckanops/ckanops/ckanclient"
 	"github.com/ckanops/ckanops/config"
+	"github.com/ckanops/ckanops/internal/human"
 )
 
 // siteClient is a configured site and its client.
@@ -152,7 +153,7 @@ func printStatus(e *env, rows []siteStatus) {
 			gates = fmt.Sprintf("%d/%d", applied, live)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s ago\t%s\t%s\t%s\t%d\t%s\n", r.Site, st.Mode, st.Phase,
-			ago(now.Sub(st.Since)), until, writes, gates, st.Version, oneLine(st.Message, 60))
+			human.Ago(now.Sub(st.Since)), until, writes, gates, st.Version, oneLine(st.Message, 60))
 	}
 	tw.Flush()
 	// What an operator must look at: gates that lag or are gone, a stale store.
@@ -166,13 +167,13 @@ func printStatus(e *env, rows []siteStatus) {
 		}
 		for _, g := range st.Gates {
 			if g.Gone {
-				fmt.Fprintf(e.stdout, "%s: gate %s is gone (no heartbeat since %s ago)\n", r.Site, g.ID, ago(now.Sub(g.Seen)))
+				fmt.Fprintf(e.stdout, "%s: gate %s is gone (no heartbeat since %s ago)\n", r.Site, g.ID, human.Ago(now.Sub(g.Seen)))
 			}
 		}
 		if st.Store != nil && !st.Store.OK {
 			since := ""
 			if st.Store.StaleSince != nil {
-				since = " for " + ago(now.Sub(*st.Store.StaleSince))
+				since = " for " + human.Ago(now.Sub(*st.Store.StaleSince))
 			}
 			fmt.Fprintf(e.stdout, "%s: state store (%s) unreachable%s: gates enforce the last mode they knew; mode changes are refused\n", r.Site, st.Store.Kind, since)
 		}
@@ -246,18 +247,6 @@ func waitQuiesced(ctx context.Context, c *ckanclient.Client, timeout time.Durati
 		case <-tick.C:
 		}
 	}
-}
-
-func ago(d time.Duration) string {
-	switch {
-	case d < time.Minute:
-		return fmt.Sprintf("%ds", int(d.Seconds()))
-	case d < time.Hour:
-		return fmt.Sprintf("%dm", int(d.Minutes()))
-	case d < 48*time.Hour:
-		return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
-	}
-	return fmt.Sprintf("%dd", int(d.Hours()/24))
 }
 
 func oneLine(s string, max int) string {

@@ -135,17 +135,3 @@ func scrub(msg string, urls ...config.SecretURL) string {
 	}
 	return msg
 }
-
-// humanBytes is a size for people: "12.3 MB".
-func humanBytes(n int64) string {
-	const unit = 1000
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit && exp < 4; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %cB", float64(n)/float64(div), "kMGTP"[exp])
-}

@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/ckanops/ckanops/config"
+	"github.com/ckanops/ckanops/internal/human"
 )
 
 // ApplicationName is the application_name of every session the snapshot
@@ -342,7 +343,7 @@ func dump(ctx context.Context, db *database, pgDump, dir string, out *output, ex
 	if f.Size, f.SHA256, err = s.finish(); err != nil {
 		return f, fmt.Errorf("pg_dump of %s: writing %s: %w", db.what(), name, writeHint(err, filepath.Dir(dir)))
 	}
-	out.line("pg_dump %s: done, %s", db.source, humanBytes(f.Size))
+	out.line("pg_dump %s: done, %s", db.source, human.Bytes(f.Size))
 	return f, nil
 }
 
@@ -360,7 +361,7 @@ func copyOut(s *sink, stdout io.Reader, db *database, out *output) error {
 			}
 			if time.Since(last) >= progressEvery {
 				last = time.Now()
-				out.line("pg_dump %s: %s", db.source, humanBytes(s.n))
+				out.line("pg_dump %s: %s", db.source, human.Bytes(s.n))
 			}
 		}
 		if rerr != nil {

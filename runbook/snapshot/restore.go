@@ -53,6 +53,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ckanops/ckanops/config"
+	"github.com/ckanops/ckanops/internal/human"
 )
 
 // RestoreApplicationName is the application_name of every session a
@@ -336,7 +337,7 @@ func (r *restorer) check(ctx context.Context) error {
 	}
 	r.m = vr.Manifest
 	m = r.m
-	r.out.line("verified %d files (%s)", len(vr.Files), humanBytes(m.Bytes()))
+	r.out.line("verified %d files (%s)", len(vr.Files), human.Bytes(m.Bytes()))
 
 	r.rep = &RestoreReport{
 		Dir: r.Dir, Site: m.Site, Verdict: m.Verdict, Forced: m.Verdict != Consistent,
@@ -878,7 +879,7 @@ func (r *restorer) restoreDB(ctx context.Context, t *dbTarget) error {
 	start := time.Now()
 	defer func() { t.rep.Seconds = seconds(time.Since(start)) }()
 	db := t.db
-	r.out.line("pg_restore %s: restoring %s (%s) into %s", db.source, t.file.Name, humanBytes(t.file.Size), db.what())
+	r.out.line("pg_restore %s: restoring %s (%s) into %s", db.source, t.file.Name, human.Bytes(t.file.Size), db.what())
 
 	cmd := exec.CommandContext(ctx, r.pgRestore, restoreArgs(db, r.Clean, filepath.Join(r.Dir, t.file.Name))...)
 	cmd.Env = db.toolEnv(RestoreApplicationName)
@@ -971,7 +972,7 @@ func (r *restorer) unpack(ctx context.Context) error {
 	start := time.Now()
 	defer func() { rep.Seconds = seconds(time.Since(start)) }()
 	target := r.StoragePath
-	r.out.line("storage: unpacking %s (%s) into %s", st.file.Name, humanBytes(st.file.Size), target)
+	r.out.line("storage: unpacking %s (%s) into %s", st.file.Name, human.Bytes(st.file.Size), target)
 
 	if st.create {
 		if err := os.Mkdir(st.root, 0o755); err != nil {
@@ -1043,7 +1044,7 @@ func (r *restorer) unpack(ctx context.Context) error {
 		}
 		if time.Since(last) >= progressEvery {
 			last = time.Now()
-			r.out.line("storage: %d files (%s) so far", rep.Files, humanBytes(rep.Bytes))
+			r.out.line("storage: %d files (%s) so far", rep.Files, human.Bytes(rep.Bytes))
 		}
 	}
 	// Deepest first, so that a directory's time is set after its entries
@@ -1066,7 +1067,7 @@ func (r *restorer) unpack(ctx context.Context) error {
 		replaced = fmt.Sprintf(", replacing %d", rep.Replaced)
 	}
 	r.out.line("storage: done, %d files (%s), %d directories, %d links into %s%s (%v)",
-		rep.Files, humanBytes(rep.Bytes), rep.Dirs, rep.Symlinks, target, replaced, time.Since(start).Round(time.Millisecond))
+		rep.Files, human.Bytes(rep.Bytes), rep.Dirs, rep.Symlinks, target, replaced, time.Since(start).Round(time.Millisecond))
 	return nil
 }
 

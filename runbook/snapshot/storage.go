@@ -14,6 +14,8 @@ import (
 	"sort"
 	"strconv"
 	"time"
+
+	"github.com/ckanops/ckanops/internal/human"
 )
 
 // walkStorage records every entry under root (a resolved directory), keyed
@@ -152,7 +154,7 @@ func writeTar(ctx context.Context, root, dir string, out *output) (File, error) 
 		bytes += hdr.Size
 		if time.Since(lastReport) >= progressEvery {
 			lastReport = time.Now()
-			out.line("archive of storage: %d files, %s", files, humanBytes(s.n))
+			out.line("archive of storage: %d files, %s", files, human.Bytes(s.n))
 		}
 		return nil
 	})
@@ -168,7 +170,7 @@ func writeTar(ctx context.Context, root, dir string, out *output) (File, error) 
 	if f.Size, f.SHA256, err = s.finish(); err != nil {
 		return f, fmt.Errorf("archive of storage: %w", writeHint(err, filepath.Dir(dir)))
 	}
-	out.line("archive of storage: done, %d files (%s), %s", files, humanBytes(bytes), humanBytes(f.Size))
+	out.line("archive of storage: done, %d files (%s), %s", files, human.Bytes(bytes), human.Bytes(f.Size))
 	return f, nil
 }
 

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/ckanops/ckanops/config"
+	"github.com/ckanops/ckanops/internal/human"
 )
 
 // DefaultStatsSettle is how long Take waits before reading the counters
@@ -300,7 +301,7 @@ func (p *plan) take(ctx context.Context, t *tempDir, started time.Time) (*Manife
 			beforeFiles = entries
 			m.Storage = &Storage{Path: p.StoragePath, Before: tree}
 			mu.Unlock()
-			out.line("storage %s: %d files, %s", p.StoragePath, tree.Files, humanBytes(tree.Bytes))
+			out.line("storage %s: %d files, %s", p.StoragePath, tree.Files, human.Bytes(tree.Bytes))
 			if p.afterBefore != nil {
 				p.afterBefore()
 			}
@@ -405,7 +406,7 @@ func (p *plan) take(ctx context.Context, t *tempDir, started time.Time) (*Manife
 		return nil, err
 	}
 	m.Dir = t.final
-	out.line("snapshot of %s: kept %s (%s, %s)", p.Site, t.final, m.Verdict, humanBytes(m.Bytes()))
+	out.line("snapshot of %s: kept %s (%s, %s)", p.Site, t.final, m.Verdict, human.Bytes(m.Bytes()))
 	return m, nil
 }
 

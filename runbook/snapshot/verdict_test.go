@@ -257,11 +257,3 @@ func TestNewDatabaseKeepsThePasswordOutOfArgv(t *testing.T) {
 		}
 	}
 }
-
-func TestHumanBytes(t *testing.T) {
-	for n, want := range map[int64]string{0: "0 B", 999: "999 B", 1000: "1.0 kB", 12_300_000: "12.3 MB", 5_000_000_000: "5.0 GB"} {
-		if got := humanBytes(n); got != want {
-			t.Errorf("humanBytes(%d) = %q, want %q", n, got, want)
-		}
-	}
-}
