@@ -83,30 +83,48 @@ func (m *Model) nowLine(s *siteState) string {
 // site's name to be typed.
 func (m *Model) enableForm(s *siteState) *form {
 	f := &form{
-		title: "Enable maintenance on " + s.Name,
-		lines: []string{m.nowLine(s) + " Writes are refused at once; writes in flight finish."},
-		fields: []field{
-			{label: "mode", kind: choiceField, choices: []string{ckanclient.ModeReadOnly, ckanclient.ModeDown}, hint: "←/→ to change"},
-			m.textFieldOf("message", "shown to visitors and API clients", ""),
-			m.textFieldOf("for", "optional", "e.g. 90m or 2h30m; sets the ETA"),
-			m.textFieldOf("confirm", "type "+s.Name+" to confirm", ""),
-		},
+		title:  "Enable maintenance on " + s.Name,
+		lines:  []string{m.nowLine(s) + " Writes are refused at once; writes in flight finish."},
+		fields: append(m.maintenanceFields(), m.confirmField(s)),
 	}
 	f.submit = func(f *form) (tea.Cmd, string) {
-		forDur := f.value("for")
-		if problem := checkDuration(forDur); problem != "" {
+		if problem := checkMaintenanceForm(f, s); problem != "" {
 			return nil, problem
 		}
-		if f.value("confirm") != s.Name {
-			return nil, "type " + s.Name + " exactly to confirm"
-		}
-		req := ckanclient.ModeRequest{Mode: f.value("mode"), Message: f.value("message"), For: forDur}
+		req := ckanclient.ModeRequest{Mode: f.value("mode"), Message: f.value("message"), For: f.value("for")}
 		return m.sendMode(s, req), ""
 	}
 	return f
 }
 
 // checkDuration says what is wrong with an optional duration.
+// maintenanceFields are the fields of a maintenance request: mode,
+// message and duration (the enable and runbook forms).
+func (m *Model) maintenanceFields() []field {
+	return []field{
+		{label: "mode", kind: choiceField, choices: []string{ckanclient.ModeReadOnly, ckanclient.ModeDown}, hint: "←/→ to change"},
+		m.textFieldOf("message", "shown to visitors and API clients", ""),
+		m.textFieldOf("for", "optional", "e.g. 90m or 2h30m; sets the ETA"),
+	}
+}
+
+// confirmField asks for the site's name to be typed.
+func (m *Model) confirmField(s *siteState) field {
+	return m.textFieldOf("confirm", "type "+s.Name+" to confirm", "")
+}
+
+// checkMaintenanceForm checks a form of maintenanceFields and
+// confirmField: the duration, and the site's name typed exactly.
+func checkMaintenanceForm(f *form, s *siteState) string {
+	if problem := checkDuration(f.value("for")); problem != "" {
+		return problem
+	}
+	if f.value("confirm") != s.Name {
+		return "type " + s.Name + " exactly to confirm"
+	}
+	return ""
+}
+
 func checkDuration(s string) string {
 	if s == "" {
 		return ""

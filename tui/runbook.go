@@ -528,23 +528,15 @@ func (m *Model) startForm(s *siteState) *form {
 	f := &form{
 		title: "Start a runbook on " + s.Name,
 		lines: []string{"preflight → enable → drain → snapshot → migrate → verify → disable. Steps that change the site wait for your confirmation."},
-		fields: []field{
-			{label: "mode", kind: choiceField, choices: []string{ckanclient.ModeReadOnly, ckanclient.ModeDown}, hint: "←/→ to change"},
-			m.textFieldOf("message", "shown to visitors and API clients", ""),
-			m.textFieldOf("for", "optional", "e.g. 90m or 2h30m; sets the ETA"),
-			{label: "skip migrate", kind: toggleField, hint: "space to change"},
-			m.textFieldOf("confirm", "type "+s.Name+" to confirm", ""),
-		},
+		fields: append(m.maintenanceFields(),
+			field{label: "skip migrate", kind: toggleField, hint: "space to change"},
+			m.confirmField(s)),
 	}
 	f.submit = func(f *form) (tea.Cmd, string) {
-		forDur := f.value("for")
-		if problem := checkDuration(forDur); problem != "" {
+		if problem := checkMaintenanceForm(f, s); problem != "" {
 			return nil, problem
 		}
-		if f.value("confirm") != s.Name {
-			return nil, "type " + s.Name + " exactly to confirm"
-		}
-		o := ckanclient.RunbookOptions{Mode: f.value("mode"), Message: f.value("message"), For: forDur,
+		o := ckanclient.RunbookOptions{Mode: f.value("mode"), Message: f.value("message"), For: f.value("for"),
 			SkipMigrate: f.value("skip migrate") != ""}
 		return m.sendRunbook(s, "start", func(ctx context.Context, g Gate) (*ckanclient.Runbook, error) {
 			return g.StartRunbook(ctx, o)

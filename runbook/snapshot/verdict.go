@@ -34,17 +34,7 @@ func bookkeeping(relname string, d Counters) (why string, ok bool) {
 // CKAN's bookkeeping (when ckanRules) to kept. Both come out sorted by
 // table.
 func compareCounters(source string, ckanRules bool, before, after map[string]Counters) (changed, kept []string) {
-	tables := make([]string, 0, len(after))
-	for t := range before {
-		tables = append(tables, t)
-	}
-	for t := range after {
-		if _, ok := before[t]; !ok {
-			tables = append(tables, t)
-		}
-	}
-	sort.Strings(tables)
-	for _, t := range tables {
+	for _, t := range sortedKeys(before, after) {
 		b, inBefore := before[t]
 		a, inAfter := after[t]
 		what := source + " table " + t
@@ -110,17 +100,7 @@ func compareStorage(before, after map[string]entry) []string {
 			lines = append(lines, s)
 		}
 	}
-	paths := make([]string, 0, len(after))
-	for p := range before {
-		paths = append(paths, p)
-	}
-	for p := range after {
-		if _, ok := before[p]; !ok {
-			paths = append(paths, p)
-		}
-	}
-	sort.Strings(paths)
-	for _, p := range paths {
+	for _, p := range sortedKeys(before, after) {
 		b, inBefore := before[p]
 		a, inAfter := after[p]
 		switch {
@@ -158,4 +138,19 @@ func verdictOf(changed []string) string {
 		return Consistent
 	}
 	return Inconsistent
+}
+
+// sortedKeys is every key of before and after, sorted, each once.
+func sortedKeys[V any](before, after map[string]V) []string {
+	keys := make([]string, 0, len(after))
+	for k := range before {
+		keys = append(keys, k)
+	}
+	for k := range after {
+		if _, ok := before[k]; !ok {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	return keys
 }
