@@ -181,3 +181,37 @@ token_file = "ops.token"
 		t.Fatalf("the gate changed: %s", out)
 	}
 }
+
+// --skip and --disable-now act on the runbook waiting on the gate.
+func TestRunbookCLISkipAndDisableNow(t *testing.T) {
+	s := runbookSite(t)
+	// Confirm enable, then stop at the migrate confirmation.
+	code, out, _ := s.cliIn("e2e\n\n", "runbook", "e2e")
+	if code != 1 || !strings.Contains(out, "the runbook waits at migrate") {
+		t.Fatalf("stop at migrate: exit %d\n%s", code, out)
+	}
+	// Enable cannot be skipped; migrate can, and the runbook goes on to
+	// disable, which asks y/N.
+	if code, _, errb := s.cli("runbook", "--skip", "enable", "e2e"); code != 1 || !strings.Contains(errb, "stands at step migrate") {
+		t.Fatalf("skip enable: exit %d %s", code, errb)
+	}
+	code, out, _ = s.cliIn("y\n", "runbook", "--skip", "migrate", "e2e")
+	if code != 0 || strings.Contains(out, "| migrating") || !strings.Contains(out, "migrate   SKIPPED") {
+		t.Fatalf("skip migrate: exit %d\n%s", code, out)
+	}
+	// A second runbook, stopped at enable's confirmation... then enabled
+	// and stopped at migrate: --disable-now aborts it and reopens writes.
+	if code, _, _ := s.cliIn("e2e\n\n", "runbook", "e2e"); code != 1 {
+		t.Fatalf("second runbook: exit %d", code)
+	}
+	if code, out, _ := s.cli("status", "--json", "e2e"); code != 0 || !strings.Contains(out, `"mode": "read-only"`) {
+		t.Fatalf("before disable-now: %s", out)
+	}
+	code, out, errb := s.cli("runbook", "--disable-now", "e2e")
+	if code != 1 || !strings.Contains(out, "ABORTED") || !strings.Contains(errb, "runbook aborted") {
+		t.Fatalf("disable-now: exit %d\n%s\n%s", code, out, errb)
+	}
+	if code, out, _ := s.cli("status", "--json", "e2e"); code != 0 || !strings.Contains(out, `"mode": "live"`) {
+		t.Fatalf("after disable-now: %s", out)
+	}
+}
