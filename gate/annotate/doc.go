@@ -1,7 +1,7 @@
 // Package annotate is the streaming HTML rewriter the gate applies to CKAN
 // pages while a site is in read-only maintenance mode.
 //
-// It does two things to a text/html response, and nothing else:
+// It does three things to a text/html response, and nothing else:
 //
 //   - right after the <body> start tag it inserts a banner
 //     (<div role="status" class="ckanops-banner">) naming the site, the
@@ -10,9 +10,18 @@
 //     refuse (Options.WouldRefuse) by a notice block
 //     (<div class="ckanops-form-notice" role="note">), so edit pages keep the
 //     site's look but say that editing is paused. GET forms and the forms the
-//     gate lets through (the login form) are kept byte for byte.
+//     gate lets through (the login form) are kept byte for byte;
+//   - in a form it keeps, it disables each submit button (<button> of type
+//     submit, <input type=submit> or <input type=image>) whose formmethod
+//     or formaction makes it submit a POST the gate would refuse: the
+//     button gets a disabled attribute right after its tag name and a note
+//     before it (<span class="ckanops-submit-notice" role="note">). A
+//     button that names its form with a form attribute is judged with that
+//     form when the form came earlier in the page, and at its worst when
+//     not (see rewriter.submitterRefused). A hidden form stays hidden
+//     whatever its buttons say.
 //
-// Every byte outside those two changes is copied through unchanged: each
+// Every byte outside those changes is copied through unchanged: each
 // token's raw bytes (the page split as golang.org/x/net/html's Tokenizer
 // splits it) are written as they came, so comments, doctypes, <script> and
 // <style> contents, odd casing and unquoted attributes survive, and
@@ -23,7 +32,11 @@
 //   - buffer a page. The rewriter holds at most one token (capped at
 //     maxTokenBytes; past that it stops rewriting and copies the rest of the
 //     page through verbatim) plus the few bytes it inserts. Inside a refused
-//     form it drops tokens as they come; it never collects them.
+//     form it drops tokens as they come; it never collects them. A form's
+//     submit buttons are judged one by one as they come, never by holding
+//     the form back: what it keeps of the forms it has passed is the open
+//     form's method and action (at most a token) and, for form attributes,
+//     up to maxFormIDs short ids with their forms' short actions.
 //   - touch anything that is not an HTML page: Response leaves non-HTML
 //     bodies, HEAD responses, 1xx/204/205/206/304 responses, attachments and
 //     unknown content encodings exactly as they are (same Body value).

@@ -196,8 +196,9 @@ func (z *lexer) limit(start int) int {
 // that a tag ends, start tags and end tags, as long as each token (and the
 // bytes next would read past it) lies within the token's lim. It stops, and
 // leaves the rest to next, at anything else (comments, doctypes, the end of
-// the buffered input, the cap), at a <form> start tag, and after a start tag
-// whose content is raw text. It reports whether it consumed anything. It
+// the buffered input, the cap), at a <form> start tag, a </form> end tag or
+// a submit button candidate (mayBeSubmitter), and after a start tag whose
+// content is raw text. It reports whether it consumed anything. It
 // runs next's steps on the same bytes, leaving out the cases that cannot
 // occur within lim (refill, cap, end of input).
 func (z *lexer) quick() bool {
@@ -238,7 +239,7 @@ func (z *lexer) quick() bool {
 				goto done
 			}
 			end += i + 2
-			if isFormTag(b[i:end]) {
+			if isFormTag(b[i:end]) || submitterTag(b[i:end], 1+nameEnd) {
 				goto done
 			}
 			pos = end
@@ -248,7 +249,7 @@ func (z *lexer) quick() bool {
 			}
 		case c == '/' && i+2 < lim && isLetter(b[i+2]):
 			end, _ := tagEnd(b[i+3:])
-			if end < 0 {
+			if end < 0 || isFormEndTag(b[i:i+3+end]) {
 				goto done
 			}
 			pos = i + 3 + end

@@ -27,6 +27,12 @@ const (
 		"background:#fff3cd;color:#3d2f00;border:1px solid #d9a400;border-radius:4px;" +
 		"font:15px/1.4 system-ui,-apple-system,'Segoe UI',sans-serif"
 	messageStyle = "white-space:pre-line"
+	// The note before a disabled submit button is a <span> (phrasing
+	// content, valid wherever a button is, and closing no <p>) shown as a
+	// block.
+	submitNoticeStyle = "display:block;box-sizing:border-box;margin:.5em 0;padding:6px 10px;" +
+		"background:#fff3cd;color:#3d2f00;border:1px solid #d9a400;border-radius:4px;" +
+		"font:14px/1.4 system-ui,-apple-system,'Segoe UI',sans-serif"
 )
 
 // Banner returns the banner HTML fragment: a <div role="status"
@@ -117,6 +123,20 @@ func formNoticeAt(n Notice, now time.Time) string {
 	b.WriteString(` is read-only: changes cannot be saved until the maintenance is over.`)
 	writeMessageAndETA(&b, n, now)
 	b.WriteString(`</div>`)
+	return b.String()
+}
+
+// submitNoticeAt is the note put before a submit button that the rewriter
+// disables: a button whose formmethod or formaction makes it submit a write
+// that the gate would refuse, in a form that is kept. The banner already
+// carries the message and the ETA; the note names the site only.
+func submitNoticeAt(n Notice) string {
+	var b strings.Builder
+	b.WriteString(`<span class="ckanops-submit-notice" role="note" style="`)
+	b.WriteString(submitNoticeStyle)
+	b.WriteString(`"><strong>Saving is paused for maintenance.</strong> The button below is disabled while `)
+	writeText(&b, siteName(n, "this site"))
+	b.WriteString(` is read-only.</span>`)
 	return b.String()
 }
 

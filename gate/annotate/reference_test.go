@@ -13,7 +13,10 @@ import (
 // refRewriter is the rewriter as it was before the lexer: driven by
 // golang.org/x/net/html's Tokenizer, token by token. It is the reference the
 // rewriter must match byte for byte (FuzzFastMatchesReference); keep it as it
-// is. Its comments are those of the original.
+// is. Its comments are those of the original, but for the submit buttons
+// (formmethod, formaction), which were added to both rewriters at once:
+// here on the Tokenizer's TagName and TagAttr, with no prefilter
+// (mayBeSubmitter) and no fast path.
 //
 // The original said: rewriter is the io.Reader transform. Output is a queue
 // of at most two segments that point either into the tokenizer's buffer (the
@@ -45,7 +48,7 @@ type refRewriter struct {
 	banner []byte
 	notice []byte
 
-	segs       [2][]byte
+	segs       [][]byte
 	iseg, nseg int
 	err        error // sticky: returned once the queue is drained
 	closed     atomic.Bool
@@ -58,17 +61,31 @@ type refRewriter struct {
 	open        []uint64
 	deep        bool // open overflowed: stop guessing where the form ends
 	passthrough bool // a token was too long: copy the rest as it is
+
+	snote    []byte
+	owner    *refForm // the output's form element pointer
+	formByID map[string]*refForm
+	nIDs     int
+}
+
+// refForm is a kept form that submit buttons may belong to.
+type refForm struct {
+	method string // "get", "post" or "dialog"
+	action string
+	known  bool
 }
 
 func newReference(r io.Reader, opts Options, now time.Time, maxToken int) *refRewriter {
 	z := html.NewTokenizer(r)
 	z.SetMaxBuf(maxToken)
 	return &refRewriter{
-		src:    r,
-		z:      z,
-		refuse: opts.WouldRefuse,
-		banner: []byte(bannerAt(opts.Notice, now)),
-		notice: []byte(formNoticeAt(opts.Notice, now)),
+		src:      r,
+		z:        z,
+		refuse:   opts.WouldRefuse,
+		banner:   []byte(bannerAt(opts.Notice, now)),
+		notice:   []byte(formNoticeAt(opts.Notice, now)),
+		snote:    []byte(submitNoticeAt(opts.Notice)),
+		formByID: map[string]*refForm{},
 	}
 }
 
@@ -125,13 +142,19 @@ func (w *refRewriter) Close() error {
 }
 
 func (w *refRewriter) emit(s []byte) {
-	w.segs[0] = s
-	w.iseg, w.nseg = 0, 1
+	w.emitAll(s)
 }
 
 func (w *refRewriter) emit2(a, b []byte) {
-	w.segs[0], w.segs[1] = a, b
-	w.iseg, w.nseg = 0, 2
+	w.emitAll(a, b)
+}
+
+// emitAll queues any number of segments (a disabled submit button needs
+// five).
+func (w *refRewriter) emitAll(segs ...[]byte) {
+	w.segs = w.segs[:0]
+	w.segs = append(w.segs, segs...)
+	w.iseg, w.nseg = 0, len(segs)
 }
 
 // advance reads one token and queues what goes out for it.
@@ -139,13 +162,22 @@ func (w *refRewriter) advance() {
 	tt := w.z.Next()
 	raw := w.z.Raw()
 	if w.bannerDone && !w.suppress {
-		// The common case, most of every page: only a <form> matters.
+		// The common case, most of every page: only a <form>, a </form>
+		// and buttons and inputs matter.
 		switch tt {
-		case html.TextToken, html.CommentToken, html.DoctypeToken, html.EndTagToken:
+		case html.TextToken, html.CommentToken, html.DoctypeToken:
+			w.emit(raw)
+			return
+		case html.EndTagToken:
+			if name, _ := w.z.TagName(); string(name) == "form" {
+				w.owner = nil
+			}
 			w.emit(raw)
 			return
 		case html.StartTagToken, html.SelfClosingTagToken:
-			if !isFormTag(raw) {
+			switch name, _ := w.z.TagName(); string(name) {
+			case "form", "button", "input":
+			default:
 				w.emit(raw)
 				return
 			}
@@ -250,6 +282,11 @@ func (w *refRewriter) startTag(raw []byte) {
 		w.emit2(pre, w.notice)
 		return
 	}
+	if (a == atom.Button || a == atom.Input) && w.submitterRefused(a) {
+		n := 1 + len(tagName(raw, 1))
+		w.emitAll(pre, w.snote, raw[:n], []byte(" disabled"), raw[n:])
+		return
+	}
 	w.emit2(pre, raw)
 }
 
@@ -280,6 +317,8 @@ func (w *refRewriter) endTag(raw []byte) {
 		}
 	case atom.Head:
 		w.document = true
+	case atom.Form:
+		w.owner = nil
 	}
 	w.emit(raw)
 }
@@ -296,30 +335,113 @@ func (w *refRewriter) contentStarts() []byte {
 	return nil
 }
 
-// formRefused reads the current <form> tag's method and action.
+// formRefused reads the current <form> tag's method and action. A kept
+// form becomes the owner of the buttons that follow, unless one is open.
 func (w *refRewriter) formRefused() bool {
 	if w.refuse == nil {
 		return false
 	}
-	// The tokenizer keeps the first of duplicate attributes, as browsers do.
-	var method, action string
+	attrs := w.attrs()
+	// A missing or invalid method is GET; "dialog" submits nothing.
+	method := refMethod(attrs["method"])
+	if method == "post" && w.refuse("POST", attrs["action"]) {
+		return true
+	}
+	if w.owner == nil {
+		f := &refForm{method: method, action: attrs["action"], known: true}
+		w.owner = f
+		if id, ok := attrs["id"]; ok && id != "" && len(id) <= maxFormIDBytes && w.nIDs < maxFormIDs && w.formByID[id] == nil {
+			w.nIDs++
+			g := *f
+			if len(g.action) > maxFormActionBytes {
+				g.action, g.known = "", false
+			}
+			w.formByID[id] = &g
+		}
+	}
+	return false
+}
+
+// attrs returns the current tag's attributes; the tokenizer lowers the
+// names, and the first of duplicates is kept, as browsers do.
+func (w *refRewriter) attrs() map[string]string {
+	m := map[string]string{}
 	for {
 		key, val, more := w.z.TagAttr()
-		switch string(key) {
-		case "method":
-			method = string(val)
-		case "action":
-			action = string(val)
+		if _, dup := m[string(key)]; !dup && key != nil {
+			m[string(key)] = string(val)
 		}
 		if !more {
-			break
+			return m
 		}
 	}
-	// A missing or invalid method is GET; "dialog" submits nothing.
-	if !strings.EqualFold(method, "post") {
+}
+
+func refMethod(v string) string {
+	switch {
+	case strings.EqualFold(v, "post"):
+		return "post"
+	case asciiLower(v) == "dialog":
+		return "dialog"
+	}
+	return "get"
+}
+
+// submitterRefused reads the current <button> or <input> tag: a submit
+// button whose formmethod or formaction sends a refused POST.
+func (w *refRewriter) submitterRefused(a atom.Atom) bool {
+	if w.refuse == nil {
 		return false
 	}
-	return w.refuse("POST", action)
+	attrs := w.attrs()
+	typ, hasType := attrs["type"]
+	typ = asciiLower(typ)
+	if a == atom.Button {
+		if hasType && (typ == "reset" || typ == "button") {
+			return false
+		}
+	} else if typ != "submit" && typ != "image" {
+		return false
+	}
+	fm, hasFM := attrs["formmethod"]
+	fa, hasFA := attrs["formaction"]
+	if !hasFM && !hasFA {
+		return false
+	}
+	var form *refForm
+	if id, ok := attrs["form"]; ok {
+		form = w.formByID[id]
+	} else if w.owner != nil {
+		form = w.owner
+	} else {
+		return false
+	}
+	method := "post" // an unknown form: at worst a POST
+	if hasFM {
+		method = refMethod(fm)
+	} else if form != nil {
+		method = form.method
+	}
+	if method != "post" {
+		return false
+	}
+	if hasFA {
+		return w.refuse("POST", fa)
+	}
+	if form != nil && form.known {
+		return w.refuse("POST", form.action)
+	}
+	return true
+}
+
+func asciiLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
 }
 
 func (w *refRewriter) endForm() {

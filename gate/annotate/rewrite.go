@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"io"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -18,8 +17,11 @@ type Options struct {
 	// WouldRefuse reports whether a form submission with this method and
 	// (unresolved) action would be refused by the gate; the base URL is the
 	// page's request URL. The gate passes its classifier's
-	// FormWouldBeRefused. GET forms and the login form must stay. A nil
-	// WouldRefuse refuses nothing: only the banner is inserted.
+	// FormWouldBeRefused. GET forms and the login form must stay. It is
+	// also asked about submit buttons whose formmethod or formaction send
+	// a POST (method "POST", the button's formaction or its form's
+	// action). A nil WouldRefuse refuses nothing: only the banner is
+	// inserted.
 	WouldRefuse func(method, action string) bool
 }
 
@@ -28,6 +30,16 @@ type Options struct {
 // the rest of the page through verbatim: annotation is a courtesy, and a page
 // copied through is always correct.
 const maxTokenBytes = 1 << 20
+
+// maxFormIDs caps the kept forms remembered by id, for the submit buttons
+// that name their form with a form attribute (see rewriter.forms); an id
+// longer than maxFormIDBytes is not remembered, nor an action longer than
+// maxFormActionBytes (the form is remembered with its action unknown).
+const (
+	maxFormIDs         = 32
+	maxFormIDBytes     = 256
+	maxFormActionBytes = 2048
+)
 
 // maxFormDepth caps the elements tracked inside a refused form (see
 // rewriter.open). Past it, only </form>, </body>, </html> or the end of the
@@ -69,14 +81,30 @@ func NewReader(r io.Reader, opts Options) io.ReadCloser {
 //   - the end of the page.
 //
 // The tag that ends an unclosed form is kept, and so is everything after it.
+//
+// A submit button decides where its form goes: formmethod and formaction
+// override the form's method and action for a submission by that button
+// (and a form attribute names another form as the button's). The decision
+// to hide a form is made at its start tag, before its buttons are seen, and
+// the rewriter holds no more than one token; so a kept form (a GET form, or
+// a POST form the gate lets through) is not hidden after the fact. Instead,
+// each submit button (<button> of type submit, <input type=submit|image>)
+// that has formmethod or formaction, and whose submission would be a POST
+// that WouldRefuse refuses, gets the disabled attribute (inserted right after
+// the tag name) and a note before it; the rest of the form, and the form's
+// other buttons, stay as they are. A form that is hidden is hidden with all
+// its buttons, whatever they say (a formmethod="get" does not bring a POST
+// form back). See submitterRefused for how the button's form is found.
 type rewriter struct {
 	src    io.Reader
 	z      lexer
 	refuse func(method, action string) bool
 	banner []byte
 	notice []byte
+	note   Notice // for the submit button note, built when first needed
+	snote  []byte // submitNoticeAt(note), or nil
 
-	segs       [2][]byte
+	segs       [5][]byte
 	iseg, nseg int
 	err        error // sticky: returned once the queue is drained
 	closed     atomic.Bool
@@ -89,10 +117,45 @@ type rewriter struct {
 	open        []uint64
 	deep        bool // open overflowed: stop guessing where the form ends
 	passthrough bool // a token was too long: copy the rest as it is
+
+	// The form that a submit button without a form attribute belongs to in
+	// the output: the HTML parser's form element pointer, set by a <form>
+	// start tag when it is null and reset by any </form>. A hidden form is
+	// not in the output and sets nothing; a <form> tag inside an open form
+	// is ignored by browsers and sets nothing either. Unlike browsers, the
+	// rewriter does not set the pointer aside inside <template> content:
+	// a form in a template sets it and a </form> there resets it. That
+	// errs, in a page that nests forms and templates oddly, either way.
+	owner    formRef // owner.action is ownerAction
+	hasOwner bool
+	// ownerAction holds the owner's action, reused from form to form.
+	ownerAction []byte
+	// The kept forms that set owner, by id, first first (browsers give a
+	// form attribute the first element with that id): at most maxFormIDs.
+	forms []formID
+}
+
+// Methods of a form submission.
+const (
+	methodGet byte = iota
+	methodPost
+	methodDialog
+)
+
+// formRef is what a submission needs of a form.
+type formRef struct {
+	method byte
+	action []byte
+	known  bool // action is the form's (false: too long to be remembered)
+}
+
+type formID struct {
+	id   string
+	form formRef
 }
 
 func newRewriter(r io.Reader, opts Options, now time.Time, maxToken int) *rewriter {
-	w := &rewriter{src: r, refuse: opts.WouldRefuse}
+	w := &rewriter{src: r, refuse: opts.WouldRefuse, note: opts.Notice}
 	w.banner, w.notice = fragments(opts.Notice, now)
 	w.z.init(r, maxToken)
 	return w
@@ -162,6 +225,11 @@ func (w *rewriter) emit2(a, b []byte) {
 	w.iseg, w.nseg = 0, 2
 }
 
+func (w *rewriter) emit5(a, b, c, d, e []byte) {
+	w.segs = [5][]byte{a, b, c, d, e}
+	w.iseg, w.nseg = 0, 5
+}
+
 // advance queues what goes out for the next token, or for a run of tokens
 // that go out as they are. It reads from r only when block is set, and
 // reports false when it would have had to.
@@ -178,8 +246,9 @@ func (w *rewriter) advance(block bool) bool {
 }
 
 // skip is the fast path, for most of every page: once the banner is placed
-// and while no form is hidden, every token but a <form> start tag (and the
-// end of input) goes out as it is, and the tokens are contiguous. skip
+// and while no form is hidden, every token but a <form> start tag, a
+// </form> end tag, a submit button candidate (mayBeSubmitter) and the end of
+// input goes out as it is, and the tokens are contiguous. skip
 // queues the longest such run the buffered input holds, and reports false
 // when it is empty. It leaves the token that ends the run unread, for token.
 func (w *rewriter) skip() bool {
@@ -193,7 +262,8 @@ func (w *rewriter) skip() bool {
 		if tt == needInput {
 			break
 		}
-		if tt == html.ErrorToken || tt == html.StartTagToken && isFormTag(z.Raw()) {
+		if tt == html.ErrorToken || tt == html.StartTagToken && (isFormTag(z.Raw()) || mayBeSubmitter(z.Raw())) ||
+			tt == html.EndTagToken && isFormEndTag(z.Raw()) {
 			z.unread()
 			break
 		}
@@ -208,13 +278,20 @@ func (w *rewriter) skip() bool {
 // token queues what goes out for one token.
 func (w *rewriter) token(tt html.TokenType, raw []byte) {
 	if w.bannerDone && !w.suppress {
-		// The common case, most of every page: only a <form> matters.
+		// The common case, most of every page: only a <form>, a </form>
+		// and submit buttons matter.
 		switch tt {
-		case html.TextToken, html.CommentToken, html.DoctypeToken, html.EndTagToken:
+		case html.TextToken, html.CommentToken, html.DoctypeToken:
+			w.emit(raw)
+			return
+		case html.EndTagToken:
+			if isFormEndTag(raw) {
+				w.hasOwner = false
+			}
 			w.emit(raw)
 			return
 		case html.StartTagToken, html.SelfClosingTagToken:
-			if !isFormTag(raw) {
+			if !isFormTag(raw) && !mayBeSubmitter(raw) {
 				w.emit(raw)
 				return
 			}
@@ -312,15 +389,45 @@ func (w *rewriter) startTag(raw []byte) {
 	if a == atom.Template {
 		w.templates++
 	}
-	if a == atom.Form && w.formRefused(raw) {
-		w.suppress = true
-		w.open = w.open[:0]
-		w.deep = false
-		w.emit2(pre, w.notice)
-		return
+	switch a {
+	case atom.Form:
+		if w.refuse == nil {
+			break
+		}
+		var vals [3][]byte
+		var has [3]bool
+		tagAttrs(raw, formKeys[:], vals[:], has[:])
+		method, action, id := parseMethod(vals[0]), vals[1], vals[2]
+		if method == methodPost && w.refuse("POST", string(action)) {
+			w.suppress = true
+			w.open = w.open[:0]
+			w.deep = false
+			w.emit2(pre, w.notice)
+			return
+		}
+		if !w.hasOwner {
+			w.ownerAction = append(w.ownerAction[:0], action...)
+			w.owner, w.hasOwner = formRef{method: method, action: w.ownerAction, known: true}, true
+			w.remember(id, method, action)
+		}
+	case atom.Button, atom.Input:
+		if w.submitterRefused(raw) {
+			if w.snote == nil {
+				w.snote = []byte(submitNoticeAt(w.note))
+			}
+			n := 1 + len(tagName(raw, 1))
+			w.emit5(pre, w.snote, raw[:n], disabledAttr, raw[n:])
+			return
+		}
 	}
 	w.emit2(pre, raw)
 }
+
+// disabledAttr is inserted right after the tag name of a submit button that
+// would submit a refused write: there it cannot end or extend another
+// attribute's value, and if the tag has a disabled attribute already, either
+// one disables it.
+var disabledAttr = []byte(" disabled")
 
 func (w *rewriter) endTag(raw []byte) {
 	name := tagName(raw, 2)
@@ -349,6 +456,8 @@ func (w *rewriter) endTag(raw []byte) {
 		}
 	case atom.Head:
 		w.document = true
+	case atom.Form:
+		w.hasOwner = false
 	}
 	w.emit(raw)
 }
@@ -365,55 +474,151 @@ func (w *rewriter) contentStarts() []byte {
 	return nil
 }
 
-// formRefused reads a <form> start tag's method and action (raw is the
-// whole tag). A tag that needs decoding (character references, NUL, CR) is
-// handed to a Tokenizer of its own, which decodes it exactly as the page's
-// Tokenizer would have: a start tag is tokenized the same wherever it
-// starts.
-func (w *rewriter) formRefused(raw []byte) bool {
-	if w.refuse == nil || !mayBePost(raw) {
+// formKeys are the attributes read from a <form> start tag. A missing or
+// invalid method is GET.
+var formKeys = [...]string{"method", "action", "id"}
+
+// parseMethod reads a method or formmethod attribute's value. Anything that
+// strings.EqualFold matches with "post" is POST (a broader match than the
+// browsers' ASCII one: "poſt" counts, and the form is hidden rather than
+// kept); "dialog" submits nothing; anything else is GET.
+func parseMethod(v []byte) byte {
+	switch {
+	case bytes.EqualFold(v, []byte("post")):
+		return methodPost
+	case equalLower(v, "dialog"):
+		return methodDialog
+	}
+	return methodGet
+}
+
+// remember records a kept form that set owner under its id, for the submit
+// buttons that name it in a form attribute.
+func (w *rewriter) remember(id []byte, method byte, action []byte) {
+	if len(id) == 0 || len(id) > maxFormIDBytes || len(w.forms) == maxFormIDs {
+		return
+	}
+	for _, f := range w.forms {
+		if f.id == string(id) {
+			return // the first element with the id is the one
+		}
+	}
+	f := formID{id: string(id), form: formRef{method: method, known: len(action) <= maxFormActionBytes}}
+	if f.form.known {
+		f.form.action = bytes.Clone(action)
+	}
+	w.forms = append(w.forms, f)
+}
+
+var submitterKeys = [...]string{"type", "formmethod", "formaction", "form"}
+
+// submitterRefused reports whether a <button> or <input> start tag (raw is
+// the whole tag) outside any hidden form is a submit button with a
+// formmethod or formaction that make it submit a POST WouldRefuse refuses.
+// A button with neither submits as its form does, and its form was judged
+// at its start tag.
+//
+// The button's form is the one its form attribute names, if it has one, and
+// owner otherwise; a button without either submits nothing. A form
+// attribute is looked up among the kept forms seen so far (forms). When it
+// names none of them (a form later in the page, a form past maxFormIDs, an
+// id that names no form), the button is judged by what it says alone, and
+// what it does not say is taken at its worst: no formmethod means POST, and
+// no formaction means an action that is refused without asking WouldRefuse.
+// The same goes for a remembered form whose action was too long to keep.
+// A note and a disabled attribute on a button that turns out to submit
+// nothing, or to a form that was hidden, do no harm.
+func (w *rewriter) submitterRefused(raw []byte) bool {
+	if w.refuse == nil || !mayBeSubmitter(raw) {
 		return false
 	}
-	var method, action string
-	if m, a, ok := plainFormAttrs(raw); ok {
-		method, action = string(m), string(a)
-	} else {
-		z := html.NewTokenizer(bytes.NewReader(raw))
-		z.Next()
-		// The tokenizer keeps the first of duplicate attributes, as
-		// browsers do.
-		for {
-			key, val, more := z.TagAttr()
-			switch string(key) {
-			case "method":
-				method = string(val)
-			case "action":
-				action = string(val)
-			}
-			if !more {
+	var vals [4][]byte
+	var has [4]bool
+	tagAttrs(raw, submitterKeys[:], vals[:], has[:])
+	typ, hasType := vals[0], has[0]
+	if equalLower(tagName(raw, 1), "button") {
+		// A missing or invalid type is submit.
+		if hasType && (equalLower(typ, "reset") || equalLower(typ, "button")) {
+			return false
+		}
+	} else if !hasType || !equalLower(typ, "submit") && !equalLower(typ, "image") {
+		return false
+	}
+	if !has[1] && !has[2] {
+		return false
+	}
+	var form formRef
+	found := false
+	switch {
+	case has[3]:
+		for _, f := range w.forms {
+			if f.id == string(vals[3]) {
+				form, found = f.form, true
 				break
 			}
 		}
+	case w.hasOwner:
+		form, found = w.owner, true
+	default:
+		return false // no form: the button submits nothing
 	}
-	// A missing or invalid method is GET; "dialog" submits nothing.
-	if !strings.EqualFold(method, "post") {
+	method := methodPost
+	if has[1] {
+		method = parseMethod(vals[1])
+	} else if found {
+		method = form.method
+	}
+	if method != methodPost {
 		return false
 	}
-	return w.refuse("POST", action)
+	switch {
+	case has[2]:
+		return w.refuse("POST", string(vals[2]))
+	case found && form.known:
+		return w.refuse("POST", string(form.action))
+	}
+	return true
 }
 
-// plainFormAttrs returns the method and action of a <form> start tag (its
-// raw bytes, up to its '>') as Tokenizer.TagAttr gives them, without a
-// Tokenizer, when they need no decoding: when the tag holds no character
-// reference (&), NUL or CR, TagAttr's values are the bytes as written. It
-// reads the attributes with the Tokenizer's steps (those of tagEnd) and, as
-// the Tokenizer, keeps the first of attributes whose names differ only in
-// case. ok is false when the tag needs decoding.
-func plainFormAttrs(raw []byte) (method, action []byte, ok bool) {
-	if len(raw) < 2 || bytes.ContainsAny(raw, "&\x00\r") {
-		return nil, nil, false
+// tagAttrs reads the attributes named by keys (lower case) from a start
+// tag's raw bytes, as Tokenizer.TagAttr gives them: names with A-Z lowered,
+// values decoded, the first of attributes whose names differ only in case
+// kept, as browsers do. has[i] reports whether keys[i] is there, vals[i] is
+// its value: a part of raw, or a new slice when the tag needs decoding. A
+// tag that needs decoding (character references, NUL, CR) is handed to a
+// Tokenizer of its own, which decodes it exactly as the page's Tokenizer
+// would have: a start tag is tokenized the same wherever it starts.
+func tagAttrs(raw []byte, keys []string, vals [][]byte, has []bool) {
+	if plainAttrs(raw, keys, vals, has) {
+		return
 	}
-	b := raw[2:] // after "<f"
+	clear(vals)
+	clear(has)
+	z := html.NewTokenizer(bytes.NewReader(raw))
+	z.Next()
+	for {
+		key, val, more := z.TagAttr()
+		for i, k := range keys {
+			if !has[i] && string(key) == k {
+				vals[i], has[i] = val, true
+			}
+		}
+		if !more {
+			break
+		}
+	}
+}
+
+// plainAttrs is tagAttrs without a Tokenizer, when the attributes need no
+// decoding: when the tag holds no character reference (&), NUL or CR,
+// TagAttr's values are the bytes as written. It reads the attributes with
+// the Tokenizer's steps (those of tagEnd). It reports false, having set
+// nothing it can be trusted with, when the tag needs decoding.
+func plainAttrs(raw []byte, keys []string, vals [][]byte, has []bool) bool {
+	if len(raw) < 2 || bytes.ContainsAny(raw, "&\x00\r") {
+		return false
+	}
+	b := raw[2:] // after "<x"
 	n, i := len(b), 0
 	for i < n && tagByte[b[i]]&endsName == 0 {
 		i++
@@ -421,13 +626,12 @@ func plainFormAttrs(raw []byte) (method, action []byte, ok bool) {
 	if i < n && tagByte[b[i]]&isSpace != 0 {
 		i++
 	}
-	var seenMethod, seenAction bool
 	for {
 		for i < n && tagByte[b[i]]&isSpace != 0 {
 			i++
 		}
 		if i == n || b[i] == '>' {
-			return method, action, true
+			return true
 		}
 		k := i
 		if b[i] == '=' {
@@ -466,28 +670,12 @@ func plainFormAttrs(raw []byte) (method, action []byte, ok bool) {
 				}
 			}
 		}
-		switch {
-		case !seenMethod && equalLower(key, "method"):
-			method, seenMethod = val, true
-		case !seenAction && equalLower(key, "action"):
-			action, seenAction = val, true
+		for j, name := range keys {
+			if !has[j] && equalLower(key, name) {
+				vals[j], has[j] = val, true
+			}
 		}
 	}
-}
-
-// mayBePost reports false when a <form> tag's method cannot be POST: its raw
-// bytes hold no "post" in any case, no character reference (&) and no
-// non-ASCII byte (strings.EqualFold folds "ſ", U+017F, to "s").
-func mayBePost(raw []byte) bool {
-	for i, c := range raw {
-		switch {
-		case c == '&' || c >= 0x80:
-			return true
-		case c|0x20 == 'p' && i+3 < len(raw) && raw[i+1]|0x20 == 'o' && raw[i+2]|0x20 == 's' && raw[i+3]|0x20 == 't':
-			return true
-		}
-	}
-	return false
 }
 
 func (w *rewriter) endForm() {
@@ -553,6 +741,53 @@ func isFormTag(raw []byte) bool {
 	switch raw[5] {
 	case ' ', '\n', '\r', '\t', '\f', '/', '>':
 		return true
+	}
+	return false
+}
+
+// isFormEndTag reports whether an end tag's raw bytes are a </form> tag.
+func isFormEndTag(raw []byte) bool {
+	return len(raw) >= 7 && raw[0] == '<' && raw[1] == '/' && isFormTag(raw[1:])
+}
+
+// mayBeSubmitter reports false when a start tag's raw bytes cannot be a
+// submit button with a formmethod, formaction or form attribute: it is
+// not a <button> or <input> tag, or no attribute name in it can begin with
+// "form" (in any case) and be one of those. An attribute name begins after
+// white space, '/' or a quote that ends a value (see tagEnd); so
+// class="form-control" does not count.
+func mayBeSubmitter(raw []byte) bool {
+	return submitterTag(raw, len(tagName(raw, 1)))
+}
+
+// submitterTag is mayBeSubmitter for a tag whose name is n bytes long.
+func submitterTag(raw []byte, n int) bool {
+	if n != 5 && n != 6 || n == 5 && !equalLower(raw[1:6], "input") || n == 6 && !equalLower(raw[1:7], "button") {
+		return false
+	}
+	return hasFormAttr(raw[1+n:])
+}
+
+// hasFormAttr reports whether b holds "form" (in any case) after white
+// space, '/' or a quote, and before the end of b or a byte that can follow
+// "form" in "formmethod", "formaction" or "form" as an attribute name.
+func hasFormAttr(b []byte) bool {
+	for i := 1; i+4 <= len(b); i++ {
+		if b[i]|0x20 != 'f' || b[i+1]|0x20 != 'o' || b[i+2]|0x20 != 'r' || b[i+3]|0x20 != 'm' {
+			continue
+		}
+		switch b[i-1] {
+		case ' ', '\n', '\r', '\t', '\f', '/', '"', '\'':
+		default:
+			continue
+		}
+		if i+4 == len(b) {
+			return true
+		}
+		switch b[i+4] {
+		case 'm', 'M', 'a', 'A', '=', ' ', '\n', '\r', '\t', '\f', '/', '>':
+			return true
+		}
 	}
 	return false
 }

@@ -350,7 +350,7 @@ func TestSmallCases(t *testing.T) {
 // TestGolden pins the whole output of a few pages, banner and notice text
 // included; run with -update after an intended change and review the diff.
 func TestGolden(t *testing.T) {
-	for _, file := range []string{"dataset_edit.html", "missing_form_end.html", "script_form.html"} {
+	for _, file := range []string{"dataset_edit.html", "missing_form_end.html", "script_form.html", "formmethod.html"} {
 		t.Run(file, func(t *testing.T) {
 			got := rewrite(t, strings.NewReader(readPage(t, file)), testOptions())
 			golden := filepath.Join("testdata", strings.TrimSuffix(file, ".html")+".golden")
@@ -466,6 +466,8 @@ func FuzzRewrite(f *testing.F) {
 		f.Add(string(b))
 	}
 	f.Add("<body><form method=post action=/x><div></span></form>")
+	f.Add(readPage(f, "formmethod.html"))
+	f.Add("<body><form action=/x><button formmethod=post>a</button><input type=submit formaction=/y formmethod=post></form>")
 	f.Fuzz(func(t *testing.T, in string) {
 		keep := Options{Notice: testNotice}
 		got := rewrite(t, strings.NewReader(in), keep)

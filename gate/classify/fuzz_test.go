@@ -1,11 +1,14 @@
 package classify
 
 import (
+	"net/http"
 	"net/url"
 	"path"
 	"strings"
 	"testing"
 	"unicode"
+
+	"golang.org/x/net/http/httpguts"
 
 	"github.com/ckanops/ckanops/internal/surface"
 )
@@ -21,7 +24,12 @@ import (
 //     those paths is a candidate;
 //   - the request may run as its real method or as any method an override
 //     header names (upper-cased, as middleware does); OPTIONS runs as GET
-//     (Flask would answer it itself, but the oracle does not rely on that);
+//     (Flask would answer it itself, but the oracle does not rely on that).
+//     An override header is X-HTTP-Method-Override, X-HTTP-Method or
+//     X-Method-Override with its name in any case and any '-' spelt '_'
+//     (a CGI or WSGI server turns both into '_', and middleware reads the
+//     environ), in any number of copies; every comma-separated token of
+//     every copy counts (oracleOverrides);
 //   - /api/action/NAME and /api/ANY/action/NAME run action NAME: a read only
 //     for GET, HEAD or POST and a known side_effect_free action other than
 //     get_site_user; any other path is dispatched with surface.Lookup (as
@@ -71,6 +79,27 @@ func oracleRead(s *surface.Surface, method string, overrides []string, uri strin
 		}
 	}
 	return true, ""
+}
+
+// oracleOverrideNames are the method-override headers middleware honours,
+// lower-cased with '-' for '_'.
+var oracleOverrideNames = map[string]bool{
+	"x-http-method-override": true,
+	"x-http-method":          true,
+	"x-method-override":      true,
+}
+
+// oracleOverrides returns the values of every header in h that middleware
+// would take for a method override: the names are compared after lowering
+// them and turning every '_' into '-', as a CGI environ makes them equal.
+func oracleOverrides(h http.Header) []string {
+	var out []string
+	for k, vs := range h {
+		if oracleOverrideNames[strings.ReplaceAll(strings.ToLower(k), "_", "-")] {
+			out = append(out, vs...)
+		}
+	}
+	return out
 }
 
 // oraclePath takes the path out of a request-URI, reading it as RFC 3986
@@ -208,29 +237,132 @@ func TestOracle(t *testing.T) {
 	}
 }
 
-var fuzzHeaders = []string{"", "X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override", "x_http_method_override"}
+// TestOracleOverrides checks the oracle's reading of override headers, as
+// net/http hands them over.
+func TestOracleOverrides(t *testing.T) {
+	s := surface.MustLoad("2.10")
+	cases := []struct {
+		header string
+		read   bool
+	}{
+		{"X-HTTP-Method-Override: DELETE", false},
+		{"x-http-method-override: delete", false},
+		{"X_HTTP_Method_Override: PUT", false},
+		{"x_http-method_override: PATCH", false},
+		{"X-HTTP-METHOD: purge", false},
+		{"X_Method_Override: DELETE", false},
+		{"X-Method-Override: GET, ,  DELETE", false},
+		{"X-Method-Override: \tget\t,head", true},
+		{"X-HTTP-Method-Override: GET", true},
+		{"X-HTTP-Method-Override: OPTIONS", true},
+		{"X-HTTP-Method-Overrides: DELETE", true}, // not an override header
+		{"X-Method: DELETE", true},
+		{"X-HTTP-Method-Override-: DELETE", true},
+	}
+	for _, tc := range cases {
+		r, err := readRequest("GET", "/dataset/abc", strings.Split(tc.header, "\n"))
+		if err != nil {
+			t.Fatalf("%q: %v", tc.header, err)
+		}
+		if got, why := oracleRead(s, "GET", oracleOverrides(r.Header), "/dataset/abc"); got != tc.read {
+			t.Errorf("oracle(GET /dataset/abc, %q) = %v (%s), want %v", tc.header, got, why, tc.read)
+		}
+	}
+}
+
+// fuzzHeaderBases are the names fuzzHeader spells in its ways: the override
+// headers and names close to them that are not.
+var fuzzHeaderBases = [...]string{
+	"X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override", "X-HTTP-Method-Overrides",
+	"X-Method", "HTTP-Method-Override", "X-HTTP-Override", "X-Http-Method-Override-",
+}
+
+// fuzzHeader spells a header name for FuzzClassify's header argument h
+// (1 to 127; 1 is "X-HTTP-Method-Override"). With k = h-1, the low three
+// bits of k pick a base name, bit 3 spells its '-' as '_', and bits 4 and 5
+// keep its case, lower it, upper it or alternate the case of its letters.
+func fuzzHeader(h uint8) string {
+	k := h - 1
+	name := []byte(fuzzHeaderBases[k&7])
+	style := k >> 4 & 3
+	for i, c := range name {
+		if c == '-' && k&8 != 0 {
+			c = '_'
+		}
+		switch lower := c | 0x20; {
+		case lower < 'a' || lower > 'z':
+		case style == 1 || style == 3 && i%2 == 1:
+			c = lower
+		case style == 2 || style == 3:
+			c = lower - 0x20
+		}
+		name[i] = c
+	}
+	return string(name)
+}
+
+// fuzzHeaderLines turns FuzzClassify's header and override arguments into
+// header lines: none for 0; "NAME: override" for 1 to 127, NAME from
+// fuzzHeader; for 128 and up, override itself holds the lines, one a line,
+// names and values as the fuzzer makes them.
+func fuzzHeaderLines(h uint8, override string) []string {
+	switch {
+	case h == 0:
+		return nil
+	case h < 128:
+		return []string{fuzzHeader(h) + ": " + override}
+	}
+	var lines []string
+	for _, l := range strings.Split(override, "\n") {
+		if l = strings.TrimSuffix(l, "\r"); l != "" {
+			lines = append(lines, l)
+		}
+	}
+	return lines
+}
+
+// fuzzValues are override values for the seeds: lists, odd cases, white
+// space.
+var fuzzValues = []string{
+	"GET", "get", "Head", "OPTIONS", "POST", "pOsT", "DELETE", "delete", "PUT", "PATCH", "PURGE",
+	"GET, DELETE", "get,put", "GET,,HEAD", " GET ,\tPOST ", "\tDELETE\t", "GET , ", ",", "",
+	"G E T", "GET DELETE", "poſt", "GET;DELETE", "HEAD,OPTIONS,GET",
+}
 
 // FuzzClassify: whenever Classify lets a request pass, the oracle must say
 // that CKAN would run only reads for it.
+//
+// header chooses the request's headers (fuzzHeaderLines): none, one header
+// whose name fuzzHeader spells with override as its value, or any headers
+// written out in override.
 func FuzzClassify(f *testing.F) {
 	for _, l := range readCorpus(f, "obfuscation.txt") {
 		f.Add(l.method, uint8(0), "", l.uri)
-		for _, h := range l.headers {
-			name, value, _ := strings.Cut(h, ": ")
-			for i, fh := range fuzzHeaders {
-				if strings.EqualFold(fh, name) {
-					f.Add(l.method, uint8(i), value, l.uri)
-				}
-			}
+		if len(l.headers) > 0 {
+			f.Add(l.method, uint8(128), strings.Join(l.headers, "\n"), l.uri)
 		}
 	}
 	for _, l := range readCorpus(f, "cases.txt") {
 		f.Add(l.method, uint8(0), "", l.uri)
+		if len(l.headers) > 0 {
+			f.Add(l.method, uint8(128), strings.Join(l.headers, "\n"), l.uri)
+		}
 	}
 	for _, v := range surface.Versions {
 		for _, r := range surface.MustLoad(v).Routes {
 			f.Add("GET", uint8(0), "", r.Example())
 			f.Add("POST", uint8(1), "GET", "/fr"+r.Example())
+		}
+	}
+	for i, v := range fuzzValues {
+		for _, uri := range []string{"/dataset/abc", "/api/action/package_show", "/user/login", "/fr/group/abc"} {
+			for _, m := range []string{"GET", "HEAD", "POST"} {
+				f.Add(m, uint8(1+(i*37)%127), v, uri)
+			}
+			f.Add("GET", uint8(128), "X_HTTP_Method_Override: "+v+"\nx-http-method-override: GET", uri)
+			f.Add("GET", uint8(128), "X-HTTP-Method: GET\nX-Method-Override: "+v+"\nX-Custom_Header: "+v, uri)
+			f.Add("HEAD", uint8(128), "x_method_override:"+v, uri)
+			f.Add("POST", uint8(128), "X_HTTP-Method_Override: "+v+"\nX-Http_Method:"+v, uri)
 		}
 	}
 	cs := map[string]*Classifier{}
@@ -240,35 +372,52 @@ func FuzzClassify(f *testing.F) {
 		ss[v] = surface.MustLoad(v)
 	}
 	f.Fuzz(func(t *testing.T, method string, header uint8, override, uri string) {
-		var headers, overrides []string
-		if name := fuzzHeaders[int(header)%len(fuzzHeaders)]; name != "" {
-			headers = []string{name + ": " + override}
-			overrides = []string{override}
-		}
+		headers := fuzzHeaderLines(header, override)
 		r, err := readRequest(method, uri, headers)
 		if err != nil {
 			return // net/http would answer 400 itself
 		}
-		if len(headers) > 0 {
-			// What net/http kept of the header is what the gate sees.
-			overrides = nil
-			for k, vs := range r.Header {
-				if _, ok := overrideHeader(k); ok {
-					overrides = append(overrides, vs...)
+		for k, vs := range r.Header {
+			// The checks net/http's server adds to ReadRequest's.
+			if !httpguts.ValidHeaderFieldName(k) {
+				return
+			}
+			for _, v := range vs {
+				if !httpguts.ValidHeaderFieldValue(v) {
+					return
 				}
 			}
 		}
+		// What net/http kept of the headers is what the gate sees.
+		overrides := oracleOverrides(r.Header)
 		for v, c := range cs {
 			d := c.Classify(r.Method, r.Header, r.URL)
 			if !d.Pass() {
 				continue
 			}
 			if ok, why := oracleRead(ss[v], r.Method, overrides, uri); !ok {
-				t.Fatalf("CKAN %s: %q %q (override %q) passes as %v (%s), but CKAN would write: %s", v, method, uri, overrides, d.Class, d.Reason, why)
+				t.Fatalf("CKAN %s: %q %q (headers %q) passes as %v (%s), but CKAN would write: %s", v, method, uri, headers, d.Class, d.Reason, why)
 			}
 			if strings.IndexFunc(uri, unicode.IsControl) >= 0 {
 				t.Fatalf("CKAN %s: %q %q passes with a control character in the request-URI", v, method, uri)
 			}
 		}
 	})
+}
+
+// TestFuzzHeader: the spellings cover the override names in '_' and in
+// every case style.
+func TestFuzzHeader(t *testing.T) {
+	seen := map[string]bool{}
+	for h := 1; h < 128; h++ {
+		seen[fuzzHeader(uint8(h))] = true
+	}
+	for _, want := range []string{
+		"X-HTTP-Method-Override", "x-http-method-override", "X_HTTP_METHOD_OVERRIDE", "x_http_method_override",
+		"X-HTTP-Method", "x_http_method", "X-Method-Override", "X_METHOD_OVERRIDE", "X-HtTp-mEtHoD-OvErRiDe", "X_HTTP_Method_Override",
+	} {
+		if !seen[want] {
+			t.Errorf("fuzzHeader never spells %q", want)
+		}
+	}
 }
