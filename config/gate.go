@@ -467,8 +467,9 @@ func within(path, dir string) bool {
 }
 
 // OpsToken reads the ops token: the first line of auth.ops_token_file,
-// with surrounding white space trimmed. A missing or empty file is an
-// error; a file that group or others may read is a warning.
+// with surrounding white space trimmed. A missing or empty file, or a
+// token too weak to guard the site (CheckOpsToken), is an error; a file
+// that group or others may read is a warning.
 func (g *Gate) OpsToken() (string, []Warning, error) {
 	if g.Auth.OpsTokenFile == "" {
 		return "", nil, fmt.Errorf("config: %s: auth.ops_token_file is not set", g.Path)
@@ -481,6 +482,10 @@ func (g *Gate) OpsToken() (string, []Warning, error) {
 	}
 	if err != nil {
 		return "", warns, fmt.Errorf("config: %s: auth.ops_token_file: %w", orElse(g.Path, "gate"), err)
+	}
+	if err := CheckOpsToken(token); err != nil {
+		return "", warns, fmt.Errorf("config: %s: auth.ops_token_file: token file %s: %w; %s",
+			orElse(g.Path, "gate"), g.Auth.OpsTokenFile, err, makeOpsToken(g.Auth.OpsTokenFile))
 	}
 	return token, warns, nil
 }

@@ -399,7 +399,7 @@ func writeToken(t *testing.T, content string, mode fs.FileMode) string {
 	return path
 }
 
-const secretToken = "tok-7c1d2e9f4a5b6c3d"
+const secretToken = "tok-7c1d2e9f4a5b6c3d8e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b"
 
 // tokenCases are shared by OpsToken and Site.Token: the token file's
 // content and mode, and what reading it gives.
@@ -434,6 +434,41 @@ func TestOpsToken(t *testing.T) {
 			}
 		})
 	}
+	t.Run("weak", func(t *testing.T) {
+		for _, c := range []struct{ token, errHas string }{
+			{"7c1d2e9f4a5b6c3d", "is 16 characters long: it must be at least 32"},
+			{strings.Repeat("7c1d2e9f", 4)[:31], "is 31 characters long"},
+			{strings.Repeat("a", 64), "repeats 1 distinct character(s): it must hold at least 8"},
+			{strings.Repeat("7c1d", 10), "repeats 4 distinct"},
+		} {
+			path := writeToken(t, "  "+c.token+"\n", 0o600)
+			g := &Gate{Path: "gate.toml", Auth: AuthConfig{OpsTokenFile: path}}
+			token, _, err := g.OpsToken()
+			if err == nil || token != "" {
+				t.Fatalf("%d-character token accepted", len(c.token))
+			}
+			for _, want := range []string{"gate.toml: auth.ops_token_file: token file " + path + ": ", c.errHas,
+				"make one with: openssl rand -hex 32 > " + path + " && chmod 600 " + path} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q lacks %q", err, want)
+				}
+			}
+			if strings.Contains(err.Error(), c.token) {
+				t.Errorf("error holds the token: %v", err)
+			}
+		}
+		// 32 characters, 8 distinct, after trimming: enough.
+		path := writeToken(t, " 0123456701234567012345670123456\t\n", 0o600)
+		g := &Gate{Path: "gate.toml", Auth: AuthConfig{OpsTokenFile: path}}
+		if _, _, err := g.OpsToken(); err == nil || !strings.Contains(err.Error(), "31 characters") {
+			t.Errorf("31 characters after trimming: %v", err)
+		}
+		path = writeToken(t, " 01234567012345670123456701234567\t\n", 0o600)
+		g = &Gate{Path: "gate.toml", Auth: AuthConfig{OpsTokenFile: path}}
+		if tok, _, err := g.OpsToken(); err != nil || len(tok) != 32 {
+			t.Errorf("32 characters, 8 distinct: %q %v", tok, err)
+		}
+	})
 	t.Run("missing", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "ops.token")
 		g := &Gate{Path: "gate.toml", Auth: AuthConfig{OpsTokenFile: path}}

@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 )
 
 // maxTokenFile bounds how much of a token file is read.
@@ -62,6 +63,37 @@ func checkToken(token string) string {
 		return "the token contains control characters and cannot be sent in an HTTP header"
 	}
 	return ""
+}
+
+// Strength the ops token must have. It guards every mode change of the
+// site, and the gate lets each address try 10 wrong tokens a minute: 32
+// random characters (128 bits as hex) put guessing out of reach. The
+// distinct-character floor rejects only the obviously made-up ("aaaa...",
+// "abab..."): 32 random hex digits have about 14 distinct ones.
+const (
+	MinOpsTokenLen      = 32
+	MinOpsTokenDistinct = 8
+)
+
+// CheckOpsToken says why token is too weak to be the ops token, or nil.
+// The error never quotes the token.
+func CheckOpsToken(token string) error {
+	if n := utf8.RuneCountInString(token); n < MinOpsTokenLen {
+		return fmt.Errorf("the ops token is %d characters long: it must be at least %d (128 bits of randomness)", n, MinOpsTokenLen)
+	}
+	distinct := map[rune]bool{}
+	for _, r := range token {
+		distinct[r] = true
+	}
+	if len(distinct) < MinOpsTokenDistinct {
+		return fmt.Errorf("the ops token repeats %d distinct character(s): it must hold at least %d, as random text does", len(distinct), MinOpsTokenDistinct)
+	}
+	return nil
+}
+
+// makeOpsToken is the advice given with a weak or missing ops token.
+func makeOpsToken(path string) string {
+	return fmt.Sprintf("make one with: openssl rand -hex 32 > %s && chmod 600 %s", path, path)
 }
 
 func exposedMessage(path string, mode fs.FileMode) string {

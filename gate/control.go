@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -43,46 +44,171 @@ func (g *Gate) controlMux() http.Handler {
 	mux.HandleFunc(controlPrefix, func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such control endpoint: see GET /-/ckanops/status, POST /-/ckanops/mode, GET /-/ckanops/health, GET /-/ckanops/metrics, POST /-/ckanops/jobs/suspend, POST /-/ckanops/jobs/resume, GET /-/ckanops/audit, GET/POST /-/ckanops/runbook, GET /-/ckanops/runbook/events"})
 	})
-	return mux
+	return g.limitAuth(mux)
 }
 
-// authError is a failed authentication: 401 (no or wrong credentials) or
-// 403 (a valid CKAN user who is not a sysadmin), or 503 (CKAN could not
-// be asked).
+// authError is a failed authentication: 401 (no or wrong credentials),
+// 403 (a valid CKAN user who is not a sysadmin), 429 (the client's
+// address failed too often: see authlimit.go), or 503 (CKAN could not be
+// asked).
 type authError struct {
-	status int
-	msg    string
+	status     int
+	msg        string
+	reason     string        // for a failure that counts: not-token, unknown-token, not-sysadmin
+	user       string        // the CKAN user of a not-sysadmin failure
+	retryAfter time.Duration // with 429
 }
 
 func (e *authError) Error() string { return e.msg }
 
-// authenticate returns the actor behind the request's credentials.
-func (g *Gate) authenticate(r *http.Request) (string, *authError) {
-	authz := strings.TrimSpace(r.Header.Get("Authorization"))
-	apiKey := strings.TrimSpace(r.Header.Get("X-CKAN-API-Key"))
-	if authz == "" && apiKey == "" {
-		return "", &authError{http.StatusUnauthorized, "authentication required: send the ops token as 'Authorization: Bearer <token>', or a sysadmin's CKAN API token"}
+// Why a failed authentication failed: the label of
+// ckanops_auth_failures_total and the audit entry's reason.
+const (
+	failNotToken    = "not-token"     // neither the ops token nor shaped like a CKAN API token or key
+	failUnknown     = "unknown-token" // a CKAN token CKAN does not know
+	failNotSysadmin = "not-sysadmin"  // a CKAN user who is not a sysadmin
+)
+
+const authHowTo = "send the ops token as 'Authorization: Bearer <token>', or a sysadmin's CKAN API token (raw in Authorization, or in X-CKAN-API-Key)"
+
+// writeAuthError answers a failed authentication of the control API.
+func writeAuthError(w http.ResponseWriter, aerr *authError) {
+	setRetryAfter(w, aerr)
+	writeJSON(w, aerr.status, map[string]string{"error": aerr.msg})
+}
+
+func setRetryAfter(w http.ResponseWriter, aerr *authError) {
+	if aerr.status == http.StatusTooManyRequests {
+		w.Header().Set("Retry-After", strconv.Itoa(retrySeconds(aerr.retryAfter)))
 	}
-	if tok, ok := strings.CutPrefix(authz, "Bearer "); ok {
-		if tokenEqual(strings.TrimSpace(tok), g.opts.OpsToken) {
-			return "ops-token", nil
+}
+
+// retrySeconds rounds a wait up to whole seconds, at least one.
+func retrySeconds(d time.Duration) int {
+	return max(1, int((d+time.Second-1)/time.Second))
+}
+
+// authTicketKey carries the request's admitted check (an *authTicket)
+// from limitAuth to authenticate.
+type authTicketKey struct{}
+
+// limitAuth refuses, before any handler looks at them, the credentials of
+// a client address that failed too often; it admits the others, and the
+// handler's authenticate settles the admission.
+func (g *Gate) limitAuth(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r, tk, aerr := g.admitAuth(r)
+		if aerr != nil {
+			writeAuthError(w, aerr)
+			return
 		}
-		authz = strings.TrimSpace(tok) // perhaps a CKAN token sent as Bearer
+		defer func() { tk.end(false, g.clock()) }() // a handler that never authenticated
+		next.ServeHTTP(w, r)
+	})
+}
+
+// admitAuth admits a request carrying credentials to have them checked,
+// unless its client address is over the limit of failures. The returned
+// request carries the ticket for authenticate.
+func (g *Gate) admitAuth(r *http.Request) (*http.Request, *authTicket, *authError) {
+	if !hasCredentials(r) {
+		return r, nil, nil
 	}
+	remote := g.clientAddr(r)
+	tk, wait, ok := g.admins.limit.begin(remote, g.clock())
+	if !ok {
+		g.metrics.authRateLimited()
+		return r, nil, &authError{status: http.StatusTooManyRequests, retryAfter: wait,
+			msg: fmt.Sprintf("too many failed authentications from %s: try again in %ds", remote, retrySeconds(wait))}
+	}
+	return r.WithContext(context.WithValue(r.Context(), authTicketKey{}, tk)), tk, nil
+}
+
+// authenticate returns the actor behind the request's credentials. A
+// failure counts against the client's address (authlimit.go); a request
+// without credentials, or one CKAN could not be asked about, does not.
+func (g *Gate) authenticate(r *http.Request) (string, *authError) {
+	if !hasCredentials(r) {
+		return "", &authError{status: http.StatusUnauthorized, msg: "authentication required: " + authHowTo}
+	}
+	tk, _ := r.Context().Value(authTicketKey{}).(*authTicket)
+	if tk == nil { // not admitted by limitAuth
+		var aerr *authError
+		if r, tk, aerr = g.admitAuth(r); aerr != nil {
+			return "", aerr
+		}
+	}
+	actor, aerr := g.checkCredentials(r)
+	if aerr == nil || aerr.reason == "" {
+		tk.end(false, g.clock())
+		return actor, aerr
+	}
+	g.authFailed(r, tk, aerr)
+	return "", aerr
+}
+
+// checkCredentials finds whose credentials r carries: the ops token, or a
+// CKAN API token that CKAN says is a sysadmin's. Only a value shaped like
+// a CKAN API token or key is ever sent to CKAN: never Basic credentials,
+// never a mistyped ops token.
+func (g *Gate) checkCredentials(r *http.Request) (string, *authError) {
+	authz := strings.TrimSpace(r.Header.Get("Authorization"))
 	tok := authz
-	if tok == "" {
-		tok = apiKey // CKAN 2.9/2.10 clients send the token here
+	if scheme, rest, ok := strings.Cut(authz, " "); ok && strings.EqualFold(scheme, "Bearer") {
+		tok = strings.TrimSpace(rest) // the ops token, or a CKAN token sent as Bearer
 	}
-	// A wrong ops token must not be forwarded to CKAN as if it were a
-	// CKAN token, and must cost the same as a right one.
+	if tok == "" {
+		tok = strings.TrimSpace(r.Header.Get("X-CKAN-API-Key")) // CKAN 2.9/2.10 clients send the token here
+	}
+	// Compared in constant time, whatever the value's shape.
 	if tokenEqual(tok, g.opts.OpsToken) {
 		return "ops-token", nil
 	}
-	u, err := g.admins.check(r.Context(), tok)
+	if scheme, _, _ := strings.Cut(authz, " "); strings.EqualFold(scheme, "Basic") {
+		return "", &authError{status: http.StatusUnauthorized, reason: failNotToken,
+			msg: "HTTP Basic credentials are not accepted: " + authHowTo}
+	}
+	if !ckanTokenShaped(tok) {
+		return "", &authError{status: http.StatusUnauthorized, reason: failNotToken,
+			msg: "the credentials are neither the ops token nor a CKAN API token: " + authHowTo}
+	}
+	u, err := g.admins.check(r.Context(), g.opts.Transport, tok)
 	if err != nil {
 		return "", err
 	}
 	return "ckan:" + u, nil
+}
+
+// authFailed counts a failed authentication and audits it: the address's
+// first failure of a window, and the failure that reaches the limit.
+// Neither the credentials nor anything derived from them is written.
+func (g *Gate) authFailed(r *http.Request, tk *authTicket, aerr *authError) {
+	t := g.clock()
+	out := tk.end(true, t)
+	g.metrics.authFailure(aerr.reason)
+	if !out.auditFailure && !out.auditLimit {
+		return
+	}
+	remote := g.clientAddr(r)
+	actor := remote
+	if aerr.user != "" {
+		actor = "ckan:" + aerr.user
+	}
+	why := map[string]string{
+		failNotToken:    "neither the ops token nor a CKAN API token",
+		failUnknown:     "a CKAN API token CKAN does not know",
+		failNotSysadmin: "CKAN user " + aerr.user + " is not a sysadmin",
+	}[aerr.reason]
+	if out.auditFailure {
+		g.audit(AuditEntry{Time: t, Event: "auth-failed", Actor: actor, Method: r.Method, Path: r.URL.Path, Remote: remote, Reason: why,
+			Message: fmt.Sprintf("failed authentication; more from this address within %s are counted in ckanops_auth_failures_total, not audited", authWindow)})
+		g.log.Warn("authentication failed", "remote", remote, "reason", aerr.reason, "method", r.Method, "path", r.URL.Path)
+	}
+	if out.auditLimit {
+		g.audit(AuditEntry{Time: t, Event: "auth-rate-limited", Actor: actor, Method: r.Method, Path: r.URL.Path, Remote: remote, Reason: why,
+			Message: fmt.Sprintf("%d failed authentications within %s: this address's credentials are refused with 429 for %ds", out.failures, authWindow, retrySeconds(out.wait))})
+		g.log.Warn("authentication rate-limited", "remote", remote, "failures", out.failures, "retry_after", retrySeconds(out.wait))
+	}
 }
 
 // tokenEqual compares two secrets in constant time, whatever their lengths.
@@ -91,16 +217,94 @@ func tokenEqual(a, b string) bool {
 	return subtle.ConstantTimeCompare(ha[:], hb[:]) == 1 && a != "" && b != ""
 }
 
-// sysadminCache remembers, for a short while, which CKAN tokens belong to
-// sysadmins. It is keyed by the token's hash: tokens are never kept.
+// maxCKANToken bounds what may be sent to CKAN (its tokens are a few
+// hundred bytes).
+const maxCKANToken = 4096
+
+// ckanTokenShaped reports whether tok could be a CKAN credential: an API
+// token, which CKAN (ckan/lib/api_token.py, with PyJWT) writes as a JWT,
+// three base64url segments whose first is a JSON header naming its "alg";
+// or a legacy API key, a UUID (8-4-4-4-12 hex digits).
+func ckanTokenShaped(tok string) bool {
+	return len(tok) <= maxCKANToken && (isUUID(tok) || isJWT(tok))
+}
+
+func isUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func isJWT(s string) bool {
+	parts := strings.Split(s, ".")
+	if len(parts) != 3 {
+		return false
+	}
+	for _, p := range parts {
+		if p == "" || strings.ContainsFunc(p, func(r rune) bool {
+			return !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '-' || r == '_')
+		}) {
+			return false
+		}
+	}
+	b, err := base64.RawURLEncoding.DecodeString(parts[0])
+	if err != nil {
+		return false
+	}
+	var h map[string]any
+	if json.Unmarshal(b, &h) != nil {
+		return false
+	}
+	alg, _ := h["alg"].(string)
+	if alg == "" || strings.EqualFold(alg, "none") {
+		return false
+	}
+	if typ, ok := h["typ"]; ok {
+		if s, _ := typ.(string); !strings.EqualFold(s, "JWT") {
+			return false
+		}
+	}
+	return true
+}
+
+// sysadminCache remembers, for a short while, what CKAN said of a token:
+// whose it is and whether a sysadmin's. It is keyed by the token's hash:
+// tokens are never kept. Sysadmins' tokens are kept apart from the other
+// answers (other users' tokens, tokens CKAN does not know, which are
+// cached too), so that spraying made-up tokens, which fills the latter,
+// never evicts the former: the sysadmins' entries come only from holders
+// of sysadmins' tokens. Each map holds at most maxCachedTokens entries;
+// when one is full its expired entries go, and if that is not enough, all
+// of them.
+//
+// It also holds the per-address count of failed authentications (limit),
+// the other thing the gate remembers about credentials.
 type sysadminCache struct {
 	upstream *url.URL
 	ttl      time.Duration
 	clock    func() time.Time
+	limit    *authLimiter
 
-	mu      sync.Mutex
-	entries map[[32]byte]adminEntry
+	mu     sync.Mutex
+	admins map[[32]byte]adminEntry // sysadmins' tokens
+	others map[[32]byte]adminEntry // everything else CKAN answered
 }
+
+const maxCachedTokens = 10000
 
 type adminEntry struct {
 	user     string
@@ -109,36 +313,57 @@ type adminEntry struct {
 }
 
 func newSysadminCache(upstream *url.URL, ttl time.Duration, clock func() time.Time) *sysadminCache {
-	return &sysadminCache{upstream: upstream, ttl: ttl, clock: clock, entries: map[[32]byte]adminEntry{}}
+	return &sysadminCache{upstream: upstream, ttl: ttl, clock: clock,
+		limit:  newAuthLimiter(authLimit, authWindow, authClients),
+		admins: map[[32]byte]adminEntry{}, others: map[[32]byte]adminEntry{}}
 }
 
-// check returns the CKAN user behind token if it is a sysadmin's.
-func (c *sysadminCache) check(ctx context.Context, token string) (string, *authError) {
+// check returns the CKAN user behind token if it is a sysadmin's, asking
+// CKAN through rt (the gate's own transport: never an environment proxy)
+// when the answer is not cached.
+func (c *sysadminCache) check(ctx context.Context, rt http.RoundTripper, token string) (string, *authError) {
 	key := sha256.Sum256([]byte(token))
 	now := c.clock()
 	c.mu.Lock()
-	e, ok := c.entries[key]
+	e, ok := c.admins[key]
+	if !ok {
+		e, ok = c.others[key]
+	}
 	c.mu.Unlock()
 	if !ok || !now.Before(e.exp) {
-		user, sysadmin, err := c.ask(ctx, token)
+		user, sysadmin, err := c.ask(ctx, rt, token)
 		if err != nil {
 			return "", err
 		}
 		e = adminEntry{user: user, sysadmin: sysadmin, exp: now.Add(c.ttl)}
 		if c.ttl > 0 {
 			c.mu.Lock()
-			if len(c.entries) > 10000 { // bound memory against token spraying
-				clear(c.entries)
+			m, stale := c.others, c.admins
+			if sysadmin {
+				m, stale = c.admins, c.others
 			}
-			c.entries[key] = e
+			delete(stale, key)
+			if len(m) >= maxCachedTokens {
+				for k, v := range m {
+					if !now.Before(v.exp) {
+						delete(m, k)
+					}
+				}
+				if len(m) >= maxCachedTokens {
+					clear(m)
+				}
+			}
+			m[key] = e
 			c.mu.Unlock()
 		}
 	}
 	if e.user == "" {
-		return "", &authError{http.StatusUnauthorized, "the token is neither the ops token nor a valid CKAN API token"}
+		return "", &authError{status: http.StatusUnauthorized, reason: failUnknown,
+			msg: "the token is neither the ops token nor a valid CKAN API token"}
 	}
 	if !e.sysadmin {
-		return "", &authError{http.StatusForbidden, fmt.Sprintf("CKAN user %q is not a sysadmin: maintenance mode needs a sysadmin's token or the ops token", e.user)}
+		return "", &authError{status: http.StatusForbidden, reason: failNotSysadmin, user: e.user,
+			msg: fmt.Sprintf("CKAN user %q is not a sysadmin: maintenance mode needs a sysadmin's token or the ops token", e.user)}
 	}
 	return e.user, nil
 }
@@ -146,10 +371,11 @@ func (c *sysadminCache) check(ctx context.Context, token string) (string, *authE
 // ask asks CKAN (user_show without an id) whose token this is. The token
 // goes raw in Authorization whichever header the client used: CKAN 2.10
 // and 2.11 both read it there (2.11 reads only there).
-func (c *sysadminCache) ask(ctx context.Context, token string) (string, bool, *authError) {
-	cl, err := ckanclient.New(c.upstream.String(), ckanclient.Options{Token: token, TokenStyle: ckanclient.AuthRaw, Timeout: 5 * time.Second, Retries: -1})
+func (c *sysadminCache) ask(ctx context.Context, rt http.RoundTripper, token string) (string, bool, *authError) {
+	cl, err := ckanclient.New(c.upstream.String(), ckanclient.Options{Token: token, TokenStyle: ckanclient.AuthRaw,
+		Timeout: 5 * time.Second, Retries: -1, HTTPClient: &http.Client{Transport: rt}})
 	if err != nil {
-		return "", false, &authError{http.StatusInternalServerError, "cannot build a CKAN client: " + err.Error()}
+		return "", false, &authError{status: http.StatusInternalServerError, msg: "cannot build a CKAN client: " + err.Error()}
 	}
 	u, err := cl.UserShow(ctx)
 	switch {
@@ -158,7 +384,7 @@ func (c *sysadminCache) ask(ctx context.Context, token string) (string, bool, *a
 	case ckanclient.IsAuthorization(err), ckanclient.IsNotFound(err), ckanclient.IsValidation(err):
 		return "", false, nil // CKAN does not know this token: cache the answer
 	}
-	return "", false, &authError{http.StatusServiceUnavailable, "cannot verify the CKAN token: CKAN did not answer user_show; use the ops token"}
+	return "", false, &authError{status: http.StatusServiceUnavailable, msg: "cannot verify the CKAN token: CKAN did not answer user_show; use the ops token"}
 }
 
 // storeHealth tracks whether the state store answers.
@@ -218,7 +444,7 @@ func (g *Gate) serveStatus(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if _, aerr := g.authenticate(r); aerr != nil {
-		writeJSON(w, aerr.status, map[string]string{"error": aerr.msg})
+		writeAuthError(w, aerr)
 		return
 	}
 	writeJSON(w, http.StatusOK, g.status(r.Context(), true))
@@ -231,7 +457,7 @@ func hasCredentials(r *http.Request) bool {
 func (g *Gate) serveMode(w http.ResponseWriter, r *http.Request) {
 	actor, aerr := g.authenticate(r)
 	if aerr != nil {
-		writeJSON(w, aerr.status, map[string]string{"error": aerr.msg})
+		writeAuthError(w, aerr)
 		return
 	}
 	req, err := decodeModeRequest(r.Body)
@@ -366,7 +592,7 @@ func checkText(name, s string, max int) error {
 
 func (g *Gate) serveHealth(w http.ResponseWriter, r *http.Request) {
 	if _, aerr := g.authenticate(r); aerr != nil {
-		writeJSON(w, aerr.status, map[string]string{"error": aerr.msg})
+		writeAuthError(w, aerr)
 		return
 	}
 	writeJSON(w, http.StatusOK, g.health(r.Context()))
@@ -378,7 +604,7 @@ const maxAuditTail = 500
 // serveAudit answers the last entries of the audit log (?tail=N, default 20).
 func (g *Gate) serveAudit(w http.ResponseWriter, r *http.Request) {
 	if _, aerr := g.authenticate(r); aerr != nil {
-		writeJSON(w, aerr.status, map[string]string{"error": aerr.msg})
+		writeAuthError(w, aerr)
 		return
 	}
 	n := 20
@@ -410,6 +636,7 @@ func (g *Gate) serveMaintenanceAction(w http.ResponseWriter, r *http.Request, ac
 	}
 	actor, aerr := g.authenticate(r)
 	if aerr != nil {
+		setRetryAfter(w, aerr)
 		fail(aerr.status, "Authorization Error", aerr.msg)
 		return
 	}

@@ -99,6 +99,7 @@ type reqInfo struct {
 	rec    Record
 	start  time.Time
 	remote string
+	body   *bodyWatch // nil without a body
 }
 
 // New builds a gate and loads the mode from its store. A store that cannot
@@ -110,8 +111,8 @@ func New(ctx context.Context, o Options) (*Gate, error) {
 	if o.Store == nil {
 		return nil, errors.New("gate: a state store is required")
 	}
-	if o.OpsToken == "" {
-		return nil, errors.New("gate: the ops token is empty: put one line of random text in [auth] ops_token_file")
+	if err := config.CheckOpsToken(o.OpsToken); err != nil {
+		return nil, fmt.Errorf("gate: %w; make one with: openssl rand -hex 32", err)
 	}
 	if o.SiteTitle == "" {
 		o.SiteTitle = o.Site
@@ -317,14 +318,25 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
+	ctx := r.Context()
 	if !d.Pass() {
 		// A write. Admit it only if the mode, read again under the lock
 		// that mode switches take, still lets it through: then it is
-		// either drained by a switch or refused after it.
+		// either drained by a switch or refused after it. A tunnel
+		// (protocol upgrade) is admitted in live mode only, and closed by
+		// the switch away from it: it would carry writes unclassified.
+		tunnel := isUpgrade(r)
+		var closeTunnel func()
+		if tunnel {
+			var cancel context.CancelCauseFunc
+			ctx, cancel = context.WithCancelCause(ctx)
+			defer cancel(nil)
+			closeTunnel = func() { cancel(errLeftLive) }
+		}
 		var done func(time.Time)
 		rec, done = g.state.admitWrite(func(cur Record) bool {
-			return cur.Mode == ckanclient.ModeLive || (cur.Mode == ckanclient.ModeDown && bypass)
-		}, r.Method, r.URL.Path, remote, start)
+			return cur.Mode == ckanclient.ModeLive || (cur.Mode == ckanclient.ModeDown && bypass && !tunnel)
+		}, r.Method, r.URL.Path, remote, start, closeTunnel)
 		if done == nil {
 			g.refuse(w, r, rec, d, d.Reason)
 			return
@@ -339,7 +351,8 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		outcome = "bypass"
 	}
 	g.metrics.request(d.Class.String(), outcome)
-	ctx := context.WithValue(r.Context(), ctxKey{}, reqInfo{rec: rec, start: start, remote: remote})
+	body := watchBody(r)
+	ctx = context.WithValue(ctx, ctxKey{}, reqInfo{rec: rec, start: start, remote: remote, body: body})
 	g.proxy.ServeHTTP(w, r.WithContext(ctx))
 }
 
@@ -384,7 +397,16 @@ func (g *Gate) rewrite(pr *httputil.ProxyRequest) {
 	pr.SetURL(g.opts.Upstream)
 	pr.Out.Host = pr.In.Host
 	peer := peerAddr(pr.In)
-	if g.trusted(peer) {
+	trusted := g.trusted(peer)
+	// CKAN must route the request judged (forward.go): nothing that could
+	// re-route it goes on, and no trailers follow the body.
+	pr.Out.Trailer = nil
+	if underscore, routing := scrubHeaders(pr.Out.Header, trusted); len(underscore)+len(routing) > 0 {
+		g.metrics.droppedHeaders(len(underscore), len(routing))
+		g.log.Debug("request headers dropped", "method", pr.In.Method, "path", pr.In.URL.Path,
+			"underscore", underscore, "routing", routing)
+	}
+	if trusted {
 		for _, h := range []string{"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host"} {
 			if v, ok := pr.In.Header[h]; ok {
 				pr.Out.Header[h] = v
@@ -467,27 +489,47 @@ func messageOr(m string) string {
 // proxyError answers when CKAN could not be reached or the response could
 // not be relayed: a clear 502, never a Go error string.
 func (g *Gate) proxyError(w http.ResponseWriter, r *http.Request, err error) {
-	if errors.Is(err, context.Canceled) || r.Context().Err() != nil {
+	info, _ := r.Context().Value(ctxKey{}).(reqInfo)
+	if berr := info.body.failed(); berr != nil {
+		// The client's body broke off or was malformed: CKAN got a cut-off
+		// request on a connection the transport then dropped, so it saved
+		// nothing. The fault is the client's, not CKAN's.
+		g.metrics.badBody()
+		g.log.Info("malformed request body: the request was aborted upstream", "method", r.Method, "path", r.URL.Path,
+			"remote", info.remote, "err", berr.Error())
+		g.badRequest(w, r, "The request body was malformed or cut off ("+berr.Error()+"); nothing was saved. Send the request again.")
+		return
+	}
+	if context.Cause(r.Context()) == errLeftLive {
+		// A tunnel still being set up when the site left live mode.
+		g.refuse(w, r, g.state.current(), classify.Decision{Class: classify.Write, Reason: "tunnel closed: the site left live mode"}, "tunnel closed")
+		return
+	}
+	if clientGone(r, err) {
 		// The client went away; nobody is left to answer.
 		g.log.Debug("client gone", "method", r.Method, "path", r.URL.Path)
 		return
 	}
 	g.metrics.upstreamError()
 	g.log.Warn("upstream error", "method", r.Method, "path", r.URL.Path, "err", err.Error())
-	f := refusal{
-		SiteTitle: g.opts.SiteTitle,
-		Heading:   "The site is not answering",
-		Message:   "The gate could not reach the CKAN application behind it. Please try again in a moment.",
-		Mode:      g.state.current().Mode,
-		Status:    http.StatusBadGateway,
-	}
+	g.answerError(w, r, http.StatusBadGateway, "Gateway Error", "The site is not answering",
+		"The gate could not reach the CKAN application behind it. Please try again in a moment.")
+}
+
+// badRequest answers 400 for a request the gate cannot forward as sent.
+func (g *Gate) badRequest(w http.ResponseWriter, r *http.Request, msg string) {
+	g.answerError(w, r, http.StatusBadRequest, "Bad Request", "The request could not be read", msg)
+}
+
+// answerError answers a request the gate could not pass to CKAN, in CKAN's
+// envelope for the API and as a page otherwise.
+func (g *Gate) answerError(w http.ResponseWriter, r *http.Request, status int, typ, heading, msg string) {
+	mode := g.state.current().Mode
 	if g.classifier.IsAPI(r.URL, r.Header) {
-		writeJSON(w, http.StatusBadGateway, ckanEnvelope{Help: helpURL(r, ""), Error: &ckanError{
-			Type: "Gateway Error", Message: f.Message, Mode: f.Mode,
-		}})
+		writeJSON(w, status, ckanEnvelope{Help: helpURL(r, ""), Error: &ckanError{Type: typ, Message: msg, Mode: mode}})
 		return
 	}
-	writeHTMLRefusal(w, f)
+	writeHTMLRefusal(w, refusal{SiteTitle: g.opts.SiteTitle, Heading: heading, Message: msg, Mode: mode, Status: status})
 }
 
 // clientAddr is the client's address: the peer, or for a trusted proxy

@@ -23,7 +23,8 @@ import (
 	"github.com/ckanops/ckanops/internal/ckansim"
 )
 
-const opsToken = "test-ops-token-0123456789"
+// opsToken is as strong as config.CheckOpsToken wants (openssl rand -hex 32).
+const opsToken = "0f3c9a7e5b1d2468ace0b2d4f6a8c1e3579bdf02468ace13579bdf0a2c4e6f81"
 
 // rig is a gate in front of a simulated CKAN, both on loopback.
 type rig struct {
@@ -328,7 +329,7 @@ func TestCorruptStateStopsTheGate(t *testing.T) {
 	}
 	defer store.Close()
 	up, _ := url.Parse("http://127.0.0.1:1")
-	_, err = New(context.Background(), Options{Site: "x", Upstream: up, Store: store, OpsToken: "t"})
+	_, err = New(context.Background(), Options{Site: "x", Upstream: up, Store: store, OpsToken: opsToken})
 	if err == nil || !strings.Contains(err.Error(), "corrupt") {
 		t.Fatalf("gate started on a corrupt state file: %v", err)
 	}

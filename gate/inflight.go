@@ -28,7 +28,8 @@ type modeState struct {
 type inFlight struct {
 	method, path, remote string
 	start                time.Time
-	live                 bool // admitted while the mode was live
+	live                 bool   // admitted while the mode was live
+	close                func() // a tunnel's: closes it when the site leaves live mode
 }
 
 func newModeState(rec Record) *modeState {
@@ -46,8 +47,9 @@ func (s *modeState) current() Record { return s.snapshot.Load() }
 // admitWrite registers a write if admit(rec) says the current record lets
 // it through, atomically with respect to set. It returns the record the
 // decision was made on and, when admitted, a done function to call when the
-// write has finished.
-func (s *modeState) admitWrite(admit func(Record) bool, method, path, remote string, t time.Time) (Record, func(time.Time)) {
+// write has finished. A tunnel passes close, which set calls when the site
+// leaves live mode; nil for a plain write.
+func (s *modeState) admitWrite(admit func(Record) bool, method, path, remote string, t time.Time, close func()) (Record, func(time.Time)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	rec := s.rec
@@ -56,7 +58,7 @@ func (s *modeState) admitWrite(admit func(Record) bool, method, path, remote str
 	}
 	s.nextID++
 	id := s.nextID
-	w := &inFlight{method: method, path: path, remote: remote, start: t, live: !rec.maintenance()}
+	w := &inFlight{method: method, path: path, remote: remote, start: t, live: !rec.maintenance(), close: close}
 	s.writes[id] = w
 	if w.live {
 		s.preSwitch++
@@ -100,6 +102,13 @@ func (s *modeState) set(rec Record) {
 			}
 		}
 	case !prev.maintenance():
+		// Open tunnels would carry writes unclassified: close them. Each
+		// stays in flight until its handler has returned.
+		for _, w := range s.writes {
+			if w.close != nil {
+				w.close()
+			}
+		}
 		if s.preSwitch == 0 {
 			s.quiescedAt = rec.Since
 		} else {

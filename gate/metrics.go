@@ -13,15 +13,19 @@ import (
 // metrics are the gate's Prometheus series, in a registry of its own (so
 // tests and several gates in one process never collide).
 type metrics struct {
-	reg      *prometheus.Registry
-	requests *prometheus.CounterVec
-	refusals *prometheus.CounterVec
-	upstream prometheus.Histogram
-	upErrors prometheus.Counter
+	reg       *prometheus.Registry
+	auth      *authMetrics // failed and rate-limited authentications (control.go)
+	requests  *prometheus.CounterVec
+	refusals  *prometheus.CounterVec
+	upstream  prometheus.Histogram
+	upErrors  prometheus.Counter
+	dropped   *prometheus.CounterVec
+	badBodies prometheus.Counter
 }
 
 func newMetrics(g *Gate) *metrics {
 	m := &metrics{reg: prometheus.NewRegistry()}
+	m.auth = newAuthMetrics(m.reg)
 	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "ckanops_requests_total", Help: "Requests by class (read, write, login, tracking, control) and outcome (forwarded, refused, bypass, tracking, control).",
 	}, []string{"class", "outcome"})
@@ -35,7 +39,13 @@ func newMetrics(g *Gate) *metrics {
 	m.upErrors = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "ckanops_upstream_errors_total", Help: "Requests answered 502 because CKAN could not be reached.",
 	})
-	m.reg.MustRegister(m.requests, m.refusals, m.upstream, m.upErrors,
+	m.dropped = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "ckanops_dropped_headers_total", Help: "Request headers not forwarded to CKAN because they could re-route the request: a name with '_' (underscore), or a routing header from an untrusted peer (routing).",
+	}, []string{"reason"})
+	m.badBodies = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "ckanops_bad_request_bodies_total", Help: "Requests answered 400 because their body was malformed or cut off (aborted upstream, never completed).",
+	})
+	m.reg.MustRegister(m.requests, m.refusals, m.upstream, m.upErrors, m.dropped, m.badBodies,
 		enumGauge{
 			desc:    prometheus.NewDesc("ckanops_mode", "1 for the mode the gate enforces, 0 for the others.", []string{"mode"}, nil),
 			values:  []string{ckanclient.ModeLive, ckanclient.ModeReadOnly, ckanclient.ModeDown},
@@ -92,6 +102,17 @@ func (m *metrics) refusal(class, mode, kind string) {
 
 func (m *metrics) upstreamError() { m.upErrors.Inc() }
 
+func (m *metrics) droppedHeaders(underscore, routing int) {
+	if underscore > 0 {
+		m.dropped.WithLabelValues("underscore").Add(float64(underscore))
+	}
+	if routing > 0 {
+		m.dropped.WithLabelValues("routing").Add(float64(routing))
+	}
+}
+
+func (m *metrics) badBody() { m.badBodies.Inc() }
+
 // instrument wraps the upstream transport to time each round trip.
 func (m *metrics) instrument(rt http.RoundTripper) http.RoundTripper {
 	return roundTripFunc(func(r *http.Request) (*http.Response, error) {
@@ -105,3 +126,29 @@ func (m *metrics) instrument(rt http.RoundTripper) http.RoundTripper {
 type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// authMetrics count the control API's failed authentications.
+type authMetrics struct {
+	failures *prometheus.CounterVec
+	limited  prometheus.Counter
+}
+
+func newAuthMetrics(reg *prometheus.Registry) *authMetrics {
+	a := &authMetrics{
+		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ckanops_auth_failures_total", Help: "Failed authentications to the control API, by reason: not-token (neither the ops token nor shaped like a CKAN API token), unknown-token (CKAN does not know it), not-sysadmin.",
+		}, []string{"reason"}),
+		limited: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ckanops_auth_rate_limited_total", Help: "Requests with credentials answered 429 because their client address failed authentication too often.",
+		}),
+	}
+	for _, r := range []string{failNotToken, failUnknown, failNotSysadmin} {
+		a.failures.WithLabelValues(r) // every reason shows, at 0
+	}
+	reg.MustRegister(a.failures, a.limited)
+	return a
+}
+
+func (m *metrics) authFailure(reason string) { m.auth.failures.WithLabelValues(reason).Inc() }
+
+func (m *metrics) authRateLimited() { m.auth.limited.Inc() }

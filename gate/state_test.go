@@ -25,13 +25,13 @@ func TestDrainPhases(t *testing.T) {
 	if p, _ := s.phase(); p != ckanclient.PhaseLive {
 		t.Fatalf("phase %s, want live", p)
 	}
-	_, doneA := s.admitWrite(liveOnly, "POST", "/api/action/package_create", "10.0.0.1", t0)
-	_, doneB := s.admitWrite(liveOnly, "POST", "/dataset/new", "10.0.0.2", t0.Add(time.Second))
+	_, doneA := s.admitWrite(liveOnly, "POST", "/api/action/package_create", "10.0.0.1", t0, nil)
+	_, doneB := s.admitWrite(liveOnly, "POST", "/dataset/new", "10.0.0.2", t0.Add(time.Second), nil)
 	if doneA == nil || doneB == nil {
 		t.Fatal("writes in live mode must be admitted")
 	}
 	s.set(rec(ckanclient.ModeReadOnly, 2, t0.Add(2*time.Second)))
-	if got, done := s.admitWrite(liveOnly, "POST", "/x", "r", t0.Add(3*time.Second)); done != nil || got.Version != 2 {
+	if got, done := s.admitWrite(liveOnly, "POST", "/x", "r", t0.Add(3*time.Second), nil); done != nil || got.Version != 2 {
 		t.Fatalf("a write after the switch was admitted (or judged on version %d)", got.Version)
 	}
 	v := s.view(t0.Add(4 * time.Second))
@@ -80,7 +80,7 @@ func TestSwitchWithNoWritesIsQuiescedAtOnce(t *testing.T) {
 
 func TestBypassWritesDoNotHoldTheDrain(t *testing.T) {
 	s := newModeState(rec(ckanclient.ModeDown, 1, t0))
-	_, done := s.admitWrite(func(Record) bool { return true }, "POST", "/dataset/edit/x", "10.9.0.1", t0)
+	_, done := s.admitWrite(func(Record) bool { return true }, "POST", "/dataset/edit/x", "10.9.0.1", t0, nil)
 	if done == nil {
 		t.Fatal("bypass write refused")
 	}

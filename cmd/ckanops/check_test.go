@@ -24,7 +24,7 @@ import (
 	"github.com/ckanops/ckanops/internal/testredis"
 )
 
-const checkToken = "check-ops-token-31415926"
+const checkToken = "check-ops-token-3141592653589793238462643383279502884197"
 
 // checkSite is a real gate in front of a simulated CKAN, with Solr and
 // Redis whose health the test controls, and a sites.toml naming it.

@@ -18,7 +18,7 @@ func writeFile(t *testing.T, path, body string, mode os.FileMode) string {
 
 func TestConfigCheckGate(t *testing.T) {
 	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "ops.token"), "s3cret-ops-token\n", 0o600)
+	writeFile(t, filepath.Join(dir, "ops.token"), "s3cret-ops-token-5e0d1c2b3a49f8e7d6c5b4a39281706f\n", 0o600)
 	gate := writeFile(t, filepath.Join(dir, "gate.toml"), `site = "prod"
 listen = "127.0.0.1:8080"
 upstream = "http://127.0.0.1:5000"
@@ -100,5 +100,46 @@ token_env = "CKANOPS_TEST_NO_SUCH_VAR"
 	}
 	if code, _, _ := runCLI(t, "config", "check", filepath.Join(dir, "nope.toml")); code != 1 {
 		t.Fatalf("missing file: %d", code)
+	}
+}
+
+// A weak ops token stops both `config check` and `gate`, with the file
+// and how to make a strong one.
+func TestWeakOpsTokenRefused(t *testing.T) {
+	dir := t.TempDir()
+	tok := writeFile(t, filepath.Join(dir, "ops.token"), "changeme\n", 0o600)
+	gate := writeFile(t, filepath.Join(dir, "gate.toml"), `site = "prod"
+listen = "127.0.0.1:0"
+upstream = "http://127.0.0.1:5000"
+[state]
+file = "state/prod.state.json"
+[auth]
+ops_token_file = "ops.token"
+`, 0o600)
+	want := []string{"auth.ops_token_file: token file " + tok, "is 8 characters long: it must be at least 32",
+		"make one with: openssl rand -hex 32 > " + tok + " && chmod 600 " + tok}
+	code, out, errOut := runCLI(t, "config", "check", gate)
+	if code != 1 || !strings.Contains(out, "NOT valid") || !strings.Contains(out, tok+": NOT usable") {
+		t.Fatalf("config check: exit %d\n%s%s", code, out, errOut)
+	}
+	for _, w := range want {
+		if !strings.Contains(out, w) {
+			t.Errorf("config check output lacks %q:\n%s", w, out)
+		}
+	}
+	code, out, errOut = runCLI(t, "gate", "--config", gate)
+	if code == 0 {
+		t.Fatalf("gate started with a weak token:\n%s%s", out, errOut)
+	}
+	for _, w := range want {
+		if !strings.Contains(errOut, w) {
+			t.Errorf("gate's error lacks %q:\n%s", w, errOut)
+		}
+	}
+	if strings.Contains(out+errOut, "changeme") {
+		t.Error("the token is printed")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "state")); err == nil {
+		t.Error("the gate created its state before refusing the token")
 	}
 }

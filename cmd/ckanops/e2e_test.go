@@ -79,7 +79,7 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-const e2eToken = "e2e-ops-token-9f8e7d6c5b4a"
+const e2eToken = "e2e-ops-token-9f8e7d6c5b4a39281706f5e4d3c2b1a0"
 
 func freePort(t *testing.T) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

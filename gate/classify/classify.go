@@ -10,9 +10,23 @@
 // What it must not do: no I/O of any kind, no logging, no clock. It never
 // reads a request body, so no body (chunked, compressed, multipart, or a
 // JSON body naming another action) can change a decision; the decision rests
-// on the method, the method-override headers and the URL path alone. The
-// query string is never consulted. A Classifier is immutable after New and
-// safe for concurrent use; Classify allocates nothing on the paths that pass.
+// on the method, the method-override headers, the Upgrade header and the
+// URL path alone. The query string is never consulted. A Classifier is
+// immutable after New and safe for concurrent use; Classify allocates
+// nothing on the paths that pass.
+//
+// # The request judged is the request routed
+//
+// A decision holds only if CKAN routes the very method and path judged
+// here. The gate (package gate, forward.go) makes sure of it when it
+// forwards: it drops every request header whose name contains '_' (as
+// nginx does by default: gunicorn maps a SCRIPT_NAME header onto the WSGI
+// variable, and in the CGI environ Foo_Bar and Foo-Bar collide), and the
+// headers that servers and middlewares use to re-route a request
+// (X-Original-URL, X-Rewrite-URL, X-Forwarded-Prefix, X-Script-Name,
+// Script-Name, Path-Info and the like) unless a trusted proxy sent them.
+// It forwards no request trailers. gate/wsgi_test.go checks, against real
+// gunicorn and uWSGI, that the path a WSGI app routes is the path judged.
 //
 // # Rules
 //
@@ -54,6 +68,12 @@
 // header) only makes a request stricter: it is judged by the least safe of
 // its real method and the methods the headers name. Methods are
 // case-sensitive, as Go's net/http keeps them: "get" is an unknown method.
+//
+// A request with an Upgrade header (WebSocket, h2c), whatever its value, is
+// a write: once the protocol switches, the bytes on the connection are
+// never classified. The gate admits it only in live mode, counts it among
+// the writes in flight while its tunnel is open, and closes the tunnel when
+// the site leaves live mode.
 //
 // Then:
 //
@@ -408,6 +428,14 @@ const (
 	reasonTracking = "/_tracking is page-view tracking"
 )
 
+func reasonUpgrade(values []string) string {
+	v := ""
+	if len(values) > 0 {
+		v = values[0]
+	}
+	return "protocol upgrade (Upgrade: " + clip(v) + "): a tunnel is never classified"
+}
+
 func readReason(method string) string {
 	switch method {
 	case "GET":
@@ -419,7 +447,8 @@ func readReason(method string) string {
 }
 
 // Classify decides what a request is. It looks only at the method, the
-// method-override headers and u's path; it never reads a body.
+// method-override headers, the Upgrade header and u's path; it never reads
+// a body.
 func (c *Classifier) Classify(method string, h http.Header, u *url.URL) Decision {
 	var p reqPath
 	if why := p.parse(u); why != "" {
@@ -447,6 +476,9 @@ func (c *Classifier) Classify(method string, h http.Header, u *url.URL) Decision
 	}
 	if v.write {
 		return Decision{Class: Write, Action: v.action, Reason: v.reason}
+	}
+	if up, ok := h["Upgrade"]; ok {
+		return Decision{Class: Write, Action: v.action, Reason: reasonUpgrade(up)}
 	}
 	switch rank {
 	case rankRead:

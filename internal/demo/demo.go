@@ -109,7 +109,7 @@ func (d *Demo) start(ctx context.Context, o Options) error {
 		}
 		d.Notes = d.backends.notes
 	}
-	tok := make([]byte, 16)
+	tok := make([]byte, 32) // as openssl rand -hex 32: config.CheckOpsToken wants 32 characters at least
 	crand.Read(tok)
 	d.Token = hex.EncodeToString(tok)
 	tokenFile := filepath.Join(d.Dir, "ops.token")
