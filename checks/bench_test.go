@@ -8,9 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ckanops/ckanops/api"
+
 	"github.com/jackc/pgx/v5"
 
-	"github.com/ckanops/ckanops/ckanclient"
 	"github.com/ckanops/ckanops/config"
 	"github.com/ckanops/ckanops/internal/ckansim"
 	"github.com/ckanops/ckanops/internal/testpg"
@@ -92,7 +93,7 @@ func BenchmarkRound(b *testing.B) {
 				w := time.Since(t0)
 				var s time.Duration
 				for _, c := range rep.Checks {
-					if c.Status != ckanclient.CheckOK {
+					if c.Status != api.CheckOK {
 						b.Fatalf("%s: %s: %s", c.Name, c.Status, c.Summary)
 					}
 					s = max(s, c.Duration)

@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/ckanops/ckanops/api"
+
 	"github.com/ckanops/ckanops/ckanclient"
 )
 
@@ -39,16 +41,16 @@ func NewCKAN(upstream *url.URL, timeout time.Duration) (*CKAN, error) {
 func (p *CKAN) Name() string { return "ckan" }
 
 // Check calls status_show.
-func (p *CKAN) Check(ctx context.Context) ckanclient.CheckResult {
+func (p *CKAN) Check(ctx context.Context) api.CheckResult {
 	t0 := time.Now()
 	s, err := p.client.StatusShow(ctx)
 	latency := time.Since(t0)
 	if err != nil {
-		return ckanclient.CheckResult{Status: ckanclient.CheckFail, Summary: oneLine(err.Error(), 400),
+		return api.CheckResult{Status: api.CheckFail, Summary: oneLine(err.Error(), 400),
 			Details: map[string]any{"latency_ms": ms(latency)}}
 	}
-	return ckanclient.CheckResult{
-		Status:  ckanclient.CheckOK,
+	return api.CheckResult{
+		Status:  api.CheckOK,
 		Summary: fmt.Sprintf("CKAN %s, %d plugins, %.0f ms", s.CKANVersion, len(s.Extensions), ms(latency)),
 		Details: map[string]any{
 			"version":    s.CKANVersion,

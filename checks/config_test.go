@@ -7,7 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ckanops/ckanops/ckanclient"
+	"github.com/ckanops/ckanops/api"
+
 	"github.com/ckanops/ckanops/config"
 )
 
@@ -30,7 +31,7 @@ func TestProbesFromConfig(t *testing.T) {
 	}
 	rep := NewRunner(RunnerOptions{Timeout: 200 * time.Millisecond}, ps[1:]...).Run(context.Background())
 	for _, c := range rep.Checks {
-		if !IsNotConfigured(c) || c.Status != ckanclient.CheckUnknown {
+		if !c.IsNotConfigured() || c.Status != api.CheckUnknown {
 			t.Errorf("%s: %+v", c.Name, c)
 		}
 	}

@@ -3,7 +3,7 @@
 // Solr, and the file storage. The gate serves the probes' report at
 // GET /-/ckanops/health and its runbook's drain waits on them.
 //
-// Every probe returns one result type, ckanclient.CheckResult: a name, a
+// Every probe returns one result type, api.CheckResult: a name, a
 // status (ok, warn, fail, unknown), a summary an operator can act on, the
 // details, when it was observed and how long it took. A Runner runs the
 // probes of a site concurrently, each under its own timeout, and reuses a

@@ -9,7 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ckanops/ckanops/ckanclient"
+	"github.com/ckanops/ckanops/api"
+
 	"github.com/ckanops/ckanops/config"
 	"github.com/ckanops/ckanops/internal/ckansim"
 )
@@ -37,25 +38,25 @@ func TestSolr(t *testing.T) {
 		name    string
 		handler http.HandlerFunc
 		path    string
-		status  string
+		status  api.CheckStatus
 		want    string
 	}{
-		{"ok", okPing, "/solr/ckan", ckanclient.CheckOK, "ping OK, "},
-		{"ok, trailing slash", okPing, "/solr/ckan/", ckanclient.CheckOK, "ping OK, "},
+		{"ok", okPing, "/solr/ckan", api.CheckOK, "ping OK, "},
+		{"ok, trailing slash", okPing, "/solr/ckan/", api.CheckOK, "ping OK, "},
 		{"500", func(w http.ResponseWriter, r *http.Request) {
 			w.WriteHeader(500)
 			w.Write([]byte(`{"responseHeader":{"status":500,"QTime":1},"error":{"metadata":["error-class","org.apache.solr.common.SolrException"],"msg":"Ping query caused exception: Error opening new searcher","code":500}}`))
-		}, "/solr/ckan", ckanclient.CheckFail, "answered 500 Internal Server Error: Ping query caused exception: Error opening new searcher"},
-		{"no such core", okPing, "/solr/nocore", ckanclient.CheckFail, "answered 404: no such core; checks.solr must name the core"},
-		{"needs credentials", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(401) }, "/solr/ckan", ckanclient.CheckFail, "answered 401 Unauthorized: put Solr's user and password in checks.solr"},
-		{"not Solr", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("<html>hello</html>")) }, "/solr/ckan", ckanclient.CheckFail, "answered 200 but not with Solr's JSON"},
-		{"ping not OK", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte(`{"status":"DISABLED"}`)) }, "/solr/ckan", ckanclient.CheckFail, `ping status "DISABLED", not OK`},
+		}, "/solr/ckan", api.CheckFail, "answered 500 Internal Server Error: Ping query caused exception: Error opening new searcher"},
+		{"no such core", okPing, "/solr/nocore", api.CheckFail, "answered 404: no such core; checks.solr must name the core"},
+		{"needs credentials", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(401) }, "/solr/ckan", api.CheckFail, "answered 401 Unauthorized: put Solr's user and password in checks.solr"},
+		{"not Solr", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("<html>hello</html>")) }, "/solr/ckan", api.CheckFail, "answered 200 but not with Solr's JSON"},
+		{"ping not OK", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte(`{"status":"DISABLED"}`)) }, "/solr/ckan", api.CheckFail, `ping status "DISABLED", not OK`},
 		{"hangs", func(w http.ResponseWriter, r *http.Request) {
 			select {
 			case <-block:
 			case <-r.Context().Done():
 			}
-		}, "/solr/ckan", ckanclient.CheckFail, "within 300ms"},
+		}, "/solr/ckan", api.CheckFail, "within 300ms"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -82,7 +83,7 @@ func TestSolrCredentials(t *testing.T) {
 	if gotUser != "solr" || gotPass != "S0lr-secret-pw" {
 		t.Errorf("basic auth %q %q", gotUser, gotPass)
 	}
-	if res.Status != ckanclient.CheckFail || strings.Contains(res.Summary+res.Details["url"].(string), "S0lr-secret-pw") {
+	if res.Status != api.CheckFail || strings.Contains(res.Summary+res.Details["url"].(string), "S0lr-secret-pw") {
 		t.Errorf("%s: %s %v", res.Status, res.Summary, res.Details)
 	}
 
@@ -91,7 +92,7 @@ func TestSolrCredentials(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close()
 	res = runProbe(t, NewSolr(config.SecretURL("http://solr:S0lr-secret-pw@"+addr+"/solr/ckan")), time.Second)
-	if res.Status != ckanclient.CheckFail || !strings.Contains(res.Summary, "cannot reach Solr at "+addr+"/solr/ckan/admin/ping: connection refused") ||
+	if res.Status != api.CheckFail || !strings.Contains(res.Summary, "cannot reach Solr at "+addr+"/solr/ckan/admin/ping: connection refused") ||
 		strings.Contains(res.Summary, "S0lr-secret-pw") {
 		t.Errorf("refused: %s", res.Summary)
 	}
@@ -110,18 +111,18 @@ func TestCKAN(t *testing.T) {
 		t.Fatal(err)
 	}
 	res := runProbe(t, p, time.Second)
-	if res.Status != ckanclient.CheckOK || res.Details["version"] != "2.11.5" || !strings.HasPrefix(res.Summary, "CKAN 2.11.5, ") {
+	if res.Status != api.CheckOK || res.Details["version"] != "2.11.5" || !strings.HasPrefix(res.Summary, "CKAN 2.11.5, ") {
 		t.Fatalf("%s: %s %v", res.Status, res.Summary, res.Details)
 	}
 	if plugins, _ := res.Details["plugins"].([]string); len(plugins) == 0 {
 		t.Errorf("plugins: %v", res.Details["plugins"])
 	}
 	sim.SetLatency(2*time.Second, 0)
-	if res := runProbe(t, p, 200*time.Millisecond); res.Status != ckanclient.CheckFail {
+	if res := runProbe(t, p, 200*time.Millisecond); res.Status != api.CheckFail {
 		t.Errorf("slow CKAN: %s: %s", res.Status, res.Summary)
 	}
 	up.Close()
-	if res := runProbe(t, p, time.Second); res.Status != ckanclient.CheckFail || !strings.Contains(res.Summary, "refused") {
+	if res := runProbe(t, p, time.Second); res.Status != api.CheckFail || !strings.Contains(res.Summary, "refused") {
 		t.Errorf("CKAN down: %s: %s", res.Status, res.Summary)
 	}
 }

@@ -10,10 +10,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ckanops/ckanops/api"
+
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/ckanops/ckanops/ckanclient"
 	"github.com/ckanops/ckanops/config"
 )
 
@@ -112,8 +113,8 @@ type pgTransaction struct {
 }
 
 // Check connects, pings and reads the server's activity.
-func (p *Postgres) Check(ctx context.Context) ckanclient.CheckResult {
-	res := ckanclient.CheckResult{Status: ckanclient.CheckFail}
+func (p *Postgres) Check(ctx context.Context) api.CheckResult {
+	res := api.CheckResult{Status: api.CheckFail}
 	cfg, err := pgx.ParseConfig(p.dsn.Reveal())
 	if err != nil {
 		res.Summary = fmt.Sprintf("checks.%s is not a Postgres URL the probe can use: %s", p.name, scrub(err.Error(), p.dsn))
@@ -188,7 +189,7 @@ func (p *Postgres) Check(ctx context.Context) ckanclient.CheckResult {
 	d["hidden_sessions"] = hidden
 	d["transactions"] = txs
 
-	res.Status = ckanclient.CheckOK
+	res.Status = api.CheckOK
 	var warns []string
 	if maxConns > 0 && float64(conns) >= p.limits.ConnectionsRatio*float64(maxConns) {
 		warns = append(warns, fmt.Sprintf("%d of %d connections in use (warns at %.0f%%)", conns, maxConns, p.limits.ConnectionsRatio*100))
@@ -203,7 +204,7 @@ func (p *Postgres) Check(ctx context.Context) ckanclient.CheckResult {
 		warns = append(warns, fmt.Sprintf("%d session(s) of other roles are hidden from user %s, so their transactions are not counted: GRANT pg_read_all_stats TO %s", hidden, cfg.User, cfg.User))
 	}
 	if len(warns) > 0 {
-		res.Status = ckanclient.CheckWarn
+		res.Status = api.CheckWarn
 		res.Summary = strings.Join(warns, "; ")
 		return res
 	}

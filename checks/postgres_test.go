@@ -11,9 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ckanops/ckanops/api"
+
 	"github.com/jackc/pgx/v5"
 
-	"github.com/ckanops/ckanops/ckanclient"
 	"github.com/ckanops/ckanops/config"
 	"github.com/ckanops/ckanops/internal/testpg"
 )
@@ -105,7 +106,7 @@ func TestPostgresActivity(t *testing.T) {
 	p := NewPostgres("ckan_db", config.SecretURL(dsn), PostgresLimits{})
 	res := runProbe(t, p, 5*time.Second)
 	elapsed := time.Since(began).Seconds()
-	if res.Status != ckanclient.CheckOK {
+	if res.Status != api.CheckOK {
 		t.Fatalf("status %s: %s", res.Status, res.Summary)
 	}
 	d := res.Details
@@ -165,7 +166,7 @@ func TestPostgresActivity(t *testing.T) {
 		ConnectionsRatio: 5.0 / float64(maxConns), IdleInTransaction: 100 * time.Millisecond, TransactionAge: 150 * time.Millisecond,
 	})
 	res = runProbe(t, strict, 5*time.Second)
-	if res.Status != ckanclient.CheckWarn {
+	if res.Status != api.CheckWarn {
 		t.Fatalf("strict limits: %s: %s", res.Status, res.Summary)
 	}
 	for _, want := range []string{
@@ -204,14 +205,14 @@ func TestPostgresHiddenSessions(t *testing.T) {
 	u, _ := url.Parse(dsn)
 	u.User = url.User("probe")
 	res := runProbe(t, NewPostgres("ckan_db", config.SecretURL(u.String()), PostgresLimits{}), 5*time.Second)
-	if res.Status != ckanclient.CheckWarn || !strings.Contains(res.Summary, "GRANT pg_read_all_stats TO probe") ||
+	if res.Status != api.CheckWarn || !strings.Contains(res.Summary, "GRANT pg_read_all_stats TO probe") ||
 		num(t, res.Details, "hidden_sessions") != 1 {
 		t.Fatalf("%s: %s (%v)", res.Status, res.Summary, res.Details)
 	}
 	pgExec(t, admin, "COMMIT")
 	pgExec(t, admin, "GRANT pg_read_all_stats TO probe")
 	res = runProbe(t, NewPostgres("ckan_db", config.SecretURL(u.String()), PostgresLimits{}), 5*time.Second)
-	if res.Status != ckanclient.CheckOK || num(t, res.Details, "hidden_sessions") != 0 {
+	if res.Status != api.CheckOK || num(t, res.Details, "hidden_sessions") != 0 {
 		t.Fatalf("after the grant: %s: %s", res.Status, res.Summary)
 	}
 }
@@ -279,7 +280,7 @@ func TestPostgresFaults(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			t0 := time.Now()
 			res := runProbe(t, NewPostgres("ckan_db", config.SecretURL(c.dsn), PostgresLimits{}), 500*time.Millisecond)
-			if res.Status != ckanclient.CheckFail || !strings.Contains(res.Summary, c.want) {
+			if res.Status != api.CheckFail || !strings.Contains(res.Summary, c.want) {
 				t.Errorf("%s: %s\nwant a failure saying %q", res.Status, res.Summary, c.want)
 			}
 			if strings.Contains(res.Summary, c.secret) || strings.Contains(fmt.Sprint(res.Details), c.secret) {
@@ -293,7 +294,7 @@ func TestPostgresFaults(t *testing.T) {
 
 	// The right password works: the probe is fine once the DSN is.
 	res := runProbe(t, NewPostgres("ckan_db", config.SecretURL(fmt.Sprintf("postgres://ckan_default:Right-pw-4711@127.0.0.1:%d/ckan?sslmode=disable", port)), PostgresLimits{}), 5*time.Second)
-	if res.Status == ckanclient.CheckFail {
+	if res.Status == api.CheckFail {
 		t.Errorf("right password: %s", res.Summary)
 	}
 }
@@ -306,17 +307,17 @@ func TestPostgresNoLeaks(t *testing.T) {
 	p := NewPostgres("ckan_db", config.SecretURL(dsn), PostgresLimits{})
 	before := runtime.NumGoroutine()
 	for range 10 {
-		if res := runProbe(t, p, 5*time.Second); res.Status != ckanclient.CheckOK {
+		if res := runProbe(t, p, 5*time.Second); res.Status != api.CheckOK {
 			t.Fatalf("%s: %s", res.Status, res.Summary)
 		}
 	}
 	cl.Stop(t)
 	res := runProbe(t, p, time.Second)
-	if res.Status != ckanclient.CheckFail || !strings.Contains(res.Summary, "connection refused") {
+	if res.Status != api.CheckFail || !strings.Contains(res.Summary, "connection refused") {
 		t.Errorf("server stopped: %s: %s", res.Status, res.Summary)
 	}
 	cl.Restart(t)
-	if res := runProbe(t, p, 5*time.Second); res.Status != ckanclient.CheckOK {
+	if res := runProbe(t, p, 5*time.Second); res.Status != api.CheckOK {
 		t.Errorf("server back: %s: %s", res.Status, res.Summary)
 	}
 	admin := pgConnect(t, dsn)

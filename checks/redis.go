@@ -9,10 +9,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ckanops/ckanops/api"
+
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
 
-	"github.com/ckanops/ckanops/ckanclient"
 	"github.com/ckanops/ckanops/config"
 )
 
@@ -74,8 +75,8 @@ type rqQueue struct {
 }
 
 // Check pings Redis and counts jobs and workers in one pipeline.
-func (p *Redis) Check(ctx context.Context) ckanclient.CheckResult {
-	res := ckanclient.CheckResult{Status: ckanclient.CheckFail}
+func (p *Redis) Check(ctx context.Context) api.CheckResult {
+	res := api.CheckResult{Status: api.CheckFail}
 	rdb, where, err := openRedis(ctx, p.url)
 	if err != nil {
 		res.Summary = err.Error()
@@ -155,7 +156,7 @@ func (p *Redis) Check(ctx context.Context) ckanclient.CheckResult {
 		d["suspended_for_seconds"] = seconds(ttl)
 	}
 
-	res.Status = ckanclient.CheckOK
+	res.Status = api.CheckOK
 	var warns []string
 	if isSuspended {
 		until := "until resumed"
@@ -177,7 +178,7 @@ func (p *Redis) Check(ctx context.Context) ckanclient.CheckResult {
 	}
 	counts := fmt.Sprintf("%d queued, %d running, %d worker(s)", queued, running, workers.Val())
 	if len(warns) > 0 {
-		res.Status = ckanclient.CheckWarn
+		res.Status = api.CheckWarn
 		res.Summary = strings.Join(warns, "; ") + "; " + counts
 		return res
 	}

@@ -9,9 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ckanops/ckanops/api"
+
 	"github.com/redis/go-redis/v9"
 
-	"github.com/ckanops/ckanops/ckanclient"
 	"github.com/ckanops/ckanops/config"
 	"github.com/ckanops/ckanops/internal/testredis"
 )
@@ -84,7 +85,7 @@ func TestRedisRQCounts(t *testing.T) {
 
 	p := NewRedis(config.SecretURL(srv.URL()), "default", []string{"default", "harvest"})
 	res := runProbe(t, p, 5*time.Second)
-	if res.Status != ckanclient.CheckOK {
+	if res.Status != api.CheckOK {
 		t.Fatalf("%s: %s", res.Status, res.Summary)
 	}
 	d := res.Details
@@ -128,7 +129,7 @@ func TestRedisRQWarnings(t *testing.T) {
 	rdb.Set(ctx, RQSuspendedKey, 1, 0)
 
 	res := runProbe(t, NewRedis(config.SecretURL(srv.URL()), "prod", nil), 5*time.Second)
-	if res.Status != ckanclient.CheckWarn {
+	if res.Status != api.CheckWarn {
 		t.Fatalf("%s: %s", res.Status, res.Summary)
 	}
 	for _, want := range []string{
@@ -204,7 +205,7 @@ func TestRedisFaults(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			res := runProbe(t, NewRedis(config.SecretURL(c.url), "default", nil), time.Second)
-			if res.Status != ckanclient.CheckFail || !strings.Contains(res.Summary, c.want) {
+			if res.Status != api.CheckFail || !strings.Contains(res.Summary, c.want) {
 				t.Errorf("%s: %s\nwant %q", res.Status, res.Summary, c.want)
 			}
 			if strings.Contains(res.Summary, "Wr0ng-rq-pw") || strings.Contains(res.Summary, "Rq-pass-2468") {
@@ -213,14 +214,14 @@ func TestRedisFaults(t *testing.T) {
 		})
 	}
 	res := runProbe(t, NewRedis(config.SecretURL("redis://:Rq-pass-2468@"+addr+"/0"), "default", nil), time.Second)
-	if res.Status != ckanclient.CheckOK {
+	if res.Status != api.CheckOK {
 		t.Errorf("right password: %s: %s", res.Status, res.Summary)
 	}
 
 	srv.Kill(t)
 	before := runtime.NumGoroutine()
 	res = runProbe(t, NewRedis(config.SecretURL("redis://:Rq-pass-2468@"+addr+"/0"), "default", nil), time.Second)
-	if res.Status != ckanclient.CheckFail || res.Summary != "cannot reach Redis at "+addr+" (db 0): connection refused (is it running, on that host and port?)" {
+	if res.Status != api.CheckFail || res.Summary != "cannot reach Redis at "+addr+" (db 0): connection refused (is it running, on that host and port?)" {
 		t.Errorf("Redis down: %s: %s", res.Status, res.Summary)
 	}
 	if _, err := SuspendRQ(ctx, config.SecretURL("redis://"+addr+"/0"), 0); err == nil || !strings.Contains(err.Error(), "connection refused") {
@@ -241,7 +242,7 @@ func TestRedisWithoutINFO(t *testing.T) {
 	}
 	layOutRQ(t, rdb, "default", "default", rqLayout{queued: 2, workers: 1})
 	res := runProbe(t, NewRedis(config.SecretURL("redis://ckan:Ckan-rq-pw@"+srv.Addr()+"/0"), "default", nil), 5*time.Second)
-	if res.Status != ckanclient.CheckOK || res.Details["queued"] != int64(2) {
+	if res.Status != api.CheckOK || res.Details["queued"] != int64(2) {
 		t.Fatalf("%s: %s %v", res.Status, res.Summary, res.Details)
 	}
 	if _, ok := res.Details["used_memory_bytes"]; ok {

@@ -8,7 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/ckanops/ckanops/ckanclient"
+	"github.com/ckanops/ckanops/api"
 )
 
 // Probe is one health check. Check must return within ctx's deadline (the
@@ -16,21 +16,21 @@ import (
 // ObservedAt and Duration.
 type Probe interface {
 	Name() string
-	Check(ctx context.Context) ckanclient.CheckResult
+	Check(ctx context.Context) api.CheckResult
 }
 
 // ProbeFunc makes a Probe of a function.
-func ProbeFunc(name string, check func(ctx context.Context) ckanclient.CheckResult) Probe {
+func ProbeFunc(name string, check func(ctx context.Context) api.CheckResult) Probe {
 	return funcProbe{name, check}
 }
 
 type funcProbe struct {
 	name  string
-	check func(context.Context) ckanclient.CheckResult
+	check func(context.Context) api.CheckResult
 }
 
-func (p funcProbe) Name() string                                     { return p.name }
-func (p funcProbe) Check(ctx context.Context) ckanclient.CheckResult { return p.check(ctx) }
+func (p funcProbe) Name() string                              { return p.name }
+func (p funcProbe) Check(ctx context.Context) api.CheckResult { return p.check(ctx) }
 
 // DefaultTimeout is a probe's timeout when RunnerOptions sets none.
 const DefaultTimeout = 3 * time.Second
@@ -70,7 +70,7 @@ type slot struct {
 
 type round struct {
 	done     chan struct{}
-	rep      ckanclient.Report
+	rep      api.Report
 	finished time.Time
 }
 
@@ -96,13 +96,13 @@ func (r *Runner) Timeout() time.Duration { return r.opts.Timeout }
 // the refresh period, else a new round's (joining one already in flight).
 // If ctx ends first, the probes not yet reported are "unknown"; the round
 // goes on for later callers.
-func (r *Runner) Run(ctx context.Context) ckanclient.Report {
+func (r *Runner) Run(ctx context.Context) api.Report {
 	return r.run(ctx, false)
 }
 
 // Fresh is Run without the cache: it joins a round in flight, or starts
 // one. The drain uses it, where a report a few seconds old is too old.
-func (r *Runner) Fresh(ctx context.Context) ckanclient.Report {
+func (r *Runner) Fresh(ctx context.Context) api.Report {
 	return r.run(ctx, true)
 }
 
@@ -114,7 +114,7 @@ func (r *Runner) Invalidate() {
 	r.mu.Unlock()
 }
 
-func (r *Runner) run(ctx context.Context, fresh bool) ckanclient.Report {
+func (r *Runner) run(ctx context.Context, fresh bool) api.Report {
 	r.mu.Lock()
 	if !fresh && r.last != nil && r.opts.Clock().Sub(r.last.finished) < r.opts.Refresh {
 		rep := r.last.rep
@@ -134,11 +134,11 @@ func (r *Runner) run(ctx context.Context, fresh bool) ckanclient.Report {
 	case <-rd.done:
 		return copyReport(rd.rep)
 	case <-ctx.Done():
-		rep := ckanclient.Report{Site: r.opts.Site}
+		rep := api.Report{Site: r.opts.Site}
 		t := r.opts.Clock()
 		for _, s := range r.probes {
-			rep.Checks = append(rep.Checks, ckanclient.CheckResult{
-				Name: s.probe.Name(), Status: ckanclient.CheckUnknown, ObservedAt: t,
+			rep.Checks = append(rep.Checks, api.CheckResult{
+				Name: s.probe.Name(), Status: api.CheckUnknown, ObservedAt: t,
 				Summary: "not reported: the request ended before the round of checks did (" + ctx.Err().Error() + ")",
 			})
 		}
@@ -148,7 +148,7 @@ func (r *Runner) run(ctx context.Context, fresh bool) ckanclient.Report {
 
 // execute runs one round and publishes it.
 func (r *Runner) execute(rd *round) {
-	rep := ckanclient.Report{Site: r.opts.Site, Checks: r.round()}
+	rep := api.Report{Site: r.opts.Site, Checks: r.round()}
 	r.mu.Lock()
 	rd.rep = rep
 	rd.finished = r.opts.Clock()
@@ -160,24 +160,24 @@ func (r *Runner) execute(rd *round) {
 
 type indexed struct {
 	i   int
-	res ckanclient.CheckResult
+	res api.CheckResult
 }
 
 // round runs every probe at once and waits for all of them, at most the
 // timeout and a grace period. A probe still running then is reported as
 // failed; its goroutine ends when the probe returns, and the probe is not
 // started again before that.
-func (r *Runner) round() []ckanclient.CheckResult {
+func (r *Runner) round() []api.CheckResult {
 	start := r.opts.Clock()
-	results := make([]ckanclient.CheckResult, len(r.probes))
+	results := make([]api.CheckResult, len(r.probes))
 	have := make([]bool, len(r.probes))
 	ch := make(chan indexed, len(r.probes)) // buffered: a late probe never blocks
 	started := 0
 	for i, s := range r.probes {
 		if !s.busy.CompareAndSwap(false, true) {
 			since := time.Unix(0, s.since.Load())
-			results[i] = ckanclient.CheckResult{
-				Name: s.probe.Name(), Status: ckanclient.CheckFail, ObservedAt: start,
+			results[i] = api.CheckResult{
+				Name: s.probe.Name(), Status: api.CheckFail, ObservedAt: start,
 				Summary: fmt.Sprintf("the previous check has not returned after %s, though its timeout is %s: the probe hangs (look for a stuck mount or firewall)", time.Since(since).Round(time.Second), r.opts.Timeout),
 			}
 			have[i] = true
@@ -204,8 +204,8 @@ collect:
 	}
 	for i, s := range r.probes {
 		if !have[i] {
-			results[i] = ckanclient.CheckResult{
-				Name: s.probe.Name(), Status: ckanclient.CheckFail, ObservedAt: start, Duration: r.opts.Timeout + grace,
+			results[i] = api.CheckResult{
+				Name: s.probe.Name(), Status: api.CheckFail, ObservedAt: start, Duration: r.opts.Timeout + grace,
 				Summary: fmt.Sprintf("no answer within %s", r.opts.Timeout),
 			}
 		}
@@ -215,78 +215,40 @@ collect:
 
 // runOne runs one probe under its own timeout. A panicking probe is a
 // failed check, never a crashed gate.
-func (r *Runner) runOne(p Probe, observed time.Time) (res ckanclient.CheckResult) {
+func (r *Runner) runOne(p Probe, observed time.Time) (res api.CheckResult) {
 	ctx, cancel := context.WithTimeout(context.WithValue(context.Background(), timeoutKey{}, r.opts.Timeout), r.opts.Timeout)
 	defer cancel()
 	t0 := time.Now()
 	defer func() {
 		if v := recover(); v != nil {
-			res = ckanclient.CheckResult{Status: ckanclient.CheckFail,
+			res = api.CheckResult{Status: api.CheckFail,
 				Summary: fmt.Sprintf("the probe crashed: %v", v), Details: map[string]any{"stack": string(debug.Stack())}}
 		}
 		res.Name = p.Name()
 		res.ObservedAt = observed
 		res.Duration = time.Since(t0)
 		if res.Status == "" {
-			res.Status = ckanclient.CheckUnknown
+			res.Status = api.CheckUnknown
 		}
-		if ctx.Err() != nil && res.Status == ckanclient.CheckOK {
+		if ctx.Err() != nil && res.Status == api.CheckOK {
 			// Answered, but too late to be trusted as healthy.
-			res.Status = ckanclient.CheckWarn
+			res.Status = api.CheckWarn
 			res.Summary += fmt.Sprintf(" (took longer than the %s timeout)", r.opts.Timeout)
 		}
 	}()
 	return p.Check(ctx)
 }
 
-func copyReport(rep ckanclient.Report) ckanclient.Report {
-	rep.Checks = append([]ckanclient.CheckResult(nil), rep.Checks...)
+func copyReport(rep api.Report) api.Report {
+	rep.Checks = append([]api.CheckResult(nil), rep.Checks...)
 	return rep
 }
-
-// detailConfigured is the detail a "not configured" result carries.
-const detailConfigured = "configured"
 
 // NotConfigured is the probe of something gate.toml does not name: its
 // result is "unknown" with a summary saying which key to set, never a
 // failure.
 func NotConfigured(name, key string) Probe {
-	return ProbeFunc(name, func(context.Context) ckanclient.CheckResult {
-		return ckanclient.CheckResult{
-			Status:  ckanclient.CheckUnknown,
-			Summary: "not configured: set " + key + " in gate.toml's [checks] to probe it",
-			Details: map[string]any{detailConfigured: false},
-		}
+	return ProbeFunc(name, func(context.Context) api.CheckResult {
+		return api.NotConfiguredResult(key)
 	})
-}
-
-// IsNotConfigured reports whether res is a NotConfigured probe's result
-// (also after a JSON round trip).
-func IsNotConfigured(res ckanclient.CheckResult) bool {
-	v, ok := res.Details[detailConfigured]
-	return ok && v == false
-}
-
-// Overall is a report's worst status: fail, then warn, then ok. Probes
-// that are not configured do not count; any other unknown counts as warn.
-// An empty report is unknown.
-func Overall(rep ckanclient.Report) string {
-	worst, any := ckanclient.CheckOK, false
-	for _, c := range rep.Checks {
-		if IsNotConfigured(c) {
-			continue
-		}
-		any = true
-		switch c.Status {
-		case ckanclient.CheckFail:
-			return ckanclient.CheckFail
-		case ckanclient.CheckOK:
-		default: // warn, unknown, anything unexpected
-			worst = ckanclient.CheckWarn
-		}
-	}
-	if !any {
-		return ckanclient.CheckUnknown
-	}
-	return worst
 }

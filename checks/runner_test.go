@@ -10,18 +10,18 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ckanops/ckanops/ckanclient"
+	"github.com/ckanops/ckanops/api"
 )
 
 func okProbe(name string) Probe {
-	return ProbeFunc(name, func(context.Context) ckanclient.CheckResult {
-		return ckanclient.CheckResult{Status: ckanclient.CheckOK, Summary: "fine"}
+	return ProbeFunc(name, func(context.Context) api.CheckResult {
+		return api.CheckResult{Status: api.CheckOK, Summary: "fine"}
 	})
 }
 
 // runProbe runs one probe through a Runner, as the gate does, and returns
 // its result.
-func runProbe(t testing.TB, p Probe, timeout time.Duration) ckanclient.CheckResult {
+func runProbe(t testing.TB, p Probe, timeout time.Duration) api.CheckResult {
 	t.Helper()
 	rep := NewRunner(RunnerOptions{Site: "test", Timeout: timeout}, p).Fresh(context.Background())
 	if len(rep.Checks) != 1 || rep.Checks[0].Name != p.Name() {
@@ -40,13 +40,13 @@ func TestRunnerRunsProbesConcurrently(t *testing.T) {
 	go func() { started.Wait(); close(all) }()
 	var probes []Probe
 	for i := range n {
-		probes = append(probes, ProbeFunc(string(rune('a'+i)), func(ctx context.Context) ckanclient.CheckResult {
+		probes = append(probes, ProbeFunc(string(rune('a'+i)), func(ctx context.Context) api.CheckResult {
 			started.Done()
 			select {
 			case <-all:
-				return ckanclient.CheckResult{Status: ckanclient.CheckOK}
+				return api.CheckResult{Status: api.CheckOK}
 			case <-ctx.Done():
-				return ckanclient.CheckResult{Status: ckanclient.CheckFail, Summary: "alone"}
+				return api.CheckResult{Status: api.CheckFail, Summary: "alone"}
 			}
 		}))
 	}
@@ -55,7 +55,7 @@ func TestRunnerRunsProbesConcurrently(t *testing.T) {
 		t.Fatalf("report %+v", rep)
 	}
 	for i, c := range rep.Checks {
-		if c.Status != ckanclient.CheckOK || c.Name != string(rune('a'+i)) {
+		if c.Status != api.CheckOK || c.Name != string(rune('a'+i)) {
 			t.Errorf("check %d: %+v (probes did not run concurrently, or out of order)", i, c)
 		}
 		if c.ObservedAt.IsZero() || c.Duration <= 0 {
@@ -69,21 +69,21 @@ func TestRunnerRunsProbesConcurrently(t *testing.T) {
 func TestRunnerHangingProbe(t *testing.T) {
 	release := make(chan struct{})
 	var calls atomic.Int32
-	hang := ProbeFunc("hang", func(context.Context) ckanclient.CheckResult {
+	hang := ProbeFunc("hang", func(context.Context) api.CheckResult {
 		calls.Add(1)
 		<-release // ignores ctx
-		return ckanclient.CheckResult{Status: ckanclient.CheckOK}
+		return api.CheckResult{Status: api.CheckOK}
 	})
 	r := NewRunner(RunnerOptions{Timeout: 100 * time.Millisecond}, okProbe("a"), hang, okProbe("b"))
 	rep := r.Fresh(context.Background())
-	if rep.Checks[0].Status != ckanclient.CheckOK || rep.Checks[2].Status != ckanclient.CheckOK {
+	if rep.Checks[0].Status != api.CheckOK || rep.Checks[2].Status != api.CheckOK {
 		t.Errorf("the other probes: %+v", rep.Checks)
 	}
-	if h := rep.Checks[1]; h.Status != ckanclient.CheckFail || h.Name != "hang" || h.Summary != "no answer within 100ms" {
+	if h := rep.Checks[1]; h.Status != api.CheckFail || h.Name != "hang" || h.Summary != "no answer within 100ms" {
 		t.Errorf("hanging probe: %+v", h)
 	}
 	rep = r.Fresh(context.Background())
-	if h := rep.Checks[1]; h.Status != ckanclient.CheckFail || !strings.Contains(h.Summary, "has not returned") {
+	if h := rep.Checks[1]; h.Status != api.CheckFail || !strings.Contains(h.Summary, "has not returned") {
 		t.Errorf("hanging probe, second round: %+v", h)
 	}
 	if n := calls.Load(); n != 1 {
@@ -93,7 +93,7 @@ func TestRunnerHangingProbe(t *testing.T) {
 	for i := 0; i < 100 && r.probes[1].busy.Load(); i++ {
 		time.Sleep(10 * time.Millisecond)
 	}
-	if rep = r.Fresh(context.Background()); rep.Checks[1].Status != ckanclient.CheckOK {
+	if rep = r.Fresh(context.Background()); rep.Checks[1].Status != api.CheckOK {
 		t.Errorf("after it returned: %+v", rep.Checks[1])
 	}
 }
@@ -108,7 +108,7 @@ func TestRunnerBackToBack(t *testing.T) {
 	r := NewRunner(RunnerOptions{Timeout: time.Second}, probes...)
 	for i := range 1000 {
 		for _, c := range r.Fresh(context.Background()).Checks {
-			if c.Status != ckanclient.CheckOK {
+			if c.Status != api.CheckOK {
 				t.Fatalf("round %d: %s: %s", i, c.Name, c.Summary)
 			}
 		}
@@ -116,8 +116,8 @@ func TestRunnerBackToBack(t *testing.T) {
 }
 
 func TestRunnerPanickingProbe(t *testing.T) {
-	res := runProbe(t, ProbeFunc("boom", func(context.Context) ckanclient.CheckResult { panic("kaboom") }), time.Second)
-	if res.Status != ckanclient.CheckFail || !strings.Contains(res.Summary, "kaboom") {
+	res := runProbe(t, ProbeFunc("boom", func(context.Context) api.CheckResult { panic("kaboom") }), time.Second)
+	if res.Status != api.CheckFail || !strings.Contains(res.Summary, "kaboom") {
 		t.Errorf("%+v", res)
 	}
 }
@@ -125,9 +125,9 @@ func TestRunnerPanickingProbe(t *testing.T) {
 // A round is reused for the refresh period; Fresh and Invalidate probe anew.
 func TestRunnerCache(t *testing.T) {
 	var calls atomic.Int32
-	p := ProbeFunc("count", func(context.Context) ckanclient.CheckResult {
+	p := ProbeFunc("count", func(context.Context) api.CheckResult {
 		calls.Add(1)
-		return ckanclient.CheckResult{Status: ckanclient.CheckOK}
+		return api.CheckResult{Status: api.CheckOK}
 	})
 	var mu sync.Mutex
 	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
@@ -157,7 +157,7 @@ func TestRunnerCache(t *testing.T) {
 	// Callers get copies: changing one does not change the cache.
 	rep := r.Run(ctx)
 	rep.Checks[0].Status = "changed"
-	if r.Run(ctx).Checks[0].Status != ckanclient.CheckOK {
+	if r.Run(ctx).Checks[0].Status != api.CheckOK {
 		t.Error("a caller's change reached the cache")
 	}
 }
@@ -166,17 +166,17 @@ func TestRunnerCache(t *testing.T) {
 func TestRunnerSharesRoundInFlight(t *testing.T) {
 	var calls atomic.Int32
 	release := make(chan struct{})
-	p := ProbeFunc("slow", func(ctx context.Context) ckanclient.CheckResult {
+	p := ProbeFunc("slow", func(ctx context.Context) api.CheckResult {
 		calls.Add(1)
 		select {
 		case <-release:
 		case <-ctx.Done():
 		}
-		return ckanclient.CheckResult{Status: ckanclient.CheckOK}
+		return api.CheckResult{Status: api.CheckOK}
 	})
 	r := NewRunner(RunnerOptions{Timeout: 5 * time.Second}, p)
 	var wg sync.WaitGroup
-	reps := make([]ckanclient.Report, 20)
+	reps := make([]api.Report, 20)
 	for i := range reps {
 		wg.Add(1)
 		go func() { defer wg.Done(); reps[i] = r.Fresh(context.Background()) }()
@@ -191,7 +191,7 @@ func TestRunnerSharesRoundInFlight(t *testing.T) {
 		t.Errorf("%d rounds for 20 callers at once, want 1", n)
 	}
 	for i, rep := range reps {
-		if len(rep.Checks) != 1 || rep.Checks[0].Status != ckanclient.CheckOK {
+		if len(rep.Checks) != 1 || rep.Checks[0].Status != api.CheckOK {
 			t.Errorf("caller %d: %+v", i, rep)
 		}
 	}
@@ -201,53 +201,53 @@ func TestRunnerSharesRoundInFlight(t *testing.T) {
 func TestRunnerCallerGivesUp(t *testing.T) {
 	release := make(chan struct{})
 	var calls atomic.Int32
-	p := ProbeFunc("slow", func(ctx context.Context) ckanclient.CheckResult {
+	p := ProbeFunc("slow", func(ctx context.Context) api.CheckResult {
 		calls.Add(1)
 		<-release
-		return ckanclient.CheckResult{Status: ckanclient.CheckOK, Summary: "done"}
+		return api.CheckResult{Status: api.CheckOK, Summary: "done"}
 	})
 	r := NewRunner(RunnerOptions{Timeout: 5 * time.Second, Refresh: time.Minute}, p)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	rep := r.Run(ctx)
-	if c := rep.Checks[0]; c.Status != ckanclient.CheckUnknown || !strings.Contains(c.Summary, "request ended") {
+	if c := rep.Checks[0]; c.Status != api.CheckUnknown || !strings.Contains(c.Summary, "request ended") {
 		t.Errorf("abandoned: %+v", c)
 	}
 	close(release)
 	rep = r.Run(context.Background())
-	if c := rep.Checks[0]; c.Status != ckanclient.CheckOK || calls.Load() != 1 {
+	if c := rep.Checks[0]; c.Status != api.CheckOK || calls.Load() != 1 {
 		t.Errorf("the round did not go on: %+v, %d calls", c, calls.Load())
 	}
 }
 
 func TestNotConfiguredAndOverall(t *testing.T) {
 	res := runProbe(t, NotConfigured("solr", "solr"), time.Second)
-	if res.Status != ckanclient.CheckUnknown || res.Summary != "not configured: set solr in gate.toml's [checks] to probe it" {
+	if res.Status != api.CheckUnknown || res.Summary != "not configured: set solr in gate.toml's [checks] to probe it" {
 		t.Errorf("%+v", res)
 	}
 	b, _ := json.Marshal(res)
-	var back ckanclient.CheckResult
-	if err := json.Unmarshal(b, &back); err != nil || !IsNotConfigured(back) {
-		t.Errorf("after JSON (%s): not configured = %v, %v", b, IsNotConfigured(back), err)
+	var back api.CheckResult
+	if err := json.Unmarshal(b, &back); err != nil || !back.IsNotConfigured() {
+		t.Errorf("after JSON (%s): not configured = %v, %v", b, back.IsNotConfigured(), err)
 	}
-	if IsNotConfigured(ckanclient.CheckResult{Status: ckanclient.CheckUnknown}) {
+	if (api.CheckResult{Status: api.CheckUnknown}).IsNotConfigured() {
 		t.Error("a plain unknown is not 'not configured'")
 	}
 
 	nc := res
-	c := func(status string) ckanclient.CheckResult { return ckanclient.CheckResult{Status: status} }
+	c := func(status api.CheckStatus) api.CheckResult { return api.CheckResult{Status: status} }
 	for _, tc := range []struct {
-		checks []ckanclient.CheckResult
-		want   string
+		checks []api.CheckResult
+		want   api.CheckStatus
 	}{
-		{[]ckanclient.CheckResult{c("ok"), nc}, "ok"},
-		{[]ckanclient.CheckResult{c("ok"), c("warn"), nc}, "warn"},
-		{[]ckanclient.CheckResult{c("ok"), c("unknown")}, "warn"},
-		{[]ckanclient.CheckResult{c("warn"), c("fail"), c("ok")}, "fail"},
-		{[]ckanclient.CheckResult{nc}, "unknown"},
+		{[]api.CheckResult{c("ok"), nc}, "ok"},
+		{[]api.CheckResult{c("ok"), c("warn"), nc}, "warn"},
+		{[]api.CheckResult{c("ok"), c("unknown")}, "warn"},
+		{[]api.CheckResult{c("warn"), c("fail"), c("ok")}, "fail"},
+		{[]api.CheckResult{nc}, "unknown"},
 		{nil, "unknown"},
 	} {
-		if got := Overall(ckanclient.Report{Checks: tc.checks}); got != tc.want {
+		if got := (api.Report{Checks: tc.checks}).Overall(); got != tc.want {
 			t.Errorf("Overall(%v) = %s, want %s", tc.checks, got, tc.want)
 		}
 	}

@@ -11,7 +11,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ckanops/ckanops/ckanclient"
+	"github.com/ckanops/ckanops/api"
+
 	"github.com/ckanops/ckanops/config"
 )
 
@@ -46,8 +47,8 @@ func probeTransport() *http.Transport {
 }
 
 // Check calls <solr>/admin/ping?wt=json.
-func (p *Solr) Check(ctx context.Context) ckanclient.CheckResult {
-	res := ckanclient.CheckResult{Status: ckanclient.CheckFail}
+func (p *Solr) Check(ctx context.Context) api.CheckResult {
+	res := api.CheckResult{Status: api.CheckFail}
 	u, err := url.Parse(p.url.Reveal())
 	if err != nil || u.Host == "" {
 		res.Summary = "checks.solr is not a URL the probe can use"
@@ -124,7 +125,7 @@ func (p *Solr) Check(ctx context.Context) ckanclient.CheckResult {
 		res.Summary = fmt.Sprintf("%s: ping status %q, not OK", where, ping.Status)
 		return res
 	}
-	res.Status = ckanclient.CheckOK
+	res.Status = api.CheckOK
 	res.Summary = fmt.Sprintf("ping OK, %.1f ms", ms(latency))
 	return res
 }

@@ -13,7 +13,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/ckanops/ckanops/ckanclient"
+	"github.com/ckanops/ckanops/api"
 )
 
 // Limits of the storage probe's walk for the newest change: a large file
@@ -47,8 +47,8 @@ func NewStorage(path string, maxEntries int, maxTime time.Duration) *Storage {
 func (p *Storage) Name() string { return "storage" }
 
 // Check looks at the directory and walks it, within its limits.
-func (p *Storage) Check(ctx context.Context) ckanclient.CheckResult {
-	res := ckanclient.CheckResult{Status: ckanclient.CheckFail, Details: map[string]any{"path": p.path}}
+func (p *Storage) Check(ctx context.Context) api.CheckResult {
+	res := api.CheckResult{Status: api.CheckFail, Details: map[string]any{"path": p.path}}
 	d := res.Details
 	fi, err := os.Stat(p.path)
 	switch {
@@ -105,14 +105,14 @@ func (p *Storage) Check(ctx context.Context) ckanclient.CheckResult {
 	if total > 0 {
 		space = fmt.Sprintf("%s free of %s, ", bytesText(free), bytesText(total))
 	}
-	res.Status = ckanclient.CheckOK
+	res.Status = api.CheckOK
 	res.Summary = space + newest
 	switch {
 	case w.unreadable > 0:
-		res.Status = ckanclient.CheckWarn
+		res.Status = api.CheckWarn
 		res.Summary = fmt.Sprintf("%d entries cannot be read by %s (a snapshot would miss them, e.g. %s); %s", w.unreadable, whoAmI(), w.firstUnreadable, res.Summary)
 	case total > 0 && free*20 < total:
-		res.Status = ckanclient.CheckWarn
+		res.Status = api.CheckWarn
 		res.Summary = "less than 5% free: " + res.Summary
 	}
 	return res

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ckanops/ckanops/ckanclient"
+	"github.com/ckanops/ckanops/api"
 )
 
 // storageTree lays out files as CKAN's storage does, all old but one.
@@ -44,7 +44,7 @@ func storageTree(t testing.TB, n int) (root, newest string) {
 func TestStorage(t *testing.T) {
 	root, newest := storageTree(t, 50)
 	res := runProbe(t, NewStorage(root, 0, 0), 5*time.Second)
-	if res.Status != ckanclient.CheckOK {
+	if res.Status != api.CheckOK {
 		t.Fatalf("%s: %s", res.Status, res.Summary)
 	}
 	d := res.Details
@@ -63,14 +63,14 @@ func TestStorage(t *testing.T) {
 
 	// A bounded walk says it stopped.
 	res = runProbe(t, NewStorage(root, 10, 0), 5*time.Second)
-	if res.Status != ckanclient.CheckOK || res.Details["walk_complete"] != false || res.Details["entries_scanned"] != 10 ||
+	if res.Status != api.CheckOK || res.Details["walk_complete"] != false || res.Details["entries_scanned"] != 10 ||
 		!strings.Contains(res.Summary, "among the first 10 entries (stopped after 10 entries)") {
 		t.Errorf("bounded walk: %s %v", res.Summary, res.Details)
 	}
 
 	// Empty: fine, nothing to report yet.
 	res = runProbe(t, NewStorage(t.TempDir(), 0, 0), 5*time.Second)
-	if res.Status != ckanclient.CheckOK || !strings.Contains(res.Summary, "no file in it yet") {
+	if res.Status != api.CheckOK || !strings.Contains(res.Summary, "no file in it yet") {
 		t.Errorf("empty: %s: %s", res.Status, res.Summary)
 	}
 }
@@ -85,7 +85,7 @@ func TestStorageFaults(t *testing.T) {
 		{file, file + " is not a directory"},
 	} {
 		res := runProbe(t, NewStorage(c.path, 0, 0), time.Second)
-		if res.Status != ckanclient.CheckFail || !strings.Contains(res.Summary, c.want) {
+		if res.Status != api.CheckFail || !strings.Contains(res.Summary, c.want) {
 			t.Errorf("%s: %s: %s", c.path, res.Status, res.Summary)
 		}
 	}
@@ -97,11 +97,11 @@ func TestStorageFaults(t *testing.T) {
 	os.Mkdir(locked, 0o000)
 	defer os.Chmod(locked, 0o755)
 	res := runProbe(t, NewStorage(locked, 0, 0), time.Second)
-	if res.Status != ckanclient.CheckFail || !strings.Contains(res.Summary, "cannot read "+locked+": permission denied") {
+	if res.Status != api.CheckFail || !strings.Contains(res.Summary, "cannot read "+locked+": permission denied") {
 		t.Errorf("unreadable: %s: %s", res.Status, res.Summary)
 	}
 	res = runProbe(t, NewStorage(dir, 0, 0), time.Second)
-	if res.Status != ckanclient.CheckWarn || !strings.Contains(res.Summary, "1 entries cannot be read") {
+	if res.Status != api.CheckWarn || !strings.Contains(res.Summary, "1 entries cannot be read") {
 		t.Errorf("an unreadable subdirectory: %s: %s", res.Status, res.Summary)
 	}
 }

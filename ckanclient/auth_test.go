@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"testing"
 
+	"github.com/ckanops/ckanops/api"
+
 	"github.com/ckanops/ckanops/ckanclient"
 )
 
@@ -26,7 +28,7 @@ func TestTokenStyles(t *testing.T) {
 			srv := newServer(t, func(w http.ResponseWriter, r *http.Request) {
 				got <- seen{r.Header.Get("Authorization"), r.Header.Get("X-CKAN-API-Key"), r.Header.Get("User-Agent"),
 					r.Header.Get("Accept"), r.Header.Get("Content-Type"), r.Method}
-				if r.URL.Path == ckanclient.PathStatus || r.URL.Path == ckanclient.PathMode || r.URL.Path == ckanclient.PathHealth {
+				if r.URL.Path == api.PathStatus || r.URL.Path == api.PathMode || r.URL.Path == api.PathHealth {
 					fixed(200, "application/json", `{"site": "prod"}`)(w, r)
 					return
 				}
@@ -38,7 +40,7 @@ func TestTokenStyles(t *testing.T) {
 				"Call":   func() error { return c.Call(ctx(t), "package_patch", map[string]string{"id": "x"}, nil) },
 				"Status": func() error { _, err := c.Status(ctx(t)); return err },
 				"SetMode": func() error {
-					_, err := c.SetMode(ctx(t), ckanclient.ModeRequest{Mode: ckanclient.ModeLive})
+					_, err := c.SetMode(ctx(t), api.ModeRequest{Mode: api.ModeLive})
 					return err
 				},
 				"Health": func() error { _, err := c.Health(ctx(t)); return err },

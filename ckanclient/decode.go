@@ -14,6 +14,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/ckanops/ckanops/api"
+
 	"github.com/go-resty/resty/v2"
 )
 
@@ -28,9 +30,9 @@ type envelope struct {
 // envelope when error is an object.
 type gateError struct {
 	Error   json.RawMessage `json:"error"`
-	Mode    string          `json:"mode"`
+	Mode    api.Mode        `json:"mode"`
 	Until   *time.Time      `json:"until"`
-	Current *Status         `json:"current"`
+	Current *api.Status     `json:"current"`
 }
 
 // answer is a response reduced to what decoding needs.
@@ -150,7 +152,7 @@ func (c *Client) errorFromJSON(a answer, k call, u string, body []byte) error {
 		// "until" may be something other than RFC 3339; keep the rest.
 		var loose struct {
 			Error json.RawMessage `json:"error"`
-			Mode  string          `json:"mode"`
+			Mode  api.Mode        `json:"mode"`
 		}
 		if err2 := json.Unmarshal(body, &loose); err2 != nil {
 			return c.decodeError(a, k, u, err)
@@ -184,7 +186,7 @@ func (c *Client) errorFromJSON(a answer, k call, u string, body []byte) error {
 }
 
 // gateErrorType names a gate error by its status.
-func gateErrorType(status int, mode string) string {
+func gateErrorType(status int, mode api.Mode) string {
 	switch status {
 	case http.StatusUnauthorized, http.StatusForbidden:
 		return TypeAuthorization
@@ -203,7 +205,7 @@ func gateErrorType(status int, mode string) string {
 // ckanErrorObject reads CKAN's error object: "__type", "message", and for
 // a Validation Error one key per field; the gate's maintenance refusal
 // adds "mode" and "until".
-func (c *Client) ckanErrorObject(b []byte) (typ, msg string, fields map[string][]string, mode string, until *time.Time) {
+func (c *Client) ckanErrorObject(b []byte) (typ, msg string, fields map[string][]string, mode api.Mode, until *time.Time) {
 	var obj map[string]json.RawMessage
 	if err := json.Unmarshal(b, &obj); err != nil {
 		return "", c.scrub(snippetText(string(b))), nil, "", nil
@@ -220,7 +222,7 @@ func (c *Client) ckanErrorObject(b []byte) (typ, msg string, fields map[string][
 	typ = str("__type")
 	msg = c.scrub(str("message"))
 	if typ == TypeMaintenance {
-		mode = str("mode")
+		mode = api.Mode(str("mode"))
 		if s := str("until"); s != "" && s != "null" {
 			if t, err := time.Parse(time.RFC3339, s); err == nil {
 				until = &t
@@ -292,7 +294,7 @@ func (c *Client) conflictError(a answer, k call, u string, body []byte, g gateEr
 		ce.Current = *g.Current
 	default:
 		// The record itself at the top level.
-		var s Status
+		var s api.Status
 		if json.Unmarshal(body, &s) == nil {
 			ce.Current = s
 		}

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/ckanops/ckanops/api"
 )
 
 // CKAN's error types ("__type" in the envelope's error object).
@@ -33,7 +35,7 @@ type APIError struct {
 	Fields map[string][]string
 
 	// Set for a Maintenance Error (the gate's 503 refusal).
-	Mode       string
+	Mode       api.Mode
 	Until      *time.Time
 	RetryAfter time.Duration // the Retry-After header; 0 when absent
 
@@ -259,9 +261,9 @@ func orNone(s string) string {
 // ConflictError is the gate's 409 answer to a mode change whose
 // ExpectVersion no longer matches: someone else changed the mode first.
 type ConflictError struct {
-	Current  Status // the gate's record now
-	Expected *int64 // the version the request expected
-	Message  string // the gate's error text, if any
+	Current  api.Status // the gate's record now
+	Expected *int64     // the version the request expected
+	Message  string     // the gate's error text, if any
 	URL      string
 }
 

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ckanops/ckanops/api"
+
 	"github.com/ckanops/ckanops/ckanclient"
 )
 
@@ -96,7 +98,7 @@ func TestActionErrors(t *testing.T) {
 			post:    true,
 			check: func(t *testing.T, err error) {
 				e := as[*ckanclient.APIError](t, err)
-				if !ckanclient.IsMaintenance(err) || e.Mode != ckanclient.ModeReadOnly || e.RetryAfter != 2*time.Minute {
+				if !ckanclient.IsMaintenance(err) || e.Mode != api.ModeReadOnly || e.RetryAfter != 2*time.Minute {
 					t.Errorf("got %+v", e)
 				}
 				if e.Until == nil || !e.Until.Equal(until) {

@@ -7,16 +7,8 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-)
 
-// Paths of the gate's control API, below the site URL.
-const (
-	PathStatus      = "/-/ckanops/status"
-	PathMode        = "/-/ckanops/mode"
-	PathHealth      = "/-/ckanops/health"
-	PathJobsSuspend = "/-/ckanops/jobs/suspend"
-	PathJobsResume  = "/-/ckanops/jobs/resume"
-	PathAudit       = "/-/ckanops/audit"
+	"github.com/ckanops/ckanops/api"
 )
 
 // Names of gate calls, as errors show them.
@@ -31,9 +23,9 @@ const (
 // Status reads the gate's mode record (GET /-/ckanops/status). It sends
 // the token when one is set, and then gets the in-flight writes, the
 // per-gate versions and the store's health too.
-func (c *Client) Status(ctx context.Context) (*Status, error) {
-	var s Status
-	if err := c.gateCall(ctx, call{method: http.MethodGet, path: PathStatus, name: gateStatusCall, retry: true}, &s); err != nil {
+func (c *Client) Status(ctx context.Context) (*api.Status, error) {
+	var s api.Status
+	if err := c.gateCall(ctx, call{method: http.MethodGet, path: api.PathStatus, name: gateStatusCall, retry: true}, &s); err != nil {
 		return nil, err
 	}
 	return &s, nil
@@ -43,16 +35,16 @@ func (c *Client) Status(ctx context.Context) (*Status, error) {
 // returns the new record. It is never retried. If req.ExpectVersion is set
 // and someone changed the mode since, the error is a *ConflictError
 // holding the current record.
-func (c *Client) SetMode(ctx context.Context, req ModeRequest) (*Status, error) {
+func (c *Client) SetMode(ctx context.Context, req api.ModeRequest) (*api.Status, error) {
 	if err := req.Validate(); err != nil {
-		return nil, fmt.Errorf("%s at %s: %w", gateModeCall, redactURL(c.urlFor(PathMode)), err)
+		return nil, fmt.Errorf("%s at %s: %w", gateModeCall, redactURL(c.urlFor(api.PathMode)), err)
 	}
 	body, err := json.Marshal(req)
 	if err != nil {
 		return nil, fmt.Errorf("%s: encode request: %w", gateModeCall, err)
 	}
-	var s Status
-	k := call{method: http.MethodPost, path: PathMode, name: gateModeCall, body: body, expect: req.ExpectVersion}
+	var s api.Status
+	k := call{method: http.MethodPost, path: api.PathMode, name: gateModeCall, body: body, expect: req.ExpectVersion}
 	if err := c.gateCall(ctx, k, &s); err != nil {
 		return nil, err
 	}
@@ -61,21 +53,21 @@ func (c *Client) SetMode(ctx context.Context, req ModeRequest) (*Status, error) 
 
 // SuspendJobs suspends CKAN's RQ workers through the gate (POST
 // /-/ckanops/jobs/suspend), as RQ's own "rq suspend" does; never retried.
-func (c *Client) SuspendJobs(ctx context.Context, req JobsRequest) (*JobsState, error) {
-	return c.jobs(ctx, PathJobsSuspend, req)
+func (c *Client) SuspendJobs(ctx context.Context, req api.JobsRequest) (*api.JobsState, error) {
+	return c.jobs(ctx, api.PathJobsSuspend, req)
 }
 
 // ResumeJobs resumes CKAN's RQ workers (POST /-/ckanops/jobs/resume).
-func (c *Client) ResumeJobs(ctx context.Context, req JobsRequest) (*JobsState, error) {
-	return c.jobs(ctx, PathJobsResume, req)
+func (c *Client) ResumeJobs(ctx context.Context, req api.JobsRequest) (*api.JobsState, error) {
+	return c.jobs(ctx, api.PathJobsResume, req)
 }
 
-func (c *Client) jobs(ctx context.Context, path string, req JobsRequest) (*JobsState, error) {
+func (c *Client) jobs(ctx context.Context, path string, req api.JobsRequest) (*api.JobsState, error) {
 	body, err := json.Marshal(req)
 	if err != nil {
 		return nil, fmt.Errorf("%s: encode request: %w", gateJobsCall, err)
 	}
-	var s JobsState
+	var s api.JobsState
 	if err := c.gateCall(ctx, call{method: http.MethodPost, path: path, name: gateJobsCall, body: body}, &s); err != nil {
 		return nil, err
 	}
@@ -83,9 +75,9 @@ func (c *Client) jobs(ctx context.Context, path string, req JobsRequest) (*JobsS
 }
 
 // Health reads the gate's checks report (GET /-/ckanops/health; needs the token).
-func (c *Client) Health(ctx context.Context) (*Report, error) {
-	var r Report
-	if err := c.gateCall(ctx, call{method: http.MethodGet, path: PathHealth, name: gateHealthCall, retry: true}, &r); err != nil {
+func (c *Client) Health(ctx context.Context) (*api.Report, error) {
+	var r api.Report
+	if err := c.gateCall(ctx, call{method: http.MethodGet, path: api.PathHealth, name: gateHealthCall, retry: true}, &r); err != nil {
 		return nil, err
 	}
 	return &r, nil
@@ -102,9 +94,9 @@ func (c *Client) gateCall(ctx context.Context, k call, result any) error {
 
 // AuditTail reads the last n entries of the gate's audit log (GET
 // /-/ckanops/audit?tail=N; needs the token), oldest first.
-func (c *Client) AuditTail(ctx context.Context, n int) ([]AuditEntry, error) {
-	var a AuditTail
-	k := call{method: http.MethodGet, path: PathAudit, name: gateAuditCall, retry: true, query: url.Values{"tail": {strconv.Itoa(n)}}}
+func (c *Client) AuditTail(ctx context.Context, n int) ([]api.AuditEntry, error) {
+	var a api.AuditTail
+	k := call{method: http.MethodGet, path: api.PathAudit, name: gateAuditCall, retry: true, query: url.Values{"tail": {strconv.Itoa(n)}}}
 	if err := c.gateCall(ctx, k, &a); err != nil {
 		return nil, err
 	}

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ckanops/ckanops/api"
+
 	"github.com/ckanops/ckanops/ckanclient"
 )
 
@@ -26,36 +28,36 @@ func i64(v int64) *int64 { return &v }
 
 // The Go values the wire files in testdata/wire hold.
 var (
-	statusAnonymous = ckanclient.Status{
-		Site: "prod", Mode: ckanclient.ModeLive, Phase: ckanclient.PhaseLive,
+	statusAnonymous = api.Status{
+		Site: "prod", Mode: api.ModeLive, Phase: api.PhaseLive,
 		Since: ts("2026-11-29T12:00:00Z"), Version: 7,
 	}
-	statusFull = ckanclient.Status{
-		Site: "prod", Mode: ckanclient.ModeReadOnly, Phase: ckanclient.PhaseDraining,
+	statusFull = api.Status{
+		Site: "prod", Mode: api.ModeReadOnly, Phase: api.PhaseDraining,
 		Message:    "Upgrading to CKAN 2.11; back by 14:00 UTC",
 		Since:      ts("2026-11-29T12:30:00Z"),
 		Until:      tp("2026-11-29T14:00:00Z"),
 		Version:    8,
 		QuiescedAt: tp("2026-11-29T12:30:04.25Z"),
-		InFlight:   []ckanclient.InFlightWrite{{Method: "POST", Path: "/api/3/action/package_update", AgeMS: 1250, Remote: "10.0.0.7:51234"}},
-		Gates: []ckanclient.GateInfo{
-			{ID: "web1", Version: 8, Phase: ckanclient.PhaseDraining, InFlight: 1, Seen: ts("2026-11-29T12:30:02Z")},
-			{ID: "web2", Version: 7, Phase: ckanclient.PhaseLive, InFlight: 0, Seen: ts("2026-11-29T12:20:00Z"), Gone: true},
+		InFlight:   []api.InFlightWrite{{Method: "POST", Path: "/api/3/action/package_update", AgeMS: 1250, Remote: "10.0.0.7:51234"}},
+		Gates: []api.GateInfo{
+			{ID: "web1", Version: 8, Phase: api.PhaseDraining, InFlight: 1, Seen: ts("2026-11-29T12:30:02Z")},
+			{ID: "web2", Version: 7, Phase: api.PhaseLive, InFlight: 0, Seen: ts("2026-11-29T12:20:00Z"), Gone: true},
 		},
-		Store:  &ckanclient.StoreHealth{Kind: "redis", OK: false, StaleSince: tp("2026-11-29T12:29:00Z")},
+		Store:  &api.StoreHealth{Kind: "redis", OK: false, StaleSince: tp("2026-11-29T12:29:00Z")},
 		Actor:  "alice",
 		Reason: "upgrade to 2.11",
 	}
-	modeRequest = ckanclient.ModeRequest{
-		Mode: ckanclient.ModeReadOnly, Message: "Upgrading to CKAN 2.11",
+	modeRequest = api.ModeRequest{
+		Mode: api.ModeReadOnly, Message: "Upgrading to CKAN 2.11",
 		Until: tp("2026-11-29T14:00:00Z"), Reason: "upgrade to 2.11", ExpectVersion: i64(7),
 	}
-	modeRequestFor = ckanclient.ModeRequest{Mode: ckanclient.ModeDown, For: "2h30m"}
-	report         = ckanclient.Report{Site: "prod", Checks: []ckanclient.CheckResult{
-		{Name: "ckan", Status: ckanclient.CheckOK, Summary: "CKAN 2.11.5, 5 plugins",
+	modeRequestFor = api.ModeRequest{Mode: api.ModeDown, For: "2h30m"}
+	report         = api.Report{Site: "prod", Checks: []api.CheckResult{
+		{Name: "ckan", Status: api.CheckOK, Summary: "CKAN 2.11.5, 5 plugins",
 			Details:    map[string]any{"version": "2.11.5", "plugins": []any{"activity", "datastore"}},
 			ObservedAt: ts("2026-11-29T12:30:00Z"), Duration: 1500 * time.Millisecond},
-		{Name: "solr", Status: ckanclient.CheckFail, Summary: "no answer within 2s",
+		{Name: "solr", Status: api.CheckFail, Summary: "no answer within 2s",
 			ObservedAt: ts("2026-11-29T12:30:00Z"), Duration: 2 * time.Second},
 	}}
 )
@@ -68,11 +70,11 @@ func TestWireFormat(t *testing.T) {
 		value any
 		fresh func() any
 	}{
-		{"status_anonymous.json", statusAnonymous, func() any { return new(ckanclient.Status) }},
-		{"status_full.json", statusFull, func() any { return new(ckanclient.Status) }},
-		{"mode_request.json", modeRequest, func() any { return new(ckanclient.ModeRequest) }},
-		{"mode_request_for.json", modeRequestFor, func() any { return new(ckanclient.ModeRequest) }},
-		{"report.json", report, func() any { return new(ckanclient.Report) }},
+		{"status_anonymous.json", statusAnonymous, func() any { return new(api.Status) }},
+		{"status_full.json", statusFull, func() any { return new(api.Status) }},
+		{"mode_request.json", modeRequest, func() any { return new(api.ModeRequest) }},
+		{"mode_request_for.json", modeRequestFor, func() any { return new(api.ModeRequest) }},
+		{"report.json", report, func() any { return new(api.Report) }},
 	}
 	for _, tc := range cases {
 		t.Run(tc.file, func(t *testing.T) {
@@ -103,7 +105,7 @@ func TestWireFormat(t *testing.T) {
 }
 
 func TestCheckResultDurationMS(t *testing.T) {
-	b, err := json.Marshal(ckanclient.CheckResult{Name: "x", Duration: 1500*time.Millisecond + 900*time.Microsecond})
+	b, err := json.Marshal(api.CheckResult{Name: "x", Duration: 1500*time.Millisecond + 900*time.Microsecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,17 +116,17 @@ func TestCheckResultDurationMS(t *testing.T) {
 
 func TestModeRequestValidate(t *testing.T) {
 	cases := []struct {
-		req  ckanclient.ModeRequest
+		req  api.ModeRequest
 		want string // "" for valid
 	}{
-		{ckanclient.ModeRequest{Mode: ckanclient.ModeLive}, ""},
+		{api.ModeRequest{Mode: api.ModeLive}, ""},
 		{modeRequest, ""},
 		{modeRequestFor, ""},
-		{ckanclient.ModeRequest{}, "mode is missing"},
-		{ckanclient.ModeRequest{Mode: "readonly"}, `mode "readonly" is not one of`},
-		{ckanclient.ModeRequest{Mode: ckanclient.ModeDown, For: "2 hours"}, "not a duration"},
-		{ckanclient.ModeRequest{Mode: ckanclient.ModeDown, For: "-5m"}, "must be positive"},
-		{ckanclient.ModeRequest{Mode: ckanclient.ModeDown, For: "5m", Until: tp("2026-11-29T14:00:00Z")}, "not both"},
+		{api.ModeRequest{}, "mode is missing"},
+		{api.ModeRequest{Mode: "readonly"}, `mode "readonly" is not one of`},
+		{api.ModeRequest{Mode: api.ModeDown, For: "2 hours"}, "not a duration"},
+		{api.ModeRequest{Mode: api.ModeDown, For: "-5m"}, "must be positive"},
+		{api.ModeRequest{Mode: api.ModeDown, For: "5m", Until: tp("2026-11-29T14:00:00Z")}, "not both"},
 	}
 	for _, tc := range cases {
 		err := tc.req.Validate()
@@ -144,13 +146,13 @@ func TestGateStatusAndHealth(t *testing.T) {
 		}
 		authed := r.Header.Get("Authorization") == "Bearer "+testToken
 		switch {
-		case r.URL.Path == ckanclient.PathStatus && authed:
+		case r.URL.Path == api.PathStatus && authed:
 			fixed(200, "application/json", string(wire(t, "status_full.json")))(w, r)
-		case r.URL.Path == ckanclient.PathStatus:
+		case r.URL.Path == api.PathStatus:
 			fixed(200, "application/json", string(wire(t, "status_anonymous.json")))(w, r)
-		case r.URL.Path == ckanclient.PathHealth && authed:
+		case r.URL.Path == api.PathHealth && authed:
 			fixed(200, "application/json", string(wire(t, "report.json")))(w, r)
-		case r.URL.Path == ckanclient.PathHealth:
+		case r.URL.Path == api.PathHealth:
 			fixed(401, "application/json", `{"error": "missing or invalid token"}`)(w, r)
 		default:
 			fixed(404, "text/plain; charset=utf-8", "404 page not found\n")(w, r)
@@ -192,7 +194,7 @@ func TestGateStatusAndHealth(t *testing.T) {
 func TestSetMode(t *testing.T) {
 	var gotBody map[string]any
 	srv := newServer(t, func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPost || r.URL.Path != ckanclient.PathMode {
+		if r.Method != http.MethodPost || r.URL.Path != api.PathMode {
 			t.Errorf("%s %s", r.Method, r.URL.Path)
 		}
 		b, _ := io.ReadAll(r.Body)
@@ -218,7 +220,7 @@ func TestSetMode(t *testing.T) {
 
 	// An invalid request is not sent.
 	srv.hits.Store(0)
-	_, err = c.SetMode(ctx(t), ckanclient.ModeRequest{Mode: "maintenance"})
+	_, err = c.SetMode(ctx(t), api.ModeRequest{Mode: "maintenance"})
 	checkErrText(t, err, "gate mode at", `mode "maintenance" is not one of`)
 	if n := srv.hits.Load(); n != 0 {
 		t.Errorf("invalid request sent %d times", n)
@@ -329,7 +331,7 @@ func TestGateErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := newServer(t, tc.handler)
 			c := newClient(t, srv.URL, ckanclient.Options{Token: testToken, TokenStyle: ckanclient.AuthBearer})
-			_, err := c.SetMode(ctx(t), ckanclient.ModeRequest{Mode: ckanclient.ModeReadOnly, ExpectVersion: i64(7)})
+			_, err := c.SetMode(ctx(t), api.ModeRequest{Mode: api.ModeReadOnly, ExpectVersion: i64(7)})
 			tc.check(t, err)
 			t.Log(err)
 			if n := srv.hits.Load(); n != 1 {

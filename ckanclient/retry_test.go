@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/ckanops/ckanops/api"
+
 	"github.com/ckanops/ckanops/ckanclient"
 )
 
@@ -36,7 +38,7 @@ func TestRetries(t *testing.T) {
 		{"gate Status on 502: retried", html502, 0, func(c *ckanclient.Client) error { _, err := c.Status(t.Context()); return err }, 3, true},
 		{"gate Health on 502: retried", html502, 0, func(c *ckanclient.Client) error { _, err := c.Health(t.Context()); return err }, 3, true},
 		{"gate SetMode on 502: never retried", html502, 0, func(c *ckanclient.Client) error {
-			_, err := c.SetMode(t.Context(), ckanclient.ModeRequest{Mode: ckanclient.ModeReadOnly})
+			_, err := c.SetMode(t.Context(), api.ModeRequest{Mode: api.ModeReadOnly})
 			return err
 		}, 1, true},
 		{"GET read: 502 then success", failFirst(1, 502, nginx502), 0, get, 2, false},
@@ -79,7 +81,7 @@ func failFirst(n int64, status int, body string) http.HandlerFunc {
 			return
 		}
 		switch r.URL.Path {
-		case ckanclient.PathStatus, ckanclient.PathHealth:
+		case api.PathStatus, api.PathHealth:
 			fixed(200, "application/json", `{}`)(w, r)
 		default:
 			fixed(200, jsonCT, `{"help": "h", "success": true, "result": {"ckan_version": "2.11.5"}}`)(w, r)

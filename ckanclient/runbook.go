@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+
+	"github.com/ckanops/ckanops/api"
 )
 
 const (
@@ -20,9 +22,9 @@ const (
 // Runbook reads the site's current runbook, or the last one if none is
 // active (GET /-/ckanops/runbook). It returns nil and no error when the
 // gate has never run one.
-func (c *Client) Runbook(ctx context.Context) (*Runbook, error) {
-	var rb Runbook
-	err := c.gateCall(ctx, call{method: http.MethodGet, path: PathRunbook, name: gateRunbookCall, retry: true}, &rb)
+func (c *Client) Runbook(ctx context.Context) (*api.Runbook, error) {
+	var rb api.Runbook
+	err := c.gateCall(ctx, call{method: http.MethodGet, path: api.PathRunbook, name: gateRunbookCall, retry: true}, &rb)
 	var he *HTTPError
 	switch {
 	case IsNotFound(err):
@@ -37,45 +39,45 @@ func (c *Client) Runbook(ctx context.Context) (*Runbook, error) {
 
 // StartRunbook starts a runbook on the site (POST /-/ckanops/runbook);
 // never retried. A runbook already active is a 409 *BadRequestError.
-func (c *Client) StartRunbook(ctx context.Context, o RunbookOptions) (*Runbook, error) {
+func (c *Client) StartRunbook(ctx context.Context, o api.RunbookOptions) (*api.Runbook, error) {
 	if err := o.Validate(); err != nil {
-		return nil, fmt.Errorf("%s at %s: %w", gateRunbookCall, redactURL(c.urlFor(PathRunbook)), err)
+		return nil, fmt.Errorf("%s at %s: %w", gateRunbookCall, redactURL(c.urlFor(api.PathRunbook)), err)
 	}
-	return c.runbookPost(ctx, PathRunbook, o)
+	return c.runbookPost(ctx, api.PathRunbook, o)
 }
 
 // ConfirmStep confirms the step the runbook waits at.
-func (c *Client) ConfirmStep(ctx context.Context, a RunbookAction) (*Runbook, error) {
-	return c.runbookPost(ctx, PathRunbookConfirm, a)
+func (c *Client) ConfirmStep(ctx context.Context, a api.RunbookAction) (*api.Runbook, error) {
+	return c.runbookPost(ctx, api.PathRunbookConfirm, a)
 }
 
 // RetryStep runs the failed or interrupted step again.
-func (c *Client) RetryStep(ctx context.Context, a RunbookAction) (*Runbook, error) {
-	return c.runbookPost(ctx, PathRunbookRetry, a)
+func (c *Client) RetryStep(ctx context.Context, a api.RunbookAction) (*api.Runbook, error) {
+	return c.runbookPost(ctx, api.PathRunbookRetry, a)
 }
 
 // ResumeRunbook continues an interrupted runbook at the step it stood.
-func (c *Client) ResumeRunbook(ctx context.Context, a RunbookAction) (*Runbook, error) {
-	return c.runbookPost(ctx, PathRunbookResume, a)
+func (c *Client) ResumeRunbook(ctx context.Context, a api.RunbookAction) (*api.Runbook, error) {
+	return c.runbookPost(ctx, api.PathRunbookResume, a)
 }
 
 // SkipStep skips the step the runbook waits at (only where the gate allows it).
-func (c *Client) SkipStep(ctx context.Context, a RunbookAction) (*Runbook, error) {
-	return c.runbookPost(ctx, PathRunbookSkip, a)
+func (c *Client) SkipStep(ctx context.Context, a api.RunbookAction) (*api.Runbook, error) {
+	return c.runbookPost(ctx, api.PathRunbookSkip, a)
 }
 
 // AbortRunbook stops the runbook. With a.Disable the gate also puts the
 // site back to live and resumes RQ ("disable maintenance now").
-func (c *Client) AbortRunbook(ctx context.Context, a RunbookAction) (*Runbook, error) {
-	return c.runbookPost(ctx, PathRunbookAbort, a)
+func (c *Client) AbortRunbook(ctx context.Context, a api.RunbookAction) (*api.Runbook, error) {
+	return c.runbookPost(ctx, api.PathRunbookAbort, a)
 }
 
-func (c *Client) runbookPost(ctx context.Context, path string, body any) (*Runbook, error) {
+func (c *Client) runbookPost(ctx context.Context, path string, body any) (*api.Runbook, error) {
 	b, err := json.Marshal(body)
 	if err != nil {
 		return nil, fmt.Errorf("%s: encode request: %w", gateRunbookCall, err)
 	}
-	var rb Runbook
+	var rb api.Runbook
 	if err := c.gateCall(ctx, call{method: http.MethodPost, path: path, name: gateRunbookCall, body: b}, &rb); err != nil {
 		return nil, err
 	}
@@ -92,8 +94,8 @@ const maxEventLine = 1 << 20
 // when the gate ends the stream (nil: the runbook finished, or the gate
 // stopped; read the runbook to know which). It is not retried: callers
 // reconnect with the last Seq they saw.
-func (c *Client) RunbookEvents(ctx context.Context, since int64, fn func(RunbookEvent) error) error {
-	u := c.urlFor(PathRunbookEvents) + "?since=" + strconv.FormatInt(since, 10)
+func (c *Client) RunbookEvents(ctx context.Context, since int64, fn func(api.RunbookEvent) error) error {
+	u := c.urlFor(api.PathRunbookEvents) + "?since=" + strconv.FormatInt(since, 10)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return fmt.Errorf("%s: %w", gateRunbookEventsCall, err)
@@ -104,20 +106,20 @@ func (c *Client) RunbookEvents(ctx context.Context, since int64, fn func(Runbook
 	req.Header.Set("Accept", "text/event-stream")
 	resp, err := c.stream.Do(req)
 	if err != nil {
-		return c.transportError(ctx, call{method: http.MethodGet, path: PathRunbookEvents, name: gateRunbookEventsCall, isGate: true}, u, err)
+		return c.transportError(ctx, call{method: http.MethodGet, path: api.PathRunbookEvents, name: gateRunbookEventsCall, isGate: true}, u, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
 		a := answer{status: resp.StatusCode, ct: resp.Header.Get("Content-Type"), body: body}
-		k := call{method: http.MethodGet, path: PathRunbookEvents, name: gateRunbookEventsCall, isGate: true}
+		k := call{method: http.MethodGet, path: api.PathRunbookEvents, name: gateRunbookEventsCall, isGate: true}
 		if err := c.decodeGate(a, k, &struct{}{}); err != nil {
 			return err
 		}
 		return fmt.Errorf("%s at %s: want a text/event-stream, got %d %s", gateRunbookEventsCall, redactURL(u), resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
 	return readEvents(resp.Body, func(data []byte) error {
-		var ev RunbookEvent
+		var ev api.RunbookEvent
 		if err := json.Unmarshal(data, &ev); err != nil {
 			return fmt.Errorf("%s at %s: bad event: %w", gateRunbookEventsCall, redactURL(u), err)
 		}

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ckanops/ckanops/api"
+
 	"github.com/ckanops/ckanops/ckanclient"
 )
 
@@ -55,7 +57,7 @@ func TestConnectionRefused(t *testing.T) {
 			"Call":   func() error { return c.Call(ctx(t), "package_create", nil, nil) },
 			"Status": func() error { _, err := c.Status(ctx(t)); return err },
 			"SetMode": func() error {
-				_, err := c.SetMode(ctx(t), ckanclient.ModeRequest{Mode: ckanclient.ModeLive})
+				_, err := c.SetMode(ctx(t), api.ModeRequest{Mode: api.ModeLive})
 				return err
 			},
 			"StatusShow": func() error { _, err := c.StatusShow(ctx(t)); return err },
@@ -145,7 +147,7 @@ func TestCancel(t *testing.T) {
 			case "Status":
 				_, err = c.Status(cx)
 			case "SetMode":
-				_, err = c.SetMode(cx, ckanclient.ModeRequest{Mode: ckanclient.ModeDown})
+				_, err = c.SetMode(cx, api.ModeRequest{Mode: api.ModeDown})
 			}
 			te := as[*ckanclient.TransportError](t, err)
 			if !errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || te.Timeout() {

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/ckanops/ckanops/api"
 )
 
 // Gate is a loaded and validated gate.toml. Paths are absolute; every
@@ -47,7 +49,7 @@ type Command struct {
 	Argv    []string // argv: the program and its arguments; argv[0] is looked up on $PATH if bare
 	Dir     string   // dir: the working directory; default the gate's
 	Timeout Duration // timeout: the command is killed (its whole process group) after this long
-	Mode    string   // mode (migrate only): "read-only" (default) or "down" for migrations that lock tables
+	Mode    api.Mode // mode (migrate only): "read-only" (default) or "down" for migrations that lock tables
 }
 
 // StateConfig is the [state] table: where the mode record is kept.
@@ -57,7 +59,7 @@ type StateConfig struct {
 	// initial_mode: the mode of a site whose store holds no record yet
 	// (live, read-only or down); a stand-in site built from a snapshot
 	// starts read-only. A record in the store always wins.
-	InitialMode    string
+	InitialMode    api.Mode
 	InitialMessage string // initial_message: the message of that initial mode
 }
 
@@ -157,7 +159,7 @@ func LoadGate(path string) (*Gate, []Warning, error) {
 	if m, ok := state.string("initial_mode"); ok {
 		switch m {
 		case "live", ckanReadOnly, ckanDown:
-			g.State.InitialMode = m
+			g.State.InitialMode = api.Mode(m)
 		default:
 			state.d.problem(state.sub("initial_mode"), "must be \"live\", \"read-only\" or \"down\"")
 		}
@@ -524,7 +526,7 @@ func readCommands(t *table, key string, defTimeout time.Duration, withMode bool)
 			if m, ok := e.string("mode"); ok {
 				switch m {
 				case ckanReadOnly, ckanDown:
-					c.Mode = m
+					c.Mode = api.Mode(m)
 				default:
 					e.d.problem(e.sub("mode"), "must be \"read-only\" or \"down\" (down refuses reads too, for migrations that lock tables)")
 				}

@@ -22,7 +22,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ckanops/ckanops/ckanclient"
+	"github.com/ckanops/ckanops/api"
+
 	"github.com/ckanops/ckanops/config"
 	"github.com/ckanops/ckanops/internal/ckansim"
 	"github.com/ckanops/ckanops/internal/testredis"
@@ -183,7 +184,7 @@ func waitRunbookRests(t *testing.T, e *runbook.Engine) {
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		rb, err := e.Current()
-		if err != nil || rb.State != ckanclient.RunbookRunning {
+		if err != nil || rb.State != api.RunbookRunning {
 			return
 		}
 		time.Sleep(10 * time.Millisecond)

@@ -9,12 +9,12 @@ import (
 	"path/filepath"
 	"sync"
 
-	"github.com/ckanops/ckanops/ckanclient"
+	"github.com/ckanops/ckanops/api"
 )
 
 // AuditEntry is one line of the audit log (its wire type, shared with
-// the console, is ckanclient.AuditEntry).
-type AuditEntry = ckanclient.AuditEntry
+// the console, is api.AuditEntry).
+type AuditEntry = api.AuditEntry
 
 // AuditLog is an append-only JSON-lines file. Every entry is synced to disk
 // before Append returns, so a crash never loses an acknowledged change.

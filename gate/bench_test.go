@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ckanops/ckanops/api"
 	"github.com/ckanops/ckanops/bench/fixture"
 )
 
@@ -132,7 +133,7 @@ func BenchmarkProxy(b *testing.B) {
 
 // benchGate is a gate in front of target with its own state file, switched
 // to mode through the control API unless mode is "".
-func benchGate(b *testing.B, target *url.URL, mode string) http.Handler {
+func benchGate(b *testing.B, target *url.URL, mode api.Mode) http.Handler {
 	b.Helper()
 	store, err := OpenFileStore(filepath.Join(b.TempDir(), "bench.state.json"))
 	if err != nil {
@@ -147,7 +148,7 @@ func benchGate(b *testing.B, target *url.URL, mode string) http.Handler {
 	}
 	if mode != "" {
 		req := httptest.NewRequest(http.MethodPost, "/-/ckanops/mode",
-			strings.NewReader(`{"mode": "`+mode+`", "message": "Benchmark: the catalogue is read-only.", "reason": "benchmark"}`))
+			strings.NewReader(`{"mode": "`+string(mode)+`", "message": "Benchmark: the catalogue is read-only.", "reason": "benchmark"}`))
 		req.Header.Set("Authorization", "Bearer "+opsToken)
 		rec := httptest.NewRecorder()
 		g.ServeHTTP(rec, req)

@@ -18,6 +18,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/ckanops/ckanops/api"
+
 	"github.com/ckanops/ckanops/ckanclient"
 )
 
@@ -412,10 +414,10 @@ func (s *storeHealth) get() (bool, time.Time) {
 }
 
 // status builds the status record; full adds what only operators see.
-func (g *Gate) status(ctx context.Context, full bool) ckanclient.Status {
+func (g *Gate) status(ctx context.Context, full bool) api.Status {
 	t := g.clock()
 	v := g.state.view(t)
-	st := ckanclient.Status{
+	st := api.Status{
 		Site: g.opts.Site, Mode: v.rec.Mode, Phase: v.phase, Message: v.rec.Message,
 		Since: v.rec.Since, Until: v.rec.Until, Version: v.rec.Version,
 	}
@@ -429,12 +431,12 @@ func (g *Gate) status(ctx context.Context, full bool) ckanclient.Status {
 	st.Actor, st.Reason = v.rec.Actor, v.rec.Reason
 	st.InFlight = v.writes
 	ok, stale := g.storeState.get()
-	sh := &ckanclient.StoreHealth{Kind: g.opts.Store.Kind(), OK: ok}
+	sh := &api.StoreHealth{Kind: g.opts.Store.Kind(), OK: ok}
 	if !stale.IsZero() {
 		sh.StaleSince = &stale
 	}
 	st.Store = sh
-	st.Gates = g.gates(ctx, ckanclient.GateInfo{ID: g.opts.GateID, Version: v.rec.Version, Phase: v.phase, InFlight: len(v.writes), Seen: t})
+	st.Gates = g.gates(ctx, api.GateInfo{ID: g.opts.GateID, Version: v.rec.Version, Phase: v.phase, InFlight: len(v.writes), Seen: t})
 	return st
 }
 
@@ -483,9 +485,9 @@ func (g *Gate) serveMode(w http.ResponseWriter, r *http.Request) {
 // When the record is the one this gate enforces, its phase is the real
 // one; otherwise the gate has not applied it yet and the phase is what it
 // will start in (draining for maintenance).
-func (g *Gate) recordStatus(rec Record) ckanclient.Status {
-	st := ckanclient.Status{Site: g.opts.Site, Mode: rec.Mode, Message: rec.Message, Since: rec.Since,
-		Until: rec.Until, Version: rec.Version, Actor: rec.Actor, Reason: rec.Reason, Phase: ckanclient.PhaseLive}
+func (g *Gate) recordStatus(rec Record) api.Status {
+	st := api.Status{Site: g.opts.Site, Mode: rec.Mode, Message: rec.Message, Since: rec.Since,
+		Until: rec.Until, Version: rec.Version, Actor: rec.Actor, Reason: rec.Reason, Phase: api.PhaseLive}
 	if g.state.current().Version == rec.Version {
 		phase, q := g.state.phase()
 		st.Phase = phase
@@ -493,13 +495,13 @@ func (g *Gate) recordStatus(rec Record) ckanclient.Status {
 			st.QuiescedAt = &q
 		}
 	} else if rec.maintenance() {
-		st.Phase = ckanclient.PhaseDraining
+		st.Phase = api.PhaseDraining
 	}
 	return st
 }
 
-func decodeModeRequest(body io.Reader) (ckanclient.ModeRequest, error) {
-	var req ckanclient.ModeRequest
+func decodeModeRequest(body io.Reader) (api.ModeRequest, error) {
+	var req api.ModeRequest
 	dec := json.NewDecoder(io.LimitReader(body, maxModeBody))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
@@ -512,22 +514,22 @@ var errStoreDown = errors.New("the state store is unreachable: mode changes are 
 
 // changeMode validates req, compare-and-sets the new record in the store,
 // audits it and enforces it.
-func (g *Gate) changeMode(ctx context.Context, req ckanclient.ModeRequest, actor, remote string) (ckanclient.Status, error) {
+func (g *Gate) changeMode(ctx context.Context, req api.ModeRequest, actor, remote string) (api.Status, error) {
 	if err := req.Validate(); err != nil {
-		return ckanclient.Status{}, err
+		return api.Status{}, err
 	}
 	if err := checkText("message", req.Message, maxMessageLen); err != nil {
-		return ckanclient.Status{}, err
+		return api.Status{}, err
 	}
 	if err := checkText("reason", req.Reason, maxReasonLen); err != nil {
-		return ckanclient.Status{}, err
+		return api.Status{}, err
 	}
 	t := g.clock()
 	var until *time.Time
 	switch {
 	case req.Until != nil:
 		if !req.Until.After(t) {
-			return ckanclient.Status{}, fmt.Errorf("until %s is in the past", req.Until.UTC().Format(time.RFC3339))
+			return api.Status{}, fmt.Errorf("until %s is in the past", req.Until.UTC().Format(time.RFC3339))
 		}
 		u := req.Until.UTC()
 		until = &u
@@ -543,14 +545,14 @@ func (g *Gate) changeMode(ctx context.Context, req ckanclient.ModeRequest, actor
 	if err != nil {
 		g.storeState.set(false, t)
 		g.log.Error("state store unreachable", "store", g.opts.Store.Kind(), "err", err.Error())
-		return ckanclient.Status{}, fmt.Errorf("%w: %v", errStoreDown, err)
+		return api.Status{}, fmt.Errorf("%w: %v", errStoreDown, err)
 	}
 	g.storeState.set(true, t)
 	if !ok {
 		cur = g.state.current()
 	}
 	if req.ExpectVersion != nil && *req.ExpectVersion != cur.Version {
-		return ckanclient.Status{}, &ConflictError{Current: cur}
+		return api.Status{}, &ConflictError{Current: cur}
 	}
 	next := Record{
 		Mode: req.Mode, Message: req.Message, Since: cur.Since, Until: until,
@@ -566,12 +568,12 @@ func (g *Gate) changeMode(ctx context.Context, req ckanclient.ModeRequest, actor
 	if err := g.opts.Store.CompareAndSwap(ctx, expect, next); err != nil {
 		var ce *ConflictError
 		if errors.As(err, &ce) {
-			return ckanclient.Status{}, err
+			return api.Status{}, err
 		}
 		g.storeState.set(false, t)
-		return ckanclient.Status{}, fmt.Errorf("%w: %v", errStoreDown, err)
+		return api.Status{}, fmt.Errorf("%w: %v", errStoreDown, err)
 	}
-	g.audit(AuditEntry{Time: t, Event: "mode", Actor: actor, From: cur.Mode, To: next.Mode,
+	g.audit(AuditEntry{Time: t, Event: "mode", Actor: actor, From: string(cur.Mode), To: string(next.Mode),
 		Version: next.Version, Message: next.Message, Reason: next.Reason, Remote: remote})
 	g.state.set(next)
 	g.saveLocal(next)
@@ -617,7 +619,7 @@ func (g *Gate) serveAudit(w http.ResponseWriter, r *http.Request) {
 		n = v
 	}
 	if g.opts.Audit == nil {
-		writeJSON(w, http.StatusOK, ckanclient.AuditTail{Entries: []ckanclient.AuditEntry{}})
+		writeJSON(w, http.StatusOK, api.AuditTail{Entries: []api.AuditEntry{}})
 		return
 	}
 	entries, err := g.opts.Audit.Tail(n)
@@ -625,7 +627,7 @@ func (g *Gate) serveAudit(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
 		return
 	}
-	writeJSON(w, http.StatusOK, ckanclient.AuditTail{Entries: entries})
+	writeJSON(w, http.StatusOK, api.AuditTail{Entries: entries})
 }
 
 // serveMaintenanceAction answers maintenance_mode_show and

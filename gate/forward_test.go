@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ckanops/ckanops/ckanclient"
+	"github.com/ckanops/ckanops/api"
 )
 
 // seen is what a recording upstream received.
@@ -83,9 +83,9 @@ func gateTo(t *testing.T, upstream http.Handler, opts ...rigOption) (*Gate, *htt
 	return g, srv
 }
 
-func setGateMode(t *testing.T, srv *httptest.Server, mode string) {
+func setGateMode(t *testing.T, srv *httptest.Server, mode api.Mode) {
 	t.Helper()
-	req, _ := http.NewRequest("POST", srv.URL+"/-/ckanops/mode", strings.NewReader(`{"mode": "`+mode+`", "reason": "test"}`))
+	req, _ := http.NewRequest("POST", srv.URL+"/-/ckanops/mode", strings.NewReader(`{"mode": "`+string(mode)+`", "reason": "test"}`))
 	req.Header.Set("Authorization", "Bearer "+opsToken)
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -207,7 +207,7 @@ func TestRequestTrailersAreNotForwarded(t *testing.T) {
 func TestUpgradeRefusedUnlessLive(t *testing.T) {
 	rc := newRecorder()
 	_, srv := gateTo(t, rc)
-	for _, mode := range []string{ckanclient.ModeReadOnly, ckanclient.ModeDown} {
+	for _, mode := range []api.Mode{api.ModeReadOnly, api.ModeDown} {
 		setGateMode(t, srv, mode)
 		for _, raw := range []string{
 			"GET /api/3/action/status_show HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
@@ -274,16 +274,16 @@ func TestSwitchAwayFromLiveClosesTunnels(t *testing.T) {
 	if n := g.state.inFlightCount(); n != 1 {
 		t.Fatalf("an open tunnel counts %d in-flight writes, want 1", n)
 	}
-	if p, _ := g.state.phase(); p != ckanclient.PhaseLive {
+	if p, _ := g.state.phase(); p != api.PhaseLive {
 		t.Fatalf("phase %s", p)
 	}
 
-	setGateMode(t, srv, ckanclient.ModeReadOnly)
+	setGateMode(t, srv, api.ModeReadOnly)
 	if _, err := br.ReadString('\n'); err == nil {
 		t.Fatal("the tunnel is still open after the switch to read-only")
 	}
 	waitFor(t, "the tunnel to leave the in-flight writes", func() bool { return g.state.inFlightCount() == 0 })
-	if p, _ := g.state.phase(); p != ckanclient.PhaseQuiesced {
+	if p, _ := g.state.phase(); p != api.PhaseQuiesced {
 		t.Fatalf("after the tunnel closed: phase %s, want quiesced", p)
 	}
 }

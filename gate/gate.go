@@ -24,7 +24,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/ckanops/ckanops/ckanclient"
+	"github.com/ckanops/ckanops/api"
+
 	"github.com/ckanops/ckanops/config"
 	"github.com/ckanops/ckanops/gate/annotate"
 	"github.com/ckanops/ckanops/gate/classify"
@@ -63,7 +64,7 @@ type Options struct {
 	// InitialMode is the mode a site whose store holds no record starts in
 	// (gate.toml's [state] initial_mode): read-only for a stand-in site
 	// built from a snapshot. A record in the store always wins. Empty: live.
-	InitialMode    string
+	InitialMode    api.Mode
 	InitialMessage string
 
 	GateID       string        // names this gate among the site's gates; default the host name
@@ -207,7 +208,7 @@ func (g *Gate) loadInitial(ctx context.Context) (rec Record, storeOK bool, err e
 		}
 	}
 	if !ok {
-		if o.InitialMode == "" || o.InitialMode == ckanclient.ModeLive {
+		if o.InitialMode == "" || o.InitialMode == api.ModeLive {
 			g.log.Info("no mode record yet: starting live", "store", o.Store.Kind())
 			return initialRecord(g.clock()), true, nil
 		}
@@ -239,7 +240,7 @@ func (g *Gate) startInInitialMode(ctx context.Context) (Record, bool, error) {
 	case err != nil:
 		return Record{}, false, fmt.Errorf("gate: write the initial mode %s: %w", rec.Mode, err)
 	}
-	g.audit(AuditEntry{Time: t, Event: "mode", Actor: rec.Actor, From: "", To: rec.Mode, Version: 1,
+	g.audit(AuditEntry{Time: t, Event: "mode", Actor: rec.Actor, From: "", To: string(rec.Mode), Version: 1,
 		Message: rec.Message, Reason: rec.Reason, Remote: "gate"})
 	if o.Local != nil {
 		if err := o.Local.Write(rec); err != nil {
@@ -303,13 +304,13 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	bypass := false
 	switch rec.Mode {
-	case ckanclient.ModeDown:
+	case api.ModeDown:
 		if !g.bypassed(remote) {
 			g.refuse(w, r, rec, d, "down")
 			return
 		}
 		bypass = true
-	case ckanclient.ModeReadOnly:
+	case api.ModeReadOnly:
 		if d.Class == classify.Tracking {
 			// Page-view analytics write to CKAN's database: swallow them.
 			g.metrics.request(d.Class.String(), "tracking")
@@ -335,7 +336,7 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		var done func(time.Time)
 		rec, done = g.state.admitWrite(func(cur Record) bool {
-			return cur.Mode == ckanclient.ModeLive || (cur.Mode == ckanclient.ModeDown && bypass && !tunnel)
+			return cur.Mode == api.ModeLive || (cur.Mode == api.ModeDown && bypass && !tunnel)
 		}, r.Method, r.URL.Path, remote, start, closeTunnel)
 		if done == nil {
 			g.refuse(w, r, rec, d, d.Reason)
@@ -372,7 +373,7 @@ func (g *Gate) refuse(w http.ResponseWriter, r *http.Request, rec Record, d clas
 	if f.Message == "" {
 		f.Message = defaultMessage
 	}
-	if rec.Mode == ckanclient.ModeDown {
+	if rec.Mode == api.ModeDown {
 		f.Heading = "This site is down for maintenance"
 	}
 	kind := "html"
@@ -380,13 +381,13 @@ func (g *Gate) refuse(w http.ResponseWriter, r *http.Request, rec Record, d clas
 		kind = "api"
 		writeAPIRefusal(w, r, d.Action, f)
 	} else {
-		if isFormPost(r) && rec.Mode == ckanclient.ModeReadOnly {
+		if isFormPost(r) && rec.Mode == api.ModeReadOnly {
 			f.FormPost = true
 			f.Fields = echoFields(r)
 		}
 		writeHTMLRefusal(w, f)
 	}
-	g.metrics.refusal(d.Class.String(), rec.Mode, kind)
+	g.metrics.refusal(d.Class.String(), string(rec.Mode), kind)
 	g.log.Debug("refused", "method", r.Method, "path", r.URL.Path, "mode", rec.Mode, "reason", why)
 }
 
@@ -429,7 +430,7 @@ func (g *Gate) rewrite(pr *httputil.ProxyRequest) {
 // (bypass) modes it returns at once: the response passes untouched.
 func (g *Gate) modifyResponse(resp *http.Response) error {
 	info, _ := resp.Request.Context().Value(ctxKey{}).(reqInfo)
-	if info.rec.Mode != ckanclient.ModeReadOnly || !isHTML(resp.Header) || g.isDownload(resp.Request.URL.Path) {
+	if info.rec.Mode != api.ModeReadOnly || !isHTML(resp.Header) || g.isDownload(resp.Request.URL.Path) {
 		return nil
 	}
 	// A page with the maintenance banner must not outlive the maintenance
@@ -441,7 +442,7 @@ func (g *Gate) modifyResponse(resp *http.Response) error {
 			SiteTitle: g.opts.SiteTitle,
 			Message:   messageOr(info.rec.Message),
 			Until:     info.rec.Until,
-			Mode:      info.rec.Mode,
+			Mode:      string(info.rec.Mode),
 		},
 		WouldRefuse: func(method, action string) bool {
 			return g.classifier.FormWouldBeRefused(method, action, base)

@@ -19,7 +19,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ckanops/ckanops/ckanclient"
+	"github.com/ckanops/ckanops/api"
+
 	"github.com/ckanops/ckanops/internal/ckansim"
 )
 
@@ -124,21 +125,21 @@ func (r *rig) setMode(body string, hdr ...string) resp {
 	return r.do("POST", "/-/ckanops/mode", strings.NewReader(body), append(hdr, "Content-Type", "application/json")...)
 }
 
-func (r *rig) mustMode(mode, message string) ckanclient.Status {
+func (r *rig) mustMode(mode api.Mode, message string) api.Status {
 	r.t.Helper()
-	b, _ := json.Marshal(map[string]string{"mode": mode, "message": message, "reason": "test"})
+	b, _ := json.Marshal(map[string]string{"mode": string(mode), "message": message, "reason": "test"})
 	res := r.setMode(string(b))
 	if res.status != 200 {
 		r.t.Fatalf("set mode %s: %d %s", mode, res.status, res.body)
 	}
-	var st ckanclient.Status
+	var st api.Status
 	if err := json.Unmarshal([]byte(res.body), &st); err != nil {
 		r.t.Fatal(err)
 	}
 	return st
 }
 
-func (r *rig) status(auth bool) ckanclient.Status {
+func (r *rig) status(auth bool) api.Status {
 	r.t.Helper()
 	var hdr []string
 	if auth {
@@ -148,7 +149,7 @@ func (r *rig) status(auth bool) ckanclient.Status {
 	if res.status != 200 {
 		r.t.Fatalf("status: %d %s", res.status, res.body)
 	}
-	var st ckanclient.Status
+	var st api.Status
 	if err := json.Unmarshal([]byte(res.body), &st); err != nil {
 		r.t.Fatal(err)
 	}
@@ -157,7 +158,7 @@ func (r *rig) status(auth bool) ckanclient.Status {
 
 func TestReadOnlyRefusesEveryWriteActionAndPassesReads(t *testing.T) {
 	r := newRig(t)
-	r.mustMode(ckanclient.ModeReadOnly, "Upgrading to CKAN 2.11")
+	r.mustMode(api.ModeReadOnly, "Upgrading to CKAN 2.11")
 	r.sim.ResetJournal()
 	surf := r.sim.Surface()
 	for _, name := range surf.ActionNames() {
@@ -197,7 +198,7 @@ func TestReadOnlyRefusesEveryWriteActionAndPassesReads(t *testing.T) {
 
 func TestReadOnlyServesEveryGETRoute(t *testing.T) {
 	r := newRig(t)
-	r.mustMode(ckanclient.ModeReadOnly, "")
+	r.mustMode(api.ModeReadOnly, "")
 	r.sim.ResetJournal()
 	for _, rt := range r.sim.Surface().Routes {
 		if !rt.Allows("GET") || rt.Endpoint == "api.action" {
@@ -274,8 +275,8 @@ func TestDrainShowsInFlightWritesThenQuiesces(t *testing.T) {
 		}
 	}()
 	waitFor(t, "the write to be in flight", func() bool { return r.gate.state.inFlightCount() == 1 })
-	st := r.mustMode(ckanclient.ModeReadOnly, "snapshot")
-	if st.Phase != ckanclient.PhaseDraining || len(st.InFlight) != 1 || st.InFlight[0].Path != "/api/action/package_create" || st.InFlight[0].Method != "POST" {
+	st := r.mustMode(api.ModeReadOnly, "snapshot")
+	if st.Phase != api.PhaseDraining || len(st.InFlight) != 1 || st.InFlight[0].Path != "/api/action/package_create" || st.InFlight[0].Method != "POST" {
 		t.Fatalf("right after the switch: %+v", st)
 	}
 	// A new write is refused at once while the old one drains.
@@ -287,7 +288,7 @@ func TestDrainShowsInFlightWritesThenQuiesces(t *testing.T) {
 		t.Fatalf("the write admitted before the switch got %d, want 200 (it must finish)", writeStatus)
 	}
 	st = r.status(true)
-	if st.Phase != ckanclient.PhaseQuiesced || st.QuiescedAt == nil || len(st.InFlight) != 0 {
+	if st.Phase != api.PhaseQuiesced || st.QuiescedAt == nil || len(st.InFlight) != 0 {
 		t.Fatalf("after the drain: %+v", st)
 	}
 	if n := len(r.sim.Writes()); n != 1 {
@@ -308,11 +309,11 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 
 func TestModeSurvivesRestart(t *testing.T) {
 	r := newRig(t)
-	r.mustMode(ckanclient.ModeReadOnly, "back soon")
+	r.mustMode(api.ModeReadOnly, "back soon")
 	r.stop()
 	r.start()
 	st := r.status(false)
-	if st.Mode != ckanclient.ModeReadOnly || st.Message != "back soon" || st.Version != 1 {
+	if st.Mode != api.ModeReadOnly || st.Message != "back soon" || st.Version != 1 {
 		t.Fatalf("after restart: %+v", st)
 	}
 	if res := r.do("POST", "/api/action/package_create", strings.NewReader(`{}`)); res.status != 503 {
@@ -340,21 +341,21 @@ func TestDownModeAndBypass(t *testing.T) {
 		o.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
 		o.BypassCIDRs = []netip.Prefix{netip.MustParsePrefix("10.9.0.0/16")}
 	})
-	r.mustMode(ckanclient.ModeDown, "Database upgrade")
+	r.mustMode(api.ModeDown, "Database upgrade")
 	r.sim.ResetJournal()
 	page := r.do("GET", "/dataset/", nil, "X-Forwarded-For", "198.51.100.7")
 	if page.status != 503 || !strings.Contains(page.body, "Database upgrade") || !strings.Contains(page.body, "Test Data Portal") {
 		t.Fatalf("down page: %d %s", page.status, page.body)
 	}
-	api := r.do("GET", "/api/3/action/package_list", nil, "X-Forwarded-For", "198.51.100.7")
-	if api.status != 503 || !strings.Contains(api.body, `"mode":"down"`) {
-		t.Fatalf("down API: %d %s", api.status, api.body)
+	apiRes := r.do("GET", "/api/3/action/package_list", nil, "X-Forwarded-For", "198.51.100.7")
+	if apiRes.status != 503 || !strings.Contains(apiRes.body, `"mode":"down"`) {
+		t.Fatalf("down API: %d %s", apiRes.status, apiRes.body)
 	}
 	if n := len(r.sim.Journal()); n != 0 {
 		t.Fatalf("%d requests reached CKAN in down mode", n)
 	}
 	// The control API still answers.
-	if st := r.status(false); st.Mode != ckanclient.ModeDown {
+	if st := r.status(false); st.Mode != api.ModeDown {
 		t.Fatalf("status in down: %+v", st)
 	}
 	// An operator in bypass_cidrs reads and writes as in live; writes are audited.
@@ -372,7 +373,7 @@ func TestDownModeAndBypass(t *testing.T) {
 	}
 	// A client forging X-Forwarded-For through an untrusted peer gets nothing.
 	r2 := newRig(t, func(o *Options) { o.BypassCIDRs = []netip.Prefix{netip.MustParsePrefix("10.9.0.0/16")} })
-	r2.mustMode(ckanclient.ModeDown, "")
+	r2.mustMode(api.ModeDown, "")
 	if res := r2.do("GET", "/dataset/", nil, "X-Forwarded-For", "10.9.1.2"); res.status != 503 {
 		t.Fatalf("forged X-Forwarded-For bypassed down mode: %d", res.status)
 	}
@@ -380,18 +381,18 @@ func TestDownModeAndBypass(t *testing.T) {
 
 func TestCompareAndSetConflict(t *testing.T) {
 	r := newRig(t)
-	st := r.mustMode(ckanclient.ModeReadOnly, "first")
+	st := r.mustMode(api.ModeReadOnly, "first")
 	res := r.setMode(fmt.Sprintf(`{"mode": "live", "expect_version": %d}`, st.Version-1))
 	if res.status != http.StatusConflict {
 		t.Fatalf("stale expect_version: %d %s", res.status, res.body)
 	}
 	var body struct {
-		Error   string            `json:"error"`
-		Current ckanclient.Status `json:"current"`
+		Error   string     `json:"error"`
+		Current api.Status `json:"current"`
 	}
 	json.Unmarshal([]byte(res.body), &body)
-	if body.Current.Version != st.Version || body.Current.Mode != ckanclient.ModeReadOnly || body.Error == "" ||
-		body.Current.Phase != ckanclient.PhaseQuiesced || body.Current.QuiescedAt == nil {
+	if body.Current.Version != st.Version || body.Current.Mode != api.ModeReadOnly || body.Error == "" ||
+		body.Current.Phase != api.PhaseQuiesced || body.Current.QuiescedAt == nil {
 		t.Fatalf("409 body: %s", res.body)
 	}
 	if res := r.setMode(fmt.Sprintf(`{"mode": "live", "expect_version": %d}`, st.Version)); res.status != 200 {
@@ -486,8 +487,8 @@ func TestMaintenanceModeActions(t *testing.T) {
 	}
 	res = r.do("GET", "/api/action/maintenance_mode_show", nil, "Authorization", ckansim.SysadminToken)
 	var env struct {
-		Success bool              `json:"success"`
-		Result  ckanclient.Status `json:"result"`
+		Success bool       `json:"success"`
+		Result  api.Status `json:"result"`
 	}
 	if err := json.Unmarshal([]byte(res.body), &env); err != nil || !env.Success || env.Result.Message != "via ckanapi" || env.Result.Until == nil {
 		t.Fatalf("maintenance_mode_show: %d %s", res.status, res.body)
@@ -518,7 +519,7 @@ func TestBadModeRequests(t *testing.T) {
 			t.Errorf("%.60s: %d %s, want 400", body, res.status, res.body)
 		}
 	}
-	if st := r.status(false); st.Mode != ckanclient.ModeLive || st.Version != 0 {
+	if st := r.status(false); st.Mode != api.ModeLive || st.Version != 0 {
 		t.Fatalf("a bad request changed the mode: %+v", st)
 	}
 }
@@ -543,21 +544,21 @@ func TestHostileMessageIsEscapedEverywhere(t *testing.T) {
 	if strings.Contains(form.body, "<script>alert(1)") || strings.Contains(form.body, "<img src=x") {
 		t.Errorf("refusal page: the message came out as markup")
 	}
-	api := r.do("POST", "/api/action/package_create", strings.NewReader("{}"))
-	if strings.Contains(api.body, "<script>") || api.header.Get("X-Injected") != "" {
-		t.Errorf("API refusal: %v %s", api.header, api.body)
+	apiRes := r.do("POST", "/api/action/package_create", strings.NewReader("{}"))
+	if strings.Contains(apiRes.body, "<script>") || apiRes.header.Get("X-Injected") != "" {
+		t.Errorf("API refusal: %v %s", apiRes.header, apiRes.body)
 	}
 	var env struct {
 		Error struct{ Message string } `json:"error"`
 	}
-	if json.Unmarshal([]byte(api.body), &env); env.Error.Message != msg {
+	if json.Unmarshal([]byte(apiRes.body), &env); env.Error.Message != msg {
 		t.Errorf("API refusal changed the message: %q", env.Error.Message)
 	}
 }
 
 func TestRefusedFormShowsTheUsersTextBack(t *testing.T) {
 	r := newRig(t)
-	r.mustMode(ckanclient.ModeReadOnly, "Snapshot in progress")
+	r.mustMode(api.ModeReadOnly, "Snapshot in progress")
 	r.sim.ResetJournal()
 	form := url.Values{
 		"title":       {"Rivers <of> Wales"},
@@ -595,7 +596,7 @@ func TestReadOnlyAnnotatesPagesButLiveNeverTouchesThem(t *testing.T) {
 	if livePage := r.do("GET", "/dataset/edit/air-quality-2024", nil); strings.Contains(livePage.body, "ckanops") {
 		t.Fatalf("live mode rewrote a page")
 	}
-	r.mustMode(ckanclient.ModeReadOnly, "Back at 15:00")
+	r.mustMode(api.ModeReadOnly, "Back at 15:00")
 	// Go's client decodes gzip itself when it asked for it: this checks the
 	// rewriter re-encoded a valid stream.
 	edit := r.do("GET", "/dataset/edit/air-quality-2024", nil, "Authorization", ckansim.SysadminToken)
@@ -630,7 +631,7 @@ func TestTracking(t *testing.T) {
 	if res := r.do("POST", "/_tracking", strings.NewReader("url=/dataset/x&type=page")); res.status == 204 {
 		t.Fatalf("live: /_tracking answered by the gate, want forwarded")
 	}
-	r.mustMode(ckanclient.ModeReadOnly, "")
+	r.mustMode(api.ModeReadOnly, "")
 	r.sim.ResetJournal()
 	if res := r.do("POST", "/_tracking", strings.NewReader("url=/dataset/x&type=page")); res.status != 204 {
 		t.Fatalf("read-only /_tracking: %d", res.status)
@@ -643,9 +644,9 @@ func TestTracking(t *testing.T) {
 func TestUpstreamDown(t *testing.T) {
 	r := newRig(t)
 	r.up.Close()
-	api := r.do("GET", "/api/3/action/package_list", nil)
-	if api.status != 502 || !strings.Contains(api.body, `"success":false`) || strings.Contains(api.body, "dial tcp") {
-		t.Fatalf("API with CKAN down: %d %s", api.status, api.body)
+	apiRes := r.do("GET", "/api/3/action/package_list", nil)
+	if apiRes.status != 502 || !strings.Contains(apiRes.body, `"success":false`) || strings.Contains(apiRes.body, "dial tcp") {
+		t.Fatalf("API with CKAN down: %d %s", apiRes.status, apiRes.body)
 	}
 	page := r.do("GET", "/dataset/", nil)
 	if page.status != 502 || !strings.Contains(page.body, "not answering") || strings.Contains(page.body, "connection refused") {
@@ -655,7 +656,7 @@ func TestUpstreamDown(t *testing.T) {
 
 func TestMetricsReportModeAndRefusals(t *testing.T) {
 	r := newRig(t)
-	r.mustMode(ckanclient.ModeReadOnly, "")
+	r.mustMode(api.ModeReadOnly, "")
 	r.do("POST", "/api/action/package_create", strings.NewReader("{}"))
 	m := r.do("GET", "/-/ckanops/metrics", nil).body
 	for _, want := range []string{
@@ -722,7 +723,7 @@ func TestLiveNeverTouchesABody(t *testing.T) {
 
 func TestDownloadsAreNeverAnnotated(t *testing.T) {
 	r := newRig(t)
-	r.mustMode(ckanclient.ModeReadOnly, "")
+	r.mustMode(api.ModeReadOnly, "")
 	for _, p := range []string{"/dataset/x/resource/y/download/page.html", "/fr/dataset/x/resource/y/download", "/datastore/dump/y"} {
 		if !r.gate.isDownload(p) {
 			t.Errorf("%s not seen as a download", p)
@@ -827,11 +828,11 @@ func TestLiveStreamsBodiesBothWays(t *testing.T) {
 // writes then wins over the configuration on every restart.
 func TestInitialModeFromConfig(t *testing.T) {
 	initial := func(o *Options) {
-		o.InitialMode, o.InitialMessage = ckanclient.ModeReadOnly, "A read-only copy during the upgrade"
+		o.InitialMode, o.InitialMessage = api.ModeReadOnly, "A read-only copy during the upgrade"
 	}
 	r := newRig(t, initial)
 	st := r.status(true)
-	if st.Mode != ckanclient.ModeReadOnly || st.Version != 1 || st.Message != "A read-only copy during the upgrade" || st.Phase != ckanclient.PhaseQuiesced {
+	if st.Mode != api.ModeReadOnly || st.Version != 1 || st.Message != "A read-only copy during the upgrade" || st.Phase != api.PhaseQuiesced {
 		t.Fatalf("status %+v", st)
 	}
 	if res := r.do("POST", "/api/3/action/package_create", strings.NewReader(`{"name":"x"}`), "Authorization", ckansim.SysadminToken); res.status != 503 {
@@ -845,10 +846,10 @@ func TestInitialModeFromConfig(t *testing.T) {
 		t.Errorf("audit log: %s", audit)
 	}
 	// The operator opens it; a restart with the same config stays live.
-	r.mustMode(ckanclient.ModeLive, "")
+	r.mustMode(api.ModeLive, "")
 	r.stop()
 	r.start(initial)
-	if st := r.status(true); st.Mode != ckanclient.ModeLive || st.Version != 2 {
+	if st := r.status(true); st.Mode != api.ModeLive || st.Version != 2 {
 		t.Fatalf("after restart: %+v", st)
 	}
 }

@@ -7,8 +7,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ckanops/ckanops/api"
+
 	"github.com/ckanops/ckanops/checks"
-	"github.com/ckanops/ckanops/ckanclient"
 )
 
 // healthProbes holds the site's checks Runner: CKAN (status_show on the
@@ -29,8 +30,8 @@ func (g *Gate) healthRunners() *healthProbes {
 		probes, err := checks.Probes(g.opts.Checks, g.opts.Upstream)
 		if err != nil {
 			g.log.Error("health probes", "err", err.Error())
-			probes = []checks.Probe{checks.ProbeFunc("ckan", func(context.Context) ckanclient.CheckResult {
-				return ckanclient.CheckResult{Status: ckanclient.CheckFail, Summary: err.Error()}
+			probes = []checks.Probe{checks.ProbeFunc("ckan", func(context.Context) api.CheckResult {
+				return api.CheckResult{Status: api.CheckFail, Summary: err.Error()}
 			})}
 		}
 		h.runner = checks.NewRunner(o, probes...)
@@ -47,30 +48,30 @@ func (g *Gate) healthRunners() *healthProbes {
 // current, then the others from the last round while it is younger than
 // [checks] interval (fresh: a new round, for a drain). It returns within
 // the probes' timeout, whatever they meet.
-func (g *Gate) Health(ctx context.Context, fresh bool) ckanclient.Report {
+func (g *Gate) Health(ctx context.Context, fresh bool) api.Report {
 	r := g.healthRunners().runner
-	var rep ckanclient.Report
+	var rep api.Report
 	if fresh {
 		rep = r.Fresh(ctx)
 	} else {
 		rep = r.Run(ctx)
 	}
 	rep.Site = g.opts.Site
-	rep.Checks = append([]ckanclient.CheckResult{g.gateCheck(ctx)}, rep.Checks...)
+	rep.Checks = append([]api.CheckResult{g.gateCheck(ctx)}, rep.Checks...)
 	return rep
 }
 
 // health is what GET /-/ckanops/health serves.
-func (g *Gate) health(ctx context.Context) ckanclient.Report { return g.Health(ctx, false) }
+func (g *Gate) health(ctx context.Context) api.Report { return g.Health(ctx, false) }
 
 // gateCheck reads the gate's own state: mode, phase, writes in flight,
 // and whether its state store answers.
-func (g *Gate) gateCheck(ctx context.Context) ckanclient.CheckResult {
+func (g *Gate) gateCheck(ctx context.Context) api.CheckResult {
 	t0 := time.Now()
 	t := g.clock()
 	st := g.status(ctx, true)
-	res := ckanclient.CheckResult{
-		Name: "gate", Status: ckanclient.CheckOK, ObservedAt: t,
+	res := api.CheckResult{
+		Name: "gate", Status: api.CheckOK, ObservedAt: t,
 		Summary: fmt.Sprintf("%s (%s), %d write(s) in flight", st.Mode, st.Phase, len(st.InFlight)),
 		Details: map[string]any{"mode": st.Mode, "phase": st.Phase, "version": st.Version, "in_flight": len(st.InFlight),
 			"gate_id": g.opts.GateID, "store": st.Store.Kind, "store_ok": st.Store.OK},
@@ -83,7 +84,7 @@ func (g *Gate) gateCheck(ctx context.Context) ckanclient.CheckResult {
 		}
 	}
 	if !st.Store.OK {
-		res.Status = ckanclient.CheckWarn
+		res.Status = api.CheckWarn
 		res.Summary += "; state store unreachable, enforcing the last known mode"
 	}
 	res.Duration = time.Since(t0)

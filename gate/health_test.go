@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ckanops/ckanops/checks"
-	"github.com/ckanops/ckanops/ckanclient"
+	"github.com/ckanops/ckanops/api"
+
 	"github.com/ckanops/ckanops/config"
 	"github.com/ckanops/ckanops/internal/testpg"
 	"github.com/ckanops/ckanops/internal/testredis"
@@ -24,28 +24,28 @@ func withChecks(c config.ChecksConfig) rigOption {
 	return func(o *Options) { o.Checks = c }
 }
 
-func (r *rig) health() ckanclient.Report {
+func (r *rig) health() api.Report {
 	r.t.Helper()
 	res := r.do("GET", "/-/ckanops/health", nil, "Authorization", "Bearer "+opsToken)
 	if res.status != 200 {
 		r.t.Fatalf("health: %d %s", res.status, res.body)
 	}
-	var rep ckanclient.Report
+	var rep api.Report
 	if err := json.Unmarshal([]byte(res.body), &rep); err != nil {
 		r.t.Fatalf("health: %v\n%s", err, res.body)
 	}
 	return rep
 }
 
-func byName(rep ckanclient.Report) map[string]ckanclient.CheckResult {
-	m := map[string]ckanclient.CheckResult{}
+func byName(rep api.Report) map[string]api.CheckResult {
+	m := map[string]api.CheckResult{}
 	for _, c := range rep.Checks {
 		m[c.Name] = c
 	}
 	return m
 }
 
-func names(rep ckanclient.Report) string {
+func names(rep api.Report) string {
 	var n []string
 	for _, c := range rep.Checks {
 		n = append(n, c.Name)
@@ -80,7 +80,7 @@ func TestHealthAllProbes(t *testing.T) {
 		t.Fatalf("report: site %q, checks %s", rep.Site, names(rep))
 	}
 	for _, c := range rep.Checks {
-		if c.Status != ckanclient.CheckOK || c.ObservedAt.IsZero() || c.Summary == "" {
+		if c.Status != api.CheckOK || c.ObservedAt.IsZero() || c.Summary == "" {
 			t.Errorf("%s: %s: %s", c.Name, c.Status, c.Summary)
 		}
 	}
@@ -91,8 +91,8 @@ func TestHealthAllProbes(t *testing.T) {
 	if m["ckan_db"].Details["database"] != "ckan_default" || m["datastore_db"].Details["database"] != "datastore_default" {
 		t.Errorf("databases: %v / %v", m["ckan_db"].Details, m["datastore_db"].Details)
 	}
-	if checks.Overall(rep) != ckanclient.CheckOK {
-		t.Errorf("overall %s", checks.Overall(rep))
+	if rep.Overall() != api.CheckOK {
+		t.Errorf("overall %s", rep.Overall())
 	}
 }
 
@@ -104,12 +104,12 @@ func TestHealthNotConfigured(t *testing.T) {
 		t.Fatalf("checks %s", names(rep))
 	}
 	for _, c := range rep.Checks[2:] {
-		if c.Status != ckanclient.CheckUnknown || !checks.IsNotConfigured(c) || !strings.HasPrefix(c.Summary, "not configured: set ") {
+		if c.Status != api.CheckUnknown || !c.IsNotConfigured() || !strings.HasPrefix(c.Summary, "not configured: set ") {
 			t.Errorf("%s: %s: %s", c.Name, c.Status, c.Summary)
 		}
 	}
-	if checks.Overall(rep) != ckanclient.CheckOK {
-		t.Errorf("overall %s: not configured is not a failure", checks.Overall(rep))
+	if rep.Overall() != api.CheckOK {
+		t.Errorf("overall %s: not configured is not a failure", rep.Overall())
 	}
 }
 
@@ -149,7 +149,7 @@ func TestHealthFaultsNeverBlock(t *testing.T) {
 	}))
 
 	// The proxy serves while a round of failing probes runs.
-	done := make(chan ckanclient.Report)
+	done := make(chan api.Report)
 	go func() { done <- r.health() }()
 	var wg sync.WaitGroup
 	for range 5 {
@@ -178,11 +178,11 @@ func TestHealthFaultsNeverBlock(t *testing.T) {
 	}
 	for name, w := range want {
 		c := m[name]
-		if c.Status != ckanclient.CheckFail || !strings.Contains(c.Summary, w) {
+		if c.Status != api.CheckFail || !strings.Contains(c.Summary, w) {
 			t.Errorf("%s: %s: %s\nwant a failure saying %q", name, c.Status, c.Summary, w)
 		}
 	}
-	if m["gate"].Status != ckanclient.CheckOK || m["ckan"].Status != ckanclient.CheckOK {
+	if m["gate"].Status != api.CheckOK || m["ckan"].Status != api.CheckOK {
 		t.Errorf("gate %s, ckan %s: a fault elsewhere spoilt them", m["gate"].Status, m["ckan"].Status)
 	}
 	raw := fmt.Sprint(rep)
@@ -191,8 +191,8 @@ func TestHealthFaultsNeverBlock(t *testing.T) {
 			t.Errorf("the report shows password %s", pw)
 		}
 	}
-	if checks.Overall(rep) != ckanclient.CheckFail {
-		t.Errorf("overall %s", checks.Overall(rep))
+	if rep.Overall() != api.CheckFail {
+		t.Errorf("overall %s", rep.Overall())
 	}
 }
 
@@ -221,7 +221,7 @@ func TestHealthCached(t *testing.T) {
 		t.Errorf("status_show reached CKAN %d times for 12 health calls", calls)
 	}
 	// The gate's own probe is always current.
-	r.mustMode(ckanclient.ModeReadOnly, "")
+	r.mustMode(api.ModeReadOnly, "")
 	if g := byName(r.health())["gate"]; g.Details["mode"] != "read-only" {
 		t.Errorf("gate probe after the mode change: %v", g.Details)
 	}

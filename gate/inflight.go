@@ -5,7 +5,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ckanops/ckanops/ckanclient"
+	"github.com/ckanops/ckanops/api"
 )
 
 // modeState is the mode a gate enforces and the writes it has in flight,
@@ -118,29 +118,29 @@ func (s *modeState) set(rec Record) {
 }
 
 // phase reports the phase and, when quiesced, since when.
-func (s *modeState) phase() (string, time.Time) {
+func (s *modeState) phase() (api.Phase, time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.phaseLocked()
 }
 
-func (s *modeState) phaseLocked() (string, time.Time) {
+func (s *modeState) phaseLocked() (api.Phase, time.Time) {
 	switch {
 	case !s.rec.maintenance():
-		return ckanclient.PhaseLive, time.Time{}
+		return api.PhaseLive, time.Time{}
 	case s.preSwitch > 0:
-		return ckanclient.PhaseDraining, time.Time{}
+		return api.PhaseDraining, time.Time{}
 	default:
-		return ckanclient.PhaseQuiesced, s.quiescedAt
+		return api.PhaseQuiesced, s.quiescedAt
 	}
 }
 
 // view is a consistent picture of the mode, phase and in-flight writes.
 type view struct {
 	rec        Record
-	phase      string
+	phase      api.Phase
 	quiescedAt time.Time
-	writes     []ckanclient.InFlightWrite
+	writes     []api.InFlightWrite
 }
 
 func (s *modeState) view(t time.Time) view {
@@ -148,9 +148,9 @@ func (s *modeState) view(t time.Time) view {
 	defer s.mu.Unlock()
 	v := view{rec: s.rec}
 	v.phase, v.quiescedAt = s.phaseLocked()
-	v.writes = make([]ckanclient.InFlightWrite, 0, len(s.writes))
+	v.writes = make([]api.InFlightWrite, 0, len(s.writes))
 	for _, w := range s.writes {
-		v.writes = append(v.writes, ckanclient.InFlightWrite{
+		v.writes = append(v.writes, api.InFlightWrite{
 			Method: w.method, Path: w.path, Remote: w.remote,
 			AgeMS: t.Sub(w.start).Milliseconds(),
 		})

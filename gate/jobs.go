@@ -9,8 +9,9 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/ckanops/ckanops/api"
+
 	"github.com/ckanops/ckanops/checks"
-	"github.com/ckanops/ckanops/ckanclient"
 )
 
 // RQ's workers are CKAN's background writers. The drain stops them the
@@ -53,10 +54,10 @@ var errRQNotConfigured = errors.New("RQ is not configured: set redis (CKAN's cka
 
 // setJobs suspends or resumes RQ's workers, audits the change, and
 // returns the state after it with a fresh redis check.
-func (g *Gate) setJobs(ctx context.Context, suspend bool, ttl time.Duration, actor, reason, remote string) (ckanclient.JobsState, error) {
+func (g *Gate) setJobs(ctx context.Context, suspend bool, ttl time.Duration, actor, reason, remote string) (api.JobsState, error) {
 	url := g.opts.Checks.Redis
 	if url == "" {
-		return ckanclient.JobsState{}, errRQNotConfigured
+		return api.JobsState{}, errRQNotConfigured
 	}
 	timeout := g.healthRunners().runner.Timeout()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
@@ -71,11 +72,11 @@ func (g *Gate) setJobs(ctx context.Context, suspend bool, ttl time.Duration, act
 	}
 	if err != nil {
 		g.log.Error("RQ suspension not changed", "suspend", suspend, "actor", actor, "err", err.Error())
-		return ckanclient.JobsState{}, fmt.Errorf("RQ's workers were not %s: %w", rqState(suspend), err)
+		return api.JobsState{}, fmt.Errorf("RQ's workers were not %s: %w", rqState(suspend), err)
 	}
 	event := "rq-resume"
 	msg := ""
-	st := ckanclient.JobsState{Suspended: suspend, Changed: was != suspend}
+	st := api.JobsState{Suspended: suspend, Changed: was != suspend}
 	if suspend {
 		event = "rq-suspend"
 		if ttl > 0 {
@@ -104,8 +105,8 @@ func rqState(suspended bool) string {
 	return "resumed"
 }
 
-func decodeJobsRequest(body io.Reader, suspend bool) (ckanclient.JobsRequest, time.Duration, error) {
-	var req ckanclient.JobsRequest
+func decodeJobsRequest(body io.Reader, suspend bool) (api.JobsRequest, time.Duration, error) {
+	var req api.JobsRequest
 	dec := json.NewDecoder(io.LimitReader(body, maxModeBody))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil && !errors.Is(err, io.EOF) {

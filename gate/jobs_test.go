@@ -8,15 +8,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ckanops/ckanops/api"
+
 	"github.com/redis/go-redis/v9"
 
 	"github.com/ckanops/ckanops/checks"
-	"github.com/ckanops/ckanops/ckanclient"
 	"github.com/ckanops/ckanops/config"
 	"github.com/ckanops/ckanops/internal/testredis"
 )
 
-func (r *rig) jobs(action, body string, hdr ...string) (resp, ckanclient.JobsState) {
+func (r *rig) jobs(action, body string, hdr ...string) (resp, api.JobsState) {
 	r.t.Helper()
 	if len(hdr) == 0 {
 		hdr = []string{"Authorization", "Bearer " + opsToken}
@@ -28,7 +29,7 @@ func (r *rig) jobs(action, body string, hdr ...string) (resp, ckanclient.JobsSta
 		rd = strings.NewReader("")
 	}
 	res := r.do("POST", "/-/ckanops/jobs/"+action, rd, append(hdr, "Content-Type", "application/json")...)
-	var st ckanclient.JobsState
+	var st api.JobsState
 	if res.status == 200 {
 		if err := json.Unmarshal([]byte(res.body), &st); err != nil {
 			r.t.Fatalf("jobs %s: %v\n%s", action, err, res.body)
@@ -71,7 +72,7 @@ func TestJobsSuspendResume(t *testing.T) {
 	rdb.SAdd(ctx, checks.RQQueueWorkersKey("ckan:default:default"), "rq:worker:w1")
 
 	r := newRig(t, withChecks(config.ChecksConfig{Redis: config.SecretURL(rd.URL()), Interval: config.Duration{Duration: time.Hour}}))
-	if c := byName(r.health())["redis"]; c.Status != ckanclient.CheckOK || c.Details["suspended"] != false {
+	if c := byName(r.health())["redis"]; c.Status != api.CheckOK || c.Details["suspended"] != false {
 		t.Fatalf("before: %s: %s", c.Status, c.Summary)
 	}
 
@@ -94,7 +95,7 @@ func TestJobsSuspendResume(t *testing.T) {
 		t.Errorf("the answer's check: %+v", st.Check)
 	}
 	// The cached report does not hide the change.
-	if c := byName(r.health())["redis"]; c.Status != ckanclient.CheckWarn || c.Details["suspended"] != true {
+	if c := byName(r.health())["redis"]; c.Status != api.CheckWarn || c.Details["suspended"] != true {
 		t.Errorf("health after suspend: %s: %s", c.Status, c.Summary)
 	}
 
@@ -135,7 +136,7 @@ func TestJobsSuspendResume(t *testing.T) {
 	}
 
 	// Down mode: the control API still answers.
-	r.mustMode(ckanclient.ModeDown, "")
+	r.mustMode(api.ModeDown, "")
 	if res, _ := r.jobs("suspend", ""); res.status != 200 {
 		t.Errorf("suspend in down mode: %d %s", res.status, res.body)
 	}

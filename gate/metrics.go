@@ -4,10 +4,10 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/ckanops/ckanops/api"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-
-	"github.com/ckanops/ckanops/ckanclient"
 )
 
 // metrics are the gate's Prometheus series, in a registry of its own (so
@@ -48,13 +48,13 @@ func newMetrics(g *Gate) *metrics {
 	m.reg.MustRegister(m.requests, m.refusals, m.upstream, m.upErrors, m.dropped, m.badBodies,
 		enumGauge{
 			desc:    prometheus.NewDesc("ckanops_mode", "1 for the mode the gate enforces, 0 for the others.", []string{"mode"}, nil),
-			values:  []string{ckanclient.ModeLive, ckanclient.ModeReadOnly, ckanclient.ModeDown},
-			current: func() string { return g.state.current().Mode },
+			values:  []string{string(api.ModeLive), string(api.ModeReadOnly), string(api.ModeDown)},
+			current: func() string { return string(g.state.current().Mode) },
 		},
 		enumGauge{
 			desc:    prometheus.NewDesc("ckanops_phase", "1 for the current phase (live, draining, quiesced), 0 for the others.", []string{"phase"}, nil),
-			values:  []string{ckanclient.PhaseLive, ckanclient.PhaseDraining, ckanclient.PhaseQuiesced},
-			current: func() string { p, _ := g.state.phase(); return p },
+			values:  []string{string(api.PhaseLive), string(api.PhaseDraining), string(api.PhaseQuiesced)},
+			current: func() string { p, _ := g.state.phase(); return string(p) },
 		},
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ckanops_mode_version", Help: "Version of the enforced mode record."},
 			func() float64 { return float64(g.state.current().Version) }),

@@ -5,13 +5,13 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/ckanops/ckanops/ckanclient"
+	"github.com/ckanops/ckanops/api"
 )
 
 // Record is a site's mode record: what its state store holds and what every
 // gate of the site enforces. A change is compare-and-set on Version.
 type Record struct {
-	Mode    string     `json:"mode"`
+	Mode    api.Mode   `json:"mode"`
 	Message string     `json:"message"`
 	Since   time.Time  `json:"since"`
 	Until   *time.Time `json:"until"`
@@ -23,7 +23,7 @@ type Record struct {
 // initialRecord is the record of a site whose store has never been written:
 // live, version 0.
 func initialRecord(now time.Time) Record {
-	return Record{Mode: ckanclient.ModeLive, Since: now.UTC()}
+	return Record{Mode: api.ModeLive, Since: now.UTC()}
 }
 
 // ErrConflict is returned by a store when the expected version is not the
@@ -50,7 +50,7 @@ func actorOr(a string) string {
 // stop the gate rather than let it guess.
 func (r Record) validate() error {
 	switch r.Mode {
-	case ckanclient.ModeLive, ckanclient.ModeReadOnly, ckanclient.ModeDown:
+	case api.ModeLive, api.ModeReadOnly, api.ModeDown:
 	default:
 		return fmt.Errorf("unknown mode %q", r.Mode)
 	}
@@ -64,7 +64,7 @@ func (r Record) validate() error {
 }
 
 // maintenance reports whether the record's mode refuses writes.
-func (r Record) maintenance() bool { return r.Mode != ckanclient.ModeLive }
+func (r Record) maintenance() bool { return r.Mode != api.ModeLive }
 
 // retryAfter is the Retry-After value for a refusal: whole seconds to Until
 // when it is in the future, else def.

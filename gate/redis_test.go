@@ -14,7 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ckanops/ckanops/ckanclient"
+	"github.com/ckanops/ckanops/api"
+
 	"github.com/ckanops/ckanops/internal/ckansim"
 	"github.com/ckanops/ckanops/internal/testredis"
 )
@@ -122,7 +123,7 @@ func (m *member) write(t *testing.T) int {
 	return code
 }
 
-func (m *member) status(t *testing.T) ckanclient.Status {
+func (m *member) status(t *testing.T) api.Status {
 	t.Helper()
 	req, _ := http.NewRequest("GET", m.srv.URL+"/-/ckanops/status", nil)
 	req.Header.Set("Authorization", "Bearer "+opsToken)
@@ -131,7 +132,7 @@ func (m *member) status(t *testing.T) ckanclient.Status {
 		t.Fatal(err)
 	}
 	defer res.Body.Close()
-	var st ckanclient.Status
+	var st api.Status
 	json.NewDecoder(res.Body).Decode(&st)
 	return st
 }
@@ -144,7 +145,7 @@ func TestRedisSwitchThroughOneGateIsEnforcedByAll(t *testing.T) {
 	}
 	for _, id := range []string{"b", "c"} {
 		g := c.gates[id].gate
-		waitFor(t, "gate "+id+" to apply read-only", func() bool { return g.Mode().Mode == ckanclient.ModeReadOnly })
+		waitFor(t, "gate "+id+" to apply read-only", func() bool { return g.Mode().Mode == api.ModeReadOnly })
 	}
 	c.sim.ResetJournal()
 	if code := c.gates["c"].write(t); code != 503 {
@@ -192,7 +193,7 @@ func TestRedisOutageKeepsEveryGateReadOnly(t *testing.T) {
 		t.Fatalf("%d %s", code, body)
 	}
 	for _, m := range c.gates {
-		waitFor(t, m.id+" read-only", func() bool { return m.gate.Mode().Mode == ckanclient.ModeReadOnly })
+		waitFor(t, m.id+" read-only", func() bool { return m.gate.Mode().Mode == api.ModeReadOnly })
 	}
 	c.redis.Kill(t)
 	for _, m := range c.gates {
@@ -212,7 +213,7 @@ func TestRedisOutageKeepsEveryGateReadOnly(t *testing.T) {
 		t.Fatalf("%d writes reached CKAN during the outage", n)
 	}
 	st := c.gates["b"].status(t)
-	if st.Store == nil || st.Store.OK || st.Store.StaleSince == nil || st.Mode != ckanclient.ModeReadOnly {
+	if st.Store == nil || st.Store.OK || st.Store.StaleSince == nil || st.Mode != api.ModeReadOnly {
 		t.Fatalf("status during the outage: %+v", st)
 	}
 	m := c.gates["b"].gate.metrics
@@ -223,7 +224,7 @@ func TestRedisOutageKeepsEveryGateReadOnly(t *testing.T) {
 	if code, body := c.gates["a"].setMode(t, `{"mode": "live"}`); code != 503 {
 		t.Fatalf("mode change during the outage: %d %s", code, body)
 	}
-	if c.gates["a"].gate.Mode().Mode != ckanclient.ModeReadOnly {
+	if c.gates["a"].gate.Mode().Mode != api.ModeReadOnly {
 		t.Fatal("a refused change reopened writes")
 	}
 }
@@ -251,7 +252,7 @@ func TestRedisRestartedEmptyKeepsTheWindow(t *testing.T) {
 		waitFor(t, m.id+" to reconnect", func() bool { ok, _ := m.gate.storeState.get(); return ok })
 	}
 	rec, ok, err := c.gates["c"].store.Load(context.Background())
-	if err != nil || !ok || rec.Version != 2 || rec.Mode != ckanclient.ModeReadOnly || rec.Message != "long upgrade, step 2" {
+	if err != nil || !ok || rec.Version != 2 || rec.Mode != api.ModeReadOnly || rec.Message != "long upgrade, step 2" {
 		t.Fatalf("store after the restart: %+v ok=%v err=%v", rec, ok, err)
 	}
 	for _, m := range c.gates {
@@ -273,7 +274,7 @@ func TestRedisGateStartedDuringOutageUsesLocalState(t *testing.T) {
 	c.gates["a"].stop()
 	c.redis.Kill(t)
 	m := c.start("a2", dir) // same local state file, Redis down
-	if got := m.gate.Mode(); got.Mode != ckanclient.ModeDown || got.Version != 1 {
+	if got := m.gate.Mode(); got.Mode != api.ModeDown || got.Version != 1 {
 		t.Fatalf("gate started during the outage: %+v", got)
 	}
 	if ok, _ := m.gate.storeState.get(); ok {

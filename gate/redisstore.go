@@ -8,9 +8,9 @@ import (
 	"sort"
 	"time"
 
-	"github.com/redis/go-redis/v9"
+	"github.com/ckanops/ckanops/api"
 
-	"github.com/ckanops/ckanops/ckanclient"
+	"github.com/redis/go-redis/v9"
 )
 
 // SharedStore is a store several gates of one site share. Besides holding
@@ -26,9 +26,9 @@ type SharedStore interface {
 	// know, so a maintenance window survives. It reports whether it wrote.
 	Restore(ctx context.Context, rec Record) (bool, error)
 	// Heartbeat records what this gate has applied.
-	Heartbeat(ctx context.Context, g ckanclient.GateInfo) error
+	Heartbeat(ctx context.Context, g api.GateInfo) error
 	// Gates returns every gate's last heartbeat, oldest first.
-	Gates(ctx context.Context) ([]ckanclient.GateInfo, error)
+	Gates(ctx context.Context) ([]api.GateInfo, error)
 }
 
 // RedisStore keeps a site's record in Redis: a hash with the version and
@@ -160,7 +160,7 @@ func (s *RedisStore) Watch(ctx context.Context, ready, notify func()) error {
 // gatesKeep is how long a silent gate stays listed (as gone).
 const gatesKeep = time.Hour
 
-func (s *RedisStore) Heartbeat(ctx context.Context, g ckanclient.GateInfo) error {
+func (s *RedisStore) Heartbeat(ctx context.Context, g api.GateInfo) error {
 	b, err := json.Marshal(g)
 	if err != nil {
 		return err
@@ -171,15 +171,15 @@ func (s *RedisStore) Heartbeat(ctx context.Context, g ckanclient.GateInfo) error
 	return nil
 }
 
-func (s *RedisStore) Gates(ctx context.Context) ([]ckanclient.GateInfo, error) {
+func (s *RedisStore) Gates(ctx context.Context) ([]api.GateInfo, error) {
 	all, err := s.rdb.HGetAll(ctx, s.keyGates).Result()
 	if err != nil {
 		return nil, fmt.Errorf("gate: redis: read %s: %w", s.keyGates, err)
 	}
-	out := make([]ckanclient.GateInfo, 0, len(all))
+	out := make([]api.GateInfo, 0, len(all))
 	var stale []string
 	for id, v := range all {
-		var g ckanclient.GateInfo
+		var g api.GateInfo
 		if json.Unmarshal([]byte(v), &g) != nil {
 			stale = append(stale, id)
 			continue

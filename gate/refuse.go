@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ckanops/ckanops/api"
 )
 
 // Limits on how much of a refused form POST the gate reads to show the
@@ -29,7 +31,7 @@ const defaultMessage = "This site is in maintenance: changes cannot be saved rig
 type ckanError struct {
 	Type    string     `json:"__type"`
 	Message string     `json:"message"`
-	Mode    string     `json:"mode"`
+	Mode    api.Mode   `json:"mode"`
 	Until   *time.Time `json:"until"`
 }
 
@@ -68,7 +70,7 @@ type refusal struct {
 	SiteTitle  string
 	Heading    string
 	Message    string
-	Mode       string
+	Mode       api.Mode
 	Until      *time.Time
 	ETA        string
 	FormPost   bool        // a form submission: say nothing was saved

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/ckanops/ckanops/api"
+
 	"github.com/ckanops/ckanops/ckanclient"
 	"github.com/ckanops/ckanops/runbook"
 )
@@ -50,7 +52,7 @@ type runbookSite struct {
 
 func (s *runbookSite) Name() string { return s.g.opts.Site }
 
-func (s *runbookSite) SetMode(ctx context.Context, req ckanclient.ModeRequest, actor string) (ckanclient.Status, error) {
+func (s *runbookSite) SetMode(ctx context.Context, req api.ModeRequest, actor string) (api.Status, error) {
 	st, err := s.g.changeMode(ctx, req, actor, "runbook")
 	if err != nil {
 		return st, err
@@ -63,21 +65,21 @@ func (s *runbookSite) SetMode(ctx context.Context, req ckanclient.ModeRequest, a
 	return st, nil
 }
 
-func (s *runbookSite) Status(ctx context.Context) ckanclient.Status { return s.g.status(ctx, true) }
+func (s *runbookSite) Status(ctx context.Context) api.Status { return s.g.status(ctx, true) }
 
-func (s *runbookSite) Health(ctx context.Context, fresh bool) ckanclient.Report {
+func (s *runbookSite) Health(ctx context.Context, fresh bool) api.Report {
 	return s.g.Health(ctx, fresh)
 }
 
-func (s *runbookSite) SuspendJobs(ctx context.Context, actor, reason string) (ckanclient.JobsState, error) {
+func (s *runbookSite) SuspendJobs(ctx context.Context, actor, reason string) (api.JobsState, error) {
 	return s.jobs(ctx, true, actor, reason)
 }
 
-func (s *runbookSite) ResumeJobs(ctx context.Context, actor, reason string) (ckanclient.JobsState, error) {
+func (s *runbookSite) ResumeJobs(ctx context.Context, actor, reason string) (api.JobsState, error) {
 	return s.jobs(ctx, false, actor, reason)
 }
 
-func (s *runbookSite) jobs(ctx context.Context, suspend bool, actor, reason string) (ckanclient.JobsState, error) {
+func (s *runbookSite) jobs(ctx context.Context, suspend bool, actor, reason string) (api.JobsState, error) {
 	st, err := s.g.setJobs(ctx, suspend, 0, actor, reason, "runbook")
 	if errors.Is(err, errRQNotConfigured) {
 		return st, runbook.ErrNotConfigured

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ckanops/ckanops/api"
+
 	"github.com/jackc/pgx/v5"
 
 	"github.com/ckanops/ckanops/ckanclient"
@@ -120,7 +122,7 @@ func execSQL(t *testing.T, url, sql string) {
 }
 
 // waitRunbook polls the gate's runbook API until cond holds.
-func (r *runbookRig) waitRunbook(what string, cond func(*ckanclient.Runbook) bool) *ckanclient.Runbook {
+func (r *runbookRig) waitRunbook(what string, cond func(*api.Runbook) bool) *api.Runbook {
 	r.t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -138,8 +140,8 @@ func (r *runbookRig) waitRunbook(what string, cond func(*ckanclient.Runbook) boo
 	}
 }
 
-func runbookEnded(rb *ckanclient.Runbook) bool {
-	return rb.State != ckanclient.RunbookRunning && rb.State != ckanclient.RunbookWaiting
+func runbookEnded(rb *api.Runbook) bool {
+	return rb.State != api.RunbookRunning && rb.State != api.RunbookWaiting
 }
 
 // The whole runbook through the gate's API, as the CLI drives it: the
@@ -150,7 +152,7 @@ func TestRunbookThroughTheGate(t *testing.T) {
 
 	// An anonymous caller may not start one.
 	anon, _ := ckanclient.New(r.srv.URL, ckanclient.Options{Retries: -1})
-	if _, err := anon.StartRunbook(ctx, ckanclient.RunbookOptions{}); err == nil || !strings.Contains(err.Error(), "401") {
+	if _, err := anon.StartRunbook(ctx, api.RunbookOptions{}); err == nil || !strings.Contains(err.Error(), "401") {
 		t.Fatalf("anonymous start: %v", err)
 	}
 	if rb, err := r.client.Runbook(ctx); rb != nil || err != nil {
@@ -160,15 +162,15 @@ func TestRunbookThroughTheGate(t *testing.T) {
 	// Follow the event stream from the start, as the console does.
 	var (
 		evMu   sync.Mutex
-		events []ckanclient.RunbookEvent
+		events []api.RunbookEvent
 	)
-	rb, err := r.client.StartRunbook(ctx, ckanclient.RunbookOptions{Message: "Upgrading to CKAN 2.11", For: "1h"})
+	rb, err := r.client.StartRunbook(ctx, api.RunbookOptions{Message: "Upgrading to CKAN 2.11", For: "1h"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	streamDone := make(chan error, 1)
 	go func() {
-		streamDone <- r.client.RunbookEvents(ctx, 0, func(ev ckanclient.RunbookEvent) error {
+		streamDone <- r.client.RunbookEvents(ctx, 0, func(ev api.RunbookEvent) error {
 			evMu.Lock()
 			defer evMu.Unlock()
 			events = append(events, ev)
@@ -176,30 +178,30 @@ func TestRunbookThroughTheGate(t *testing.T) {
 		})
 	}()
 
-	rb = r.waitRunbook("enable to wait", func(rb *ckanclient.Runbook) bool { return rb.Waiting != nil })
-	if rb.Waiting.Step != ckanclient.StepEnable {
+	rb = r.waitRunbook("enable to wait", func(rb *api.Runbook) bool { return rb.Waiting != nil })
+	if rb.Waiting.Step != api.StepEnable {
 		t.Fatalf("waiting at %s", rb.Waiting.Step)
 	}
-	if _, err := r.client.ConfirmStep(ctx, ckanclient.RunbookAction{Step: "enable", SiteName: "tset"}); err == nil || !strings.Contains(err.Error(), "type test exactly") {
+	if _, err := r.client.ConfirmStep(ctx, api.RunbookAction{Step: "enable", SiteName: "tset"}); err == nil || !strings.Contains(err.Error(), "type test exactly") {
 		t.Fatalf("wrong site name: %v", err)
 	}
-	if st := r.status(true); st.Mode != ckanclient.ModeLive {
+	if st := r.status(true); st.Mode != api.ModeLive {
 		t.Fatalf("mode %s before confirmation", st.Mode)
 	}
-	if _, err := r.client.ConfirmStep(ctx, ckanclient.RunbookAction{ID: rb.ID, Step: "enable", SiteName: "test"}); err != nil {
+	if _, err := r.client.ConfirmStep(ctx, api.RunbookAction{ID: rb.ID, Step: "enable", SiteName: "test"}); err != nil {
 		t.Fatal(err)
 	}
-	rb = r.waitRunbook("disable to wait", func(rb *ckanclient.Runbook) bool {
-		return rb.Waiting != nil && rb.Waiting.Step == ckanclient.StepDisable || runbookEnded(rb)
+	rb = r.waitRunbook("disable to wait", func(rb *api.Runbook) bool {
+		return rb.Waiting != nil && rb.Waiting.Step == api.StepDisable || runbookEnded(rb)
 	})
-	if rb.State != ckanclient.RunbookWaiting {
+	if rb.State != api.RunbookWaiting {
 		t.Fatalf("%s at %s: %s", rb.State, rb.Step, rb.Error)
 	}
 	// Read-only all along: a write through the gate is refused.
 	if res := r.do("POST", "/api/3/action/package_create", strings.NewReader(`{"name":"x"}`), "Authorization", ckansimSysadmin()); res.status != 503 {
 		t.Fatalf("write during the runbook: %d", res.status)
 	}
-	if rb.Snapshot == nil || rb.Snapshot.Verdict != ckanclient.VerdictConsistent {
+	if rb.Snapshot == nil || rb.Snapshot.Verdict != api.VerdictConsistent {
 		t.Fatalf("snapshot %+v", rb.Snapshot)
 	}
 	rep, err := snapshot.Verify(ctx, rb.Snapshot.Dir, filepath.Join(r.pg.BinDir(), "pg_restore"))
@@ -213,14 +215,14 @@ func TestRunbookThroughTheGate(t *testing.T) {
 	if m.ModeVersion != r.status(true).Version || m.Times.Quiesced.IsZero() || m.CKANVersion == "" {
 		t.Errorf("manifest: mode version %d, quiesced %v, ckan %q", m.ModeVersion, m.Times.Quiesced, m.CKANVersion)
 	}
-	if _, err := r.client.ConfirmStep(ctx, ckanclient.RunbookAction{Step: "disable"}); err != nil {
+	if _, err := r.client.ConfirmStep(ctx, api.RunbookAction{Step: "disable"}); err != nil {
 		t.Fatal(err)
 	}
 	rb = r.waitRunbook("the end", runbookEnded)
-	if rb.State != ckanclient.RunbookDone {
+	if rb.State != api.RunbookDone {
 		t.Fatalf("%s: %s", rb.State, rb.Error)
 	}
-	if st := r.status(true); st.Mode != ckanclient.ModeLive {
+	if st := r.status(true); st.Mode != api.ModeLive {
 		t.Fatalf("mode %s after the runbook", st.Mode)
 	}
 	// The stream ends by itself once the runbook is over, with every event.
@@ -234,7 +236,7 @@ func TestRunbookThroughTheGate(t *testing.T) {
 	}
 	evMu.Lock()
 	defer evMu.Unlock()
-	if n := len(events); n == 0 || events[n-1].Kind != ckanclient.EventFinished || events[n-1].State != ckanclient.RunbookDone {
+	if n := len(events); n == 0 || events[n-1].Kind != api.EventFinished || events[n-1].State != string(api.RunbookDone) {
 		t.Fatalf("stream ended with %+v", events[len(events)-1])
 	}
 	for i := 1; i < len(events); i++ {
@@ -255,9 +257,9 @@ func ckansimSysadmin() string {
 	return "eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9.eyJqdGkiOiJja2Fuc2ltLWFkbWluLXRva2VuIiwiaWF0IjoxNzM1Njg5NjAwfQ.ozAsD-I-nDcFmVUOHAC-yksS3ckWkfUbB4v7TZ4bIFU"
 }
 
-func runAuto(t *testing.T, r *runbookRig) *ckanclient.Runbook {
+func runAuto(t *testing.T, r *runbookRig) *api.Runbook {
 	t.Helper()
-	if _, err := r.client.StartRunbook(context.Background(), ckanclient.RunbookOptions{AutoConfirm: true}); err != nil {
+	if _, err := r.client.StartRunbook(context.Background(), api.RunbookOptions{AutoConfirm: true}); err != nil {
 		t.Fatal(err)
 	}
 	return r.waitRunbook("the end", runbookEnded)
@@ -269,7 +271,7 @@ func TestRunbookSnapshotSeesAWriterBehindTheGate(t *testing.T) {
 		url = o.Checks.CKANDB.Reveal()
 		var once sync.Once
 		o.OnOutput = func(step, line string) {
-			if step == ckanclient.StepSnapshot && strings.HasPrefix(line, "storage ") {
+			if step == api.StepSnapshot && strings.HasPrefix(line, "storage ") {
 				once.Do(func() {
 					execSQL(t, url, `INSERT INTO package VALUES ('p3', 'sneaky', 'Written behind the gate', now())`)
 				})
@@ -277,16 +279,16 @@ func TestRunbookSnapshotSeesAWriterBehindTheGate(t *testing.T) {
 		}
 	})
 	rb := runAuto(t, r)
-	if rb.State != ckanclient.RunbookFailed || rb.Step != ckanclient.StepSnapshot {
+	if rb.State != api.RunbookFailed || rb.Step != api.StepSnapshot {
 		t.Fatalf("%s at %s: %s", rb.State, rb.Step, rb.Error)
 	}
-	if rb.Snapshot == nil || rb.Snapshot.Verdict != ckanclient.VerdictInconsistent || !slices.ContainsFunc(rb.Snapshot.Changed, func(s string) bool {
+	if rb.Snapshot == nil || rb.Snapshot.Verdict != api.VerdictInconsistent || !slices.ContainsFunc(rb.Snapshot.Changed, func(s string) bool {
 		return strings.Contains(s, "public.package") && strings.Contains(s, "1 insert")
 	}) {
 		t.Fatalf("snapshot %+v", rb.Snapshot)
 	}
 	// The site stays read-only; the snapshot says what it is.
-	if st := r.status(true); st.Mode != ckanclient.ModeReadOnly {
+	if st := r.status(true); st.Mode != api.ModeReadOnly {
 		t.Fatalf("mode %s", st.Mode)
 	}
 	m, err := snapshot.Load(rb.Snapshot.Dir)
@@ -301,7 +303,7 @@ func TestRunbookBookkeepingDoesNotSpoilTheSnapshot(t *testing.T) {
 		url = o.Checks.CKANDB.Reveal()
 		var once sync.Once
 		o.OnOutput = func(step, line string) {
-			if step == ckanclient.StepSnapshot && strings.HasPrefix(line, "storage ") {
+			if step == api.StepSnapshot && strings.HasPrefix(line, "storage ") {
 				once.Do(func() {
 					execSQL(t, url, `UPDATE "user" SET last_active = now(); UPDATE api_token SET last_access = now();
 INSERT INTO tracking_raw VALUES ('k', '/dataset/bus-stops', 'page', now()); UPDATE dashboard SET activity_stream_last_viewed = now()`)
@@ -310,7 +312,7 @@ INSERT INTO tracking_raw VALUES ('k', '/dataset/bus-stops', 'page', now()); UPDA
 		}
 	})
 	rb := runAuto(t, r)
-	if rb.State != ckanclient.RunbookDone {
+	if rb.State != api.RunbookDone {
 		t.Fatalf("%s at %s: %s", rb.State, rb.Step, rb.Error)
 	}
 	m, err := snapshot.Load(rb.Snapshot.Dir)
@@ -345,10 +347,10 @@ func TestRunbookPGDumpFails(t *testing.T) {
 		o.Snapshot.PGDump = fakePGDump(t, "echo 'PGDMP partial'\necho 'pg_dump: error: query failed: out of shared memory' >&2\nexit 1\n")
 	})
 	rb := runAuto(t, r)
-	if rb.State != ckanclient.RunbookFailed || rb.Step != ckanclient.StepSnapshot || !strings.Contains(rb.Error, "out of shared memory") {
+	if rb.State != api.RunbookFailed || rb.Step != api.StepSnapshot || !strings.Contains(rb.Error, "out of shared memory") {
 		t.Fatalf("%s at %s: %s", rb.State, rb.Step, rb.Error)
 	}
-	if st := r.status(true); st.Mode != ckanclient.ModeReadOnly {
+	if st := r.status(true); st.Mode != api.ModeReadOnly {
 		t.Fatalf("mode %s", st.Mode)
 	}
 	noSnapshotLeft(t, r.snapshots)
@@ -365,7 +367,7 @@ func TestRunbookAbortMidSnapshot(t *testing.T) {
 			}
 		}
 	})
-	if _, err := r.client.StartRunbook(context.Background(), ckanclient.RunbookOptions{AutoConfirm: true}); err != nil {
+	if _, err := r.client.StartRunbook(context.Background(), api.RunbookOptions{AutoConfirm: true}); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -373,14 +375,14 @@ func TestRunbookAbortMidSnapshot(t *testing.T) {
 	case <-time.After(60 * time.Second):
 		t.Fatal("the snapshot never started")
 	}
-	rb, err := r.client.AbortRunbook(context.Background(), ckanclient.RunbookAction{Reason: "wrong night"})
+	rb, err := r.client.AbortRunbook(context.Background(), api.RunbookAction{Reason: "wrong night"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rb.State != ckanclient.RunbookAborted || rb.StepByName(ckanclient.StepSnapshot).State != ckanclient.StepFailed {
-		t.Fatalf("%s, snapshot %s", rb.State, rb.StepByName(ckanclient.StepSnapshot).State)
+	if rb.State != api.RunbookAborted || rb.StepByName(api.StepSnapshot).State != api.StepFailed {
+		t.Fatalf("%s, snapshot %s", rb.State, rb.StepByName(api.StepSnapshot).State)
 	}
-	if st := r.status(true); st.Mode != ckanclient.ModeReadOnly {
+	if st := r.status(true); st.Mode != api.ModeReadOnly {
 		t.Fatalf("mode %s after an abort without disable", st.Mode)
 	}
 	noSnapshotLeft(t, r.snapshots)
@@ -392,10 +394,10 @@ func TestRunbookSnapshotDirNotWritable(t *testing.T) {
 	must(t, os.Remove(r.snapshots))
 	must(t, os.WriteFile(r.snapshots, []byte("not a dir"), 0o644))
 	rb := runAuto(t, r)
-	if rb.State != ckanclient.RunbookFailed || rb.Step != ckanclient.StepPreflight || !strings.Contains(rb.Error, "is not a directory") {
+	if rb.State != api.RunbookFailed || rb.Step != api.StepPreflight || !strings.Contains(rb.Error, "is not a directory") {
 		t.Fatalf("%s at %s: %s", rb.State, rb.Step, rb.Error)
 	}
-	if st := r.status(true); st.Mode != ckanclient.ModeLive {
+	if st := r.status(true); st.Mode != api.ModeLive {
 		t.Fatalf("preflight changed the mode to %s", st.Mode)
 	}
 }

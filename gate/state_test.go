@@ -9,20 +9,20 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ckanops/ckanops/ckanclient"
+	"github.com/ckanops/ckanops/api"
 )
 
 var t0 = time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
 
-func rec(mode string, version int64, since time.Time) Record {
+func rec(mode api.Mode, version int64, since time.Time) Record {
 	return Record{Mode: mode, Since: since, Version: version}
 }
 
-func liveOnly(r Record) bool { return r.Mode == ckanclient.ModeLive }
+func liveOnly(r Record) bool { return r.Mode == api.ModeLive }
 
 func TestDrainPhases(t *testing.T) {
-	s := newModeState(rec(ckanclient.ModeLive, 1, t0))
-	if p, _ := s.phase(); p != ckanclient.PhaseLive {
+	s := newModeState(rec(api.ModeLive, 1, t0))
+	if p, _ := s.phase(); p != api.PhaseLive {
 		t.Fatalf("phase %s, want live", p)
 	}
 	_, doneA := s.admitWrite(liveOnly, "POST", "/api/action/package_create", "10.0.0.1", t0, nil)
@@ -30,24 +30,24 @@ func TestDrainPhases(t *testing.T) {
 	if doneA == nil || doneB == nil {
 		t.Fatal("writes in live mode must be admitted")
 	}
-	s.set(rec(ckanclient.ModeReadOnly, 2, t0.Add(2*time.Second)))
+	s.set(rec(api.ModeReadOnly, 2, t0.Add(2*time.Second)))
 	if got, done := s.admitWrite(liveOnly, "POST", "/x", "r", t0.Add(3*time.Second), nil); done != nil || got.Version != 2 {
 		t.Fatalf("a write after the switch was admitted (or judged on version %d)", got.Version)
 	}
 	v := s.view(t0.Add(4 * time.Second))
-	if v.phase != ckanclient.PhaseDraining || len(v.writes) != 2 {
+	if v.phase != api.PhaseDraining || len(v.writes) != 2 {
 		t.Fatalf("phase %s with %d writes, want draining with 2", v.phase, len(v.writes))
 	}
 	if v.writes[0].AgeMS != 4000 || v.writes[0].Path != "/api/action/package_create" || v.writes[0].Remote != "10.0.0.1" {
 		t.Fatalf("oldest in-flight write: %+v", v.writes[0])
 	}
 	doneA(t0.Add(5 * time.Second))
-	if p, _ := s.phase(); p != ckanclient.PhaseDraining {
+	if p, _ := s.phase(); p != api.PhaseDraining {
 		t.Fatalf("phase %s with one write left, want draining", p)
 	}
 	doneB(t0.Add(6 * time.Second))
 	p, q := s.phase()
-	if p != ckanclient.PhaseQuiesced || !q.Equal(t0.Add(6*time.Second)) {
+	if p != api.PhaseQuiesced || !q.Equal(t0.Add(6*time.Second)) {
 		t.Fatalf("phase %s at %v, want quiesced at the last write's end", p, q)
 	}
 	doneB(t0.Add(7 * time.Second)) // a second call is harmless
@@ -55,36 +55,36 @@ func TestDrainPhases(t *testing.T) {
 		t.Fatal("in-flight count not zero")
 	}
 	// read-only -> down: still quiesced, since unchanged.
-	s.set(rec(ckanclient.ModeDown, 3, t0.Add(8*time.Second)))
-	if p, q := s.phase(); p != ckanclient.PhaseQuiesced || !q.Equal(t0.Add(6*time.Second)) {
+	s.set(rec(api.ModeDown, 3, t0.Add(8*time.Second)))
+	if p, q := s.phase(); p != api.PhaseQuiesced || !q.Equal(t0.Add(6*time.Second)) {
 		t.Fatalf("after read-only -> down: %s %v", p, q)
 	}
-	s.set(rec(ckanclient.ModeLive, 4, t0.Add(9*time.Second)))
-	if p, _ := s.phase(); p != ckanclient.PhaseLive {
+	s.set(rec(api.ModeLive, 4, t0.Add(9*time.Second)))
+	if p, _ := s.phase(); p != api.PhaseLive {
 		t.Fatalf("phase %s after going live", p)
 	}
 }
 
 func TestSwitchWithNoWritesIsQuiescedAtOnce(t *testing.T) {
-	s := newModeState(rec(ckanclient.ModeLive, 1, t0))
-	s.set(rec(ckanclient.ModeReadOnly, 2, t0.Add(time.Minute)))
-	if p, q := s.phase(); p != ckanclient.PhaseQuiesced || !q.Equal(t0.Add(time.Minute)) {
+	s := newModeState(rec(api.ModeLive, 1, t0))
+	s.set(rec(api.ModeReadOnly, 2, t0.Add(time.Minute)))
+	if p, q := s.phase(); p != api.PhaseQuiesced || !q.Equal(t0.Add(time.Minute)) {
 		t.Fatalf("%s %v, want quiesced at the switch", p, q)
 	}
 	// A gate restarted in maintenance starts quiesced.
-	s = newModeState(rec(ckanclient.ModeReadOnly, 7, t0))
-	if p, _ := s.phase(); p != ckanclient.PhaseQuiesced {
+	s = newModeState(rec(api.ModeReadOnly, 7, t0))
+	if p, _ := s.phase(); p != api.PhaseQuiesced {
 		t.Fatalf("restarted in read-only: %s", p)
 	}
 }
 
 func TestBypassWritesDoNotHoldTheDrain(t *testing.T) {
-	s := newModeState(rec(ckanclient.ModeDown, 1, t0))
+	s := newModeState(rec(api.ModeDown, 1, t0))
 	_, done := s.admitWrite(func(Record) bool { return true }, "POST", "/dataset/edit/x", "10.9.0.1", t0, nil)
 	if done == nil {
 		t.Fatal("bypass write refused")
 	}
-	if p, _ := s.phase(); p != ckanclient.PhaseQuiesced {
+	if p, _ := s.phase(); p != api.PhaseQuiesced {
 		t.Fatalf("a bypass write in down mode made the phase %s", p)
 	}
 	if s.inFlightCount() != 1 {
@@ -92,13 +92,13 @@ func TestBypassWritesDoNotHoldTheDrain(t *testing.T) {
 	}
 	// Back to live and into read-only again while it runs: now it was
 	// admitted before the switch and must be drained.
-	s.set(rec(ckanclient.ModeLive, 2, t0))
-	s.set(rec(ckanclient.ModeReadOnly, 3, t0))
-	if p, _ := s.phase(); p != ckanclient.PhaseDraining {
+	s.set(rec(api.ModeLive, 2, t0))
+	s.set(rec(api.ModeReadOnly, 3, t0))
+	if p, _ := s.phase(); p != api.PhaseDraining {
 		t.Fatalf("phase %s, want draining", p)
 	}
 	done(t0.Add(time.Second))
-	if p, _ := s.phase(); p != ckanclient.PhaseQuiesced {
+	if p, _ := s.phase(); p != api.PhaseQuiesced {
 		t.Fatalf("phase %s, want quiesced", p)
 	}
 }
@@ -115,17 +115,17 @@ func TestFileStoreRoundTripAndConflict(t *testing.T) {
 		t.Fatalf("empty store: ok=%v err=%v", ok, err)
 	}
 	until := t0.Add(time.Hour)
-	r1 := Record{Mode: ckanclient.ModeReadOnly, Message: "snapshot", Since: t0, Until: &until, Version: 1, Actor: "ops-token"}
+	r1 := Record{Mode: api.ModeReadOnly, Message: "snapshot", Since: t0, Until: &until, Version: 1, Actor: "ops-token"}
 	if err := fs.CompareAndSwap(ctx, 0, r1); err != nil {
 		t.Fatal(err)
 	}
-	err = fs.CompareAndSwap(ctx, 0, Record{Mode: ckanclient.ModeLive, Since: t0, Version: 1})
+	err = fs.CompareAndSwap(ctx, 0, Record{Mode: api.ModeLive, Since: t0, Version: 1})
 	var ce *ConflictError
 	if !errors.As(err, &ce) || ce.Current.Version != 1 || !errors.Is(err, ErrConflict) {
 		t.Fatalf("stale CAS: %v", err)
 	}
 	got, ok, err := fs.Load(ctx)
-	if err != nil || !ok || got.Mode != ckanclient.ModeReadOnly || got.Message != "snapshot" || !got.Until.Equal(until) {
+	if err != nil || !ok || got.Mode != api.ModeReadOnly || got.Message != "snapshot" || !got.Until.Equal(until) {
 		t.Fatalf("Load: %+v %v %v", got, ok, err)
 	}
 	if fi, _ := os.Stat(path); fi.Mode().Perm()&0o007 != 0 {

@@ -4,7 +4,7 @@ import (
 	"context"
 	"time"
 
-	"github.com/ckanops/ckanops/ckanclient"
+	"github.com/ckanops/ckanops/api"
 )
 
 // Sync keeps a gate on a shared store in step with the site's other gates
@@ -114,7 +114,7 @@ func (g *Gate) heartbeat(ctx context.Context, shared SharedStore) {
 	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	v := g.state.view(g.clock())
-	err := shared.Heartbeat(rctx, ckanclient.GateInfo{
+	err := shared.Heartbeat(rctx, api.GateInfo{
 		ID: g.opts.GateID, Version: v.rec.Version, Phase: v.phase, InFlight: len(v.writes), Seen: g.clock(),
 	})
 	if err != nil && ctx.Err() == nil {
@@ -138,16 +138,16 @@ func (g *Gate) storeAnswered() {
 
 // gates returns every gate of the site, marking those whose heartbeat is
 // older than the TTL as gone. Without a shared store it is this gate.
-func (g *Gate) gates(ctx context.Context, self ckanclient.GateInfo) []ckanclient.GateInfo {
+func (g *Gate) gates(ctx context.Context, self api.GateInfo) []api.GateInfo {
 	shared, ok := g.opts.Store.(SharedStore)
 	if !ok {
-		return []ckanclient.GateInfo{self}
+		return []api.GateInfo{self}
 	}
 	rctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	all, err := shared.Gates(rctx)
 	if err != nil {
-		return []ckanclient.GateInfo{self}
+		return []api.GateInfo{self}
 	}
 	t := g.clock()
 	found := false

@@ -25,7 +25,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ckanops/ckanops/ckanclient"
+	"github.com/ckanops/ckanops/api"
 )
 
 // The WSGI differential test: real gunicorn, real uWSGI (its HTTP socket,
@@ -517,7 +517,7 @@ func startWSGIServers(t *testing.T) []*wsgiServer {
 
 // wsgiGate is a gate in front of upstream, with a recorder of what it
 // judged in front of it.
-func wsgiGate(t *testing.T, upstream *url.URL, mode string, trusted []netip.Prefix) (*Gate, string, *wsgiJudgeLog) {
+func wsgiGate(t *testing.T, upstream *url.URL, mode api.Mode, trusted []netip.Prefix) (*Gate, string, *wsgiJudgeLog) {
 	t.Helper()
 	store, err := OpenFileStore(filepath.Join(t.TempDir(), "site.state.json"))
 	if err != nil {
@@ -703,7 +703,7 @@ type wsgiRun struct {
 	gate     *Gate
 	server   string
 	uwsgi    bool // PATH_INFO as uWSGI builds it
-	mode     string
+	mode     api.Mode
 	trusted  bool
 	addr     string
 	judged   *wsgiJudgeLog
@@ -769,7 +769,7 @@ func (r *wsgiRun) do(id int, c wsgiCase) {
 	e := res.echo
 	if e == nil {
 		switch {
-		case r.mode != ckanclient.ModeLive && !j.pass && (res.code == http.StatusServiceUnavailable || res.code == http.StatusNoContent):
+		case r.mode != api.ModeLive && !j.pass && (res.code == http.StatusServiceUnavailable || res.code == http.StatusNoContent):
 			r.count("refused by the gate")
 		case res.code == http.StatusBadRequest:
 			r.count("rejected by " + r.server)
@@ -781,7 +781,7 @@ func (r *wsgiRun) do(id int, c wsgiCase) {
 	}
 	r.count("reached the app")
 	saw := "app saw " + e.String()
-	if r.mode != ckanclient.ModeLive && !j.pass {
+	if r.mode != api.ModeLive && !j.pass {
 		r.fail(c, raw, "a write reached the app", judgedAs+"\n    "+saw)
 	}
 	if e.ScriptNameHex == nil || e.PathInfoHex == nil {
@@ -1006,22 +1006,22 @@ func TestWSGIRoutesThePathJudged(t *testing.T) {
 	servers := startWSGIServers(t)
 	loopback := []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
 	runs := []struct {
-		mode    string
+		mode    api.Mode
 		trusted []netip.Prefix
 		cases   []wsgiCase
 	}{
-		{ckanclient.ModeLive, nil, wsgiCorpus(t, len(wsgiAttacks), true)},
+		{api.ModeLive, nil, wsgiCorpus(t, len(wsgiAttacks), true)},
 		// Every obfuscation.txt request is a write: in read-only mode the
 		// reads are the attacks.
-		{ckanclient.ModeReadOnly, nil, wsgiCorpus(t, len(wsgiAttacks), false)},
+		{api.ModeReadOnly, nil, wsgiCorpus(t, len(wsgiAttacks), false)},
 		// From a trusted proxy, routing headers without '_' go on; none of
 		// them moves SCRIPT_NAME or PATH_INFO in these servers.
-		{ckanclient.ModeLive, loopback, wsgiCorpus(t, 3, false)},
+		{api.ModeLive, loopback, wsgiCorpus(t, 3, false)},
 	}
 	for _, s := range servers {
 		t.Run(s.name, func(t *testing.T) {
 			for _, rc := range runs {
-				name := rc.mode
+				name := string(rc.mode)
 				if rc.trusted != nil {
 					name += "-trusted"
 				}

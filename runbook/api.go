@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ckanops/ckanops/ckanclient"
+	"github.com/ckanops/ckanops/api"
 )
 
 // maxActionBody bounds the body of a runbook call.
@@ -36,46 +36,46 @@ var keepAlive = 15 * time.Second
 func (e *Engine) ServeRunbook(w http.ResponseWriter, r *http.Request, actor string) {
 	path := strings.TrimSuffix(r.URL.Path, "/")
 	switch {
-	case path == ckanclient.PathRunbook && r.Method == http.MethodGet:
+	case path == api.PathRunbook && r.Method == http.MethodGet:
 		rb, err := e.Current()
 		e.answer(w, rb, err, http.StatusOK)
-	case path == ckanclient.PathRunbook && r.Method == http.MethodPost:
-		var o ckanclient.RunbookOptions
+	case path == api.PathRunbook && r.Method == http.MethodPost:
+		var o api.RunbookOptions
 		if err := decodeBody(r.Body, &o); err != nil {
 			e.answer(w, nil, &badRequest{"bad runbook options (want JSON {\"mode\", \"message\", \"until\" or \"for\", \"reason\", \"skip_migrate\", \"auto_confirm\"}): " + err.Error()}, 0)
 			return
 		}
 		rb, err := e.Start(r.Context(), o, actor)
 		e.answer(w, rb, err, http.StatusCreated)
-	case path == ckanclient.PathRunbookEvents && r.Method == http.MethodGet:
+	case path == api.PathRunbookEvents && r.Method == http.MethodGet:
 		e.serveEvents(w, r)
-	case r.Method == http.MethodPost && strings.HasPrefix(path, ckanclient.PathRunbook+"/"):
-		var a ckanclient.RunbookAction
+	case r.Method == http.MethodPost && strings.HasPrefix(path, api.PathRunbook+"/"):
+		var a api.RunbookAction
 		if err := decodeBody(r.Body, &a); err != nil {
 			e.answer(w, nil, &badRequest{"bad runbook action (want JSON {\"id\", \"step\", \"site_name\", \"reason\", \"disable\"}): " + err.Error()}, 0)
 			return
 		}
-		var rb *ckanclient.Runbook
+		var rb *api.Runbook
 		var err error
 		switch path {
-		case ckanclient.PathRunbookConfirm:
+		case api.PathRunbookConfirm:
 			rb, err = e.Confirm(a, actor)
-		case ckanclient.PathRunbookRetry:
+		case api.PathRunbookRetry:
 			rb, err = e.Retry(a, actor)
-		case ckanclient.PathRunbookResume:
+		case api.PathRunbookResume:
 			rb, err = e.Resume(a, actor)
-		case ckanclient.PathRunbookSkip:
+		case api.PathRunbookSkip:
 			rb, err = e.Skip(a, actor)
-		case ckanclient.PathRunbookAbort:
+		case api.PathRunbookAbort:
 			rb, err = e.Abort(r.Context(), a, actor)
 		default:
-			writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such runbook call: see POST " + ckanclient.PathRunbook + "/{confirm,retry,resume,skip,abort}"})
+			writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such runbook call: see POST " + api.PathRunbook + "/{confirm,retry,resume,skip,abort}"})
 			return
 		}
 		e.answer(w, rb, err, http.StatusOK)
 	default:
 		w.Header().Set("Allow", "GET, POST")
-		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "the runbook API takes GET " + ckanclient.PathRunbook + ", GET " + ckanclient.PathRunbookEvents + ", and POST to start and act"})
+		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "the runbook API takes GET " + api.PathRunbook + ", GET " + api.PathRunbookEvents + ", and POST to start and act"})
 	}
 }
 
@@ -88,7 +88,7 @@ func decodeBody(body io.Reader, v any) error {
 	return nil
 }
 
-func (e *Engine) answer(w http.ResponseWriter, rb *ckanclient.Runbook, err error, okStatus int) {
+func (e *Engine) answer(w http.ResponseWriter, rb *api.Runbook, err error, okStatus int) {
 	var br *badRequest
 	switch {
 	case err == nil:

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ckanops/ckanops/api"
+
 	"github.com/ckanops/ckanops/ckanclient"
 	"github.com/ckanops/ckanops/config"
 )
@@ -22,15 +24,15 @@ type Site interface {
 	// Name is the site's name (gate.toml's site).
 	Name() string
 	// SetMode changes the mode as POST /-/ckanops/mode does.
-	SetMode(ctx context.Context, req ckanclient.ModeRequest, actor string) (ckanclient.Status, error)
+	SetMode(ctx context.Context, req api.ModeRequest, actor string) (api.Status, error)
 	// Status is the full status record: in-flight writes, every gate, the store.
-	Status(ctx context.Context) ckanclient.Status
+	Status(ctx context.Context) api.Status
 	// Health runs the checks; fresh skips the cache.
-	Health(ctx context.Context, fresh bool) ckanclient.Report
+	Health(ctx context.Context, fresh bool) api.Report
 	// SuspendJobs and ResumeJobs change RQ's suspension. They return
 	// ErrNotConfigured when the gate has no Redis for RQ.
-	SuspendJobs(ctx context.Context, actor, reason string) (ckanclient.JobsState, error)
-	ResumeJobs(ctx context.Context, actor, reason string) (ckanclient.JobsState, error)
+	SuspendJobs(ctx context.Context, actor, reason string) (api.JobsState, error)
+	ResumeJobs(ctx context.Context, actor, reason string) (api.JobsState, error)
 	// CKAN is a client for CKAN's Action API through the gate itself.
 	CKAN() *ckanclient.Client
 	// Audit appends to the gate's audit log.
@@ -91,8 +93,8 @@ type Engine struct {
 	j   *journal
 
 	mu       sync.Mutex
-	rb       *ckanclient.Runbook // the current or last runbook; nil if none ever
-	events   []ckanclient.RunbookEvent
+	rb       *api.Runbook // the current or last runbook; nil if none ever
+	events   []api.RunbookEvent
 	seq      int64
 	changed  chan struct{} // closed and replaced on every event
 	wake     chan decision // to a runner waiting for confirmation
@@ -164,7 +166,7 @@ func Open(o Options) (*Engine, error) {
 			// only shows it, and must not call it interrupted.
 			if err := o.Lock.Acquire(e.base, e.holder()); err != nil {
 				e.log.Warn("the site's runbook lock is held elsewhere: showing the runbook as its record says", "runbook", rb.ID, "err", err.Error())
-			} else if rb.State == ckanclient.RunbookRunning || rb.State == ckanclient.RunbookWaiting {
+			} else if rb.State == api.RunbookRunning || rb.State == api.RunbookWaiting {
 				e.interrupted()
 			}
 		}
@@ -208,20 +210,20 @@ func (e *Engine) interrupted() {
 	rb := e.rb
 	step := rb.StepByName(rb.Step)
 	was := rb.State
-	rb.State = ckanclient.RunbookInterrupted
+	rb.State = api.RunbookInterrupted
 	msg := fmt.Sprintf("the gate stopped while step %s was %s: resume, retry the step, or abort (optionally disabling maintenance)", rb.Step, was)
-	if step != nil && (step.State == ckanclient.StepRunning || step.State == ckanclient.StepWaiting) {
-		if step.State == ckanclient.StepRunning {
+	if step != nil && (step.State == api.StepRunning || step.State == api.StepWaiting) {
+		if step.State == api.StepRunning {
 			rb.Waiting = nil
 		}
-		step.State = ckanclient.StepInterrupted
+		step.State = api.StepInterrupted
 	}
-	e.emit(ckanclient.RunbookEvent{Kind: ckanclient.EventInterrupted, Step: rb.Step, State: ckanclient.StepInterrupted, Message: msg})
+	e.emit(api.RunbookEvent{Kind: api.EventInterrupted, Step: rb.Step, State: string(api.StepInterrupted), Message: msg})
 	e.log.Warn("runbook interrupted", "runbook", rb.ID, "step", rb.Step)
 }
 
 // Current returns a copy of the current (or last) runbook.
-func (e *Engine) Current() (*ckanclient.Runbook, error) {
+func (e *Engine) Current() (*api.Runbook, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.rb == nil {
@@ -230,9 +232,9 @@ func (e *Engine) Current() (*ckanclient.Runbook, error) {
 	return e.copyLocked(), nil
 }
 
-func (e *Engine) copyLocked() *ckanclient.Runbook {
+func (e *Engine) copyLocked() *api.Runbook {
 	c := *e.rb
-	c.Steps = make([]ckanclient.RunbookStep, len(e.rb.Steps))
+	c.Steps = make([]api.RunbookStep, len(e.rb.Steps))
 	for i, s := range e.rb.Steps {
 		s.Evidence = slices.Clone(s.Evidence)
 		c.Steps[i] = s
@@ -251,10 +253,10 @@ func (e *Engine) copyLocked() *ckanclient.Runbook {
 // Events returns the current runbook's events after seq, and a channel
 // closed when more arrive. done is true when the runbook is no longer
 // active and every event has been returned.
-func (e *Engine) Events(seq int64) (evs []ckanclient.RunbookEvent, more <-chan struct{}, done bool) {
+func (e *Engine) Events(seq int64) (evs []api.RunbookEvent, more <-chan struct{}, done bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	i, _ := slices.BinarySearchFunc(e.events, seq+1, func(ev ckanclient.RunbookEvent, s int64) int {
+	i, _ := slices.BinarySearchFunc(e.events, seq+1, func(ev api.RunbookEvent, s int64) int {
 		switch {
 		case ev.Seq < s:
 			return -1
@@ -273,7 +275,7 @@ func (e *Engine) Events(seq int64) (evs []ckanclient.RunbookEvent, more <-chan s
 // be typed), disable; preflight only when it found warnings.
 func stepNeedsConfirm(step string) bool {
 	switch step {
-	case ckanclient.StepEnable, ckanclient.StepMigrate, ckanclient.StepDisable:
+	case api.StepEnable, api.StepMigrate, api.StepDisable:
 		return true
 	}
 	return false
@@ -283,7 +285,7 @@ func stepNeedsConfirm(step string) bool {
 // make the snapshot unsafe (enable, drain, snapshot).
 func skippable(step string) bool {
 	switch step {
-	case ckanclient.StepPreflight, ckanclient.StepMigrate, ckanclient.StepVerify, ckanclient.StepDisable:
+	case api.StepPreflight, api.StepMigrate, api.StepVerify, api.StepDisable:
 		return true
 	}
 	return false
@@ -297,12 +299,12 @@ func newID(t time.Time) string {
 
 // Start begins a runbook with opts on behalf of actor. It fails with a
 // conflict when a runbook is active.
-func (e *Engine) Start(ctx context.Context, opts ckanclient.RunbookOptions, actor string) (*ckanclient.Runbook, error) {
+func (e *Engine) Start(ctx context.Context, opts api.RunbookOptions, actor string) (*api.Runbook, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, &badRequest{err.Error()}
 	}
 	if opts.Mode == "" {
-		opts.Mode = ckanclient.ModeReadOnly
+		opts.Mode = api.ModeReadOnly
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -314,10 +316,10 @@ func (e *Engine) Start(ctx context.Context, opts ckanclient.RunbookOptions, acto
 		return nil, conflict("runbook %s is %s at step %s (started by %s): finish or abort it first", e.rb.ID, e.rb.State, e.rb.Step, e.rb.Actor)
 	}
 	t := e.o.Clock()
-	rb := &ckanclient.Runbook{ID: newID(t), Site: e.o.Site.Name(), State: ckanclient.RunbookRunning,
-		Step: ckanclient.StepPreflight, Actor: actor, Options: opts, Started: t}
-	for _, name := range ckanclient.Steps {
-		rb.Steps = append(rb.Steps, ckanclient.RunbookStep{Name: name, State: ckanclient.StepPending, Skippable: skippable(name), Evidence: []ckanclient.Evidence{}})
+	rb := &api.Runbook{ID: newID(t), Site: e.o.Site.Name(), State: api.RunbookRunning,
+		Step: api.StepPreflight, Actor: actor, Options: opts, Started: t}
+	for _, name := range api.Steps {
+		rb.Steps = append(rb.Steps, api.RunbookStep{Name: name, State: api.StepPending, Skippable: skippable(name), Evidence: []api.Evidence{}})
 	}
 	prev := e.rb
 	e.rb = rb
@@ -330,12 +332,12 @@ func (e *Engine) Start(ctx context.Context, opts ckanclient.RunbookOptions, acto
 		return nil, err
 	}
 	e.events = nil
-	e.emit(ckanclient.RunbookEvent{Kind: ckanclient.EventStarted, Actor: actor, Message: fmt.Sprintf("runbook %s started by %s", rb.ID, actor)})
+	e.emit(api.RunbookEvent{Kind: api.EventStarted, Actor: actor, Message: fmt.Sprintf("runbook %s started by %s", rb.ID, actor)})
 	e.o.Site.Audit("runbook-start", actor, "", rb.ID, opts.Message, opts.Reason)
 	if opts.SkipMigrate {
-		e.setStep(ckanclient.StepMigrate, ckanclient.StepSkipped, "skipped at start (--skip-migrate)")
+		e.setStep(api.StepMigrate, api.StepSkipped, "skipped at start (--skip-migrate)")
 	} else if len(e.o.Migrate) == 0 {
-		e.setStep(ckanclient.StepMigrate, ckanclient.StepSkipped, "no [[migrate]] commands in gate.toml")
+		e.setStep(api.StepMigrate, api.StepSkipped, "no [[migrate]] commands in gate.toml")
 	}
 	e.log.Info("runbook started", "runbook", rb.ID, "actor", actor, "mode", opts.Mode, "auto_confirm", opts.AutoConfirm)
 	e.startRunner(0, false, actor)
@@ -343,14 +345,14 @@ func (e *Engine) Start(ctx context.Context, opts ckanclient.RunbookOptions, acto
 }
 
 // Confirm answers the step waiting for confirmation.
-func (e *Engine) Confirm(a ckanclient.RunbookAction, actor string) (*ckanclient.Runbook, error) {
+func (e *Engine) Confirm(a api.RunbookAction, actor string) (*api.Runbook, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if err := e.checkAction(a); err != nil {
 		return nil, err
 	}
 	w := e.rb.Waiting
-	if e.rb.State != ckanclient.RunbookWaiting || w == nil || e.wake == nil {
+	if e.rb.State != api.RunbookWaiting || w == nil || e.wake == nil {
 		return nil, conflict("runbook %s waits for no confirmation (it is %s at step %s)", e.rb.ID, e.rb.State, e.rb.Step)
 	}
 	if a.Step != "" && a.Step != w.Step {
@@ -363,17 +365,17 @@ func (e *Engine) Confirm(a ckanclient.RunbookAction, actor string) (*ckanclient.
 	e.wake = nil
 	// The answer shows the step going on, as the runner is about to.
 	e.rb.Waiting = nil
-	e.rb.State = ckanclient.RunbookRunning
-	e.emit(ckanclient.RunbookEvent{Kind: ckanclient.EventConfirmed, Step: w.Step, Actor: actor, Message: fmt.Sprintf("%s confirmed by %s", w.Step, actor)})
-	if w.Step != ckanclient.StepPreflight {
-		e.setStep(w.Step, ckanclient.StepRunning, "")
+	e.rb.State = api.RunbookRunning
+	e.emit(api.RunbookEvent{Kind: api.EventConfirmed, Step: w.Step, Actor: actor, Message: fmt.Sprintf("%s confirmed by %s", w.Step, actor)})
+	if w.Step != api.StepPreflight {
+		e.setStep(w.Step, api.StepRunning, "")
 	}
 	e.o.Site.Audit("runbook-confirm", actor, e.rb.ID, w.Step, "", a.Reason)
 	return e.copyLocked(), nil
 }
 
 // Skip skips the waiting or failed step, where that is safe.
-func (e *Engine) Skip(a ckanclient.RunbookAction, actor string) (*ckanclient.Runbook, error) {
+func (e *Engine) Skip(a api.RunbookAction, actor string) (*api.Runbook, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if err := e.checkAction(a); err != nil {
@@ -391,35 +393,35 @@ func (e *Engine) Skip(a ckanclient.RunbookAction, actor string) (*ckanclient.Run
 		msg += ": " + a.Reason
 	}
 	switch {
-	case e.rb.State == ckanclient.RunbookWaiting && e.wake != nil:
+	case e.rb.State == api.RunbookWaiting && e.wake != nil:
 		e.wake <- decision{kind: "skip", actor: actor}
 		e.wake = nil
-	case e.runner == nil && (step.State == ckanclient.StepFailed || step.State == ckanclient.StepInterrupted || step.State == ckanclient.StepWaiting):
-		e.setStep(step.Name, ckanclient.StepSkipped, msg)
-		idx := slices.Index(ckanclient.Steps, step.Name)
+	case e.runner == nil && (step.State == api.StepFailed || step.State == api.StepInterrupted || step.State == api.StepWaiting):
+		e.setStep(step.Name, api.StepSkipped, msg)
+		idx := slices.Index(api.Steps, step.Name)
 		e.rb.Error = ""
 		e.startRunner(idx+1, false, actor)
 	default:
 		return nil, conflict("step %s is %s: only a waiting, failed or interrupted step can be skipped", step.Name, step.State)
 	}
-	e.emit(ckanclient.RunbookEvent{Kind: ckanclient.EventSkipped, Step: step.Name, Actor: actor, Message: msg})
+	e.emit(api.RunbookEvent{Kind: api.EventSkipped, Step: step.Name, Actor: actor, Message: msg})
 	e.o.Site.Audit("runbook-skip", actor, e.rb.ID, step.Name, "", a.Reason)
 	return e.copyLocked(), nil
 }
 
 // Retry runs the failed or interrupted step again. Asking for it is the
 // confirmation.
-func (e *Engine) Retry(a ckanclient.RunbookAction, actor string) (*ckanclient.Runbook, error) {
+func (e *Engine) Retry(a api.RunbookAction, actor string) (*api.Runbook, error) {
 	return e.restart(a, actor, true)
 }
 
 // Resume continues an interrupted runbook where it stood: a step that was
 // waiting waits again; a step that was running runs again.
-func (e *Engine) Resume(a ckanclient.RunbookAction, actor string) (*ckanclient.Runbook, error) {
+func (e *Engine) Resume(a api.RunbookAction, actor string) (*api.Runbook, error) {
 	return e.restart(a, actor, false)
 }
 
-func (e *Engine) restart(a ckanclient.RunbookAction, actor string, retry bool) (*ckanclient.Runbook, error) {
+func (e *Engine) restart(a api.RunbookAction, actor string, retry bool) (*api.Runbook, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if err := e.checkAction(a); err != nil {
@@ -433,8 +435,8 @@ func (e *Engine) restart(a ckanclient.RunbookAction, actor string, retry bool) (
 		return nil, conflict("step %s is %s: nothing to %s", step.Name, step.State, map[bool]string{true: "retry", false: "resume"}[retry])
 	}
 	switch {
-	case retry && (e.rb.State == ckanclient.RunbookFailed || e.rb.State == ckanclient.RunbookInterrupted):
-	case !retry && e.rb.State == ckanclient.RunbookInterrupted:
+	case retry && (e.rb.State == api.RunbookFailed || e.rb.State == api.RunbookInterrupted):
+	case !retry && e.rb.State == api.RunbookInterrupted:
 	default:
 		if retry {
 			return nil, conflict("runbook %s is %s: only a failed or interrupted step can be retried", e.rb.ID, e.rb.State)
@@ -444,22 +446,22 @@ func (e *Engine) restart(a ckanclient.RunbookAction, actor string, retry bool) (
 	if err := e.o.Lock.Acquire(context.Background(), e.holder()); err != nil {
 		return nil, conflict("cannot take the site's runbook lock back: %v", err)
 	}
-	kind := ckanclient.EventRetry
+	kind := api.EventRetry
 	confirmed := true
 	if !retry {
-		kind = ckanclient.EventResumed
+		kind = api.EventResumed
 		confirmed = e.rb.Waiting == nil // it was running: it had been confirmed
 	}
 	e.rb.Error = ""
-	e.emit(ckanclient.RunbookEvent{Kind: kind, Step: step.Name, Actor: actor, Message: fmt.Sprintf("%s of step %s asked by %s", kind, step.Name, actor)})
+	e.emit(api.RunbookEvent{Kind: kind, Step: step.Name, Actor: actor, Message: fmt.Sprintf("%s of step %s asked by %s", kind, step.Name, actor)})
 	e.o.Site.Audit("runbook-"+kind, actor, e.rb.ID, step.Name, "", a.Reason)
-	e.startRunner(slices.Index(ckanclient.Steps, step.Name), confirmed, actor)
+	e.startRunner(slices.Index(api.Steps, step.Name), confirmed, actor)
 	return e.copyLocked(), nil
 }
 
 // Abort stops the runbook. The mode stays as it is unless a.Disable asks to
 // reopen writes ("disable maintenance now").
-func (e *Engine) Abort(ctx context.Context, a ckanclient.RunbookAction, actor string) (*ckanclient.Runbook, error) {
+func (e *Engine) Abort(ctx context.Context, a api.RunbookAction, actor string) (*api.Runbook, error) {
 	e.mu.Lock()
 	if err := e.checkAction(a); err != nil {
 		e.mu.Unlock()
@@ -485,20 +487,20 @@ func (e *Engine) Abort(ctx context.Context, a ckanclient.RunbookAction, actor st
 
 	e.mu.Lock()
 	t := e.o.Clock()
-	if s := e.rb.StepByName(step); s != nil && (s.State == ckanclient.StepRunning || s.State == ckanclient.StepWaiting || s.State == ckanclient.StepInterrupted) {
-		s.State = ckanclient.StepFailed
+	if s := e.rb.StepByName(step); s != nil && (s.State == api.StepRunning || s.State == api.StepWaiting || s.State == api.StepInterrupted) {
+		s.State = api.StepFailed
 		s.Error = "aborted by " + actor
 		s.Ended = &t
-		e.emit(ckanclient.RunbookEvent{Kind: ckanclient.EventStep, Step: step, State: ckanclient.StepFailed, Message: s.Error})
+		e.emit(api.RunbookEvent{Kind: api.EventStep, Step: step, State: string(api.StepFailed), Message: s.Error})
 	}
-	e.rb.State = ckanclient.RunbookAborted
+	e.rb.State = api.RunbookAborted
 	e.rb.Waiting = nil
 	e.rb.Ended = &t
 	e.rb.Error = "aborted at step " + step + " by " + actor
 	if a.Reason != "" {
 		e.rb.Error += ": " + a.Reason
 	}
-	e.emit(ckanclient.RunbookEvent{Kind: ckanclient.EventAborted, Step: step, Actor: actor, Message: e.rb.Error})
+	e.emit(api.RunbookEvent{Kind: api.EventAborted, Step: step, Actor: actor, Message: e.rb.Error})
 	e.o.Site.Audit("runbook-abort", actor, e.rb.ID, step, "", a.Reason)
 	e.log.Warn("runbook aborted", "runbook", e.rb.ID, "step", step, "actor", actor, "disable", a.Disable)
 	e.mu.Unlock()
@@ -511,7 +513,7 @@ func (e *Engine) Abort(ctx context.Context, a ckanclient.RunbookAction, actor st
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	_ = e.o.Lock.Release(context.Background())
-	e.emit(ckanclient.RunbookEvent{Kind: ckanclient.EventFinished, State: ckanclient.RunbookAborted, Message: e.rb.Error, Snapshot: e.rb.Snapshot})
+	e.emit(api.RunbookEvent{Kind: api.EventFinished, State: string(api.RunbookAborted), Message: e.rb.Error, Snapshot: e.rb.Snapshot})
 	if derr != nil {
 		return e.copyLocked(), fmt.Errorf("runbook aborted, but maintenance was not disabled: %w", derr)
 	}
@@ -522,7 +524,7 @@ func (e *Engine) Abort(ctx context.Context, a ckanclient.RunbookAction, actor st
 // runner that has stopped the runbook (failed) but not yet exited is
 // waited for, so that the answer sees the runbook at rest. Call with mu
 // held.
-func (e *Engine) checkAction(a ckanclient.RunbookAction) error {
+func (e *Engine) checkAction(a api.RunbookAction) error {
 	if e.rb == nil {
 		return ErrNoRunbook
 	}
@@ -530,8 +532,8 @@ func (e *Engine) checkAction(a ckanclient.RunbookAction) error {
 	if a.ID != "" && a.ID != e.rb.ID {
 		return conflict("runbook %s is not the current one (%s)", a.ID, e.rb.ID)
 	}
-	if a.Step != "" && !slices.Contains(ckanclient.Steps, a.Step) {
-		return &badRequest{fmt.Sprintf("no step %q (steps: %s)", a.Step, strings.Join(ckanclient.Steps, ", "))}
+	if a.Step != "" && !slices.Contains(api.Steps, a.Step) {
+		return &badRequest{fmt.Sprintf("no step %q (steps: %s)", a.Step, strings.Join(api.Steps, ", "))}
 	}
 	return nil
 }
@@ -539,7 +541,7 @@ func (e *Engine) checkAction(a ckanclient.RunbookAction) error {
 // settleLocked waits for a runner that has ended its runbook (done or
 // failed) but not yet exited. Call with mu held.
 func (e *Engine) settleLocked() {
-	for e.runner != nil && e.rb != nil && e.rb.State != ckanclient.RunbookRunning && e.rb.State != ckanclient.RunbookWaiting {
+	for e.runner != nil && e.rb != nil && e.rb.State != api.RunbookRunning && e.rb.State != api.RunbookWaiting {
 		r := e.runner
 		e.mu.Unlock()
 		<-r
@@ -552,7 +554,7 @@ func (e *Engine) startRunner(i int, confirmed bool, actor string) {
 	ctx, cancel := context.WithCancel(e.base)
 	done := make(chan struct{})
 	e.cancel, e.runner = cancel, done
-	e.rb.State = ckanclient.RunbookRunning
+	e.rb.State = api.RunbookRunning
 	go func() {
 		defer close(done)
 		defer cancel()
@@ -570,11 +572,11 @@ func (e *Engine) startRunner(i int, confirmed bool, actor string) {
 // run executes steps from index i on. It returns when the runbook
 // finishes, a step fails, an operator aborts, or the engine closes.
 func (e *Engine) run(ctx context.Context, i int, confirmed bool, actor string) {
-	for ; i < len(ckanclient.Steps); i++ {
-		name := ckanclient.Steps[i]
+	for ; i < len(api.Steps); i++ {
+		name := api.Steps[i]
 		e.mu.Lock()
 		st := e.rb.StepByName(name)
-		if st.State == ckanclient.StepSkipped || st.State == ckanclient.StepDone {
+		if st.State == api.StepSkipped || st.State == api.StepDone {
 			e.mu.Unlock()
 			continue
 		}
@@ -590,14 +592,14 @@ func (e *Engine) run(ctx context.Context, i int, confirmed bool, actor string) {
 				}
 				if d.kind == "skip" {
 					e.mu.Lock()
-					e.setStep(name, ckanclient.StepSkipped, name+" skipped by "+d.actor)
-					e.rb.State = ckanclient.RunbookRunning
+					e.setStep(name, api.StepSkipped, name+" skipped by "+d.actor)
+					e.rb.State = api.RunbookRunning
 					e.mu.Unlock()
 					continue
 				}
 				actor = d.actor
 			} else if conf != nil && len(conf.Warnings) > 0 {
-				e.evidence(name, ckanclient.Evidence{Kind: ckanclient.EvidenceNote, OK: true,
+				e.evidence(name, api.Evidence{Kind: api.EvidenceNote, OK: true,
 					Summary: fmt.Sprintf("%d warning(s) acknowledged by auto-confirm", len(conf.Warnings))})
 			}
 		}
@@ -608,8 +610,8 @@ func (e *Engine) run(ctx context.Context, i int, confirmed bool, actor string) {
 		st = e.rb.StepByName(name)
 		st.Attempts++
 		st.Started, st.Ended, st.Error = &started, nil, ""
-		e.rb.State = ckanclient.RunbookRunning
-		e.setStep(name, ckanclient.StepRunning, "")
+		e.rb.State = api.RunbookRunning
+		e.setStep(name, api.StepRunning, "")
 		e.mu.Unlock()
 		e.log.Info("runbook step started", "runbook", e.id(), "step", name, "actor", actor)
 
@@ -626,23 +628,23 @@ func (e *Engine) run(ctx context.Context, i int, confirmed bool, actor string) {
 		st = e.rb.StepByName(name)
 		st.Ended = &endedAt
 		if errors.Is(err, errSkipped) {
-			e.setStep(name, ckanclient.StepSkipped, name+" skipped by an operator")
+			e.setStep(name, api.StepSkipped, name+" skipped by an operator")
 			e.mu.Unlock()
 			continue
 		}
 		if err != nil {
 			st.Error = err.Error()
-			e.setStep(name, ckanclient.StepFailed, err.Error())
-			e.rb.State = ckanclient.RunbookFailed
+			e.setStep(name, api.StepFailed, err.Error())
+			e.rb.State = api.RunbookFailed
 			e.rb.Error = fmt.Sprintf("step %s failed: %v", name, err)
-			e.emit(ckanclient.RunbookEvent{Kind: ckanclient.EventFinished, Step: name, State: ckanclient.RunbookFailed,
+			e.emit(api.RunbookEvent{Kind: api.EventFinished, Step: name, State: string(api.RunbookFailed),
 				Message: e.rb.Error + " (the site stays as it is: retry the step, skip it if allowed, or abort)", Snapshot: e.rb.Snapshot})
 			e.o.Site.Audit("runbook-failed", actor, e.rb.ID, name, err.Error(), "")
 			e.log.Error("runbook step failed", "runbook", e.rb.ID, "step", name, "err", err.Error())
 			e.mu.Unlock()
 			return
 		}
-		e.setStep(name, ckanclient.StepDone, "")
+		e.setStep(name, api.StepDone, "")
 		e.o.Site.Audit("runbook-step", actor, e.rb.ID, name+": done", lastEvidence(st), "")
 		e.mu.Unlock()
 		e.log.Info("runbook step done", "runbook", e.id(), "step", name)
@@ -650,20 +652,20 @@ func (e *Engine) run(ctx context.Context, i int, confirmed bool, actor string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	t := e.o.Clock()
-	e.rb.State = ckanclient.RunbookDone
+	e.rb.State = api.RunbookDone
 	e.rb.Ended = &t
 	msg := "runbook finished"
 	if s := e.rb.Snapshot; s != nil {
 		msg += "; snapshot " + s.Dir + " is " + s.Verdict
 	}
-	e.emit(ckanclient.RunbookEvent{Kind: ckanclient.EventFinished, State: ckanclient.RunbookDone, Message: msg, Snapshot: e.rb.Snapshot})
+	e.emit(api.RunbookEvent{Kind: api.EventFinished, State: string(api.RunbookDone), Message: msg, Snapshot: e.rb.Snapshot})
 	e.o.Site.Audit("runbook-done", actor, e.rb.ID, "", msg, "")
 	_ = e.o.Lock.Release(context.Background())
 	e.log.Info("runbook finished", "runbook", e.rb.ID)
 }
 
 // lastEvidence is a step's last evidence summary, for the audit log.
-func lastEvidence(st *ckanclient.RunbookStep) string {
+func lastEvidence(st *api.RunbookStep) string {
 	if n := len(st.Evidence); n > 0 {
 		return st.Evidence[n-1].Summary
 	}
@@ -676,7 +678,7 @@ func (e *Engine) id() string {
 	return e.rb.ID
 }
 
-func (e *Engine) rbOptions() ckanclient.RunbookOptions {
+func (e *Engine) rbOptions() api.RunbookOptions {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.rb.Options
@@ -684,15 +686,15 @@ func (e *Engine) rbOptions() ckanclient.RunbookOptions {
 
 // wait parks the runner until an operator decides. ok is false when the
 // engine closes.
-func (e *Engine) wait(ctx context.Context, step string, conf *ckanclient.Confirmation) (decision, bool) {
+func (e *Engine) wait(ctx context.Context, step string, conf *api.Confirmation) (decision, bool) {
 	ch := make(chan decision, 1)
 	e.mu.Lock()
-	e.rb.State = ckanclient.RunbookWaiting
+	e.rb.State = api.RunbookWaiting
 	e.rb.Waiting = conf
 	e.wake = ch
-	e.setStep(step, ckanclient.StepWaiting, "")
+	e.setStep(step, api.StepWaiting, "")
 	conf.Seq = e.seq + 1 // the confirm event's, emitted next
-	e.emit(ckanclient.RunbookEvent{Kind: ckanclient.EventConfirm, Step: step, Confirmation: conf, Message: conf.Prompt})
+	e.emit(api.RunbookEvent{Kind: api.EventConfirm, Step: step, Confirmation: conf, Message: conf.Prompt})
 	e.mu.Unlock()
 	select {
 	case d := <-ch:
@@ -711,20 +713,20 @@ func (e *Engine) wait(ctx context.Context, step string, conf *ckanclient.Confirm
 }
 
 // setStep changes a step's state and records the event. Call with mu held.
-func (e *Engine) setStep(name, state, msg string) {
+func (e *Engine) setStep(name string, state api.StepState, msg string) {
 	st := e.rb.StepByName(name)
 	if st.State == state && msg == "" {
 		return
 	}
 	st.State = state
-	if state == ckanclient.StepSkipped && msg != "" {
-		st.Evidence = append(st.Evidence, ckanclient.Evidence{Time: e.o.Clock(), Kind: ckanclient.EvidenceNote, Summary: msg, OK: true})
+	if state == api.StepSkipped && msg != "" {
+		st.Evidence = append(st.Evidence, api.Evidence{Time: e.o.Clock(), Kind: api.EvidenceNote, Summary: msg, OK: true})
 	}
-	e.emit(ckanclient.RunbookEvent{Kind: ckanclient.EventStep, Step: name, State: state, Message: msg})
+	e.emit(api.RunbookEvent{Kind: api.EventStep, Step: name, State: string(state), Message: msg})
 }
 
 // evidence records one fact of a step.
-func (e *Engine) evidence(step string, ev ckanclient.Evidence) {
+func (e *Engine) evidence(step string, ev api.Evidence) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if ev.Time.IsZero() {
@@ -732,7 +734,7 @@ func (e *Engine) evidence(step string, ev ckanclient.Evidence) {
 	}
 	st := e.rb.StepByName(step)
 	st.Evidence = append(st.Evidence, ev)
-	e.emit(ckanclient.RunbookEvent{Kind: ckanclient.EventEvidence, Step: step, Evidence: &ev, Message: ev.Summary})
+	e.emit(api.RunbookEvent{Kind: api.EventEvidence, Step: step, Evidence: &ev, Message: ev.Summary})
 }
 
 // output streams one line of a program's output into the journal.
@@ -745,7 +747,7 @@ func (e *Engine) output(step, line string) {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.emit(ckanclient.RunbookEvent{Kind: ckanclient.EventOutput, Step: step, Message: line})
+	e.emit(api.RunbookEvent{Kind: api.EventOutput, Step: step, Message: line})
 }
 
 // maxEvents bounds the events kept in memory for one runbook; beyond it,
@@ -755,13 +757,13 @@ const maxEvents = 20000
 // emit numbers an event, appends it to the journal (synced unless it is
 // program output), saves the record, and wakes the readers. Call with mu
 // held.
-func (e *Engine) emit(ev ckanclient.RunbookEvent) {
+func (e *Engine) emit(ev api.RunbookEvent) {
 	e.seq++
 	ev.Seq = e.seq
 	ev.Time = e.o.Clock()
 	ev.Runbook = e.rb.ID
 	e.rb.Seq = e.seq
-	output := ev.Kind == ckanclient.EventOutput
+	output := ev.Kind == api.EventOutput
 	if !output || len(e.events) < maxEvents {
 		e.events = append(e.events, ev)
 	}

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ckanops/ckanops/api"
+
 	"github.com/ckanops/ckanops/ckanclient"
 	"github.com/ckanops/ckanops/config"
 	"github.com/ckanops/ckanops/internal/ckansim"
@@ -25,14 +27,14 @@ type fakeSite struct {
 	ckan *ckanclient.Client
 
 	mu        sync.Mutex
-	st        ckanclient.Status
+	st        api.Status
 	inFlight  int
 	rqRunning int64
 	suspended bool
 	noRQ      bool
-	checks    []ckanclient.CheckResult
-	modes     []string // every SetMode's mode, in order
-	audit     []string // event names
+	checks    []api.CheckResult
+	modes     []api.Mode // every SetMode's mode, in order
+	audit     []string   // event names
 	setErr    error
 }
 
@@ -47,67 +49,67 @@ func newFakeSite(t *testing.T) *fakeSite {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &fakeSite{ckan: c, st: ckanclient.Status{Site: "prod", Mode: ckanclient.ModeLive, Phase: ckanclient.PhaseLive, Version: 1, Since: time.Now().UTC()}}
+	return &fakeSite{ckan: c, st: api.Status{Site: "prod", Mode: api.ModeLive, Phase: api.PhaseLive, Version: 1, Since: time.Now().UTC()}}
 }
 
 func (f *fakeSite) Name() string { return "prod" }
 
-func (f *fakeSite) SetMode(_ context.Context, req ckanclient.ModeRequest, actor string) (ckanclient.Status, error) {
+func (f *fakeSite) SetMode(_ context.Context, req api.ModeRequest, actor string) (api.Status, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.setErr != nil {
-		return ckanclient.Status{}, f.setErr
+		return api.Status{}, f.setErr
 	}
 	f.modes = append(f.modes, req.Mode)
 	f.st.Mode, f.st.Version, f.st.Actor, f.st.Since = req.Mode, f.st.Version+1, actor, time.Now().UTC()
-	f.st.Phase = ckanclient.PhaseLive
-	if req.Mode != ckanclient.ModeLive {
-		f.st.Phase = ckanclient.PhaseDraining
+	f.st.Phase = api.PhaseLive
+	if req.Mode != api.ModeLive {
+		f.st.Phase = api.PhaseDraining
 	}
 	return f.st, nil
 }
 
-func (f *fakeSite) Status(context.Context) ckanclient.Status {
+func (f *fakeSite) Status(context.Context) api.Status {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	st := f.st
-	if st.Mode != ckanclient.ModeLive {
-		st.Phase = ckanclient.PhaseDraining
+	if st.Mode != api.ModeLive {
+		st.Phase = api.PhaseDraining
 		if f.inFlight == 0 {
-			st.Phase = ckanclient.PhaseQuiesced
+			st.Phase = api.PhaseQuiesced
 		}
 	}
-	st.Gates = []ckanclient.GateInfo{{ID: "web-1", Version: st.Version, Phase: st.Phase, InFlight: f.inFlight, Seen: time.Now()}}
+	st.Gates = []api.GateInfo{{ID: "web-1", Version: st.Version, Phase: st.Phase, InFlight: f.inFlight, Seen: time.Now()}}
 	return st
 }
 
-func (f *fakeSite) Health(context.Context, bool) ckanclient.Report {
+func (f *fakeSite) Health(context.Context, bool) api.Report {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	rep := ckanclient.Report{Site: "prod", Checks: slices.Clone(f.checks)}
+	rep := api.Report{Site: "prod", Checks: slices.Clone(f.checks)}
 	if !f.noRQ {
-		rep.Checks = append(rep.Checks, ckanclient.CheckResult{Name: "redis", Status: ckanclient.CheckOK, Summary: "rq",
+		rep.Checks = append(rep.Checks, api.CheckResult{Name: "redis", Status: api.CheckOK, Summary: "rq",
 			Details: map[string]any{"suspended": f.suspended, "running": f.rqRunning}})
 	}
 	return rep
 }
 
-func (f *fakeSite) SuspendJobs(context.Context, string, string) (ckanclient.JobsState, error) {
+func (f *fakeSite) SuspendJobs(context.Context, string, string) (api.JobsState, error) {
 	return f.jobs(true)
 }
 
-func (f *fakeSite) ResumeJobs(context.Context, string, string) (ckanclient.JobsState, error) {
+func (f *fakeSite) ResumeJobs(context.Context, string, string) (api.JobsState, error) {
 	return f.jobs(false)
 }
 
-func (f *fakeSite) jobs(s bool) (ckanclient.JobsState, error) {
+func (f *fakeSite) jobs(s bool) (api.JobsState, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.noRQ {
-		return ckanclient.JobsState{}, ErrNotConfigured
+		return api.JobsState{}, ErrNotConfigured
 	}
 	f.suspended = s
-	return ckanclient.JobsState{Suspended: s}, nil
+	return api.JobsState{Suspended: s}, nil
 }
 
 func (f *fakeSite) CKAN() *ckanclient.Client { return f.ckan }
@@ -124,7 +126,7 @@ func (f *fakeSite) set(fn func(*fakeSite)) {
 	fn(f)
 }
 
-func (f *fakeSite) mode() string {
+func (f *fakeSite) mode() api.Mode {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.st.Mode
@@ -164,7 +166,7 @@ func testEngine(t *testing.T, site *fakeSite, mod func(*Options)) (*Engine, Opti
 
 // waitFor polls the engine until cond holds of the runbook (the runner is
 // another goroutine); it fails the test after a generous bound.
-func waitFor(t *testing.T, e *Engine, what string, cond func(*ckanclient.Runbook) bool) *ckanclient.Runbook {
+func waitFor(t *testing.T, e *Engine, what string, cond func(*api.Runbook) bool) *api.Runbook {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -179,45 +181,45 @@ func waitFor(t *testing.T, e *Engine, what string, cond func(*ckanclient.Runbook
 	}
 }
 
-func stepState(rb *ckanclient.Runbook, step string) string { return rb.StepByName(step).State }
+func stepState(rb *api.Runbook, step string) api.StepState { return rb.StepByName(step).State }
 
-func waitingAt(step string) func(*ckanclient.Runbook) bool {
-	return func(rb *ckanclient.Runbook) bool {
-		return rb.State == ckanclient.RunbookWaiting && rb.Waiting != nil && rb.Waiting.Step == step
+func waitingAt(step string) func(*api.Runbook) bool {
+	return func(rb *api.Runbook) bool {
+		return rb.State == api.RunbookWaiting && rb.Waiting != nil && rb.Waiting.Step == step
 	}
 }
 
-func ended(rb *ckanclient.Runbook) bool {
-	return rb.State != ckanclient.RunbookRunning && rb.State != ckanclient.RunbookWaiting
+func ended(rb *api.Runbook) bool {
+	return rb.State != api.RunbookRunning && rb.State != api.RunbookWaiting
 }
 
 func TestRunbookAutoConfirm(t *testing.T) {
 	site := newFakeSite(t)
 	e, o := testEngine(t, site, nil)
-	rb, err := e.Start(context.Background(), ckanclient.RunbookOptions{AutoConfirm: true, Message: "upgrade"}, "ops-token")
+	rb, err := e.Start(context.Background(), api.RunbookOptions{AutoConfirm: true, Message: "upgrade"}, "ops-token")
 	if err != nil {
 		t.Fatal(err)
 	}
 	rb = waitFor(t, e, "the end", ended)
-	if rb.State != ckanclient.RunbookDone {
+	if rb.State != api.RunbookDone {
 		t.Fatalf("state %s, error %q", rb.State, rb.Error)
 	}
 	for _, s := range rb.Steps {
-		want := ckanclient.StepDone
-		if s.Name == ckanclient.StepMigrate {
-			want = ckanclient.StepSkipped // no [[migrate]]
+		want := api.StepDone
+		if s.Name == api.StepMigrate {
+			want = api.StepSkipped // no [[migrate]]
 		}
 		if s.State != want {
 			t.Errorf("step %s is %s, want %s", s.Name, s.State, want)
 		}
 	}
-	if rb.Snapshot == nil || rb.Snapshot.Verdict != ckanclient.VerdictConsistent {
+	if rb.Snapshot == nil || rb.Snapshot.Verdict != api.VerdictConsistent {
 		t.Fatalf("snapshot %+v", rb.Snapshot)
 	}
 	if !strings.HasPrefix(rb.Snapshot.Dir, o.Snapshot.Dir) {
 		t.Errorf("snapshot in %s, not below %s", rb.Snapshot.Dir, o.Snapshot.Dir)
 	}
-	if got := site.modes; !slices.Equal(got, []string{"read-only", "live"}) {
+	if got := site.modes; !slices.Equal(got, []api.Mode{"read-only", "live"}) {
 		t.Errorf("mode changes %v", got)
 	}
 	if site.suspended {
@@ -231,11 +233,11 @@ func TestRunbookAutoConfirm(t *testing.T) {
 	// The record and the journal are on disk.
 	e2 := reopen(t, e, o)
 	rb2, err := e2.Current()
-	if err != nil || rb2.ID != rb.ID || rb2.State != ckanclient.RunbookDone {
+	if err != nil || rb2.ID != rb.ID || rb2.State != api.RunbookDone {
 		t.Fatalf("reloaded %+v, %v", rb2, err)
 	}
 	evs, _, done := e2.Events(0)
-	if !done || len(evs) == 0 || evs[len(evs)-1].Kind != ckanclient.EventFinished {
+	if !done || len(evs) == 0 || evs[len(evs)-1].Kind != api.EventFinished {
 		t.Fatalf("reloaded journal: done=%v, %d events", done, len(evs))
 	}
 }
@@ -263,20 +265,20 @@ func TestRunbookConfirmationsAndDrain(t *testing.T) {
 	e, _ := testEngine(t, site, func(o *Options) {
 		o.Migrate = []config.Command{{Name: "db upgrade", Argv: []string{script}, Timeout: config.Duration{Duration: time.Minute}, Mode: "read-only"}}
 	})
-	if _, err := e.Start(context.Background(), ckanclient.RunbookOptions{}, "ckan:admin"); err != nil {
+	if _, err := e.Start(context.Background(), api.RunbookOptions{}, "ckan:admin"); err != nil {
 		t.Fatal(err)
 	}
-	rb := waitFor(t, e, "enable to wait", waitingAt(ckanclient.StepEnable))
-	if !rb.Waiting.TypeSiteName || stepState(rb, ckanclient.StepPreflight) != ckanclient.StepDone {
-		t.Fatalf("waiting %+v, preflight %s", rb.Waiting, stepState(rb, ckanclient.StepPreflight))
+	rb := waitFor(t, e, "enable to wait", waitingAt(api.StepEnable))
+	if !rb.Waiting.TypeSiteName || stepState(rb, api.StepPreflight) != api.StepDone {
+		t.Fatalf("waiting %+v, preflight %s", rb.Waiting, stepState(rb, api.StepPreflight))
 	}
 	// The confirmation names the journal event that asked it.
 	evs, _, _ := e.Events(0)
-	if last := evs[len(evs)-1]; last.Kind != ckanclient.EventConfirm || last.Seq != rb.Waiting.Seq || last.Seq != rb.Seq {
+	if last := evs[len(evs)-1]; last.Kind != api.EventConfirm || last.Seq != rb.Waiting.Seq || last.Seq != rb.Seq {
 		t.Fatalf("last event %+v, waiting seq %d, runbook seq %d", last, rb.Waiting.Seq, rb.Seq)
 	}
 	// A wrongly typed name confirms nothing.
-	_, err := e.Confirm(ckanclient.RunbookAction{Step: ckanclient.StepEnable, SiteName: "prdo"}, "ckan:admin")
+	_, err := e.Confirm(api.RunbookAction{Step: api.StepEnable, SiteName: "prdo"}, "ckan:admin")
 	var br *badRequest
 	if !errors.As(err, &br) || !strings.Contains(err.Error(), "type prod exactly") {
 		t.Fatalf("wrong name: %v", err)
@@ -285,66 +287,66 @@ func TestRunbookConfirmationsAndDrain(t *testing.T) {
 		t.Fatalf("mode changed on a wrong name: %v", site.modes)
 	}
 	// Confirming another step than the waiting one is a conflict.
-	if _, err := e.Confirm(ckanclient.RunbookAction{Step: ckanclient.StepMigrate, SiteName: "prod"}, "ckan:admin"); !errors.Is(err, ErrConflict) {
+	if _, err := e.Confirm(api.RunbookAction{Step: api.StepMigrate, SiteName: "prod"}, "ckan:admin"); !errors.Is(err, ErrConflict) {
 		t.Fatalf("confirm of another step: %v", err)
 	}
 	site.set(func(f *fakeSite) { f.inFlight, f.rqRunning = 2, 1 })
-	if _, err := e.Confirm(ckanclient.RunbookAction{Step: ckanclient.StepEnable, SiteName: "prod"}, "ckan:admin"); err != nil {
+	if _, err := e.Confirm(api.RunbookAction{Step: api.StepEnable, SiteName: "prod"}, "ckan:admin"); err != nil {
 		t.Fatal(err)
 	}
-	rb = waitFor(t, e, "the drain to wait on writes", func(rb *ckanclient.Runbook) bool {
-		for _, ev := range rb.StepByName(ckanclient.StepDrain).Evidence {
+	rb = waitFor(t, e, "the drain to wait on writes", func(rb *api.Runbook) bool {
+		for _, ev := range rb.StepByName(api.StepDrain).Evidence {
 			if strings.Contains(ev.Summary, "waiting: 2 write(s) in flight on gate web-1") && strings.Contains(ev.Summary, "1 RQ job(s) running") {
 				return true
 			}
 		}
 		return false
 	})
-	if site.mode() != ckanclient.ModeReadOnly || !site.suspended {
+	if site.mode() != api.ModeReadOnly || !site.suspended {
 		t.Fatalf("mode %s, suspended %v", site.mode(), site.suspended)
 	}
-	if s := stepState(rb, ckanclient.StepDrain); s != ckanclient.StepRunning {
+	if s := stepState(rb, api.StepDrain); s != api.StepRunning {
 		t.Fatalf("drain %s", s)
 	}
 	site.set(func(f *fakeSite) { f.inFlight, f.rqRunning = 0, 0 })
-	rb = waitFor(t, e, "migrate to wait", waitingAt(ckanclient.StepMigrate))
+	rb = waitFor(t, e, "migrate to wait", waitingAt(api.StepMigrate))
 	if !rb.Waiting.TypeSiteName || !strings.Contains(rb.Waiting.Prompt, "db upgrade") {
 		t.Fatalf("migrate confirmation %+v", rb.Waiting)
 	}
-	if stepState(rb, ckanclient.StepSnapshot) != ckanclient.StepDone {
-		t.Fatalf("snapshot %s", stepState(rb, ckanclient.StepSnapshot))
+	if stepState(rb, api.StepSnapshot) != api.StepDone {
+		t.Fatalf("snapshot %s", stepState(rb, api.StepSnapshot))
 	}
-	if _, err := e.Confirm(ckanclient.RunbookAction{SiteName: "prod"}, "ckan:admin"); err != nil {
+	if _, err := e.Confirm(api.RunbookAction{SiteName: "prod"}, "ckan:admin"); err != nil {
 		t.Fatal(err)
 	}
-	rb = waitFor(t, e, "disable to wait", waitingAt(ckanclient.StepDisable))
+	rb = waitFor(t, e, "disable to wait", waitingAt(api.StepDisable))
 	if rb.Waiting.TypeSiteName {
 		t.Error("disable asks for the site name; it asks y/N")
 	}
-	var run *ckanclient.Evidence
-	for i, ev := range rb.StepByName(ckanclient.StepMigrate).Evidence {
-		if ev.Kind == ckanclient.EvidenceRun {
-			run = &rb.StepByName(ckanclient.StepMigrate).Evidence[i]
+	var run *api.Evidence
+	for i, ev := range rb.StepByName(api.StepMigrate).Evidence {
+		if ev.Kind == api.EvidenceRun {
+			run = &rb.StepByName(api.StepMigrate).Evidence[i]
 		}
 	}
 	if run == nil || run.ExitCode == nil || *run.ExitCode != 0 || run.OutputTail != "migrating prod\ndone" {
 		t.Fatalf("migrate evidence %+v", run)
 	}
-	if site.mode() != ckanclient.ModeReadOnly {
+	if site.mode() != api.ModeReadOnly {
 		t.Fatal("writes reopened before disable was confirmed")
 	}
-	if _, err := e.Confirm(ckanclient.RunbookAction{}, "ckan:admin"); err != nil {
+	if _, err := e.Confirm(api.RunbookAction{}, "ckan:admin"); err != nil {
 		t.Fatal(err)
 	}
 	rb = waitFor(t, e, "the end", ended)
-	if rb.State != ckanclient.RunbookDone || site.mode() != ckanclient.ModeLive {
+	if rb.State != api.RunbookDone || site.mode() != api.ModeLive {
 		t.Fatalf("state %s (%s), mode %s", rb.State, rb.Error, site.mode())
 	}
 	// Output lines went to the journal as they came.
 	evs, _, _ = e.Events(0)
 	var lines []string
 	for _, ev := range evs {
-		if ev.Kind == ckanclient.EventOutput && ev.Step == ckanclient.StepMigrate {
+		if ev.Kind == api.EventOutput && ev.Step == api.StepMigrate {
 			lines = append(lines, ev.Message)
 		}
 	}
@@ -369,43 +371,43 @@ func TestRunbookMigrateFailsThenRetry(t *testing.T) {
 	e, _ := testEngine(t, site, func(o *Options) {
 		o.Migrate = []config.Command{{Name: "db upgrade", Argv: []string{script}, Timeout: config.Duration{Duration: time.Minute}, Mode: "down"}}
 	})
-	if _, err := e.Start(context.Background(), ckanclient.RunbookOptions{AutoConfirm: true}, "ops-token"); err != nil {
+	if _, err := e.Start(context.Background(), api.RunbookOptions{AutoConfirm: true}, "ops-token"); err != nil {
 		t.Fatal(err)
 	}
 	rb := waitFor(t, e, "the failure", ended)
-	if rb.State != ckanclient.RunbookFailed || rb.Step != ckanclient.StepMigrate {
+	if rb.State != api.RunbookFailed || rb.Step != api.StepMigrate {
 		t.Fatalf("state %s at %s", rb.State, rb.Step)
 	}
 	if !strings.Contains(rb.Error, "exited with status 3") {
 		t.Errorf("error %q", rb.Error)
 	}
 	// Never reopened: the site stays down, as the blocking migration left it.
-	if site.mode() != ckanclient.ModeDown || slices.Contains(site.modes, ckanclient.ModeLive) {
+	if site.mode() != api.ModeDown || slices.Contains(site.modes, api.ModeLive) {
 		t.Fatalf("mode %s, changes %v", site.mode(), site.modes)
 	}
-	ev := rb.StepByName(ckanclient.StepMigrate).Evidence
+	ev := rb.StepByName(api.StepMigrate).Evidence
 	last := ev[len(ev)-1]
 	if last.ExitCode == nil || *last.ExitCode != 3 || !strings.Contains(last.OutputTail, "relation missing") {
 		t.Fatalf("evidence %+v", last)
 	}
 	// Only a failed step can be retried; confirm has nothing to confirm.
-	if _, err := e.Confirm(ckanclient.RunbookAction{}, "x"); !errors.Is(err, ErrConflict) {
+	if _, err := e.Confirm(api.RunbookAction{}, "x"); !errors.Is(err, ErrConflict) {
 		t.Fatalf("confirm on a failed runbook: %v", err)
 	}
 	if err := os.WriteFile(flag, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.Retry(ckanclient.RunbookAction{Step: ckanclient.StepMigrate}, "ops-token"); err != nil {
+	if _, err := e.Retry(api.RunbookAction{Step: api.StepMigrate}, "ops-token"); err != nil {
 		t.Fatal(err)
 	}
 	rb = waitFor(t, e, "the end", ended)
-	if rb.State != ckanclient.RunbookDone {
+	if rb.State != api.RunbookDone {
 		t.Fatalf("after retry: %s (%s)", rb.State, rb.Error)
 	}
-	if got := rb.StepByName(ckanclient.StepMigrate).Attempts; got != 2 {
+	if got := rb.StepByName(api.StepMigrate).Attempts; got != 2 {
 		t.Errorf("attempts %d", got)
 	}
-	if !slices.Equal(site.modes, []string{"read-only", "down", "read-only", "live"}) {
+	if !slices.Equal(site.modes, []api.Mode{"read-only", "down", "read-only", "live"}) {
 		t.Errorf("mode changes %v", site.modes)
 	}
 }
@@ -420,14 +422,14 @@ func TestRunbookMigrateTimeoutKillsTheGroup(t *testing.T) {
 	e, _ := testEngine(t, site, func(o *Options) {
 		o.Migrate = []config.Command{{Name: "hangs", Argv: []string{script}, Timeout: config.Duration{Duration: 300 * time.Millisecond}, Mode: "read-only"}}
 	})
-	if _, err := e.Start(context.Background(), ckanclient.RunbookOptions{AutoConfirm: true}, "ops-token"); err != nil {
+	if _, err := e.Start(context.Background(), api.RunbookOptions{AutoConfirm: true}, "ops-token"); err != nil {
 		t.Fatal(err)
 	}
 	rb := waitFor(t, e, "the failure", ended)
-	if rb.State != ckanclient.RunbookFailed || rb.Step != ckanclient.StepMigrate || !strings.Contains(rb.Error, "killed after its timeout of 300ms") {
+	if rb.State != api.RunbookFailed || rb.Step != api.StepMigrate || !strings.Contains(rb.Error, "killed after its timeout of 300ms") {
 		t.Fatalf("state %s at %s: %s", rb.State, rb.Step, rb.Error)
 	}
-	if site.mode() != ckanclient.ModeReadOnly {
+	if site.mode() != api.ModeReadOnly {
 		t.Fatalf("mode %s", site.mode())
 	}
 	b, err := os.ReadFile(pidFile)
@@ -449,16 +451,16 @@ func TestRunbookAbortDisableNow(t *testing.T) {
 	site := newFakeSite(t)
 	site.set(func(f *fakeSite) { f.inFlight = 1 }) // the drain cannot finish
 	e, o := testEngine(t, site, nil)
-	rb, err := e.Start(context.Background(), ckanclient.RunbookOptions{AutoConfirm: true}, "ops-token")
+	rb, err := e.Start(context.Background(), api.RunbookOptions{AutoConfirm: true}, "ops-token")
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, e, "the drain", func(rb *ckanclient.Runbook) bool {
-		return rb.Step == ckanclient.StepDrain && len(rb.StepByName(ckanclient.StepDrain).Evidence) > 1
+	waitFor(t, e, "the drain", func(rb *api.Runbook) bool {
+		return rb.Step == api.StepDrain && len(rb.StepByName(api.StepDrain).Evidence) > 1
 	})
 	// Another runbook cannot start meanwhile, here or from another engine
 	// sharing the journal directory.
-	if _, err := e.Start(context.Background(), ckanclient.RunbookOptions{}, "x"); !errors.Is(err, ErrConflict) {
+	if _, err := e.Start(context.Background(), api.RunbookOptions{}, "x"); !errors.Is(err, ErrConflict) {
 		t.Fatalf("second start: %v", err)
 	}
 	o2 := o
@@ -467,11 +469,11 @@ func TestRunbookAbortDisableNow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := other.Start(context.Background(), ckanclient.RunbookOptions{}, "x"); !errors.Is(err, ErrConflict) {
+	if _, err := other.Start(context.Background(), api.RunbookOptions{}, "x"); !errors.Is(err, ErrConflict) {
 		t.Fatalf("start from a second engine: %v", err)
 	}
 	// It shows the runbook as running, not interrupted: it is not its own.
-	if cur, _ := other.Current(); cur.State != ckanclient.RunbookRunning {
+	if cur, _ := other.Current(); cur.State != api.RunbookRunning {
 		t.Fatalf("the second engine sees %s", cur.State)
 	}
 	other.Close()
@@ -480,14 +482,14 @@ func TestRunbookAbortDisableNow(t *testing.T) {
 		t.Fatalf("second lock: %v", err)
 	}
 
-	rb, err = e.Abort(context.Background(), ckanclient.RunbookAction{ID: rb.ID, Disable: true, Reason: "users complain"}, "ckan:admin")
+	rb, err = e.Abort(context.Background(), api.RunbookAction{ID: rb.ID, Disable: true, Reason: "users complain"}, "ckan:admin")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rb.State != ckanclient.RunbookAborted || !strings.Contains(rb.Error, "aborted at step drain by ckan:admin: users complain") {
+	if rb.State != api.RunbookAborted || !strings.Contains(rb.Error, "aborted at step drain by ckan:admin: users complain") {
 		t.Fatalf("%s: %s", rb.State, rb.Error)
 	}
-	if site.mode() != ckanclient.ModeLive || site.suspended {
+	if site.mode() != api.ModeLive || site.suspended {
 		t.Fatalf("after disable-now: mode %s, suspended %v", site.mode(), site.suspended)
 	}
 	if !slices.Contains(site.audit, "runbook-abort") {
@@ -495,7 +497,7 @@ func TestRunbookAbortDisableNow(t *testing.T) {
 	}
 	// The lock is free again.
 	site.set(func(f *fakeSite) { f.inFlight = 0 })
-	if _, err := e.Start(context.Background(), ckanclient.RunbookOptions{AutoConfirm: true}, "x"); err != nil {
+	if _, err := e.Start(context.Background(), api.RunbookOptions{AutoConfirm: true}, "x"); err != nil {
 		t.Fatalf("start after abort: %v", err)
 	}
 	waitFor(t, e, "the end", ended)
@@ -505,18 +507,18 @@ func TestRunbookAbortKeepsMaintenance(t *testing.T) {
 	site := newFakeSite(t)
 	site.set(func(f *fakeSite) { f.inFlight = 1 })
 	e, _ := testEngine(t, site, nil)
-	if _, err := e.Start(context.Background(), ckanclient.RunbookOptions{AutoConfirm: true}, "ops-token"); err != nil {
+	if _, err := e.Start(context.Background(), api.RunbookOptions{AutoConfirm: true}, "ops-token"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, e, "the drain", func(rb *ckanclient.Runbook) bool { return rb.Step == ckanclient.StepDrain })
-	rb, err := e.Abort(context.Background(), ckanclient.RunbookAction{}, "ops-token")
+	waitFor(t, e, "the drain", func(rb *api.Runbook) bool { return rb.Step == api.StepDrain })
+	rb, err := e.Abort(context.Background(), api.RunbookAction{}, "ops-token")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rb.State != ckanclient.RunbookAborted || site.mode() != ckanclient.ModeReadOnly {
+	if rb.State != api.RunbookAborted || site.mode() != api.ModeReadOnly {
 		t.Fatalf("%s, mode %s", rb.State, site.mode())
 	}
-	if _, err := e.Abort(context.Background(), ckanclient.RunbookAction{}, "ops-token"); !errors.Is(err, ErrConflict) {
+	if _, err := e.Abort(context.Background(), api.RunbookAction{}, "ops-token"); !errors.Is(err, ErrConflict) {
 		t.Fatalf("second abort: %v", err)
 	}
 }
@@ -526,31 +528,31 @@ func TestRunbookSkipRules(t *testing.T) {
 	e, _ := testEngine(t, site, func(o *Options) {
 		o.Migrate = []config.Command{{Name: "never", Argv: []string{"false"}, Timeout: config.Duration{Duration: time.Minute}}}
 	})
-	if _, err := e.Start(context.Background(), ckanclient.RunbookOptions{}, "ops-token"); err != nil {
+	if _, err := e.Start(context.Background(), api.RunbookOptions{}, "ops-token"); err != nil {
 		t.Fatal(err)
 	}
-	rb := waitFor(t, e, "enable", waitingAt(ckanclient.StepEnable))
-	if rb.StepByName(ckanclient.StepEnable).Skippable {
+	rb := waitFor(t, e, "enable", waitingAt(api.StepEnable))
+	if rb.StepByName(api.StepEnable).Skippable {
 		t.Error("enable says it is skippable")
 	}
-	if _, err := e.Skip(ckanclient.RunbookAction{}, "ops-token"); !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "cannot be skipped") {
+	if _, err := e.Skip(api.RunbookAction{}, "ops-token"); !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "cannot be skipped") {
 		t.Fatalf("skip enable: %v", err)
 	}
-	if _, err := e.Confirm(ckanclient.RunbookAction{SiteName: "prod"}, "ops-token"); err != nil {
+	if _, err := e.Confirm(api.RunbookAction{SiteName: "prod"}, "ops-token"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, e, "migrate", waitingAt(ckanclient.StepMigrate))
-	if _, err := e.Skip(ckanclient.RunbookAction{Step: ckanclient.StepMigrate, Reason: "no schema change"}, "ops-token"); err != nil {
+	waitFor(t, e, "migrate", waitingAt(api.StepMigrate))
+	if _, err := e.Skip(api.RunbookAction{Step: api.StepMigrate, Reason: "no schema change"}, "ops-token"); err != nil {
 		t.Fatal(err)
 	}
-	rb = waitFor(t, e, "disable", waitingAt(ckanclient.StepDisable))
-	if s := stepState(rb, ckanclient.StepMigrate); s != ckanclient.StepSkipped {
+	rb = waitFor(t, e, "disable", waitingAt(api.StepDisable))
+	if s := stepState(rb, api.StepMigrate); s != api.StepSkipped {
 		t.Fatalf("migrate %s", s)
 	}
-	if s := stepState(rb, ckanclient.StepVerify); s != ckanclient.StepDone {
+	if s := stepState(rb, api.StepVerify); s != api.StepDone {
 		t.Fatalf("verify %s", s)
 	}
-	if _, err := e.Confirm(ckanclient.RunbookAction{}, "ops-token"); err != nil {
+	if _, err := e.Confirm(api.RunbookAction{}, "ops-token"); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, e, "the end", ended)
@@ -559,46 +561,46 @@ func TestRunbookSkipRules(t *testing.T) {
 func TestRunbookInterruptedThenResumed(t *testing.T) {
 	site := newFakeSite(t)
 	e, o := testEngine(t, site, nil)
-	rb, err := e.Start(context.Background(), ckanclient.RunbookOptions{}, "ops-token")
+	rb, err := e.Start(context.Background(), api.RunbookOptions{}, "ops-token")
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, e, "enable", waitingAt(ckanclient.StepEnable))
-	if _, err := e.Confirm(ckanclient.RunbookAction{SiteName: "prod"}, "ops-token"); err != nil {
+	waitFor(t, e, "enable", waitingAt(api.StepEnable))
+	if _, err := e.Confirm(api.RunbookAction{SiteName: "prod"}, "ops-token"); err != nil {
 		t.Fatal(err)
 	}
 	site.set(func(f *fakeSite) { f.inFlight = 1 })
-	waitFor(t, e, "the drain", func(rb *ckanclient.Runbook) bool {
-		return rb.Step == ckanclient.StepDrain && stepState(rb, ckanclient.StepDrain) == ckanclient.StepRunning
+	waitFor(t, e, "the drain", func(rb *api.Runbook) bool {
+		return rb.Step == api.StepDrain && stepState(rb, api.StepDrain) == api.StepRunning
 	})
 	e2 := reopen(t, e, o) // the gate restarts mid-drain
 	got, err := e2.Current()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.ID != rb.ID || got.State != ckanclient.RunbookInterrupted || stepState(got, ckanclient.StepDrain) != ckanclient.StepInterrupted {
-		t.Fatalf("after restart: %s, drain %s", got.State, stepState(got, ckanclient.StepDrain))
+	if got.ID != rb.ID || got.State != api.RunbookInterrupted || stepState(got, api.StepDrain) != api.StepInterrupted {
+		t.Fatalf("after restart: %s, drain %s", got.State, stepState(got, api.StepDrain))
 	}
 	// The site is still held: no new runbook.
-	if _, err := e2.Start(context.Background(), ckanclient.RunbookOptions{}, "x"); !errors.Is(err, ErrConflict) {
+	if _, err := e2.Start(context.Background(), api.RunbookOptions{}, "x"); !errors.Is(err, ErrConflict) {
 		t.Fatalf("start over an interrupted runbook: %v", err)
 	}
-	if _, err := e2.Retry(ckanclient.RunbookAction{Step: ckanclient.StepSnapshot}, "x"); !errors.Is(err, ErrConflict) {
+	if _, err := e2.Retry(api.RunbookAction{Step: api.StepSnapshot}, "x"); !errors.Is(err, ErrConflict) {
 		t.Fatalf("retry of another step: %v", err)
 	}
 	site.set(func(f *fakeSite) { f.inFlight = 0 })
-	if _, err := e2.Resume(ckanclient.RunbookAction{}, "ops-token"); err != nil {
+	if _, err := e2.Resume(api.RunbookAction{}, "ops-token"); err != nil {
 		t.Fatal(err)
 	}
-	got = waitFor(t, e2, "disable", waitingAt(ckanclient.StepDisable))
-	if stepState(got, ckanclient.StepSnapshot) != ckanclient.StepDone || got.Snapshot == nil {
-		t.Fatalf("snapshot %s", stepState(got, ckanclient.StepSnapshot))
+	got = waitFor(t, e2, "disable", waitingAt(api.StepDisable))
+	if stepState(got, api.StepSnapshot) != api.StepDone || got.Snapshot == nil {
+		t.Fatalf("snapshot %s", stepState(got, api.StepSnapshot))
 	}
-	if _, err := e2.Confirm(ckanclient.RunbookAction{}, "ops-token"); err != nil {
+	if _, err := e2.Confirm(api.RunbookAction{}, "ops-token"); err != nil {
 		t.Fatal(err)
 	}
 	got = waitFor(t, e2, "the end", ended)
-	if got.State != ckanclient.RunbookDone {
+	if got.State != api.RunbookDone {
 		t.Fatalf("%s: %s", got.State, got.Error)
 	}
 	kinds := map[string]bool{}
@@ -606,7 +608,7 @@ func TestRunbookInterruptedThenResumed(t *testing.T) {
 	for _, ev := range evs {
 		kinds[ev.Kind] = true
 	}
-	for _, k := range []string{ckanclient.EventStarted, ckanclient.EventConfirmed, ckanclient.EventInterrupted, ckanclient.EventResumed, ckanclient.EventFinished} {
+	for _, k := range []string{api.EventStarted, api.EventConfirmed, api.EventInterrupted, api.EventResumed, api.EventFinished} {
 		if !kinds[k] {
 			t.Errorf("journal lacks a %s event", k)
 		}
@@ -616,20 +618,20 @@ func TestRunbookInterruptedThenResumed(t *testing.T) {
 func TestRunbookInterruptedWhileWaitingWaitsAgain(t *testing.T) {
 	site := newFakeSite(t)
 	e, o := testEngine(t, site, nil)
-	if _, err := e.Start(context.Background(), ckanclient.RunbookOptions{}, "ops-token"); err != nil {
+	if _, err := e.Start(context.Background(), api.RunbookOptions{}, "ops-token"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, e, "enable", waitingAt(ckanclient.StepEnable))
+	waitFor(t, e, "enable", waitingAt(api.StepEnable))
 	e2 := reopen(t, e, o)
-	if _, err := e2.Resume(ckanclient.RunbookAction{}, "ops-token"); err != nil {
+	if _, err := e2.Resume(api.RunbookAction{}, "ops-token"); err != nil {
 		t.Fatal(err)
 	}
 	// Resuming a step that waited does not confirm it.
-	waitFor(t, e2, "enable again", waitingAt(ckanclient.StepEnable))
+	waitFor(t, e2, "enable again", waitingAt(api.StepEnable))
 	if len(site.modes) != 0 {
 		t.Fatalf("mode changed: %v", site.modes)
 	}
-	if _, err := e2.Abort(context.Background(), ckanclient.RunbookAction{}, "ops-token"); err != nil {
+	if _, err := e2.Abort(context.Background(), api.RunbookAction{}, "ops-token"); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -637,13 +639,13 @@ func TestRunbookInterruptedWhileWaitingWaitsAgain(t *testing.T) {
 func TestRunbookPreflight(t *testing.T) {
 	t.Run("a failing check stops it before anything changes", func(t *testing.T) {
 		site := newFakeSite(t)
-		site.checks = []ckanclient.CheckResult{{Name: "ckan_db", Status: ckanclient.CheckFail, Summary: "connection refused"}}
+		site.checks = []api.CheckResult{{Name: "ckan_db", Status: api.CheckFail, Summary: "connection refused"}}
 		e, _ := testEngine(t, site, nil)
-		if _, err := e.Start(context.Background(), ckanclient.RunbookOptions{AutoConfirm: true}, "x"); err != nil {
+		if _, err := e.Start(context.Background(), api.RunbookOptions{AutoConfirm: true}, "x"); err != nil {
 			t.Fatal(err)
 		}
 		rb := waitFor(t, e, "the failure", ended)
-		if rb.State != ckanclient.RunbookFailed || rb.Step != ckanclient.StepPreflight || !strings.Contains(rb.Error, "ckan_db: connection refused") {
+		if rb.State != api.RunbookFailed || rb.Step != api.StepPreflight || !strings.Contains(rb.Error, "ckan_db: connection refused") {
 			t.Fatalf("%s at %s: %s", rb.State, rb.Step, rb.Error)
 		}
 		if len(site.modes) != 0 {
@@ -653,11 +655,11 @@ func TestRunbookPreflight(t *testing.T) {
 	t.Run("snapshot dir missing", func(t *testing.T) {
 		site := newFakeSite(t)
 		e, _ := testEngine(t, site, func(o *Options) { o.Snapshot.Dir = "/nonexistent/ckanops/snapshots" })
-		if _, err := e.Start(context.Background(), ckanclient.RunbookOptions{AutoConfirm: true}, "x"); err != nil {
+		if _, err := e.Start(context.Background(), api.RunbookOptions{AutoConfirm: true}, "x"); err != nil {
 			t.Fatal(err)
 		}
 		rb := waitFor(t, e, "the failure", ended)
-		if rb.State != ckanclient.RunbookFailed || rb.Step != ckanclient.StepPreflight || !strings.Contains(rb.Error, "/nonexistent/ckanops/snapshots does not exist") {
+		if rb.State != api.RunbookFailed || rb.Step != api.StepPreflight || !strings.Contains(rb.Error, "/nonexistent/ckanops/snapshots does not exist") {
 			t.Fatalf("%s at %s: %s", rb.State, rb.Step, rb.Error)
 		}
 	})
@@ -667,33 +669,33 @@ func TestRunbookPreflight(t *testing.T) {
 			o.Checks.CKANDB = "postgres://ckan@127.0.0.1:1/ckan"
 			o.Snapshot.PGDump = "/nonexistent/pg_dump"
 		})
-		if _, err := e.Start(context.Background(), ckanclient.RunbookOptions{AutoConfirm: true}, "x"); err != nil {
+		if _, err := e.Start(context.Background(), api.RunbookOptions{AutoConfirm: true}, "x"); err != nil {
 			t.Fatal(err)
 		}
 		rb := waitFor(t, e, "the failure", ended)
-		if rb.State != ckanclient.RunbookFailed || !strings.Contains(rb.Error, "pg_dump /nonexistent/pg_dump cannot be run") {
+		if rb.State != api.RunbookFailed || !strings.Contains(rb.Error, "pg_dump /nonexistent/pg_dump cannot be run") {
 			t.Fatalf("%s at %s: %s", rb.State, rb.Step, rb.Error)
 		}
 	})
 	t.Run("warnings wait for an acknowledgement", func(t *testing.T) {
 		site := newFakeSite(t)
-		site.checks = []ckanclient.CheckResult{{Name: "solr", Status: ckanclient.CheckWarn, Summary: "slow ping"}}
+		site.checks = []api.CheckResult{{Name: "solr", Status: api.CheckWarn, Summary: "slow ping"}}
 		e, _ := testEngine(t, site, nil)
-		if _, err := e.Start(context.Background(), ckanclient.RunbookOptions{}, "x"); err != nil {
+		if _, err := e.Start(context.Background(), api.RunbookOptions{}, "x"); err != nil {
 			t.Fatal(err)
 		}
-		rb := waitFor(t, e, "preflight", waitingAt(ckanclient.StepPreflight))
+		rb := waitFor(t, e, "preflight", waitingAt(api.StepPreflight))
 		if !slices.Equal(rb.Waiting.Warnings, []string{"solr: slow ping"}) || rb.Waiting.TypeSiteName {
 			t.Fatalf("confirmation %+v", rb.Waiting)
 		}
-		if _, err := e.Confirm(ckanclient.RunbookAction{}, "ckan:admin"); err != nil {
+		if _, err := e.Confirm(api.RunbookAction{}, "ckan:admin"); err != nil {
 			t.Fatal(err)
 		}
-		rb = waitFor(t, e, "enable", waitingAt(ckanclient.StepEnable))
-		if s := stepState(rb, ckanclient.StepPreflight); s != ckanclient.StepDone {
+		rb = waitFor(t, e, "enable", waitingAt(api.StepEnable))
+		if s := stepState(rb, api.StepPreflight); s != api.StepDone {
 			t.Fatalf("preflight %s", s)
 		}
-		if _, err := e.Abort(context.Background(), ckanclient.RunbookAction{}, "x"); err != nil {
+		if _, err := e.Abort(context.Background(), api.RunbookAction{}, "x"); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -707,7 +709,7 @@ func TestRunbookInconsistentSnapshotStops(t *testing.T) {
 	// digested the storage ("storage ...: N files") and before it looks again.
 	var once sync.Once
 	e.onOutput = func(step, line string) {
-		if step == ckanclient.StepSnapshot && strings.HasPrefix(line, "storage ") {
+		if step == api.StepSnapshot && strings.HasPrefix(line, "storage ") {
 			once.Do(func() {
 				if err := os.WriteFile(filepath.Join(storage, "resources", "ab", "late.csv"), []byte("x"), 0o644); err != nil {
 					t.Error(err)
@@ -715,20 +717,20 @@ func TestRunbookInconsistentSnapshotStops(t *testing.T) {
 			})
 		}
 	}
-	if _, err := e.Start(context.Background(), ckanclient.RunbookOptions{AutoConfirm: true}, "x"); err != nil {
+	if _, err := e.Start(context.Background(), api.RunbookOptions{AutoConfirm: true}, "x"); err != nil {
 		t.Fatal(err)
 	}
 	rb := waitFor(t, e, "the end", ended)
-	if rb.State != ckanclient.RunbookFailed || rb.Step != ckanclient.StepSnapshot {
+	if rb.State != api.RunbookFailed || rb.Step != api.StepSnapshot {
 		t.Fatalf("%s at %s: %s", rb.State, rb.Step, rb.Error)
 	}
 	if !strings.Contains(rb.Error, "inconsistent") || !strings.Contains(rb.Error, "late.csv") {
 		t.Fatalf("error %q", rb.Error)
 	}
-	if rb.Snapshot == nil || rb.Snapshot.Verdict != ckanclient.VerdictInconsistent {
+	if rb.Snapshot == nil || rb.Snapshot.Verdict != api.VerdictInconsistent {
 		t.Fatalf("snapshot %+v", rb.Snapshot)
 	}
-	if site.mode() != ckanclient.ModeReadOnly || slices.Contains(site.modes, ckanclient.ModeLive) {
+	if site.mode() != api.ModeReadOnly || slices.Contains(site.modes, api.ModeLive) {
 		t.Fatalf("mode %s after an inconsistent snapshot", site.mode())
 	}
 }

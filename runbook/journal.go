@@ -10,7 +10,8 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/ckanops/ckanops/ckanclient"
+	"github.com/ckanops/ckanops/api"
+
 	"github.com/ckanops/ckanops/internal/atomicfile"
 )
 
@@ -42,7 +43,7 @@ func (j *journal) close() error { return j.f.Close() }
 
 // append writes one event; sync makes it durable before returning (state
 // changes are synced, program output is not).
-func (j *journal) append(ev ckanclient.RunbookEvent, sync bool) error {
+func (j *journal) append(ev api.RunbookEvent, sync bool) error {
 	b, err := json.Marshal(ev)
 	if err != nil {
 		return err
@@ -59,7 +60,7 @@ func (j *journal) append(ev ckanclient.RunbookEvent, sync bool) error {
 }
 
 // save writes the record atomically: temp file, fsync, rename, fsync dir.
-func (j *journal) save(rb *ckanclient.Runbook) error {
+func (j *journal) save(rb *api.Runbook) error {
 	b, err := json.MarshalIndent(rb, "", "  ")
 	if err != nil {
 		return err
@@ -71,7 +72,7 @@ func (j *journal) save(rb *ckanclient.Runbook) error {
 }
 
 // load reads the last record; nil when there is none.
-func (j *journal) load() (*ckanclient.Runbook, error) {
+func (j *journal) load() (*api.Runbook, error) {
 	b, err := os.ReadFile(filepath.Join(j.dir, recordName))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -79,7 +80,7 @@ func (j *journal) load() (*ckanclient.Runbook, error) {
 	if err != nil {
 		return nil, fmt.Errorf("runbook: read record: %w", err)
 	}
-	var rb ckanclient.Runbook
+	var rb api.Runbook
 	if err := json.Unmarshal(b, &rb); err != nil {
 		return nil, fmt.Errorf("runbook: record %s is damaged: %w (move it away to start afresh; the journal %s keeps the history)",
 			filepath.Join(j.dir, recordName), err, filepath.Join(j.dir, journalName))
@@ -89,13 +90,13 @@ func (j *journal) load() (*ckanclient.Runbook, error) {
 
 // events reads the journal's events of runbook id, in order. A torn last
 // line (a crash mid-write) is ignored.
-func (j *journal) events(id string) ([]ckanclient.RunbookEvent, error) {
+func (j *journal) events(id string) ([]api.RunbookEvent, error) {
 	f, err := os.Open(filepath.Join(j.dir, journalName))
 	if err != nil {
 		return nil, fmt.Errorf("runbook: read journal: %w", err)
 	}
 	defer f.Close()
-	var out []ckanclient.RunbookEvent
+	var out []api.RunbookEvent
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 0, 64<<10), 4<<20)
 	needle := []byte(`"runbook":"` + id + `"`)
@@ -104,7 +105,7 @@ func (j *journal) events(id string) ([]ckanclient.RunbookEvent, error) {
 		if !bytes.Contains(line, needle) {
 			continue
 		}
-		var ev ckanclient.RunbookEvent
+		var ev api.RunbookEvent
 		if json.Unmarshal(line, &ev) != nil || ev.Runbook != id {
 			continue
 		}

@@ -9,10 +9,11 @@ import (
 	"os/exec"
 	"path/filepath"
 
+	"github.com/ckanops/ckanops/api"
+
 	"strings"
 	"time"
 
-	"github.com/ckanops/ckanops/checks"
 	"github.com/ckanops/ckanops/ckanclient"
 	"github.com/ckanops/ckanops/config"
 	"github.com/ckanops/ckanops/runbook/snapshot"
@@ -23,29 +24,29 @@ import (
 var errSkipped = errors.New("skipped")
 
 // confirmation is what step asks before it runs, or nil.
-func (e *Engine) confirmation(_ context.Context, step string) *ckanclient.Confirmation {
+func (e *Engine) confirmation(_ context.Context, step string) *api.Confirmation {
 	if !stepNeedsConfirm(step) {
 		return nil
 	}
 	o := e.rbOptions()
 	site := e.o.Site.Name()
 	switch step {
-	case ckanclient.StepEnable:
+	case api.StepEnable:
 		p := fmt.Sprintf("Put %s in %s mode", site, o.Mode)
 		if o.Message != "" {
 			p += fmt.Sprintf(" (message %q)", o.Message)
 		}
 		p += ", refusing every write, and suspend its RQ workers. Type the site's name to confirm."
-		return &ckanclient.Confirmation{Step: step, Prompt: p, TypeSiteName: true}
-	case ckanclient.StepMigrate:
+		return &api.Confirmation{Step: step, Prompt: p, TypeSiteName: true}
+	case api.StepMigrate:
 		names := make([]string, len(e.o.Migrate))
 		for i, c := range e.o.Migrate {
 			names[i] = fmt.Sprintf("%s (%s)", c.Name, strings.Join(c.Argv, " "))
 		}
-		return &ckanclient.Confirmation{Step: step, TypeSiteName: true,
+		return &api.Confirmation{Step: step, TypeSiteName: true,
 			Prompt: fmt.Sprintf("Run the migration on %s: %s. Type the site's name to confirm.", site, strings.Join(names, "; "))}
-	case ckanclient.StepDisable:
-		return &ckanclient.Confirmation{Step: step, Prompt: fmt.Sprintf("Reopen writes on %s (mode live) and resume its RQ workers?", site)}
+	case api.StepDisable:
+		return &api.Confirmation{Step: step, Prompt: fmt.Sprintf("Reopen writes on %s (mode live) and resume its RQ workers?", site)}
 	}
 	return nil
 }
@@ -53,19 +54,19 @@ func (e *Engine) confirmation(_ context.Context, step string) *ckanclient.Confir
 // runStep runs one step's action. A nil error means the step is done.
 func (e *Engine) runStep(ctx context.Context, step, actor string) error {
 	switch step {
-	case ckanclient.StepPreflight:
+	case api.StepPreflight:
 		return e.preflight(ctx)
-	case ckanclient.StepEnable:
+	case api.StepEnable:
 		return e.enable(ctx, actor)
-	case ckanclient.StepDrain:
+	case api.StepDrain:
 		return e.drain(ctx, actor)
-	case ckanclient.StepSnapshot:
+	case api.StepSnapshot:
 		return e.snapshot(ctx)
-	case ckanclient.StepMigrate:
+	case api.StepMigrate:
 		return e.migrate(ctx, actor)
-	case ckanclient.StepVerify:
+	case api.StepVerify:
 		return e.verify(ctx)
-	case ckanclient.StepDisable:
+	case api.StepDisable:
 		return e.disable(ctx, actor)
 	}
 	return fmt.Errorf("unknown step %q", step)
@@ -74,55 +75,55 @@ func (e *Engine) runStep(ctx context.Context, step, actor string) error {
 // preflight: every check not fail, the snapshot's tools and directory
 // usable; warnings are listed and must be acknowledged.
 func (e *Engine) preflight(ctx context.Context) error {
-	const step = ckanclient.StepPreflight
+	const step = api.StepPreflight
 	rep := e.o.Site.Health(ctx, true)
 	var fails, warns []string
 	for _, c := range rep.Checks {
-		ev := ckanclient.Evidence{Kind: ckanclient.EvidenceCheck, Summary: c.Name + ": " + c.Status + ": " + c.Summary,
-			OK: c.Status == ckanclient.CheckOK, DurationMS: c.Duration.Milliseconds()}
+		ev := api.Evidence{Kind: api.EvidenceCheck, Summary: c.Name + ": " + string(c.Status) + ": " + c.Summary,
+			OK: c.Status == api.CheckOK, DurationMS: c.Duration.Milliseconds()}
 		switch {
-		case checks.IsNotConfigured(c):
+		case c.IsNotConfigured():
 			ev.OK = true
-		case c.Status == ckanclient.CheckFail:
+		case c.Status == api.CheckFail:
 			fails = append(fails, c.Name+": "+c.Summary)
-		case c.Status == ckanclient.CheckWarn || c.Status == ckanclient.CheckUnknown:
+		case c.Status == api.CheckWarn || c.Status == api.CheckUnknown:
 			warns = append(warns, c.Name+": "+c.Summary)
 		}
 		e.evidence(step, ev)
 	}
 	for _, p := range e.snapshotProblems() {
 		fails = append(fails, p)
-		e.evidence(step, ckanclient.Evidence{Kind: ckanclient.EvidenceCheck, Summary: p})
+		e.evidence(step, api.Evidence{Kind: api.EvidenceCheck, Summary: p})
 	}
-	if st := e.o.Site.Status(ctx); st.Mode != ckanclient.ModeLive {
+	if st := e.o.Site.Status(ctx); st.Mode != api.ModeLive {
 		warns = append(warns, fmt.Sprintf("the site is already %s since %s (by %s): the runbook keeps it so", st.Mode, st.Since.Format(time.RFC3339), st.Actor))
 	}
 	if len(fails) > 0 {
 		return fmt.Errorf("%d check(s) fail: %s", len(fails), strings.Join(fails, "; "))
 	}
 	if len(warns) == 0 {
-		e.evidence(step, ckanclient.Evidence{Kind: ckanclient.EvidenceNote, OK: true, Summary: "every check passed"})
+		e.evidence(step, api.Evidence{Kind: api.EvidenceNote, OK: true, Summary: "every check passed"})
 		return nil
 	}
 	if e.rbOptions().AutoConfirm {
-		e.evidence(step, ckanclient.Evidence{Kind: ckanclient.EvidenceNote, OK: true,
+		e.evidence(step, api.Evidence{Kind: api.EvidenceNote, OK: true,
 			Summary: fmt.Sprintf("%d warning(s) acknowledged by auto-confirm: %s", len(warns), strings.Join(warns, "; "))})
 		return nil
 	}
-	conf := &ckanclient.Confirmation{Step: step, Warnings: warns,
+	conf := &api.Confirmation{Step: step, Warnings: warns,
 		Prompt: fmt.Sprintf("Preflight found %d warning(s). Acknowledge them and go on?", len(warns))}
 	d, ok := e.wait(ctx, step, conf)
 	if !ok || d.kind == "abort" {
 		return context.Canceled
 	}
 	e.mu.Lock()
-	e.rb.State = ckanclient.RunbookRunning
-	e.setStep(step, ckanclient.StepRunning, "")
+	e.rb.State = api.RunbookRunning
+	e.setStep(step, api.StepRunning, "")
 	e.mu.Unlock()
 	if d.kind == "skip" {
 		return errSkipped
 	}
-	e.evidence(step, ckanclient.Evidence{Kind: ckanclient.EvidenceNote, OK: true,
+	e.evidence(step, api.Evidence{Kind: api.EvidenceNote, OK: true,
 		Summary: fmt.Sprintf("%d warning(s) acknowledged by %s", len(warns), d.actor)})
 	return nil
 }
@@ -165,22 +166,22 @@ func (e *Engine) snapshotProblems() []string {
 
 // modeRequest is the runbook's maintenance request, for enable and for
 // migrate's return from down.
-func (e *Engine) modeRequest(mode, why string) ckanclient.ModeRequest {
+func (e *Engine) modeRequest(mode api.Mode, why string) api.ModeRequest {
 	o := e.rbOptions()
 	reason := fmt.Sprintf("runbook %s: %s", e.id(), why)
 	if o.Reason != "" {
 		reason += ": " + o.Reason
 	}
-	return ckanclient.ModeRequest{Mode: mode, Message: o.Message, Until: o.Until, For: o.For, Reason: reason}
+	return api.ModeRequest{Mode: mode, Message: o.Message, Until: o.Until, For: o.For, Reason: reason}
 }
 
-func (e *Engine) setMode(ctx context.Context, step string, req ckanclient.ModeRequest, actor string) (ckanclient.Status, error) {
+func (e *Engine) setMode(ctx context.Context, step string, req api.ModeRequest, actor string) (api.Status, error) {
 	st, err := e.o.Site.SetMode(ctx, req, actor)
 	if err != nil {
-		e.evidence(step, ckanclient.Evidence{Kind: ckanclient.EvidenceMode, Summary: "mode " + req.Mode + " refused by the gate: " + err.Error()})
+		e.evidence(step, api.Evidence{Kind: api.EvidenceMode, Summary: "mode " + string(req.Mode) + " refused by the gate: " + err.Error()})
 		return st, fmt.Errorf("the gate refused mode %s: %w", req.Mode, err)
 	}
-	e.evidence(step, ckanclient.Evidence{Kind: ckanclient.EvidenceMode, OK: true,
+	e.evidence(step, api.Evidence{Kind: api.EvidenceMode, OK: true,
 		Summary: fmt.Sprintf("mode %s, version %d, phase %s", st.Mode, st.Version, st.Phase),
 		Details: map[string]any{"mode": st.Mode, "version": st.Version, "phase": st.Phase, "since": st.Since}})
 	return st, nil
@@ -188,10 +189,10 @@ func (e *Engine) setMode(ctx context.Context, step string, req ckanclient.ModeRe
 
 // enable puts the site in maintenance, unless it already is in that mode.
 func (e *Engine) enable(ctx context.Context, actor string) error {
-	const step = ckanclient.StepEnable
+	const step = api.StepEnable
 	mode := e.rbOptions().Mode
 	if cur := e.o.Site.Status(ctx); cur.Mode == mode {
-		e.evidence(step, ckanclient.Evidence{Kind: ckanclient.EvidenceMode, OK: true,
+		e.evidence(step, api.Evidence{Kind: api.EvidenceMode, OK: true,
 			Summary: fmt.Sprintf("already %s since %s (version %d, by %s): kept as it is", cur.Mode, cur.Since.Format(time.RFC3339), cur.Version, cur.Actor),
 			Details: map[string]any{"mode": cur.Mode, "version": cur.Version, "since": cur.Since}})
 		return nil
@@ -203,16 +204,16 @@ func (e *Engine) enable(ctx context.Context, actor string) error {
 // drain suspends RQ and waits until nothing writes: no write in flight on
 // any gate, no RQ job running, no write transaction in either database.
 func (e *Engine) drain(ctx context.Context, actor string) error {
-	const step = ckanclient.StepDrain
+	const step = api.StepDrain
 	js, err := e.o.Site.SuspendJobs(ctx, actor, "runbook "+e.id()+": drain")
 	switch {
 	case errors.Is(err, ErrNotConfigured):
-		e.evidence(step, ckanclient.Evidence{Kind: ckanclient.EvidenceNote, OK: true, Summary: "RQ is not configured ([checks] redis): no workers to suspend"})
+		e.evidence(step, api.Evidence{Kind: api.EvidenceNote, OK: true, Summary: "RQ is not configured ([checks] redis): no workers to suspend"})
 	case err != nil:
-		e.evidence(step, ckanclient.Evidence{Kind: ckanclient.EvidenceCheck, Summary: "RQ workers not suspended: " + err.Error()})
+		e.evidence(step, api.Evidence{Kind: api.EvidenceCheck, Summary: "RQ workers not suspended: " + err.Error()})
 		return fmt.Errorf("RQ workers could not be suspended: %w", err)
 	default:
-		e.evidence(step, ckanclient.Evidence{Kind: ckanclient.EvidenceCheck, OK: true,
+		e.evidence(step, api.Evidence{Kind: api.EvidenceCheck, OK: true,
 			Summary: "RQ workers suspended (" + js.Check.Summary + ")"})
 	}
 	start := time.Now()
@@ -227,14 +228,14 @@ func (e *Engine) drain(ctx context.Context, actor string) error {
 		if len(busy) == 0 {
 			t := e.o.Clock()
 			details["drained_at"] = t
-			e.evidence(step, ckanclient.Evidence{Kind: ckanclient.EvidenceCheck, OK: true, Time: t,
+			e.evidence(step, api.Evidence{Kind: api.EvidenceCheck, OK: true, Time: t,
 				DurationMS: time.Since(start).Milliseconds(), Details: details,
 				Summary: "drained at " + t.Format(time.RFC3339Nano) + ": no write in flight on any gate, no RQ job running, no write transaction"})
 			return nil
 		}
 		if s := strings.Join(busy, "; "); s != last {
 			last = s
-			e.evidence(step, ckanclient.Evidence{Kind: ckanclient.EvidenceCheck, Summary: "waiting: " + s, Details: details})
+			e.evidence(step, api.Evidence{Kind: api.EvidenceCheck, Summary: "waiting: " + s, Details: details})
 		}
 		select {
 		case <-ctx.Done():
@@ -252,7 +253,7 @@ func (e *Engine) busy(ctx context.Context) ([]string, map[string]any) {
 	details := map[string]any{}
 	st := e.o.Site.Status(ctx)
 	details["mode_version"] = st.Version
-	if st.Mode == ckanclient.ModeLive {
+	if st.Mode == api.ModeLive {
 		return []string{"the site is live again (changed by " + st.Actor + "): nothing to drain into"}, details
 	}
 	for _, g := range st.Gates {
@@ -263,7 +264,7 @@ func (e *Engine) busy(ctx context.Context) ([]string, map[string]any) {
 			busy = append(busy, fmt.Sprintf("gate %s has not applied mode version %d yet (it has %d)", g.ID, st.Version, g.Version))
 		case g.InFlight > 0:
 			busy = append(busy, fmt.Sprintf("%d write(s) in flight on gate %s", g.InFlight, g.ID))
-		case g.Phase == ckanclient.PhaseDraining:
+		case g.Phase == api.PhaseDraining:
 			busy = append(busy, "gate "+g.ID+" is draining")
 		}
 	}
@@ -273,12 +274,12 @@ func (e *Engine) busy(ctx context.Context) ([]string, map[string]any) {
 	}
 	rep := e.o.Site.Health(ctx, true)
 	for _, c := range rep.Checks {
-		if checks.IsNotConfigured(c) {
+		if c.IsNotConfigured() {
 			continue
 		}
 		switch c.Name {
 		case "redis":
-			if c.Status == ckanclient.CheckFail {
+			if c.Status == api.CheckFail {
 				busy = append(busy, "RQ cannot be read: "+c.Summary)
 				continue
 			}
@@ -295,7 +296,7 @@ func (e *Engine) busy(ctx context.Context) ([]string, map[string]any) {
 				busy = append(busy, fmt.Sprintf("%d RQ job(s) running", d.Running))
 			}
 		case "ckan_db", "datastore_db":
-			if c.Status == ckanclient.CheckFail {
+			if c.Status == api.CheckFail {
 				busy = append(busy, c.Name+" cannot be read: "+c.Summary)
 				continue
 			}
@@ -328,7 +329,7 @@ func (e *Engine) busy(ctx context.Context) ([]string, map[string]any) {
 
 // decodeDetails reads a check's details into v (they hold Go values in
 // process, JSON on the wire: a round trip handles both).
-func decodeDetails(c ckanclient.CheckResult, v any) {
+func decodeDetails(c api.CheckResult, v any) {
 	b, err := json.Marshal(c.Details)
 	if err == nil {
 		_ = json.Unmarshal(b, v)
@@ -337,13 +338,13 @@ func decodeDetails(c ckanclient.CheckResult, v any) {
 
 // snapshot takes the snapshot and requires it consistent.
 func (e *Engine) snapshot(ctx context.Context) error {
-	const step = ckanclient.StepSnapshot
+	const step = api.StepSnapshot
 	st := e.o.Site.Status(ctx)
 	var quiesced time.Time
 	e.mu.Lock()
-	if d := e.rb.StepByName(ckanclient.StepDrain); d != nil {
+	if d := e.rb.StepByName(api.StepDrain); d != nil {
 		for _, ev := range d.Evidence {
-			if ev.OK && ev.Kind == ckanclient.EvidenceCheck && ev.Details != nil && ev.Details["drained_at"] != nil {
+			if ev.OK && ev.Kind == api.EvidenceCheck && ev.Details != nil && ev.Details["drained_at"] != nil {
 				quiesced = ev.Time
 			}
 		}
@@ -353,7 +354,7 @@ func (e *Engine) snapshot(ctx context.Context) error {
 	if s, err := e.o.Site.CKAN().StatusShow(ctx); err == nil {
 		version = s.CKANVersion
 	} else {
-		e.evidence(step, ckanclient.Evidence{Kind: ckanclient.EvidenceNote, Summary: "CKAN's version is unknown: " + err.Error()})
+		e.evidence(step, api.Evidence{Kind: api.EvidenceNote, Summary: "CKAN's version is unknown: " + err.Error()})
 	}
 	spec := snapshot.Spec{
 		Site: e.o.Site.Name(), Dir: e.o.Snapshot.Dir, PGDump: e.o.Snapshot.PGDump,
@@ -365,7 +366,7 @@ func (e *Engine) snapshot(ctx context.Context) error {
 	start := time.Now()
 	m, err := snapshot.Take(ctx, spec)
 	if err != nil {
-		e.evidence(step, ckanclient.Evidence{Kind: ckanclient.EvidenceRun, Summary: err.Error(), DurationMS: time.Since(start).Milliseconds()})
+		e.evidence(step, api.Evidence{Kind: api.EvidenceRun, Summary: err.Error(), DurationMS: time.Since(start).Milliseconds()})
 		return err
 	}
 	var total int64
@@ -374,11 +375,11 @@ func (e *Engine) snapshot(ctx context.Context) error {
 		total += f.Size
 		files[i] = map[string]any{"name": f.Name, "size": f.Size, "sha256": f.SHA256}
 	}
-	sum := &ckanclient.SnapshotSummary{Dir: m.Dir, Verdict: m.Verdict, Changed: m.Changed, Bytes: total}
+	sum := &api.SnapshotSummary{Dir: m.Dir, Verdict: m.Verdict, Changed: m.Changed, Bytes: total}
 	e.mu.Lock()
 	e.rb.Snapshot = sum
 	e.mu.Unlock()
-	e.evidence(step, ckanclient.Evidence{Kind: ckanclient.EvidenceRun, OK: m.Verdict == snapshot.Consistent,
+	e.evidence(step, api.Evidence{Kind: api.EvidenceRun, OK: m.Verdict == snapshot.Consistent,
 		DurationMS: time.Since(start).Milliseconds(),
 		Summary:    fmt.Sprintf("snapshot %s: %d file(s), %d bytes, %s", m.Dir, len(m.Files), total, m.Verdict),
 		Details: map[string]any{"dir": m.Dir, "files": files, "verdict": m.Verdict, "changed": m.Changed,
@@ -391,9 +392,9 @@ func (e *Engine) snapshot(ctx context.Context) error {
 	if keep > 0 {
 		removed, err := snapshot.Prune(e.o.Snapshot.Dir, e.o.Site.Name(), keep)
 		if err != nil {
-			e.evidence(step, ckanclient.Evidence{Kind: ckanclient.EvidenceNote, Summary: "old snapshots not pruned: " + err.Error()})
+			e.evidence(step, api.Evidence{Kind: api.EvidenceNote, Summary: "old snapshots not pruned: " + err.Error()})
 		} else if len(removed) > 0 {
-			e.evidence(step, ckanclient.Evidence{Kind: ckanclient.EvidenceNote, OK: true,
+			e.evidence(step, api.Evidence{Kind: api.EvidenceNote, OK: true,
 				Summary: fmt.Sprintf("removed %d old snapshot(s) ([snapshot] keep = %d): %s", len(removed), keep, strings.Join(removed, ", "))})
 		}
 	}
@@ -413,9 +414,9 @@ func (e *Engine) commandEnv() []string {
 
 // run runs one [[migrate]] or [[verify]] command and records it.
 func (e *Engine) runRecorded(ctx context.Context, step string, c config.Command) error {
-	e.evidence(step, ckanclient.Evidence{Kind: ckanclient.EvidenceNote, OK: true, Summary: "running " + c.Name + ": " + strings.Join(c.Argv, " "), Argv: c.Argv})
+	e.evidence(step, api.Evidence{Kind: api.EvidenceNote, OK: true, Summary: "running " + c.Name + ": " + strings.Join(c.Argv, " "), Argv: c.Argv})
 	res, err := runCommand(ctx, c, e.commandEnv(), func(line string) { e.output(step, line) })
-	ev := ckanclient.Evidence{Kind: ckanclient.EvidenceRun, Argv: c.Argv, DurationMS: res.Duration.Milliseconds(), OutputTail: res.Tail, OK: err == nil}
+	ev := api.Evidence{Kind: api.EvidenceRun, Argv: c.Argv, DurationMS: res.Duration.Milliseconds(), OutputTail: res.Tail, OK: err == nil}
 	code := res.ExitCode
 	ev.ExitCode = &code
 	if err != nil {
@@ -433,18 +434,18 @@ func (e *Engine) runRecorded(ctx context.Context, step string, c config.Command)
 // migrate runs the [[migrate]] commands; those with mode "down" run with
 // the site down, and it returns to the runbook's mode after them.
 func (e *Engine) migrate(ctx context.Context, actor string) error {
-	const step = ckanclient.StepMigrate
+	const step = api.StepMigrate
 	want := e.rbOptions().Mode
 	for i, c := range e.o.Migrate {
-		if c.Mode == ckanclient.ModeDown && e.o.Site.Status(ctx).Mode != ckanclient.ModeDown {
-			if _, err := e.setMode(ctx, step, e.modeRequest(ckanclient.ModeDown, "migrate "+c.Name), actor); err != nil {
+		if c.Mode == api.ModeDown && e.o.Site.Status(ctx).Mode != api.ModeDown {
+			if _, err := e.setMode(ctx, step, e.modeRequest(api.ModeDown, "migrate "+c.Name), actor); err != nil {
 				return err
 			}
 		}
 		if err := e.runRecorded(ctx, step, c); err != nil {
 			return err // the site stays as it is: down if it was
 		}
-		nextDown := i+1 < len(e.o.Migrate) && e.o.Migrate[i+1].Mode == ckanclient.ModeDown
+		nextDown := i+1 < len(e.o.Migrate) && e.o.Migrate[i+1].Mode == api.ModeDown
 		if !nextDown && e.o.Site.Status(ctx).Mode != want {
 			if _, err := e.setMode(ctx, step, e.modeRequest(want, "after migrate "+c.Name), actor); err != nil {
 				return err
@@ -457,27 +458,27 @@ func (e *Engine) migrate(ctx context.Context, actor string) error {
 // verify checks that CKAN answers through the gate, at the expected
 // version, with a working search; then the [[verify]] commands.
 func (e *Engine) verify(ctx context.Context) error {
-	const step = ckanclient.StepVerify
+	const step = api.StepVerify
 	c := e.o.Site.CKAN()
 	t0 := time.Now()
 	s, err := c.StatusShow(ctx)
 	if err != nil {
-		e.evidence(step, ckanclient.Evidence{Kind: ckanclient.EvidenceCheck, Summary: "status_show through the gate failed: " + err.Error()})
+		e.evidence(step, api.Evidence{Kind: api.EvidenceCheck, Summary: "status_show through the gate failed: " + err.Error()})
 		return fmt.Errorf("status_show through the gate failed: %w", err)
 	}
-	e.evidence(step, ckanclient.Evidence{Kind: ckanclient.EvidenceCheck, OK: true, DurationMS: time.Since(t0).Milliseconds(),
+	e.evidence(step, api.Evidence{Kind: api.EvidenceCheck, OK: true, DurationMS: time.Since(t0).Milliseconds(),
 		Summary: fmt.Sprintf("status_show answers through the gate: CKAN %s", s.CKANVersion), Details: map[string]any{"ckan_version": s.CKANVersion}})
 	if want := e.o.ExpectCKAN; want != "" && s.CKANVersion != want {
-		e.evidence(step, ckanclient.Evidence{Kind: ckanclient.EvidenceCheck, Summary: fmt.Sprintf("CKAN is %s, expected %s", s.CKANVersion, want)})
+		e.evidence(step, api.Evidence{Kind: api.EvidenceCheck, Summary: fmt.Sprintf("CKAN is %s, expected %s", s.CKANVersion, want)})
 		return fmt.Errorf("CKAN reports version %s, [runbook] expect_ckan_version is %s", s.CKANVersion, want)
 	}
 	t0 = time.Now()
 	res, err := c.PackageSearch(ctx, ckanclient.PackageSearchParams{Rows: 0})
 	if err != nil {
-		e.evidence(step, ckanclient.Evidence{Kind: ckanclient.EvidenceCheck, Summary: "package_search failed: " + err.Error()})
+		e.evidence(step, api.Evidence{Kind: api.EvidenceCheck, Summary: "package_search failed: " + err.Error()})
 		return fmt.Errorf("package_search through the gate failed: %w", err)
 	}
-	e.evidence(step, ckanclient.Evidence{Kind: ckanclient.EvidenceCheck, OK: true, DurationMS: time.Since(t0).Milliseconds(),
+	e.evidence(step, api.Evidence{Kind: api.EvidenceCheck, OK: true, DurationMS: time.Since(t0).Milliseconds(),
 		Summary: fmt.Sprintf("package_search answers: %d dataset(s)", res.Count)})
 	for _, cmd := range e.o.Verify {
 		if err := e.runRecorded(ctx, step, cmd); err != nil {
@@ -490,7 +491,7 @@ func (e *Engine) verify(ctx context.Context) error {
 // disable reopens writes, resumes RQ, and confirms that every gate is live
 // and CKAN answers.
 func (e *Engine) disable(ctx context.Context, actor string) error {
-	const step = ckanclient.StepDisable
+	const step = api.StepDisable
 	if err := e.reopen(ctx, step, actor, "disable"); err != nil {
 		return err
 	}
@@ -498,12 +499,12 @@ func (e *Engine) disable(ctx context.Context, actor string) error {
 	for {
 		st := e.o.Site.Status(ctx)
 		applied, live, lagging := st.Applied()
-		if st.Mode == ckanclient.ModeLive && st.Phase == ckanclient.PhaseLive && applied == live {
-			e.evidence(step, ckanclient.Evidence{Kind: ckanclient.EvidenceCheck, OK: true,
+		if st.Mode == api.ModeLive && st.Phase == api.PhaseLive && applied == live {
+			e.evidence(step, api.Evidence{Kind: api.EvidenceCheck, OK: true,
 				Summary: fmt.Sprintf("live on %d/%d gate(s), version %d", applied, live, st.Version)})
 			break
 		}
-		if st.Mode != ckanclient.ModeLive {
+		if st.Mode != api.ModeLive {
 			return fmt.Errorf("the mode is %s again (changed by %s) before the disable was confirmed", st.Mode, st.Actor)
 		}
 		if time.Now().After(deadline) {
@@ -519,24 +520,24 @@ func (e *Engine) disable(ctx context.Context, actor string) error {
 	if err != nil {
 		return fmt.Errorf("writes are open, but status_show through the gate failed: %w", err)
 	}
-	e.evidence(step, ckanclient.Evidence{Kind: ckanclient.EvidenceCheck, OK: true, Summary: "CKAN answers through the gate: " + s.CKANVersion})
+	e.evidence(step, api.Evidence{Kind: api.EvidenceCheck, OK: true, Summary: "CKAN answers through the gate: " + s.CKANVersion})
 	return nil
 }
 
 // reopen sets the mode live and resumes RQ.
 func (e *Engine) reopen(ctx context.Context, step, actor, why string) error {
-	if _, err := e.setMode(ctx, step, ckanclient.ModeRequest{Mode: ckanclient.ModeLive, Reason: "runbook " + e.id() + ": " + why}, actor); err != nil {
+	if _, err := e.setMode(ctx, step, api.ModeRequest{Mode: api.ModeLive, Reason: "runbook " + e.id() + ": " + why}, actor); err != nil {
 		return err
 	}
 	js, err := e.o.Site.ResumeJobs(ctx, actor, "runbook "+e.id()+": "+why)
 	switch {
 	case errors.Is(err, ErrNotConfigured):
-		e.evidence(step, ckanclient.Evidence{Kind: ckanclient.EvidenceNote, OK: true, Summary: "RQ is not configured: no workers to resume"})
+		e.evidence(step, api.Evidence{Kind: api.EvidenceNote, OK: true, Summary: "RQ is not configured: no workers to resume"})
 	case err != nil:
-		e.evidence(step, ckanclient.Evidence{Kind: ckanclient.EvidenceCheck, Summary: "RQ workers not resumed: " + err.Error()})
+		e.evidence(step, api.Evidence{Kind: api.EvidenceCheck, Summary: "RQ workers not resumed: " + err.Error()})
 		return fmt.Errorf("writes are open but RQ's workers were not resumed: %w (resume them with POST /-/ckanops/jobs/resume)", err)
 	default:
-		e.evidence(step, ckanclient.Evidence{Kind: ckanclient.EvidenceCheck, OK: true, Summary: "RQ workers resumed (" + js.Check.Summary + ")"})
+		e.evidence(step, api.Evidence{Kind: api.EvidenceCheck, OK: true, Summary: "RQ workers resumed (" + js.Check.Summary + ")"})
 	}
 	return nil
 }
@@ -545,5 +546,5 @@ func (e *Engine) reopen(ctx context.Context, step, actor, why string) error {
 func (e *Engine) disableNow(ctx context.Context, actor string) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	return e.reopen(ctx, ckanclient.StepDisable, actor, "disable now (abort)")
+	return e.reopen(ctx, api.StepDisable, actor, "disable now (abort)")
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/ckanops/ckanops/api"
+
 	"charm.land/bubbles/v2/key"
 	tea "charm.land/bubbletea/v2"
 
@@ -16,8 +18,8 @@ import (
 // modeAnswerMsg is the gate's answer to a mode change.
 type modeAnswerMsg struct {
 	site   string
-	req    ckanclient.ModeRequest
-	status *ckanclient.Status
+	req    api.ModeRequest
+	status *api.Status
 	err    error
 	at     time.Time
 }
@@ -26,7 +28,7 @@ type modeAnswerMsg struct {
 type jobsAnswerMsg struct {
 	site    string
 	suspend bool
-	state   *ckanclient.JobsState
+	state   *api.JobsState
 	err     error
 	at      time.Time
 }
@@ -44,7 +46,7 @@ func (m *Model) actionKey(k tea.KeyPressMsg, s *siteState) tea.Cmd {
 	case key.Matches(k, m.keys.Enable):
 		return m.openDialog(m.enableForm(s))
 	case key.Matches(k, m.keys.Disable):
-		if s.status != nil && s.status.Mode == ckanclient.ModeLive && s.err == nil {
+		if s.status != nil && s.status.Mode == api.ModeLive && s.err == nil {
 			m.setFlash(s.Name+" is live already: nothing to disable", false)
 			return nil
 		}
@@ -67,7 +69,7 @@ func (m *Model) nowLine(s *siteState) string {
 	}
 	st := s.status
 	line := fmt.Sprintf("%s is %s", s.Name, modeWord(st.Mode))
-	if st.Phase == ckanclient.PhaseDraining {
+	if st.Phase == api.PhaseDraining {
 		line += " (draining)"
 	}
 	if !st.Since.IsZero() {
@@ -91,7 +93,7 @@ func (m *Model) enableForm(s *siteState) *form {
 		if problem := checkMaintenanceForm(f, s); problem != "" {
 			return nil, problem
 		}
-		req := ckanclient.ModeRequest{Mode: f.value("mode"), Message: f.value("message"), For: f.value("for")}
+		req := api.ModeRequest{Mode: api.Mode(f.value("mode")), Message: f.value("message"), For: f.value("for")}
 		return m.sendMode(s, req), ""
 	}
 	return f
@@ -102,7 +104,7 @@ func (m *Model) enableForm(s *siteState) *form {
 // message and duration (the enable and runbook forms).
 func (m *Model) maintenanceFields() []field {
 	return []field{
-		{label: "mode", kind: choiceField, choices: []string{ckanclient.ModeReadOnly, ckanclient.ModeDown}, hint: "←/→ to change"},
+		{label: "mode", kind: choiceField, choices: []string{string(api.ModeReadOnly), string(api.ModeDown)}, hint: "←/→ to change"},
 		m.textFieldOf("message", "shown to visitors and API clients", ""),
 		m.textFieldOf("for", "optional", "e.g. 90m or 2h30m; sets the ETA"),
 	}
@@ -142,7 +144,7 @@ func (m *Model) disableForm(s *siteState) *form {
 		lines: []string{m.nowLine(s), "Put " + s.Name + " back to live: writes pass again."},
 	}
 	f.submit = func(*form) (tea.Cmd, string) {
-		return m.sendMode(s, ckanclient.ModeRequest{Mode: ckanclient.ModeLive}), ""
+		return m.sendMode(s, api.ModeRequest{Mode: api.ModeLive}), ""
 	}
 	return f
 }
@@ -182,12 +184,12 @@ func (m *Model) jobsForm(s *siteState) *form {
 // sendMode marks s as waiting and returns the command that asks the gate
 // to change the mode. The change is compare-and-set on the version the
 // console showed, so a change someone made meanwhile is never overwritten.
-func (m *Model) sendMode(s *siteState, req ckanclient.ModeRequest) tea.Cmd {
+func (m *Model) sendMode(s *siteState, req api.ModeRequest) tea.Cmd {
 	if s.status != nil {
 		v := s.status.Version
 		req.ExpectVersion = &v
 	}
-	s.pending = req.Mode
+	s.pending = string(req.Mode)
 	m.setFlash(fmt.Sprintf("%s: sending %s…", s.Name, req.Mode), false)
 	ctx, g, name, timeout, clock := m.ctx, s.Gate, s.Name, s.Timeout, m.clock
 	return func() tea.Msg {
@@ -215,7 +217,7 @@ func (m *Model) onModeAnswer(msg modeAnswerMsg) tea.Cmd {
 	st := msg.status
 	s.status, s.statusAt, s.err = st, msg.at, nil
 	text := fmt.Sprintf("%s: now %s (%s), version %d", s.Name, modeWord(st.Mode), st.Phase, st.Version)
-	if st.Phase == ckanclient.PhaseDraining {
+	if st.Phase == api.PhaseDraining {
 		text += fmt.Sprintf(", %s in flight", plural(len(st.InFlight), "write", "writes"))
 	}
 	m.setFlash(text, false)
@@ -255,13 +257,13 @@ func (m *Model) sendJobs(s *siteState, suspend bool) tea.Cmd {
 		cctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
 		var (
-			js  *ckanclient.JobsState
+			js  *api.JobsState
 			err error
 		)
 		if suspend {
-			js, err = g.SuspendJobs(cctx, ckanclient.JobsRequest{})
+			js, err = g.SuspendJobs(cctx, api.JobsRequest{})
 		} else {
-			js, err = g.ResumeJobs(cctx, ckanclient.JobsRequest{})
+			js, err = g.ResumeJobs(cctx, api.JobsRequest{})
 		}
 		return jobsAnswerMsg{site: name, suspend: suspend, state: js, err: timeoutError(err, timeout), at: clock()}
 	}
@@ -297,7 +299,7 @@ func (m *Model) onJobsAnswer(msg jobsAnswerMsg) tea.Cmd {
 	m.setFlash(text, false)
 	if s.report != nil && js.Check.Status != "" {
 		rep := *s.report
-		rep.Checks = append([]ckanclient.CheckResult(nil), rep.Checks...)
+		rep.Checks = append([]api.CheckResult(nil), rep.Checks...)
 		for i := range rep.Checks {
 			if rep.Checks[i].Name == checkRedis {
 				c := js.Check

@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
-	tea "charm.land/bubbletea/v2"
+	"github.com/ckanops/ckanops/api"
 
-	"github.com/ckanops/ckanops/ckanclient"
+	tea "charm.land/bubbletea/v2"
 )
 
 // hundredSites is a model of 100 sites in every state: mostly healthy,
@@ -94,7 +94,7 @@ func BenchmarkRefreshRound100(b *testing.B) {
 		wg.Wait()
 		feed(m, msgs)
 		for _, s := range m.sites {
-			if s.err != nil || s.status == nil || s.status.Mode != ckanclient.ModeLive {
+			if s.err != nil || s.status == nil || s.status.Mode != api.ModeLive {
 				b.Fatalf("%s: %v", s.Name, s.err)
 			}
 		}

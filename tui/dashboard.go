@@ -6,11 +6,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ckanops/ckanops/api"
+
 	"charm.land/bubbles/v2/key"
 	tea "charm.land/bubbletea/v2"
 
-	"github.com/ckanops/ckanops/checks"
-	"github.com/ckanops/ckanops/ckanclient"
 	"github.com/ckanops/ckanops/internal/human"
 )
 
@@ -49,7 +49,7 @@ var columns = []column{
 		if r.status == nil {
 			return "-"
 		}
-		return r.status.Phase
+		return string(r.status.Phase)
 	}},
 	{name: "HEALTH", width: 7, prio: 2, cell: func(_ *Model, r ranked, _ time.Time) string { return r.a.word },
 		paint: func(m *Model, r ranked, c string) string { return m.st.paint(m.st.forStatus(r.a.status), c) }},
@@ -67,7 +67,7 @@ var columns = []column{
 	{name: "RQ", width: 10, prio: 10, cell: cellRQ},
 	{name: "SOLR", width: 4, prio: 11, cell: cellSolr, paint: func(m *Model, r ranked, c string) string {
 		if st := strings.TrimSpace(c); st != "-" {
-			return m.st.paint(m.st.forStatus(st), c)
+			return m.st.paint(m.st.forStatus(api.CheckStatus(st)), c)
 		}
 		return c
 	}},
@@ -150,18 +150,18 @@ func cellMode(_ *Model, r ranked, _ time.Time) string {
 }
 
 // modeWord spells a mode so that it reads without colour.
-func modeWord(mode string) string {
+func modeWord(mode api.Mode) string {
 	switch mode {
-	case ckanclient.ModeLive:
+	case api.ModeLive:
 		return "LIVE"
-	case ckanclient.ModeReadOnly:
+	case api.ModeReadOnly:
 		return "READ-ONLY"
-	case ckanclient.ModeDown:
+	case api.ModeDown:
 		return "DOWN"
 	case "":
 		return "?"
 	}
-	return strings.ToUpper(mode)
+	return strings.ToUpper(string(mode))
 }
 
 func cellSince(_ *Model, r ranked, now time.Time) string {
@@ -191,13 +191,13 @@ func cellWrites(_ *Model, r ranked, _ time.Time) string {
 
 // check returns the named check of a report, or nil when the report
 // lacks it or it is not configured.
-func check(rep *ckanclient.Report, name string) *ckanclient.CheckResult {
+func check(rep *api.Report, name string) *api.CheckResult {
 	if rep == nil {
 		return nil
 	}
 	for i := range rep.Checks {
 		if rep.Checks[i].Name == name {
-			if checks.IsNotConfigured(rep.Checks[i]) {
+			if rep.Checks[i].IsNotConfigured() {
 				return nil
 			}
 			return &rep.Checks[i]
@@ -214,13 +214,13 @@ func cellDB(_ *Model, r ranked, _ time.Time) string {
 	conns, ok1 := number(c.Details, "connections")
 	maxConns, ok2 := number(c.Details, "max_connections")
 	if !ok1 || !ok2 {
-		return c.Status
+		return string(c.Status)
 	}
 	return fmt.Sprintf("%d/%d", int(conns), int(maxConns))
 }
 
 // longestTx is the age of the oldest transaction open on either database.
-func longestTx(rep *ckanclient.Report) (time.Duration, bool) {
+func longestTx(rep *api.Report) (time.Duration, bool) {
 	var longest time.Duration
 	found := false
 	for _, name := range []string{checkCKANDB, checkDatastore} {
@@ -250,7 +250,7 @@ func cellRQ(_ *Model, r ranked, _ time.Time) string {
 	q, ok1 := number(c.Details, "queued")
 	run, ok2 := number(c.Details, "running")
 	if !ok1 || !ok2 {
-		return c.Status
+		return string(c.Status)
 	}
 	s := fmt.Sprintf("%dq/%dr", int(q), int(run))
 	if susp, _ := flag(c.Details, "suspended"); susp {
@@ -261,7 +261,7 @@ func cellRQ(_ *Model, r ranked, _ time.Time) string {
 
 func cellSolr(_ *Model, r ranked, _ time.Time) string {
 	if c := check(r.report, checkSolr); c != nil {
-		return c.Status
+		return string(c.Status)
 	}
 	return "-"
 }
@@ -271,7 +271,7 @@ func cellCKAN(_ *Model, r ranked, _ time.Time) string {
 		if v := text(c.Details, "version"); v != "" {
 			return v
 		}
-		return c.Status
+		return string(c.Status)
 	}
 	return "-"
 }

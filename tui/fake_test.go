@@ -5,9 +5,9 @@ import (
 	"sync"
 	"time"
 
-	tea "charm.land/bubbletea/v2"
+	"github.com/ckanops/ckanops/api"
 
-	"github.com/ckanops/ckanops/ckanclient"
+	tea "charm.land/bubbletea/v2"
 )
 
 // fakeGate is a Gate whose answers a test sets, and which counts calls.
@@ -15,22 +15,22 @@ type fakeGate struct {
 	mu    sync.Mutex
 	calls map[string]int
 
-	status    *ckanclient.Status
+	status    *api.Status
 	statusErr error
-	statusFn  func(ctx context.Context) (*ckanclient.Status, error) // overrides status
-	report    *ckanclient.Report
+	statusFn  func(ctx context.Context) (*api.Status, error) // overrides status
+	report    *api.Report
 	healthErr error
 	delay     time.Duration // every read waits this long (or until ctx ends)
 
-	modeReqs []ckanclient.ModeRequest
+	modeReqs []api.ModeRequest
 	modeErr  error
 
-	runbook   *ckanclient.Runbook
+	runbook   *api.Runbook
 	rbActions []string
-	events    chan ckanclient.RunbookEvent // RunbookEvents sends what arrives here
-	sinces    []int64                      // the since of every RunbookEvents call
-	started   []ckanclient.RunbookOptions
-	audit     []ckanclient.AuditEntry
+	events    chan api.RunbookEvent // RunbookEvents sends what arrives here
+	sinces    []int64               // the since of every RunbookEvents call
+	started   []api.RunbookOptions
+	audit     []api.AuditEntry
 }
 
 func newFakeGate() *fakeGate { return &fakeGate{calls: map[string]int{}} }
@@ -72,7 +72,7 @@ func (g *fakeGate) wait(ctx context.Context) error {
 	}
 }
 
-func (g *fakeGate) Status(ctx context.Context) (*ckanclient.Status, error) {
+func (g *fakeGate) Status(ctx context.Context) (*api.Status, error) {
 	g.count("Status")
 	if g.statusFn != nil {
 		return g.statusFn(ctx)
@@ -89,7 +89,7 @@ func (g *fakeGate) Status(ctx context.Context) (*ckanclient.Status, error) {
 	return &st, nil
 }
 
-func (g *fakeGate) Health(ctx context.Context) (*ckanclient.Report, error) {
+func (g *fakeGate) Health(ctx context.Context) (*api.Report, error) {
 	g.count("Health")
 	if err := g.wait(ctx); err != nil {
 		return nil, err
@@ -103,7 +103,7 @@ func (g *fakeGate) Health(ctx context.Context) (*ckanclient.Report, error) {
 	return &r, nil
 }
 
-func (g *fakeGate) SetMode(_ context.Context, req ckanclient.ModeRequest) (*ckanclient.Status, error) {
+func (g *fakeGate) SetMode(_ context.Context, req api.ModeRequest) (*api.Status, error) {
 	g.count("SetMode")
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -119,14 +119,14 @@ func (g *fakeGate) SetMode(_ context.Context, req ckanclient.ModeRequest) (*ckan
 	}
 	st.Version++
 	switch {
-	case req.Mode == ckanclient.ModeLive:
-		st.Phase, st.InFlight = ckanclient.PhaseLive, nil
+	case req.Mode == api.ModeLive:
+		st.Phase, st.InFlight = api.PhaseLive, nil
 	case len(st.InFlight) > 0:
-		st.Phase = ckanclient.PhaseDraining
+		st.Phase = api.PhaseDraining
 	default:
-		st.Phase = ckanclient.PhaseQuiesced
+		st.Phase = api.PhaseQuiesced
 	}
-	st.Gates = append([]ckanclient.GateInfo(nil), st.Gates...)
+	st.Gates = append([]api.GateInfo(nil), st.Gates...)
 	for i := range st.Gates {
 		st.Gates[i].Version, st.Gates[i].Phase = st.Version, st.Phase
 	}
@@ -135,24 +135,24 @@ func (g *fakeGate) SetMode(_ context.Context, req ckanclient.ModeRequest) (*ckan
 	return &out, nil
 }
 
-func (g *fakeGate) SuspendJobs(context.Context, ckanclient.JobsRequest) (*ckanclient.JobsState, error) {
+func (g *fakeGate) SuspendJobs(context.Context, api.JobsRequest) (*api.JobsState, error) {
 	g.count("SuspendJobs")
-	return &ckanclient.JobsState{Suspended: true, Changed: true}, nil
+	return &api.JobsState{Suspended: true, Changed: true}, nil
 }
 
-func (g *fakeGate) ResumeJobs(context.Context, ckanclient.JobsRequest) (*ckanclient.JobsState, error) {
+func (g *fakeGate) ResumeJobs(context.Context, api.JobsRequest) (*api.JobsState, error) {
 	g.count("ResumeJobs")
-	return &ckanclient.JobsState{Suspended: false, Changed: true}, nil
+	return &api.JobsState{Suspended: false, Changed: true}, nil
 }
 
-func (g *fakeGate) AuditTail(_ context.Context, n int) ([]ckanclient.AuditEntry, error) {
+func (g *fakeGate) AuditTail(_ context.Context, n int) ([]api.AuditEntry, error) {
 	g.count("AuditTail")
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.audit[max(0, len(g.audit)-n):], nil
 }
 
-func (g *fakeGate) Runbook(context.Context) (*ckanclient.Runbook, error) {
+func (g *fakeGate) Runbook(context.Context) (*api.Runbook, error) {
 	g.count("Runbook")
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -163,7 +163,7 @@ func (g *fakeGate) Runbook(context.Context) (*ckanclient.Runbook, error) {
 	return &rb, nil
 }
 
-func (g *fakeGate) rbAction(name string) (*ckanclient.Runbook, error) {
+func (g *fakeGate) rbAction(name string) (*api.Runbook, error) {
 	g.count(name)
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -175,39 +175,39 @@ func (g *fakeGate) rbAction(name string) (*ckanclient.Runbook, error) {
 	return &rb, nil
 }
 
-func (g *fakeGate) StartRunbook(_ context.Context, o ckanclient.RunbookOptions) (*ckanclient.Runbook, error) {
+func (g *fakeGate) StartRunbook(_ context.Context, o api.RunbookOptions) (*api.Runbook, error) {
 	g.mu.Lock()
 	g.started = append(g.started, o)
 	rb := midDrainRunbook()
-	rb.Options, rb.State, rb.Step, rb.Seq = o, ckanclient.RunbookRunning, ckanclient.StepPreflight, 50
+	rb.Options, rb.State, rb.Step, rb.Seq = o, api.RunbookRunning, api.StepPreflight, 50
 	for i := range rb.Steps {
-		rb.Steps[i].State, rb.Steps[i].Evidence = ckanclient.StepPending, nil
+		rb.Steps[i].State, rb.Steps[i].Evidence = api.StepPending, nil
 	}
-	rb.Steps[0].State = ckanclient.StepRunning
+	rb.Steps[0].State = api.StepRunning
 	g.runbook = rb
 	g.mu.Unlock()
 	return g.rbAction("StartRunbook")
 }
-func (g *fakeGate) ConfirmStep(_ context.Context, a ckanclient.RunbookAction) (*ckanclient.Runbook, error) {
+func (g *fakeGate) ConfirmStep(_ context.Context, a api.RunbookAction) (*api.Runbook, error) {
 	return g.rbAction("ConfirmStep:" + a.Step + ":" + a.SiteName)
 }
-func (g *fakeGate) RetryStep(_ context.Context, a ckanclient.RunbookAction) (*ckanclient.Runbook, error) {
+func (g *fakeGate) RetryStep(_ context.Context, a api.RunbookAction) (*api.Runbook, error) {
 	return g.rbAction("RetryStep")
 }
-func (g *fakeGate) ResumeRunbook(_ context.Context, a ckanclient.RunbookAction) (*ckanclient.Runbook, error) {
+func (g *fakeGate) ResumeRunbook(_ context.Context, a api.RunbookAction) (*api.Runbook, error) {
 	return g.rbAction("ResumeRunbook")
 }
-func (g *fakeGate) SkipStep(_ context.Context, a ckanclient.RunbookAction) (*ckanclient.Runbook, error) {
+func (g *fakeGate) SkipStep(_ context.Context, a api.RunbookAction) (*api.Runbook, error) {
 	return g.rbAction("SkipStep")
 }
-func (g *fakeGate) AbortRunbook(_ context.Context, a ckanclient.RunbookAction) (*ckanclient.Runbook, error) {
+func (g *fakeGate) AbortRunbook(_ context.Context, a api.RunbookAction) (*api.Runbook, error) {
 	if a.Disable {
 		return g.rbAction("AbortRunbook:disable")
 	}
 	return g.rbAction("AbortRunbook")
 }
 
-func (g *fakeGate) RunbookEvents(ctx context.Context, since int64, fn func(ckanclient.RunbookEvent) error) error {
+func (g *fakeGate) RunbookEvents(ctx context.Context, since int64, fn func(api.RunbookEvent) error) error {
 	g.count("RunbookEvents")
 	g.mu.Lock()
 	g.sinces = append(g.sinces, since)

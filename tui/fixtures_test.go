@@ -5,17 +5,17 @@ import (
 	"fmt"
 	"time"
 
-	tea "charm.land/bubbletea/v2"
+	"github.com/ckanops/ckanops/api"
 
-	"github.com/ckanops/ckanops/ckanclient"
+	tea "charm.land/bubbletea/v2"
 )
 
 func ptrTime(t time.Time) *time.Time { return &t }
 
 // report is a checks report with every check configured.
-func report(site, version string, conns, maxConns int, longest float64, queued, running int, solr string) *ckanclient.Report {
+func report(site, version string, conns, maxConns int, longest float64, queued, running int, solr api.CheckStatus) *api.Report {
 	at := t0.Add(-2 * time.Second)
-	return &ckanclient.Report{Site: site, Checks: []ckanclient.CheckResult{
+	return &api.Report{Site: site, Checks: []api.CheckResult{
 		{Name: "gate", Status: "ok", Summary: "gate answers", ObservedAt: at},
 		{Name: "ckan", Status: "ok", Summary: "CKAN " + version + ", 12 plugins, 41.0 ms", ObservedAt: at,
 			Details: map[string]any{"version": version, "latency_ms": 41.0}},
@@ -32,33 +32,33 @@ func report(site, version string, conns, maxConns int, longest float64, queued, 
 	}}
 }
 
-func liveStatus(site string, version int64) *ckanclient.Status {
-	return &ckanclient.Status{
-		Site: site, Mode: ckanclient.ModeLive, Phase: ckanclient.PhaseLive,
+func liveStatus(site string, version int64) *api.Status {
+	return &api.Status{
+		Site: site, Mode: api.ModeLive, Phase: api.PhaseLive,
 		Since: t0.Add(-72 * time.Hour), Version: version, Actor: "ckan:admin", Reason: "upgrade done",
-		Gates: []ckanclient.GateInfo{
+		Gates: []api.GateInfo{
 			{ID: "web-1", Version: version, Phase: "live", Seen: t0.Add(-time.Second)},
 			{ID: "web-2", Version: version, Phase: "live", Seen: t0.Add(-2 * time.Second)},
 		},
-		Store: &ckanclient.StoreHealth{Kind: "redis", OK: true},
+		Store: &api.StoreHealth{Kind: "redis", OK: true},
 	}
 }
 
-func drainingStatus(site string) *ckanclient.Status {
-	return &ckanclient.Status{
-		Site: site, Mode: ckanclient.ModeReadOnly, Phase: ckanclient.PhaseDraining,
+func drainingStatus(site string) *api.Status {
+	return &api.Status{
+		Site: site, Mode: api.ModeReadOnly, Phase: api.PhaseDraining,
 		Message: "Upgrading to CKAN 2.11; back by 17:00", Since: t0.Add(-20 * time.Second),
 		Until: ptrTime(t0.Add(2 * time.Hour)), Version: 8, Actor: "ckan:admin", Reason: "upgrade",
-		InFlight: []ckanclient.InFlightWrite{
+		InFlight: []api.InFlightWrite{
 			{Method: "POST", Path: "/api/3/action/package_update", AgeMS: 12500, Remote: "10.0.0.5"},
 			{Method: "POST", Path: "/dataset/edit/water-quality", AgeMS: 3100, Remote: "10.0.0.9"},
 		},
-		Gates: []ckanclient.GateInfo{
+		Gates: []api.GateInfo{
 			{ID: "web-1", Version: 8, Phase: "draining", InFlight: 2, Seen: t0.Add(-time.Second)},
 			{ID: "web-2", Version: 8, Phase: "quiesced", Seen: t0.Add(-time.Second)},
 			{ID: "web-3", Version: 7, Phase: "live", Seen: t0.Add(-3 * time.Second)},
 		},
-		Store: &ckanclient.StoreHealth{Kind: "redis", OK: true},
+		Store: &api.StoreHealth{Kind: "redis", OK: true},
 	}
 }
 
@@ -80,7 +80,7 @@ func fourSites() ([]Site, map[string]*fakeGate) {
 	gates["archive"].report = report("archive", "2.9.11", 8, 50, 0, 0, 0, "ok")
 	gates["data"].status = drainingStatus("data")
 	gates["data"].report = report("data", "2.10.4", 41, 100, 192, 12, 2, "warn")
-	gates["data"].audit = []ckanclient.AuditEntry{
+	gates["data"].audit = []api.AuditEntry{
 		{Time: t0.Add(-3 * time.Hour), Event: "mode", Actor: "ckan:admin", From: "read-only", To: "live", Version: 11, Reason: "harvest done", Remote: "10.0.0.5"},
 		{Time: t0.Add(-25 * time.Second), Event: "rq-suspend", Actor: "ops-token", From: "resumed", To: "suspended", Remote: "runbook"},
 		{Time: t0.Add(-20 * time.Second), Event: "mode", Actor: "ops-token", From: "live", To: "read-only", Version: 12, Reason: "runbook rb-20260314-1455: enable", Remote: "runbook"},
@@ -112,21 +112,21 @@ func fourSitesModel(w, h int) (*Model, map[string]*fakeGate) {
 
 // midDrainRunbook is a runbook on site data that has enabled read-only
 // and drains; its journal is at event 40.
-func midDrainRunbook() *ckanclient.Runbook {
+func midDrainRunbook() *api.Runbook {
 	started := t0.Add(-5 * time.Minute)
 	at := func(d time.Duration) *time.Time { return ptrTime(started.Add(d)) }
-	ev := func(d time.Duration, kind, summary string) ckanclient.Evidence {
-		return ckanclient.Evidence{Time: *at(d), Kind: kind, Summary: summary, OK: true}
+	ev := func(d time.Duration, kind, summary string) api.Evidence {
+		return api.Evidence{Time: *at(d), Kind: kind, Summary: summary, OK: true}
 	}
-	return &ckanclient.Runbook{
-		ID: "rb-20260314-1455", Site: "data", State: ckanclient.RunbookRunning, Step: ckanclient.StepDrain,
+	return &api.Runbook{
+		ID: "rb-20260314-1455", Site: "data", State: api.RunbookRunning, Step: api.StepDrain,
 		Actor: "ckan:admin", Started: started, Seq: 40,
-		Options: ckanclient.RunbookOptions{Mode: ckanclient.ModeReadOnly, Message: "Upgrading to CKAN 2.11", For: "2h"},
-		Steps: []ckanclient.RunbookStep{
+		Options: api.RunbookOptions{Mode: api.ModeReadOnly, Message: "Upgrading to CKAN 2.11", For: "2h"},
+		Steps: []api.RunbookStep{
 			{Name: "preflight", State: "done", Started: at(0), Ended: at(20 * time.Second), Attempts: 1,
-				Evidence: []ckanclient.Evidence{ev(10*time.Second, "check", "7 checks: 6 ok, 1 warning (solr) acknowledged")}},
+				Evidence: []api.Evidence{ev(10*time.Second, "check", "7 checks: 6 ok, 1 warning (solr) acknowledged")}},
 			{Name: "enable", State: "done", Started: at(time.Minute), Ended: at(time.Minute + time.Second), Attempts: 1,
-				Evidence: []ckanclient.Evidence{ev(time.Minute, "mode", "read-only, version 8, applied by 3/3 gates")}},
+				Evidence: []api.Evidence{ev(time.Minute, "mode", "read-only, version 8, applied by 3/3 gates")}},
 			{Name: "drain", State: "running", Started: at(4*time.Minute + 40*time.Second), Attempts: 1},
 			{Name: "snapshot", State: "pending"},
 			{Name: "migrate", State: "pending", Skippable: true},
@@ -137,19 +137,19 @@ func midDrainRunbook() *ckanclient.Runbook {
 }
 
 // drainEvents are the journal events after midDrainRunbook's.
-func drainEvents() []ckanclient.RunbookEvent {
+func drainEvents() []api.RunbookEvent {
 	id := "rb-20260314-1455"
-	ev := func(seq int64, d time.Duration, kind string, e *ckanclient.RunbookEvent) ckanclient.RunbookEvent {
+	ev := func(seq int64, d time.Duration, kind string, e *api.RunbookEvent) api.RunbookEvent {
 		e.Seq, e.Time, e.Runbook, e.Kind = seq, t0.Add(-d), id, kind
 		return *e
 	}
-	evid := func(s string) *ckanclient.Evidence {
-		return &ckanclient.Evidence{Time: t0, Kind: "check", Summary: s}
+	evid := func(s string) *api.Evidence {
+		return &api.Evidence{Time: t0, Kind: "check", Summary: s}
 	}
-	return []ckanclient.RunbookEvent{
-		ev(41, 20*time.Second, ckanclient.EventStep, &ckanclient.RunbookEvent{Step: "drain", State: "running"}),
-		ev(42, 15*time.Second, ckanclient.EventEvidence, &ckanclient.RunbookEvent{Step: "drain", Evidence: evid("waiting: 3 writes in flight on gate web-1; RQ: 1 job running")}),
-		ev(43, 10*time.Second, ckanclient.EventEvidence, &ckanclient.RunbookEvent{Step: "drain", Evidence: evid("waiting: 2 writes in flight on gate web-1; RQ: no job running")}),
-		ev(44, 5*time.Second, ckanclient.EventEvidence, &ckanclient.RunbookEvent{Step: "drain", Evidence: evid("waiting: 2 writes in flight on gate web-1")}),
+	return []api.RunbookEvent{
+		ev(41, 20*time.Second, api.EventStep, &api.RunbookEvent{Step: "drain", State: "running"}),
+		ev(42, 15*time.Second, api.EventEvidence, &api.RunbookEvent{Step: "drain", Evidence: evid("waiting: 3 writes in flight on gate web-1; RQ: 1 job running")}),
+		ev(43, 10*time.Second, api.EventEvidence, &api.RunbookEvent{Step: "drain", Evidence: evid("waiting: 2 writes in flight on gate web-1; RQ: no job running")}),
+		ev(44, 5*time.Second, api.EventEvidence, &api.RunbookEvent{Step: "drain", Evidence: evid("waiting: 2 writes in flight on gate web-1")}),
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/ckanops/ckanops/api"
+
 	"github.com/ckanops/ckanops/ckanclient"
 	"github.com/ckanops/ckanops/config"
 )
@@ -12,22 +14,22 @@ import (
 // Gate is what the console asks of one site's gate. *ckanclient.Client
 // satisfies it; tests use fakes.
 type Gate interface {
-	Status(ctx context.Context) (*ckanclient.Status, error)
-	Health(ctx context.Context) (*ckanclient.Report, error)
-	SetMode(ctx context.Context, req ckanclient.ModeRequest) (*ckanclient.Status, error)
-	SuspendJobs(ctx context.Context, req ckanclient.JobsRequest) (*ckanclient.JobsState, error)
-	ResumeJobs(ctx context.Context, req ckanclient.JobsRequest) (*ckanclient.JobsState, error)
+	Status(ctx context.Context) (*api.Status, error)
+	Health(ctx context.Context) (*api.Report, error)
+	SetMode(ctx context.Context, req api.ModeRequest) (*api.Status, error)
+	SuspendJobs(ctx context.Context, req api.JobsRequest) (*api.JobsState, error)
+	ResumeJobs(ctx context.Context, req api.JobsRequest) (*api.JobsState, error)
 
-	Runbook(ctx context.Context) (*ckanclient.Runbook, error)
-	StartRunbook(ctx context.Context, o ckanclient.RunbookOptions) (*ckanclient.Runbook, error)
-	ConfirmStep(ctx context.Context, a ckanclient.RunbookAction) (*ckanclient.Runbook, error)
-	RetryStep(ctx context.Context, a ckanclient.RunbookAction) (*ckanclient.Runbook, error)
-	ResumeRunbook(ctx context.Context, a ckanclient.RunbookAction) (*ckanclient.Runbook, error)
-	SkipStep(ctx context.Context, a ckanclient.RunbookAction) (*ckanclient.Runbook, error)
-	AbortRunbook(ctx context.Context, a ckanclient.RunbookAction) (*ckanclient.Runbook, error)
-	RunbookEvents(ctx context.Context, since int64, fn func(ckanclient.RunbookEvent) error) error
+	Runbook(ctx context.Context) (*api.Runbook, error)
+	StartRunbook(ctx context.Context, o api.RunbookOptions) (*api.Runbook, error)
+	ConfirmStep(ctx context.Context, a api.RunbookAction) (*api.Runbook, error)
+	RetryStep(ctx context.Context, a api.RunbookAction) (*api.Runbook, error)
+	ResumeRunbook(ctx context.Context, a api.RunbookAction) (*api.Runbook, error)
+	SkipStep(ctx context.Context, a api.RunbookAction) (*api.Runbook, error)
+	AbortRunbook(ctx context.Context, a api.RunbookAction) (*api.Runbook, error)
+	RunbookEvents(ctx context.Context, since int64, fn func(api.RunbookEvent) error) error
 
-	AuditTail(ctx context.Context, n int) ([]ckanclient.AuditEntry, error)
+	AuditTail(ctx context.Context, n int) ([]api.AuditEntry, error)
 }
 
 var _ Gate = (*ckanclient.Client)(nil)
@@ -93,39 +95,39 @@ func SitesFromConfig(sites *config.Sites, userAgent string) []Site {
 // from building the site's client.
 type brokenGate struct{ err error }
 
-func (g brokenGate) Status(context.Context) (*ckanclient.Status, error) { return nil, g.err }
-func (g brokenGate) Health(context.Context) (*ckanclient.Report, error) { return nil, g.err }
-func (g brokenGate) SetMode(context.Context, ckanclient.ModeRequest) (*ckanclient.Status, error) {
+func (g brokenGate) Status(context.Context) (*api.Status, error) { return nil, g.err }
+func (g brokenGate) Health(context.Context) (*api.Report, error) { return nil, g.err }
+func (g brokenGate) SetMode(context.Context, api.ModeRequest) (*api.Status, error) {
 	return nil, g.err
 }
-func (g brokenGate) SuspendJobs(context.Context, ckanclient.JobsRequest) (*ckanclient.JobsState, error) {
+func (g brokenGate) SuspendJobs(context.Context, api.JobsRequest) (*api.JobsState, error) {
 	return nil, g.err
 }
-func (g brokenGate) ResumeJobs(context.Context, ckanclient.JobsRequest) (*ckanclient.JobsState, error) {
+func (g brokenGate) ResumeJobs(context.Context, api.JobsRequest) (*api.JobsState, error) {
 	return nil, g.err
 }
-func (g brokenGate) Runbook(context.Context) (*ckanclient.Runbook, error) { return nil, g.err }
-func (g brokenGate) StartRunbook(context.Context, ckanclient.RunbookOptions) (*ckanclient.Runbook, error) {
+func (g brokenGate) Runbook(context.Context) (*api.Runbook, error) { return nil, g.err }
+func (g brokenGate) StartRunbook(context.Context, api.RunbookOptions) (*api.Runbook, error) {
 	return nil, g.err
 }
-func (g brokenGate) ConfirmStep(context.Context, ckanclient.RunbookAction) (*ckanclient.Runbook, error) {
+func (g brokenGate) ConfirmStep(context.Context, api.RunbookAction) (*api.Runbook, error) {
 	return nil, g.err
 }
-func (g brokenGate) RetryStep(context.Context, ckanclient.RunbookAction) (*ckanclient.Runbook, error) {
+func (g brokenGate) RetryStep(context.Context, api.RunbookAction) (*api.Runbook, error) {
 	return nil, g.err
 }
-func (g brokenGate) ResumeRunbook(context.Context, ckanclient.RunbookAction) (*ckanclient.Runbook, error) {
+func (g brokenGate) ResumeRunbook(context.Context, api.RunbookAction) (*api.Runbook, error) {
 	return nil, g.err
 }
-func (g brokenGate) SkipStep(context.Context, ckanclient.RunbookAction) (*ckanclient.Runbook, error) {
+func (g brokenGate) SkipStep(context.Context, api.RunbookAction) (*api.Runbook, error) {
 	return nil, g.err
 }
-func (g brokenGate) AbortRunbook(context.Context, ckanclient.RunbookAction) (*ckanclient.Runbook, error) {
+func (g brokenGate) AbortRunbook(context.Context, api.RunbookAction) (*api.Runbook, error) {
 	return nil, g.err
 }
-func (g brokenGate) RunbookEvents(context.Context, int64, func(ckanclient.RunbookEvent) error) error {
+func (g brokenGate) RunbookEvents(context.Context, int64, func(api.RunbookEvent) error) error {
 	return g.err
 }
-func (g brokenGate) AuditTail(context.Context, int) ([]ckanclient.AuditEntry, error) {
+func (g brokenGate) AuditTail(context.Context, int) ([]api.AuditEntry, error) {
 	return nil, g.err
 }

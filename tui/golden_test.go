@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ckanops/ckanops/api"
+
 	tea "charm.land/bubbletea/v2"
 	"github.com/charmbracelet/x/ansi"
 	"github.com/charmbracelet/x/exp/golden"
@@ -148,7 +150,7 @@ func TestEnableFlow(t *testing.T) {
 		if !strings.Contains(content, "prod: sending down…") {
 			t.Errorf("no sending state")
 		}
-		if s := m.byName["prod"]; s.status.Mode != ckanclient.ModeLive {
+		if s := m.byName["prod"]; s.status.Mode != api.ModeLive {
 			t.Errorf("the mode changed on screen before the gate answered")
 		}
 		golden.RequireEqual(t, content)
@@ -159,7 +161,7 @@ func TestEnableFlow(t *testing.T) {
 		t.Fatalf("%d SetMode sent, want 1", n)
 	}
 	req := g.modeReqs[0]
-	if req.Mode != ckanclient.ModeDown || req.Message != "Upgrading to CKAN 2.11" || req.For != "2h" ||
+	if req.Mode != api.ModeDown || req.Message != "Upgrading to CKAN 2.11" || req.For != "2h" ||
 		req.ExpectVersion == nil || *req.ExpectVersion != 7 {
 		t.Errorf("request %+v", req)
 	}
@@ -176,8 +178,8 @@ func TestEnableFlow(t *testing.T) {
 func TestEnableConflict(t *testing.T) {
 	m, gates := fourSitesModel(80, 24)
 	g := gates["prod"]
-	g.modeErr = &ckanclient.ConflictError{Current: ckanclient.Status{
-		Mode: ckanclient.ModeReadOnly, Version: 9, Actor: "ckan:admin", Since: t0.Add(-20 * time.Second)}}
+	g.modeErr = &ckanclient.ConflictError{Current: api.Status{
+		Mode: api.ModeReadOnly, Version: 9, Actor: "ckan:admin", Since: t0.Add(-20 * time.Second)}}
 	m.selected = "prod"
 	cmds := press(m, "e", "tab", "tab", "tab", "prod", "enter")
 	feed(m, run(cmds[len(cmds)-1]))
@@ -185,7 +187,7 @@ func TestEnableConflict(t *testing.T) {
 	if !strings.Contains(content, "not changed: the mode was changed by ckan:admin 20s ago") {
 		t.Errorf("conflict not phrased as wanted:\n%s", content)
 	}
-	if s := m.byName["prod"]; s.status.Mode != ckanclient.ModeLive || s.pending != "" {
+	if s := m.byName["prod"]; s.status.Mode != api.ModeLive || s.pending != "" {
 		t.Errorf("after a conflict: mode %s, pending %q", s.status.Mode, s.pending)
 	}
 }
@@ -205,10 +207,10 @@ func TestDisableAndJobs(t *testing.T) {
 	cmds = press(m, "y")
 	feed(m, run(cmds[0]))
 	g := gates["data"]
-	if len(g.modeReqs) != 1 || g.modeReqs[0].Mode != ckanclient.ModeLive {
+	if len(g.modeReqs) != 1 || g.modeReqs[0].Mode != api.ModeLive {
 		t.Fatalf("disable sent %+v", g.modeReqs)
 	}
-	if s := m.byName["data"]; s.status.Mode != ckanclient.ModeLive {
+	if s := m.byName["data"]; s.status.Mode != api.ModeLive {
 		t.Errorf("mode after disable: %s", s.status.Mode)
 	}
 
@@ -227,7 +229,7 @@ func TestRunbookMidDrain(t *testing.T) {
 	m, gates := fourSitesModel(80, 24)
 	g := gates["data"]
 	g.runbook = midDrainRunbook()
-	g.events = make(chan ckanclient.RunbookEvent, 10)
+	g.events = make(chan api.RunbookEvent, 10)
 	m.selected = "data"
 
 	cmds := press(m, "r")

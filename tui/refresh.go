@@ -9,9 +9,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ckanops/ckanops/api"
+
 	tea "charm.land/bubbletea/v2"
 
-	"github.com/ckanops/ckanops/checks"
 	"github.com/ckanops/ckanops/ckanclient"
 	"github.com/ckanops/ckanops/internal/human"
 )
@@ -20,12 +21,12 @@ import (
 type siteState struct {
 	Site
 
-	status   *ckanclient.Status // the last record read; kept when the site stops answering
-	statusAt time.Time          // when it was read
-	err      error              // why the last refresh failed; nil after a success
+	status   *api.Status // the last record read; kept when the site stops answering
+	statusAt time.Time   // when it was read
+	err      error       // why the last refresh failed; nil after a success
 	errAt    time.Time
 
-	report    *ckanclient.Report // the last checks report read
+	report    *api.Report // the last checks report read
 	reportAt  time.Time
 	reportErr error // why the last health call failed
 
@@ -36,11 +37,11 @@ type siteState struct {
 
 	pending string // an action sent and not answered yet ("read-only", ...)
 
-	runbook       *ckanclient.Runbook // the current or last runbook, once read
+	runbook       *api.Runbook // the current or last runbook, once read
 	runbookErr    error
 	runbookLoaded bool
 
-	audit       []ckanclient.AuditEntry // the gate's audit tail, for the site view
+	audit       []api.AuditEntry // the gate's audit tail, for the site view
 	auditErr    error
 	auditLoaded bool
 }
@@ -54,9 +55,9 @@ type refreshDueMsg struct {
 // refreshedMsg carries the answers of one refresh.
 type refreshedMsg struct {
 	site      string
-	status    *ckanclient.Status
+	status    *api.Status
 	err       error
-	report    *ckanclient.Report
+	report    *api.Report
 	reportErr error
 	at        time.Time
 	canceled  bool // the console is closing
@@ -87,7 +88,7 @@ func fetch(ctx context.Context, sem chan struct{}, site Site, clock func() time.
 		defer cancel()
 		var (
 			wg        sync.WaitGroup
-			rep       *ckanclient.Report
+			rep       *api.Report
 			reportErr error
 		)
 		wg.Add(1)
@@ -184,16 +185,16 @@ func (m *Model) refreshAllNow() tea.Cmd {
 
 // assessment is how a site stands, for sorting and for its HEALTH word.
 type assessment struct {
-	rank   int    // 0: unreachable or failing; 1: needs a look; 2: healthy
-	word   string // unreach, fail, warn, ?, wait, ok
-	status string // the check status the word is styled as
-	stale  bool   // the data shown is older than two refresh periods, or the site stopped answering
+	rank   int             // 0: unreachable or failing; 1: needs a look; 2: healthy
+	word   string          // unreach, fail, warn, ?, wait, ok
+	status api.CheckStatus // the check status the word is styled as
+	stale  bool            // the data shown is older than two refresh periods, or the site stopped answering
 	age    time.Duration
 	reason string // why, when not healthy
 }
 
 func (m *Model) assess(s *siteState, now time.Time) (a assessment) {
-	a = assessment{rank: 2, word: "ok", status: ckanclient.CheckOK}
+	a = assessment{rank: 2, word: "ok", status: api.CheckOK}
 	if s.status != nil {
 		a.age = now.Sub(s.statusAt)
 		a.stale = a.age > 2*m.opts.Refresh
@@ -208,7 +209,7 @@ func (m *Model) assess(s *siteState, now time.Time) (a assessment) {
 			reasons = append(reasons, reason)
 		}
 	}
-	word := func(w, status string) {
+	word := func(w string, status api.CheckStatus) {
 		if a.word == "ok" || a.word == "?" {
 			a.word, a.status = w, status
 		}
@@ -216,43 +217,43 @@ func (m *Model) assess(s *siteState, now time.Time) (a assessment) {
 	defer func() { a.reason = strings.Join(reasons, "; ") }()
 	if s.err != nil {
 		a.stale = s.status != nil
-		a.word, a.status = "unreach", ckanclient.CheckFail
+		a.word, a.status = "unreach", api.CheckFail
 		trouble(0, "unreachable: "+oneLine(s.err.Error()))
 		return a
 	}
 	if s.status == nil {
-		a.word, a.status = "wait", ckanclient.CheckUnknown
+		a.word, a.status = "wait", api.CheckUnknown
 		trouble(1, "waiting for the first answer")
 		return a
 	}
 	st := s.status
 	if s.report != nil {
-		switch checks.Overall(*s.report) {
-		case ckanclient.CheckFail:
-			a.word, a.status = "fail", ckanclient.CheckFail
-			trouble(0, worstCheck(s.report, ckanclient.CheckFail))
-		case ckanclient.CheckWarn:
-			a.word, a.status = "warn", ckanclient.CheckWarn
+		switch s.report.Overall() {
+		case api.CheckFail:
+			a.word, a.status = "fail", api.CheckFail
+			trouble(0, worstCheck(s.report, api.CheckFail))
+		case api.CheckWarn:
+			a.word, a.status = "warn", api.CheckWarn
 		}
 	} else if s.reportErr != nil {
-		a.word, a.status = "?", ckanclient.CheckUnknown
+		a.word, a.status = "?", api.CheckUnknown
 	}
-	if st.Mode != ckanclient.ModeLive {
-		r := st.Mode
+	if st.Mode != api.ModeLive {
+		r := string(st.Mode)
 		switch st.Phase {
-		case ckanclient.PhaseDraining:
+		case api.PhaseDraining:
 			r += fmt.Sprintf(", draining: %s in flight", plural(len(st.InFlight), "write", "writes"))
-		case ckanclient.PhaseQuiesced:
+		case api.PhaseQuiesced:
 			r += ", quiesced"
 		}
 		trouble(1, r)
 	}
 	if _, _, lagging := st.Applied(); len(lagging) > 0 {
-		word("warn", ckanclient.CheckWarn)
+		word("warn", api.CheckWarn)
 		trouble(1, "gates lagging: "+strings.Join(lagging, ", "))
 	}
 	if st.Store != nil && !st.Store.OK {
-		word("warn", ckanclient.CheckWarn)
+		word("warn", api.CheckWarn)
 		trouble(1, "state store ("+st.Store.Kind+") unreachable: mode changes are refused")
 	}
 	if a.stale {
@@ -260,7 +261,7 @@ func (m *Model) assess(s *siteState, now time.Time) (a assessment) {
 	}
 	switch {
 	case a.word == "warn" && s.report != nil:
-		trouble(1, worstCheck(s.report, ckanclient.CheckWarn))
+		trouble(1, worstCheck(s.report, api.CheckWarn))
 	case s.reportErr != nil:
 		trouble(1, "health: "+oneLine(s.reportErr.Error()))
 	}
@@ -268,12 +269,12 @@ func (m *Model) assess(s *siteState, now time.Time) (a assessment) {
 }
 
 // worstCheck names the first check with status, and its summary.
-func worstCheck(rep *ckanclient.Report, status string) string {
+func worstCheck(rep *api.Report, status api.CheckStatus) string {
 	for _, c := range rep.Checks {
-		if checks.IsNotConfigured(c) {
+		if c.IsNotConfigured() {
 			continue
 		}
-		if c.Status == status || (status == ckanclient.CheckWarn && c.Status == ckanclient.CheckUnknown) {
+		if c.Status == status || (status == api.CheckWarn && c.Status == api.CheckUnknown) {
 			return c.Name + ": " + oneLine(c.Summary)
 		}
 	}

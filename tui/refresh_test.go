@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
-	tea "charm.land/bubbletea/v2"
+	"github.com/ckanops/ckanops/api"
 
-	"github.com/ckanops/ckanops/ckanclient"
+	tea "charm.land/bubbletea/v2"
 )
 
 // A site whose gate never answers holds neither the screen nor the other
@@ -19,7 +19,7 @@ import (
 func TestHungSiteDoesNotBlockOthers(t *testing.T) {
 	var hungReturned atomic.Bool
 	hung := newFakeGate()
-	hung.statusFn = func(ctx context.Context) (*ckanclient.Status, error) {
+	hung.statusFn = func(ctx context.Context) (*api.Status, error) {
 		<-ctx.Done()
 		hungReturned.Store(true)
 		return nil, ctx.Err()
@@ -160,7 +160,7 @@ func TestStale(t *testing.T) {
 func TestUpdateDoesNoIO(t *testing.T) {
 	sites, gates := fourSites()
 	gates["data"].runbook = midDrainRunbook()
-	gates["data"].runbook.Waiting = &ckanclient.Confirmation{Step: "drain", Prompt: "go on?"}
+	gates["data"].runbook.Waiting = &api.Confirmation{Step: "drain", Prompt: "go on?"}
 	m, _ := newTestModel(sites, 100, 30)
 	var cmds []tea.Cmd
 	cmds = append(cmds, m.Init())
@@ -180,7 +180,7 @@ func TestUpdateDoesNoIO(t *testing.T) {
 	cmds = append(cmds, press(m, "r")...)
 	m.byName["data"].runbook = midDrainRunbook()
 	m.byName["data"].runbookLoaded = true
-	m.byName["data"].runbook.Waiting = &ckanclient.Confirmation{Step: "drain"}
+	m.byName["data"].runbook.Waiting = &api.Confirmation{Step: "drain"}
 	cmds = append(cmds, press(m, "c", "y", "S", "a", "n", "D", "y", "R", "u", "up", "down", "esc")...)
 	_, cmd := m.Update(tea.WindowSizeMsg{Width: 140, Height: 40})
 	cmds = append(cmds, cmd)
@@ -249,9 +249,9 @@ type streamGate struct {
 	sinces []int64
 }
 
-func (g *streamGate) RunbookEvents(ctx context.Context, since int64, fn func(ckanclient.RunbookEvent) error) error {
+func (g *streamGate) RunbookEvents(ctx context.Context, since int64, fn func(api.RunbookEvent) error) error {
 	g.sinces = append(g.sinces, since)
-	if err := fn(ckanclient.RunbookEvent{Seq: since + 1, Kind: ckanclient.EventOutput}); err != nil {
+	if err := fn(api.RunbookEvent{Seq: since + 1, Kind: api.EventOutput}); err != nil {
 		return err
 	}
 	if len(g.sinces) == 1 {
@@ -293,11 +293,11 @@ func TestRunbookConfirmTypesName(t *testing.T) {
 	m, gates := fourSitesModel(80, 24)
 	g := gates["data"]
 	rb := midDrainRunbook()
-	rb.State, rb.Step = ckanclient.RunbookWaiting, ckanclient.StepMigrate
+	rb.State, rb.Step = api.RunbookWaiting, api.StepMigrate
 	rb.StepByName("drain").State = "done"
 	rb.StepByName("snapshot").State = "done"
 	rb.StepByName("migrate").State = "waiting"
-	rb.Waiting = &ckanclient.Confirmation{Step: "migrate", Prompt: "run the migration now?", TypeSiteName: true}
+	rb.Waiting = &api.Confirmation{Step: "migrate", Prompt: "run the migration now?", TypeSiteName: true}
 	g.runbook = rb
 	m.selected = "data"
 	cmds := press(m, "r")
@@ -356,7 +356,7 @@ func TestRunbookStart(t *testing.T) {
 		t.Fatalf("StartRunbook calls %d", g.n("StartRunbook"))
 	}
 	o := g.started[0]
-	if o.Mode != ckanclient.ModeReadOnly || o.Message != "Upgrading" || o.For != "90m" || !o.SkipMigrate {
+	if o.Mode != api.ModeReadOnly || o.Message != "Upgrading" || o.For != "90m" || !o.SkipMigrate {
 		t.Errorf("options %+v", o)
 	}
 	if stream == nil || m.rb.stream == nil {

@@ -6,10 +6,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ckanops/ckanops/api"
+
 	"charm.land/bubbles/v2/key"
 	tea "charm.land/bubbletea/v2"
 
-	"github.com/ckanops/ckanops/ckanclient"
 	"github.com/ckanops/ckanops/config"
 	"github.com/ckanops/ckanops/internal/human"
 )
@@ -43,7 +44,7 @@ const maxLog = 500
 type (
 	streamEventMsg struct {
 		id int
-		ev ckanclient.RunbookEvent
+		ev api.RunbookEvent
 	}
 	streamErrorMsg struct {
 		id      int
@@ -59,7 +60,7 @@ type (
 type runbookAnswerMsg struct {
 	site string
 	what string
-	rb   *ckanclient.Runbook
+	rb   *api.Runbook
 	err  error
 }
 
@@ -120,7 +121,7 @@ func (m *Model) onRunbookLoaded(msg runbookLoadedMsg) tea.Cmd {
 
 // newerRunbook returns the record to keep: the new one, unless it is the
 // same runbook at an older point of its journal.
-func newerRunbook(cur, next *ckanclient.Runbook) *ckanclient.Runbook {
+func newerRunbook(cur, next *api.Runbook) *api.Runbook {
 	if cur == nil || next == nil || cur.ID != next.ID || next.Seq >= cur.Seq {
 		return cloneRunbook(next)
 	}
@@ -129,14 +130,14 @@ func newerRunbook(cur, next *ckanclient.Runbook) *ckanclient.Runbook {
 
 // cloneRunbook copies what applyEvent changes, so the record kept is the
 // model's own.
-func cloneRunbook(rb *ckanclient.Runbook) *ckanclient.Runbook {
+func cloneRunbook(rb *api.Runbook) *api.Runbook {
 	if rb == nil {
 		return nil
 	}
 	c := *rb
-	c.Steps = append([]ckanclient.RunbookStep(nil), rb.Steps...)
+	c.Steps = append([]api.RunbookStep(nil), rb.Steps...)
 	for i := range c.Steps {
-		c.Steps[i].Evidence = append([]ckanclient.Evidence(nil), c.Steps[i].Evidence...)
+		c.Steps[i].Evidence = append([]api.Evidence(nil), c.Steps[i].Evidence...)
 	}
 	return &c
 }
@@ -168,7 +169,7 @@ func runStream(ctx context.Context, g Gate, since int64, id int, ch chan<- tea.M
 		}
 		backoff := time.Second
 		for {
-			err := g.RunbookEvents(ctx, since, func(ev ckanclient.RunbookEvent) error {
+			err := g.RunbookEvents(ctx, since, func(ev api.RunbookEvent) error {
 				if ev.Seq > since {
 					since = ev.Seq
 				}
@@ -255,7 +256,7 @@ func (m *Model) onStream(msg tea.Msg) tea.Cmd {
 
 // applyEvent brings the runbook record up to date with one journal event
 // and logs it; events the record cannot follow cause a fresh read.
-func (m *Model) applyEvent(s *siteState, ev ckanclient.RunbookEvent) tea.Cmd {
+func (m *Model) applyEvent(s *siteState, ev api.RunbookEvent) tea.Cmd {
 	m.logLine(ev.Time, m.eventText(ev))
 	rb := s.runbook
 	if rb == nil || (ev.Runbook != "" && ev.Runbook != rb.ID) {
@@ -266,57 +267,57 @@ func (m *Model) applyEvent(s *siteState, ev ckanclient.RunbookEvent) tea.Cmd {
 	}
 	step := rb.StepByName(ev.Step)
 	switch ev.Kind {
-	case ckanclient.EventStep:
+	case api.EventStep:
 		if step != nil {
-			step.State = ev.State
-			if ev.State == ckanclient.StepFailed && ev.Message != "" {
+			step.State = api.StepState(ev.State)
+			if step.State == api.StepFailed && ev.Message != "" {
 				step.Error = ev.Message
 			}
 		}
 		if ev.Step != "" {
 			rb.Step = ev.Step
 		}
-		switch ev.State {
-		case ckanclient.StepRunning:
-			rb.State = ckanclient.RunbookRunning
-		case ckanclient.StepWaiting:
-			rb.State = ckanclient.RunbookWaiting
-		case ckanclient.StepFailed:
-			rb.State = ckanclient.RunbookFailed
-		case ckanclient.StepInterrupted:
-			rb.State = ckanclient.RunbookInterrupted
+		switch api.StepState(ev.State) {
+		case api.StepRunning:
+			rb.State = api.RunbookRunning
+		case api.StepWaiting:
+			rb.State = api.RunbookWaiting
+		case api.StepFailed:
+			rb.State = api.RunbookFailed
+		case api.StepInterrupted:
+			rb.State = api.RunbookInterrupted
 		}
-		if ev.State != ckanclient.StepWaiting {
+		if api.StepState(ev.State) != api.StepWaiting {
 			rb.Waiting = nil
 		}
-	case ckanclient.EventEvidence:
+	case api.EventEvidence:
 		if step != nil && ev.Evidence != nil {
 			step.Evidence = append(step.Evidence, *ev.Evidence)
 		}
-	case ckanclient.EventConfirm:
+	case api.EventConfirm:
 		if ev.Confirmation != nil {
 			rb.Waiting = ev.Confirmation
-			rb.State = ckanclient.RunbookWaiting
+			rb.State = api.RunbookWaiting
 			if st := rb.StepByName(ev.Confirmation.Step); st != nil {
-				st.State = ckanclient.StepWaiting
+				st.State = api.StepWaiting
 				rb.Step = st.Name
 			}
 		}
-	case ckanclient.EventConfirmed:
+	case api.EventConfirmed:
 		rb.Waiting = nil
-	case ckanclient.EventFinished:
+	case api.EventFinished:
 		if ev.State != "" {
-			rb.State = ev.State
+			rb.State = api.RunbookState(ev.State)
 		}
 		if ev.Snapshot != nil {
 			rb.Snapshot = ev.Snapshot
 		}
 		rb.Waiting = nil
 		return m.loadRunbook(s)
-	case ckanclient.EventOutput:
+	case api.EventOutput:
 	default: // started, skipped, retry, resumed, interrupted, aborted
-		if ev.Kind == ckanclient.EventAborted {
-			rb.State = ckanclient.RunbookAborted
+		if ev.Kind == api.EventAborted {
+			rb.State = api.RunbookAborted
 			rb.Waiting = nil
 		}
 		return m.loadRunbook(s)
@@ -328,7 +329,7 @@ func (m *Model) applyEvent(s *siteState, ev ckanclient.RunbookEvent) tea.Cmd {
 }
 
 // eventText is one log line for an event.
-func (m *Model) eventText(ev ckanclient.RunbookEvent) string {
+func (m *Model) eventText(ev api.RunbookEvent) string {
 	by := ""
 	if ev.Actor != "" {
 		by = " by " + ev.Actor
@@ -338,11 +339,11 @@ func (m *Model) eventText(ev ckanclient.RunbookEvent) string {
 		msg = ": " + oneLine(ev.Message)
 	}
 	switch ev.Kind {
-	case ckanclient.EventStarted:
+	case api.EventStarted:
 		return "runbook " + ev.Runbook + " started" + by
-	case ckanclient.EventStep:
+	case api.EventStep:
 		return ev.Step + " " + ev.State + msg
-	case ckanclient.EventEvidence:
+	case api.EventEvidence:
 		if ev.Evidence == nil {
 			return ev.Step + " evidence"
 		}
@@ -351,27 +352,27 @@ func (m *Model) eventText(ev ckanclient.RunbookEvent) string {
 			mark = "✓"
 		}
 		return ev.Step + " " + mark + " " + oneLine(ev.Evidence.Summary)
-	case ckanclient.EventOutput:
+	case api.EventOutput:
 		return ev.Step + " | " + strings.TrimRight(ev.Message, "\n")
-	case ckanclient.EventConfirm:
+	case api.EventConfirm:
 		prompt := ""
 		if ev.Confirmation != nil {
 			prompt = ": " + oneLine(ev.Confirmation.Prompt)
 		}
 		return ev.Step + " waits for confirmation" + prompt + " (press c)"
-	case ckanclient.EventConfirmed:
+	case api.EventConfirmed:
 		return ev.Step + " confirmed" + by
-	case ckanclient.EventSkipped:
+	case api.EventSkipped:
 		return ev.Step + " skipped" + by
-	case ckanclient.EventRetry:
+	case api.EventRetry:
 		return ev.Step + " retried" + by
-	case ckanclient.EventResumed:
+	case api.EventResumed:
 		return "resumed" + by + msg
-	case ckanclient.EventInterrupted:
+	case api.EventInterrupted:
 		return "interrupted" + msg
-	case ckanclient.EventAborted:
+	case api.EventAborted:
 		return "aborted" + by + msg
-	case ckanclient.EventFinished:
+	case api.EventFinished:
 		t := "finished: " + ev.State + msg
 		if ev.Snapshot != nil {
 			t += "; snapshot " + ev.Snapshot.Verdict
@@ -426,7 +427,7 @@ func (m *Model) runbookKey(k tea.KeyPressMsg) tea.Cmd {
 		return nil
 	}
 	step := rb.StepByName(rb.Step)
-	act := ckanclient.RunbookAction{ID: rb.ID, Step: rb.Step}
+	act := api.RunbookAction{ID: rb.ID, Step: rb.Step}
 	switch {
 	case key.Matches(k, m.keys.Confirm):
 		if rb.Waiting == nil {
@@ -435,20 +436,20 @@ func (m *Model) runbookKey(k tea.KeyPressMsg) tea.Cmd {
 		}
 		return m.openDialog(m.confirmForm(s, rb))
 	case key.Matches(k, m.keys.Retry):
-		if step == nil || (step.State != ckanclient.StepFailed && step.State != ckanclient.StepInterrupted) {
+		if step == nil || (step.State != api.StepFailed && step.State != api.StepInterrupted) {
 			m.setFlash("only a failed or interrupted step can be retried", true)
 			return nil
 		}
 		return m.openDialog(m.runbookYesNo(s, "Retry "+rb.Step+" on "+s.Name, "Run "+rb.Step+" again?", "retry "+rb.Step,
-			func(ctx context.Context, g Gate) (*ckanclient.Runbook, error) { return g.RetryStep(ctx, act) }))
+			func(ctx context.Context, g Gate) (*api.Runbook, error) { return g.RetryStep(ctx, act) }))
 	case key.Matches(k, m.keys.Resume):
-		if rb.State != ckanclient.RunbookInterrupted {
+		if rb.State != api.RunbookInterrupted {
 			m.setFlash("only an interrupted runbook can be resumed", true)
 			return nil
 		}
 		return m.openDialog(m.runbookYesNo(s, "Resume the runbook on "+s.Name, "Continue at "+rb.Step+", where it stood?", "resume",
-			func(ctx context.Context, g Gate) (*ckanclient.Runbook, error) {
-				return g.ResumeRunbook(ctx, ckanclient.RunbookAction{ID: rb.ID})
+			func(ctx context.Context, g Gate) (*api.Runbook, error) {
+				return g.ResumeRunbook(ctx, api.RunbookAction{ID: rb.ID})
 			}))
 	case key.Matches(k, m.keys.Skip):
 		if step == nil || !step.Skippable {
@@ -456,18 +457,18 @@ func (m *Model) runbookKey(k tea.KeyPressMsg) tea.Cmd {
 			return nil
 		}
 		return m.openDialog(m.runbookYesNo(s, "Skip "+rb.Step+" on "+s.Name, "Mark "+rb.Step+" skipped and go on?", "skip "+rb.Step,
-			func(ctx context.Context, g Gate) (*ckanclient.Runbook, error) { return g.SkipStep(ctx, act) }))
+			func(ctx context.Context, g Gate) (*api.Runbook, error) { return g.SkipStep(ctx, act) }))
 	case key.Matches(k, m.keys.Abort):
 		return m.openDialog(m.runbookYesNo(s, "Abort the runbook on "+s.Name,
 			"Stop the runbook. The mode stays as it is ("+m.modeNow(s)+"); D instead also puts the site back to live.", "abort",
-			func(ctx context.Context, g Gate) (*ckanclient.Runbook, error) {
-				return g.AbortRunbook(ctx, ckanclient.RunbookAction{ID: rb.ID})
+			func(ctx context.Context, g Gate) (*api.Runbook, error) {
+				return g.AbortRunbook(ctx, api.RunbookAction{ID: rb.ID})
 			}))
 	case key.Matches(k, m.keys.DisableNow):
 		return m.openDialog(m.runbookYesNo(s, "Disable maintenance on "+s.Name+" now",
 			"Abort the runbook, put "+s.Name+" back to live and resume RQ.", "disable now",
-			func(ctx context.Context, g Gate) (*ckanclient.Runbook, error) {
-				return g.AbortRunbook(ctx, ckanclient.RunbookAction{ID: rb.ID, Disable: true})
+			func(ctx context.Context, g Gate) (*api.Runbook, error) {
+				return g.AbortRunbook(ctx, api.RunbookAction{ID: rb.ID, Disable: true})
 			}))
 	}
 	return nil
@@ -477,11 +478,11 @@ func (m *Model) modeNow(s *siteState) string {
 	if s.status == nil {
 		return "unknown"
 	}
-	return s.status.Mode
+	return string(s.status.Mode)
 }
 
 // runbookYesNo is a y/N dialog that sends one runbook action.
-func (m *Model) runbookYesNo(s *siteState, title, question, what string, call func(context.Context, Gate) (*ckanclient.Runbook, error)) *form {
+func (m *Model) runbookYesNo(s *siteState, title, question, what string, call func(context.Context, Gate) (*api.Runbook, error)) *form {
 	f := &form{title: title, yesNo: true, lines: []string{question}}
 	f.submit = func(*form) (tea.Cmd, string) { return m.sendRunbook(s, what, call), "" }
 	return f
@@ -489,7 +490,7 @@ func (m *Model) runbookYesNo(s *siteState, title, question, what string, call fu
 
 // confirmForm confirms the waiting step; enable and migrate ask for the
 // site's name to be typed, preflight lists its warnings.
-func (m *Model) confirmForm(s *siteState, rb *ckanclient.Runbook) *form {
+func (m *Model) confirmForm(s *siteState, rb *api.Runbook) *form {
 	w := rb.Waiting
 	f := &form{title: "Confirm " + w.Step + " on " + s.Name}
 	if w.Prompt != "" {
@@ -501,9 +502,9 @@ func (m *Model) confirmForm(s *siteState, rb *ckanclient.Runbook) *form {
 	if len(w.Warnings) > 0 {
 		f.lines = append(f.lines, "Confirming acknowledges these warnings.")
 	}
-	a := ckanclient.RunbookAction{ID: rb.ID, Step: w.Step}
-	call := func(a ckanclient.RunbookAction) func(context.Context, Gate) (*ckanclient.Runbook, error) {
-		return func(ctx context.Context, g Gate) (*ckanclient.Runbook, error) { return g.ConfirmStep(ctx, a) }
+	a := api.RunbookAction{ID: rb.ID, Step: w.Step}
+	call := func(a api.RunbookAction) func(context.Context, Gate) (*api.Runbook, error) {
+		return func(ctx context.Context, g Gate) (*api.Runbook, error) { return g.ConfirmStep(ctx, a) }
 	}
 	if !w.TypeSiteName {
 		f.yesNo = true
@@ -536,9 +537,9 @@ func (m *Model) startForm(s *siteState) *form {
 		if problem := checkMaintenanceForm(f, s); problem != "" {
 			return nil, problem
 		}
-		o := ckanclient.RunbookOptions{Mode: f.value("mode"), Message: f.value("message"), For: f.value("for"),
+		o := api.RunbookOptions{Mode: api.Mode(f.value("mode")), Message: f.value("message"), For: f.value("for"),
 			SkipMigrate: f.value("skip migrate") != ""}
-		return m.sendRunbook(s, "start", func(ctx context.Context, g Gate) (*ckanclient.Runbook, error) {
+		return m.sendRunbook(s, "start", func(ctx context.Context, g Gate) (*api.Runbook, error) {
 			return g.StartRunbook(ctx, o)
 		}), ""
 	}
@@ -546,7 +547,7 @@ func (m *Model) startForm(s *siteState) *form {
 }
 
 // sendRunbook returns the command that sends one runbook action.
-func (m *Model) sendRunbook(s *siteState, what string, call func(context.Context, Gate) (*ckanclient.Runbook, error)) tea.Cmd {
+func (m *Model) sendRunbook(s *siteState, what string, call func(context.Context, Gate) (*api.Runbook, error)) tea.Cmd {
 	m.setFlash(fmt.Sprintf("%s: sending %s…", s.Name, what), false)
 	ctx, g, name, timeout := m.ctx, s.Gate, s.Name, s.Timeout
 	return func() tea.Msg {
@@ -580,34 +581,34 @@ func (m *Model) onRunbookAnswer(msg runbookAnswerMsg) tea.Cmd {
 	return tea.Batch(cmds...)
 }
 
-var stepSymbols = map[string]string{
-	ckanclient.StepPending:     "·",
-	ckanclient.StepWaiting:     "?",
-	ckanclient.StepRunning:     "▶",
-	ckanclient.StepDone:        "✓",
-	ckanclient.StepFailed:      "✗",
-	ckanclient.StepSkipped:     "↷",
-	ckanclient.StepInterrupted: "!",
+var stepSymbols = map[api.StepState]string{
+	api.StepPending:     "·",
+	api.StepWaiting:     "?",
+	api.StepRunning:     "▶",
+	api.StepDone:        "✓",
+	api.StepFailed:      "✗",
+	api.StepSkipped:     "↷",
+	api.StepInterrupted: "!",
 }
 
 // stepMark is a step state's symbol and word, so it reads without colour.
-func stepMark(state string) string {
+func stepMark(state api.StepState) string {
 	sym := stepSymbols[state]
 	if sym == "" {
 		sym = " "
 	}
-	return sym + " " + fit(state, 11)
+	return sym + " " + fit(string(state), 11)
 }
 
-func (m *Model) stepStyle(state string) func(string) string {
+func (m *Model) stepStyle(state api.StepState) func(string) string {
 	switch state {
-	case ckanclient.StepDone:
+	case api.StepDone:
 		return func(s string) string { return m.st.paint(&m.st.ok, s) }
-	case ckanclient.StepFailed, ckanclient.StepInterrupted:
+	case api.StepFailed, api.StepInterrupted:
 		return func(s string) string { return m.st.paint(&m.st.fail, s) }
-	case ckanclient.StepRunning, ckanclient.StepWaiting:
+	case api.StepRunning, api.StepWaiting:
 		return func(s string) string { return m.st.paint(&m.st.warn, s) }
-	case ckanclient.StepPending, ckanclient.StepSkipped:
+	case api.StepPending, api.StepSkipped:
 		return func(s string) string { return m.st.paint(&m.st.faint, s) }
 	}
 	return func(s string) string { return s }
@@ -627,7 +628,7 @@ func (m *Model) runbookBody(f *frame, height int) {
 	case rb == nil:
 		top = append(top, "no runbook has run on "+s.Name+": n starts one.")
 	default:
-		head := fmt.Sprintf("%s · %s at %s", rb.ID, strings.ToUpper(rb.State), rb.Step)
+		head := fmt.Sprintf("%s · %s at %s", rb.ID, strings.ToUpper(string(rb.State)), rb.Step)
 		if !rb.Started.IsZero() {
 			head += " · started " + dateTime(rb.Started, now, m.loc)
 		}
@@ -636,7 +637,7 @@ func (m *Model) runbookBody(f *frame, height int) {
 		}
 		o := rb.Options
 		if o.Mode != "" {
-			head += " · " + o.Mode
+			head += " · " + string(o.Mode)
 		}
 		if o.SkipMigrate {
 			head += " · skip migrate"
@@ -653,14 +654,14 @@ func (m *Model) runbookBody(f *frame, height int) {
 		top = append(top, "")
 		steps := rb.Steps
 		if len(steps) == 0 {
-			for _, name := range ckanclient.Steps {
-				steps = append(steps, ckanclient.RunbookStep{Name: name, State: ckanclient.StepPending})
+			for _, name := range api.Steps {
+				steps = append(steps, api.RunbookStep{Name: name, State: api.StepPending})
 			}
 		}
 		evW := max(10, m.width-2-13-1-10-1)
 		for _, st := range steps {
 			ev := ""
-			if st.State == ckanclient.StepFailed && st.Error != "" {
+			if st.State == api.StepFailed && st.Error != "" {
 				ev = "error: " + oneLine(st.Error)
 			} else if n := len(st.Evidence); n > 0 {
 				ev = oneLine(st.Evidence[n-1].Summary)
@@ -675,7 +676,7 @@ func (m *Model) runbookBody(f *frame, height int) {
 			top = append(top, cur+m.stepStyle(st.State)(stepMark(st.State))+" "+fit(st.Name, 10)+" "+cut(ev, evW))
 		}
 		if st := s.status; st != nil {
-			line := "site: " + m.st.paint(m.st.forMode(st.Mode), modeWord(st.Mode)) + " · " + st.Phase
+			line := "site: " + m.st.paint(m.st.forMode(st.Mode), modeWord(st.Mode)) + " · " + string(st.Phase)
 			if st.InFlight != nil || st.Store != nil {
 				line += " · " + plural(len(st.InFlight), "write", "writes") + " in flight"
 			}
@@ -745,14 +746,14 @@ func (m *Model) runbookBar() []key.Binding {
 		bs = append(bs, k.Confirm)
 	}
 	if st := rb.StepByName(rb.Step); st != nil {
-		if st.State == ckanclient.StepFailed || st.State == ckanclient.StepInterrupted {
+		if st.State == api.StepFailed || st.State == api.StepInterrupted {
 			bs = append(bs, k.Retry)
 		}
 		if st.Skippable {
 			bs = append(bs, k.Skip)
 		}
 	}
-	if rb.State == ckanclient.RunbookInterrupted {
+	if rb.State == api.RunbookInterrupted {
 		bs = append(bs, k.Resume)
 	}
 	return append(bs, k.DisableNow, k.Abort, k.Help, k.Quit)

@@ -7,25 +7,25 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ckanops/ckanops/api"
+
 	"charm.land/bubbles/v2/key"
 	tea "charm.land/bubbletea/v2"
 
-	"github.com/ckanops/ckanops/checks"
-	"github.com/ckanops/ckanops/ckanclient"
 	"github.com/ckanops/ckanops/internal/human"
 )
 
 // runbookLoadedMsg carries a site's runbook record (nil: none ever ran).
 type runbookLoadedMsg struct {
 	site string
-	rb   *ckanclient.Runbook
+	rb   *api.Runbook
 	err  error
 }
 
 // auditLoadedMsg carries a site's audit tail.
 type auditLoadedMsg struct {
 	site    string
-	entries []ckanclient.AuditEntry
+	entries []api.AuditEntry
 	err     error
 }
 
@@ -188,7 +188,7 @@ func (m *Model) siteLines(s *siteState) []string {
 	if st := s.status; st != nil {
 		if st.InFlight != nil || st.Store != nil {
 			heading(fmt.Sprintf("IN-FLIGHT WRITES (%d)", len(st.InFlight)))
-			inflight := append([]ckanclient.InFlightWrite(nil), st.InFlight...)
+			inflight := append([]api.InFlightWrite(nil), st.InFlight...)
 			sort.SliceStable(inflight, func(i, j int) bool { return inflight[i].AgeMS > inflight[j].AgeMS })
 			for _, wr := range inflight {
 				age := time.Duration(wr.AgeMS) * time.Millisecond
@@ -210,7 +210,7 @@ func (m *Model) siteLines(s *siteState) []string {
 				if g.Gone {
 					gone = "  GONE (no heartbeat)"
 				}
-				add("  %s v%-4d %s %s  seen %s ago%s", fit(g.ID, 16), g.Version, fit(g.Phase, 8),
+				add("  %s v%-4d %s %s  seen %s ago%s", fit(g.ID, 16), g.Version, fit(string(g.Phase), 8),
 					fit(plural(g.InFlight, "write", "writes")+" in flight", 18), human.Ago(now.Sub(g.Seen)), gone)
 			}
 		}
@@ -222,10 +222,10 @@ func (m *Model) siteLines(s *siteState) []string {
 		heading(fmt.Sprintf("CHECKS (read %s ago)", human.Ago(now.Sub(s.reportAt))))
 		for _, c := range s.report.Checks {
 			status := c.Status
-			if checks.IsNotConfigured(c) {
+			if c.IsNotConfigured() {
 				status = "-"
 			}
-			word := fit(status, 7)
+			word := fit(string(status), 7)
 			if status != "-" {
 				word = m.st.paint(m.st.forStatus(status), word)
 			}
@@ -297,8 +297,8 @@ func etaWords(until, now time.Time) string {
 }
 
 // runbookSummary describes a runbook record in a few lines.
-func (m *Model) runbookSummary(rb *ckanclient.Runbook, now time.Time) []string {
-	line := fmt.Sprintf("%s · %s at %s", rb.ID, strings.ToUpper(rb.State), rb.Step)
+func (m *Model) runbookSummary(rb *api.Runbook, now time.Time) []string {
+	line := fmt.Sprintf("%s · %s at %s", rb.ID, strings.ToUpper(string(rb.State)), rb.Step)
 	if !rb.Started.IsZero() {
 		line += " · started " + dateTime(rb.Started, now, m.loc)
 	}
@@ -325,9 +325,9 @@ func (m *Model) runbookSummary(rb *ckanclient.Runbook, now time.Time) []string {
 }
 
 // keyDetails picks the details of a check an operator looks at.
-func keyDetails(c ckanclient.CheckResult) string {
+func keyDetails(c api.CheckResult) string {
 	d := c.Details
-	if d == nil || checks.IsNotConfigured(c) {
+	if d == nil || c.IsNotConfigured() {
 		return ""
 	}
 	var parts []string

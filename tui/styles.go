@@ -3,6 +3,7 @@ package tui
 import (
 	"charm.land/bubbles/v2/textinput"
 	"charm.land/lipgloss/v2"
+	"github.com/ckanops/ckanops/api"
 )
 
 // styles holds every style of the console, so the look changes in one
@@ -67,7 +68,7 @@ func (s *styles) paint(st *lipgloss.Style, text string) string {
 }
 
 // forStatus is the style of a check status (ok, warn, fail, unknown).
-func (s *styles) forStatus(status string) *lipgloss.Style {
+func (s *styles) forStatus(status api.CheckStatus) *lipgloss.Style {
 	switch status {
 	case "ok":
 		return &s.ok
@@ -78,7 +79,7 @@ func (s *styles) forStatus(status string) *lipgloss.Style {
 }
 
 // forMode is the style of a mode.
-func (s *styles) forMode(mode string) *lipgloss.Style {
+func (s *styles) forMode(mode api.Mode) *lipgloss.Style {
 	switch mode {
 	case "live":
 		return &s.live

@@ -9,8 +9,8 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/ckanops/ckanops/checks"
-	"github.com/ckanops/ckanops/ckanclient"
+	"github.com/ckanops/ckanops/api"
+
 	"github.com/ckanops/ckanops/internal/human"
 )
 
@@ -60,19 +60,19 @@ func runCheck(e *env, s siteClient, asJSON bool) error {
 	var failed, warned []string
 	for _, c := range rep.Checks {
 		switch {
-		case checks.IsNotConfigured(c), c.Status == ckanclient.CheckOK:
-		case c.Status == ckanclient.CheckFail:
+		case c.IsNotConfigured(), c.Status == api.CheckOK:
+		case c.Status == api.CheckFail:
 			failed = append(failed, c.Name)
 		default:
 			warned = append(warned, c.Name)
 		}
 	}
-	switch checks.Overall(*rep) {
-	case ckanclient.CheckOK:
+	switch rep.Overall() {
+	case api.CheckOK:
 		return nil
-	case ckanclient.CheckFail:
+	case api.CheckFail:
 		return &exitError{code: exitCheckFail, err: fmt.Errorf("site %s: %d check(s) failed: %s", s.site.Name, len(failed), strings.Join(failed, ", "))}
-	case ckanclient.CheckWarn:
+	case api.CheckWarn:
 		return &exitError{code: exitCheckWarn, err: fmt.Errorf("site %s: %d check(s) warn: %s", s.site.Name, len(warned), strings.Join(warned, ", "))}
 	}
 	return &exitError{code: exitCheckWarn, err: fmt.Errorf("site %s: the gate reported no check", s.site.Name)}
@@ -85,13 +85,13 @@ func writeIndented(e *env, v any) error {
 }
 
 // printChecks prints the report as a table: NAME STATUS SUMMARY.
-func printChecks(e *env, rep ckanclient.Report) {
+func printChecks(e *env, rep api.Report) {
 	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tSTATUS\tSUMMARY")
 	var oldest time.Time
 	for _, c := range rep.Checks {
 		status := c.Status
-		if checks.IsNotConfigured(c) {
+		if c.IsNotConfigured() {
 			status = "-"
 		} else if !c.ObservedAt.IsZero() && (oldest.IsZero() || c.ObservedAt.Before(oldest)) {
 			oldest = c.ObservedAt

@@ -14,10 +14,11 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/ckanops/ckanops/api"
+
 	"github.com/redis/go-redis/v9"
 
 	"github.com/ckanops/ckanops/checks"
-	"github.com/ckanops/ckanops/ckanclient"
 	"github.com/ckanops/ckanops/config"
 	"github.com/ckanops/ckanops/gate"
 	"github.com/ckanops/ckanops/internal/ckansim"
@@ -131,12 +132,12 @@ func TestCheckCommand(t *testing.T) {
 	if code != 2 || !strings.Contains(errOut, "1 check(s) failed: solr") {
 		t.Errorf("fail: exit %d\n%s\n%s", code, out, errOut)
 	}
-	var rep ckanclient.Report
+	var rep api.Report
 	if err := json.Unmarshal([]byte(out), &rep); err != nil || rep.Site != "prod" || len(rep.Checks) != 7 {
 		t.Fatalf("--json: %v\n%s", err, out)
 	}
 	for _, c := range rep.Checks {
-		if c.Name == "solr" && (c.Status != ckanclient.CheckFail || !strings.Contains(c.Summary, "Error opening new searcher")) {
+		if c.Name == "solr" && (c.Status != api.CheckFail || !strings.Contains(c.Summary, "Error opening new searcher")) {
 			t.Errorf("solr in --json: %+v", c)
 		}
 	}

@@ -162,7 +162,7 @@ func gateFacts(g *config.Gate, r *configReport) [][2]string {
 	} else {
 		f = append(f, [2]string{"state", "file " + g.State.File})
 	}
-	initial := g.State.InitialMode
+	initial := string(g.State.InitialMode)
 	if g.State.InitialMessage != "" {
 		initial += fmt.Sprintf(" (%q)", g.State.InitialMessage)
 	}

@@ -4,7 +4,7 @@ import (
 	"flag"
 	"time"
 
-	"github.com/ckanops/ckanops/ckanclient"
+	"github.com/ckanops/ckanops/api"
 )
 
 // consoleFlags adds the flags every console subcommand shares.
@@ -59,10 +59,10 @@ With --wait, return only when the site is quiesced (or --timeout passes).`,
 			if err != nil {
 				return err
 			}
-			if *mode != ckanclient.ModeReadOnly && *mode != ckanclient.ModeDown {
+			if m := api.Mode(*mode); m != api.ModeReadOnly && m != api.ModeDown {
 				return usageErr("--mode %q: want read-only or down (use 'ckanops disable' to go live)", *mode)
 			}
-			req := ckanclient.ModeRequest{Mode: *mode, Message: *message, For: *forDur, Reason: *reason}
+			req := api.ModeRequest{Mode: api.Mode(*mode), Message: *message, For: *forDur, Reason: *reason}
 			if *until != "" {
 				t, err := time.Parse(time.RFC3339, *until)
 				if err != nil {
@@ -95,7 +95,7 @@ With --wait, return only when the site is quiesced (or --timeout passes).`,
 			if err != nil {
 				return err
 			}
-			req := ckanclient.ModeRequest{Mode: ckanclient.ModeLive, Reason: *reason}
+			req := api.ModeRequest{Mode: api.ModeLive, Reason: *reason}
 			if *expect >= 0 {
 				req.ExpectVersion = expect
 			}

@@ -20,7 +20,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ckanops/ckanops/ckanclient"
+	"github.com/ckanops/ckanops/api"
+
 	"github.com/ckanops/ckanops/internal/ckansim"
 )
 
@@ -192,11 +193,11 @@ func TestGateProcessEndToEnd(t *testing.T) {
 	// status --json, through the CLI.
 	code, out, errOut = s.cli("status", "--json")
 	var rows []struct {
-		Site   string            `json:"site"`
-		Status ckanclient.Status `json:"status"`
+		Site   string     `json:"site"`
+		Status api.Status `json:"status"`
 	}
 	if code != 0 || json.Unmarshal([]byte(out), &rows) != nil || len(rows) != 1 ||
-		rows[0].Status.Mode != ckanclient.ModeReadOnly || rows[0].Status.Phase != ckanclient.PhaseQuiesced || rows[0].Status.Until == nil {
+		rows[0].Status.Mode != api.ModeReadOnly || rows[0].Status.Phase != api.PhaseQuiesced || rows[0].Status.Until == nil {
 		t.Fatalf("status --json: exit %d\n%s\n%s", code, out, errOut)
 	}
 

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ckanops/ckanops/ckanclient"
+	"github.com/ckanops/ckanops/api"
 )
 
 func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
@@ -76,15 +76,15 @@ func TestUnknownCommandAndBadFlag(t *testing.T) {
 func TestStatusTextShowsGatesApplied(t *testing.T) {
 	now := time.Now()
 	stale := now.Add(-90 * time.Second)
-	st := &ckanclient.Status{
+	st := &api.Status{
 		Site: "prod", Mode: "read-only", Phase: "quiesced", Since: now.Add(-time.Hour), Version: 7,
-		Gates: []ckanclient.GateInfo{
+		Gates: []api.GateInfo{
 			{ID: "web1", Version: 7, Seen: now},
 			{ID: "web2", Version: 6, Seen: now},
 			{ID: "web3", Version: 7, Seen: now},
 			{ID: "web4", Version: 5, Seen: now.Add(-time.Hour), Gone: true},
 		},
-		Store: &ckanclient.StoreHealth{Kind: "redis", OK: false, StaleSince: &stale},
+		Store: &api.StoreHealth{Kind: "redis", OK: false, StaleSince: &stale},
 	}
 	var out bytes.Buffer
 	printStatus(&env{stdout: &out}, []siteStatus{{Site: "prod", Status: st}, {Site: "dead", Error: "nothing is listening"}})

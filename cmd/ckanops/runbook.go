@@ -12,7 +12,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/ckanops/ckanops/ckanclient"
+	"github.com/ckanops/ckanops/api"
 )
 
 func init() {
@@ -40,7 +40,7 @@ stopped (failed, aborted, declined, or detached); 2 bad usage.`,
 			o := runbookFlags{}
 			fs.BoolVar(&o.yes, "yes", false, "confirm every step without asking (preflight warnings included)")
 			fs.BoolVar(&o.opts.SkipMigrate, "skip-migrate", false, "skip the migrate step")
-			fs.StringVar(&o.opts.Mode, "mode", "read-only", "maintenance mode during the runbook: read-only or down")
+			fs.StringVar((*string)(&o.opts.Mode), "mode", "read-only", "maintenance mode during the runbook: read-only or down")
 			fs.StringVar(&o.opts.Message, "message", "", "message shown to users and API clients during maintenance")
 			fs.StringVar(&o.opts.For, "for", "", "expected duration, e.g. 90m or 2h30m (sets the ETA)")
 			fs.StringVar(&o.opts.Reason, "reason", "", "why, for the audit log")
@@ -76,7 +76,7 @@ stopped (failed, aborted, declined, or detached); 2 bad usage.`,
 }
 
 type runbookFlags struct {
-	opts                             ckanclient.RunbookOptions
+	opts                             api.RunbookOptions
 	yes, json                        bool
 	retry, resume, abort, disableNow bool
 	skip                             string
@@ -113,7 +113,7 @@ func runRunbook(e *env, site siteClient, o runbookFlags) error {
 	if err != nil {
 		return &exitError{code: exitFail, err: err}
 	}
-	act := ckanclient.RunbookAction{Reason: o.opts.Reason}
+	act := api.RunbookAction{Reason: o.opts.Reason}
 	if rb != nil {
 		act.ID = rb.ID
 	}
@@ -156,7 +156,7 @@ func runRunbook(e *env, site siteClient, o runbookFlags) error {
 	// broken stream, from the last event seen.
 	var seq int64
 	for attempt := 0; ; {
-		err := c.RunbookEvents(ctx, seq, func(ev ckanclient.RunbookEvent) error {
+		err := c.RunbookEvents(ctx, seq, func(ev api.RunbookEvent) error {
 			attempt = 0
 			seq = ev.Seq
 			if ev.Runbook != id {
@@ -178,7 +178,7 @@ func runRunbook(e *env, site siteClient, o runbookFlags) error {
 			ui.summary(cur)
 			return ui.exit(cur)
 		}
-		if gerr == nil && cur != nil && cur.ID == id && (cur.State == ckanclient.RunbookFailed || cur.State == ckanclient.RunbookInterrupted) && err == nil {
+		if gerr == nil && cur != nil && cur.ID == id && (cur.State == api.RunbookFailed || cur.State == api.RunbookInterrupted) && err == nil {
 			ui.summary(cur)
 			return ui.exit(cur)
 		}
@@ -213,7 +213,7 @@ func (ui *runbookUI) note(s string) {
 }
 
 // event prints one journal event and answers a confirmation.
-func (ui *runbookUI) event(ctx context.Context, ev ckanclient.RunbookEvent) error {
+func (ui *runbookUI) event(ctx context.Context, ev api.RunbookEvent) error {
 	if ui.enc != nil {
 		if err := ui.enc.Encode(ev); err != nil {
 			return err
@@ -221,7 +221,7 @@ func (ui *runbookUI) event(ctx context.Context, ev ckanclient.RunbookEvent) erro
 	} else {
 		fmt.Fprintln(ui.e.stdout, formatEvent(ev))
 	}
-	if ev.Kind != ckanclient.EventConfirm || ev.Confirmation == nil || ui.o.yes {
+	if ev.Kind != api.EventConfirm || ev.Confirmation == nil || ui.o.yes {
 		return nil
 	}
 	// Replayed history holds confirmations answered long ago: ask only
@@ -240,19 +240,19 @@ func (ui *runbookUI) event(ctx context.Context, ev ckanclient.RunbookEvent) erro
 	return nil
 }
 
-func formatEvent(ev ckanclient.RunbookEvent) string {
+func formatEvent(ev api.RunbookEvent) string {
 	t := ev.Time.Local().Format("15:04:05")
 	step := fmt.Sprintf("%-9s", ev.Step)
 	switch ev.Kind {
-	case ckanclient.EventOutput:
+	case api.EventOutput:
 		return fmt.Sprintf("%s %s | %s", t, step, ev.Message)
-	case ckanclient.EventStep:
+	case api.EventStep:
 		s := fmt.Sprintf("%s %s %s", t, step, strings.ToUpper(ev.State))
-		if ev.Message != "" && ev.State != ckanclient.StepRunning {
+		if ev.Message != "" && ev.State != string(api.StepRunning) {
 			s += ": " + ev.Message
 		}
 		return s
-	case ckanclient.EventEvidence:
+	case api.EventEvidence:
 		mark := "  "
 		if ev.Evidence != nil && ev.Evidence.OK {
 			mark = "ok"
@@ -267,7 +267,7 @@ func formatEvent(ev ckanclient.RunbookEvent) string {
 
 // confirm asks the operator and sends the answer. A "no" leaves the
 // runbook waiting at the step.
-func (ui *runbookUI) confirm(ctx context.Context, ev ckanclient.RunbookEvent) error {
+func (ui *runbookUI) confirm(ctx context.Context, ev api.RunbookEvent) error {
 	conf := ev.Confirmation
 	name := ui.site.site.Name
 	w := ui.prompt
@@ -276,7 +276,7 @@ func (ui *runbookUI) confirm(ctx context.Context, ev ckanclient.RunbookEvent) er
 	for _, warn := range conf.Warnings {
 		fmt.Fprintln(w, "  warning: "+warn)
 	}
-	act := ckanclient.RunbookAction{ID: ev.Runbook, Step: conf.Step}
+	act := api.RunbookAction{ID: ev.Runbook, Step: conf.Step}
 	for tries := 0; ; tries++ {
 		if conf.TypeSiteName {
 			fmt.Fprintf(w, "Type the site's name (%s) to confirm, or press Enter to stop here: ", name)
@@ -312,12 +312,12 @@ func (ui *runbookUI) confirm(ctx context.Context, ev ckanclient.RunbookEvent) er
 }
 
 // summary prints where the runbook ended.
-func (ui *runbookUI) summary(rb *ckanclient.Runbook) {
+func (ui *runbookUI) summary(rb *api.Runbook) {
 	if ui.o.json {
 		return // the finished event says it all
 	}
 	w := ui.e.stdout
-	fmt.Fprintf(w, "\nrunbook %s: %s", rb.ID, strings.ToUpper(rb.State))
+	fmt.Fprintf(w, "\nrunbook %s: %s", rb.ID, strings.ToUpper(string(rb.State)))
 	if rb.Error != "" {
 		fmt.Fprintf(w, ": %s", rb.Error)
 	}
@@ -332,19 +332,19 @@ func (ui *runbookUI) summary(rb *ckanclient.Runbook) {
 		}
 	}
 	switch rb.State {
-	case ckanclient.RunbookFailed, ckanclient.RunbookInterrupted:
+	case api.RunbookFailed, api.RunbookInterrupted:
 		n := ui.site.site.Name
 		fmt.Fprintf(w, "The site stays in maintenance. Next: 'ckanops runbook %s --retry', '--skip %s' (if allowed), '--abort', or '--disable-now'.\n", n, rb.Step)
 	}
 }
 
 // exit is 0 only for a finished runbook with a consistent snapshot.
-func (ui *runbookUI) exit(rb *ckanclient.Runbook) error {
-	if rb.State == ckanclient.RunbookDone && rb.Snapshot != nil && rb.Snapshot.Verdict == ckanclient.VerdictConsistent {
+func (ui *runbookUI) exit(rb *api.Runbook) error {
+	if rb.State == api.RunbookDone && rb.Snapshot != nil && rb.Snapshot.Verdict == api.VerdictConsistent {
 		return nil
 	}
-	why := "runbook " + rb.State
-	if rb.State == ckanclient.RunbookDone {
+	why := "runbook " + string(rb.State)
+	if rb.State == api.RunbookDone {
 		why = "runbook done, but its snapshot is not consistent"
 	}
 	return &exitError{code: exitFail, err: errors.New(why)}

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ckanops/ckanops/ckanclient"
+	"github.com/ckanops/ckanops/api"
 )
 
 // runbookSite is an e2e site whose gate can run a runbook: a storage
@@ -114,7 +114,7 @@ func TestRunbookCLIJSONWithYes(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, out, errb)
 	}
-	var last ckanclient.RunbookEvent
+	var last api.RunbookEvent
 	sc := bufio.NewScanner(strings.NewReader(out))
 	n := 0
 	for sc.Scan() {
@@ -123,7 +123,7 @@ func TestRunbookCLIJSONWithYes(t *testing.T) {
 		}
 		n++
 	}
-	if last.Kind != ckanclient.EventFinished || last.State != ckanclient.RunbookDone || last.Snapshot == nil || last.Snapshot.Verdict != "consistent" {
+	if last.Kind != api.EventFinished || last.State != string(api.RunbookDone) || last.Snapshot == nil || last.Snapshot.Verdict != "consistent" {
 		t.Fatalf("last event %+v", last)
 	}
 	if strings.Contains(out, "migrating") {

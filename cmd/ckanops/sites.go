@@ -11,6 +11,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/ckanops/ckanops/api"
+
 	"github.com/ckanops/ckanops/ckanclient"
 	"github.com/ckanops/ckanops/config"
 	"github.com/ckanops/ckanops/internal/human"
@@ -83,10 +85,10 @@ func oneSite(e *env, fs *flag.FlagSet, path string) (siteClient, error) {
 
 // siteStatus is one row of `status --json`.
 type siteStatus struct {
-	Site   string             `json:"site"`
-	URL    string             `json:"url"`
-	Status *ckanclient.Status `json:"status,omitempty"`
-	Error  string             `json:"error,omitempty"`
+	Site   string      `json:"site"`
+	URL    string      `json:"url"`
+	Status *api.Status `json:"status,omitempty"`
+	Error  string      `json:"error,omitempty"`
 }
 
 // runStatus asks every site at once; one dead site never holds up the rest
@@ -180,13 +182,13 @@ func printStatus(e *env, rows []siteStatus) {
 	}
 }
 
-func appliedText(st *ckanclient.Status) string {
+func appliedText(st *api.Status) string {
 	applied, live, _ := st.Applied()
 	return fmt.Sprintf("%d/%d gates", applied, live)
 }
 
 // runSetMode changes a site's mode and, with wait, follows the drain.
-func runSetMode(e *env, s siteClient, req ckanclient.ModeRequest, asJSON, wait bool, timeout time.Duration) error {
+func runSetMode(e *env, s siteClient, req api.ModeRequest, asJSON, wait bool, timeout time.Duration) error {
 	ctx := context.Background()
 	if err := checkSiteIdentity(ctx, s); err != nil {
 		return err
@@ -195,7 +197,7 @@ func runSetMode(e *env, s siteClient, req ckanclient.ModeRequest, asJSON, wait b
 	if err != nil {
 		return err
 	}
-	if wait && st.Phase == ckanclient.PhaseDraining {
+	if wait && st.Phase == api.PhaseDraining {
 		if !asJSON {
 			fmt.Fprintf(e.stderr, "%s: %s, draining %d write(s) in flight...\n", s.site.Name, st.Mode, len(st.InFlight))
 		}
@@ -210,7 +212,7 @@ func runSetMode(e *env, s siteClient, req ckanclient.ModeRequest, asJSON, wait b
 		return enc.Encode(st)
 	}
 	fmt.Fprintf(e.stdout, "%s: %s (%s), version %d, applied: %s\n", s.site.Name, st.Mode, st.Phase, st.Version, appliedText(st))
-	if st.Phase == ckanclient.PhaseDraining {
+	if st.Phase == api.PhaseDraining {
 		for _, w := range st.InFlight {
 			fmt.Fprintf(e.stdout, "  in flight: %s %s (%s, from %s)\n", w.Method, w.Path, time.Duration(w.AgeMS)*time.Millisecond, w.Remote)
 		}
@@ -220,17 +222,17 @@ func runSetMode(e *env, s siteClient, req ckanclient.ModeRequest, asJSON, wait b
 
 var errDrainTimeout = errors.New("writes are still in flight")
 
-func waitQuiesced(ctx context.Context, c *ckanclient.Client, timeout time.Duration) (*ckanclient.Status, error) {
+func waitQuiesced(ctx context.Context, c *ckanclient.Client, timeout time.Duration) (*api.Status, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
-	var last *ckanclient.Status
+	var last *api.Status
 	for {
 		st, err := c.Status(ctx)
 		if err == nil {
 			last = st
-			if st.Phase != ckanclient.PhaseDraining {
+			if st.Phase != api.PhaseDraining {
 				return st, nil
 			}
 		}

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ckanops/ckanops/api"
+
 	"github.com/ckanops/ckanops/ckanclient"
 	"github.com/ckanops/ckanops/internal/demo"
 )
@@ -120,7 +122,7 @@ func TestDemoInTmuxEnableByKeystrokes(t *testing.T) {
 	xs.keys(true, "data-ctiy")
 	xs.keys(false, "Enter")
 	xs.waitScreen("type " + target.Name + " exactly to confirm")
-	if st, err := gate.Status(t.Context()); err != nil || st.Mode != ckanclient.ModeLive {
+	if st, err := gate.Status(t.Context()); err != nil || st.Mode != api.ModeLive {
 		t.Fatalf("a wrongly typed name changed the mode: %+v, %v", st, err)
 	}
 	for range len("data-ctiy") {
@@ -131,10 +133,10 @@ func TestDemoInTmuxEnableByKeystrokes(t *testing.T) {
 
 	// The gate says read-only, with our message.
 	deadline := time.Now().Add(30 * time.Second)
-	var st *ckanclient.Status
+	var st *api.Status
 	for {
 		st, err = gate.Status(t.Context())
-		if err == nil && st.Mode == ckanclient.ModeReadOnly && st.Phase == ckanclient.PhaseQuiesced {
+		if err == nil && st.Mode == api.ModeReadOnly && st.Phase == api.PhaseQuiesced {
 			break
 		}
 		if time.Now().After(deadline) {

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ckanops/ckanops/api"
+
 	"github.com/ckanops/ckanops/ckanclient"
 	"github.com/ckanops/ckanops/config"
 	"github.com/ckanops/ckanops/internal/ckansim"
@@ -43,8 +45,8 @@ func TestDemoSitesAreRealGates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := c.SetMode(context.Background(), ckanclient.ModeRequest{Mode: ckanclient.ModeReadOnly, Message: "demo"})
-	if err != nil || st.Mode != ckanclient.ModeReadOnly {
+	st, err := c.SetMode(context.Background(), api.ModeRequest{Mode: api.ModeReadOnly, Message: "demo"})
+	if err != nil || st.Mode != api.ModeReadOnly {
 		t.Fatalf("enable through the demo's config: %+v %v", st, err)
 	}
 	for i, s := range d.Sites[:2] {
@@ -89,22 +91,22 @@ func TestDemoWithBackendsRunsARunbook(t *testing.T) {
 	for _, ch := range rep.Checks {
 		switch ch.Name {
 		case "ckan_db", "datastore_db", "redis", "storage":
-			if ch.Status != ckanclient.CheckOK {
+			if ch.Status != api.CheckOK {
 				t.Errorf("%s: %s: %s", ch.Name, ch.Status, ch.Summary)
 			}
 		}
 	}
-	if _, err := c.StartRunbook(ctx, ckanclient.RunbookOptions{AutoConfirm: true, Message: "demo"}); err != nil {
+	if _, err := c.StartRunbook(ctx, api.RunbookOptions{AutoConfirm: true, Message: "demo"}); err != nil {
 		t.Fatal(err)
 	}
-	var rb *ckanclient.Runbook
-	for rb == nil || rb.State == ckanclient.RunbookRunning || rb.State == ckanclient.RunbookWaiting {
+	var rb *api.Runbook
+	for rb == nil || rb.State == api.RunbookRunning || rb.State == api.RunbookWaiting {
 		time.Sleep(20 * time.Millisecond)
 		if rb, err = c.Runbook(ctx); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if rb.State != ckanclient.RunbookDone || rb.Snapshot == nil || rb.Snapshot.Verdict != ckanclient.VerdictConsistent {
+	if rb.State != api.RunbookDone || rb.Snapshot == nil || rb.Snapshot.Verdict != api.VerdictConsistent {
 		t.Fatalf("%s at %s: %s; snapshot %+v", rb.State, rb.Step, rb.Error, rb.Snapshot)
 	}
 	ents, err := os.ReadDir(rb.Snapshot.Dir)

@@ -1,4 +1,4 @@
-package ckanclient
+package api
 
 // Wire types of the gate's control API (/-/ckanops/*). The gate encodes
 // them and the console decodes them, so the JSON names here are the
@@ -12,28 +12,52 @@ import (
 	"time"
 )
 
+// Paths of the gate's control API, below the site URL.
+const (
+	PathStatus      = "/-/ckanops/status"
+	PathMode        = "/-/ckanops/mode"
+	PathHealth      = "/-/ckanops/health"
+	PathJobsSuspend = "/-/ckanops/jobs/suspend"
+	PathJobsResume  = "/-/ckanops/jobs/resume"
+	PathAudit       = "/-/ckanops/audit"
+)
+
+// Mode is what a site lets through.
+type Mode string
+
 // Modes a site can be in.
 const (
-	ModeLive     = "live"      // reads and writes pass
-	ModeReadOnly = "read-only" // reads pass, writes are refused (503)
-	ModeDown     = "down"      // everything is refused except the control API and bypass clients
+	ModeLive     Mode = "live"      // reads and writes pass
+	ModeReadOnly Mode = "read-only" // reads pass, writes are refused (503)
+	ModeDown     Mode = "down"      // everything is refused except the control API and bypass clients
 )
+
+// Valid reports whether m is one of the three modes.
+func (m Mode) Valid() bool { return m == ModeLive || m == ModeReadOnly || m == ModeDown }
+
+// Maintenance reports whether m holds writes back (read-only or down).
+func (m Mode) Maintenance() bool { return m == ModeReadOnly || m == ModeDown }
 
 // Phases of a mode change. Entering read-only or down from live passes
 // through draining (new writes refused, admitted writes finishing) to
 // quiesced (no write left in flight).
+type Phase string
+
 const (
-	PhaseLive     = "live"
-	PhaseDraining = "draining"
-	PhaseQuiesced = "quiesced"
+	PhaseLive     Phase = "live"
+	PhaseDraining Phase = "draining"
+	PhaseQuiesced Phase = "quiesced"
 )
+
+// CheckStatus is the outcome of one health check.
+type CheckStatus string
 
 // Statuses of one health check.
 const (
-	CheckOK      = "ok"
-	CheckWarn    = "warn"
-	CheckFail    = "fail"
-	CheckUnknown = "unknown"
+	CheckOK      CheckStatus = "ok"
+	CheckWarn    CheckStatus = "warn"
+	CheckFail    CheckStatus = "fail"
+	CheckUnknown CheckStatus = "unknown"
 )
 
 // Status is the gate's mode record, as served by GET /-/ckanops/status and
@@ -41,8 +65,8 @@ const (
 // fields; authenticated callers also get InFlight, Gates and Store.
 type Status struct {
 	Site    string     `json:"site"`
-	Mode    string     `json:"mode"`  // ModeLive, ModeReadOnly or ModeDown
-	Phase   string     `json:"phase"` // PhaseLive, PhaseDraining or PhaseQuiesced
+	Mode    Mode       `json:"mode"`
+	Phase   Phase      `json:"phase"`
 	Message string     `json:"message"`
 	Since   time.Time  `json:"since"`
 	Until   *time.Time `json:"until"` // the operator's ETA; null when none was given
@@ -74,7 +98,7 @@ type InFlightWrite struct {
 type GateInfo struct {
 	ID       string    `json:"id"`
 	Version  int64     `json:"version"` // the mode version this gate has applied
-	Phase    string    `json:"phase"`
+	Phase    Phase     `json:"phase"`
 	InFlight int       `json:"in_flight"`
 	Seen     time.Time `json:"seen"`           // its last heartbeat
 	Gone     bool      `json:"gone,omitempty"` // no heartbeat for too long
@@ -91,7 +115,7 @@ type StoreHealth struct {
 // Until (an absolute ETA) and For (a Go duration such as "90m" or "2h30m",
 // counted from when the gate applies the change).
 type ModeRequest struct {
-	Mode    string     `json:"mode"`
+	Mode    Mode       `json:"mode"`
 	Message string     `json:"message,omitempty"`
 	Until   *time.Time `json:"until,omitempty"`
 	For     string     `json:"for,omitempty"`
@@ -137,7 +161,7 @@ type Report struct {
 // milliseconds (truncated); every other field is encoded as its tag says.
 type CheckResult struct {
 	Name       string         `json:"name"`
-	Status     string         `json:"status"` // CheckOK, CheckWarn, CheckFail or CheckUnknown
+	Status     CheckStatus    `json:"status"`
 	Summary    string         `json:"summary"`
 	Details    map[string]any `json:"details,omitempty"`
 	ObservedAt time.Time      `json:"observed_at"`
@@ -166,6 +190,50 @@ func (r *CheckResult) UnmarshalJSON(b []byte) error {
 	*r = CheckResult(w.checkResultFields)
 	r.Duration = time.Duration(w.DurationMS) * time.Millisecond
 	return nil
+}
+
+// DetailConfigured is the detail a "not configured" result carries, false.
+const DetailConfigured = "configured"
+
+// NotConfiguredResult is the result of a probe of something gate.toml does
+// not name (key): "unknown", saying which key to set, never a failure.
+func NotConfiguredResult(key string) CheckResult {
+	return CheckResult{
+		Status:  CheckUnknown,
+		Summary: "not configured: set " + key + " in gate.toml's [checks] to probe it",
+		Details: map[string]any{DetailConfigured: false},
+	}
+}
+
+// IsNotConfigured reports whether r is the result of a probe that is not
+// configured (also after a JSON round trip).
+func (r CheckResult) IsNotConfigured() bool {
+	v, ok := r.Details[DetailConfigured]
+	return ok && v == false
+}
+
+// Overall is a report's worst status: fail, then warn, then ok. Probes
+// that are not configured do not count; any other unknown counts as warn.
+// An empty report is unknown.
+func (rep Report) Overall() CheckStatus {
+	worst, any := CheckOK, false
+	for _, c := range rep.Checks {
+		if c.IsNotConfigured() {
+			continue
+		}
+		any = true
+		switch c.Status {
+		case CheckFail:
+			return CheckFail
+		case CheckOK:
+		default: // warn, unknown, anything unexpected
+			worst = CheckWarn
+		}
+	}
+	if !any {
+		return CheckUnknown
+	}
+	return worst
 }
 
 // Applied reports how many of the site's live gates have applied the

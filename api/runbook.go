@@ -1,4 +1,4 @@
-package ckanclient
+package api
 
 // Wire types of the gate's runbook API (/-/ckanops/runbook*). Like
 // gatetypes.go, this file is types only: the gate encodes them, the CLI
@@ -35,26 +35,48 @@ const (
 // Steps lists the steps in the order they run.
 var Steps = []string{StepPreflight, StepEnable, StepDrain, StepSnapshot, StepMigrate, StepVerify, StepDisable}
 
+// StepState is where one step of a runbook stands.
+type StepState string
+
 // States of one step.
 const (
-	StepPending     = "pending"     // not reached yet
-	StepWaiting     = "waiting"     // reached; waits for the operator's confirmation
-	StepRunning     = "running"     // its action runs
-	StepDone        = "done"        // its action succeeded
-	StepFailed      = "failed"      // its action failed: the runbook stopped here
-	StepSkipped     = "skipped"     // the operator (or an option) skipped it
-	StepInterrupted = "interrupted" // the gate stopped while it ran or waited
+	StepPending     StepState = "pending"     // not reached yet
+	StepWaiting     StepState = "waiting"     // reached; waits for the operator's confirmation
+	StepRunning     StepState = "running"     // its action runs
+	StepDone        StepState = "done"        // its action succeeded
+	StepFailed      StepState = "failed"      // its action failed: the runbook stopped here
+	StepSkipped     StepState = "skipped"     // the operator (or an option) skipped it
+	StepInterrupted StepState = "interrupted" // the gate stopped while it ran or waited
 )
+
+// RunbookState is where a runbook as a whole stands.
+type RunbookState string
 
 // States of a runbook as a whole.
 const (
-	RunbookRunning     = "running"     // a step runs
-	RunbookWaiting     = "waiting"     // a step waits for confirmation
-	RunbookFailed      = "failed"      // a step failed; retry, abort, or disable now
-	RunbookInterrupted = "interrupted" // the gate restarted mid-runbook; resume, retry, or abort
-	RunbookAborted     = "aborted"     // stopped by an operator
-	RunbookDone        = "done"        // every step done or skipped
+	RunbookRunning     RunbookState = "running"     // a step runs
+	RunbookWaiting     RunbookState = "waiting"     // a step waits for confirmation
+	RunbookFailed      RunbookState = "failed"      // a step failed; retry, abort, or disable now
+	RunbookInterrupted RunbookState = "interrupted" // the gate restarted mid-runbook; resume, retry, or abort
+	RunbookAborted     RunbookState = "aborted"     // stopped by an operator
+	RunbookDone        RunbookState = "done"        // every step done or skipped
 )
+
+// Decision is what an operator tells a runbook: the last segment of the
+// action's path, /-/ckanops/runbook/<decision>.
+type Decision string
+
+// Operators' decisions.
+const (
+	DecisionConfirm Decision = "confirm" // run the waiting step
+	DecisionRetry   Decision = "retry"   // run a failed or interrupted step again
+	DecisionResume  Decision = "resume"  // continue an interrupted runbook where it stood
+	DecisionSkip    Decision = "skip"    // skip the step (only where safe)
+	DecisionAbort   Decision = "abort"   // stop; with disable, also reopen writes
+)
+
+// Decisions lists the decisions in the order the API documents them.
+var Decisions = []Decision{DecisionConfirm, DecisionRetry, DecisionResume, DecisionSkip, DecisionAbort}
 
 // Active reports whether the runbook still holds the site: only one
 // active runbook may exist per site.
@@ -74,7 +96,7 @@ const (
 
 // RunbookOptions is the body of POST /-/ckanops/runbook.
 type RunbookOptions struct {
-	Mode    string     `json:"mode,omitempty"`    // ModeReadOnly (default) or ModeDown, for the enable step
+	Mode    Mode       `json:"mode,omitempty"`    // ModeReadOnly (default) or ModeDown, for the enable step
 	Message string     `json:"message,omitempty"` // shown to visitors while in maintenance
 	Until   *time.Time `json:"until,omitempty"`   // the ETA; or For
 	For     string     `json:"for,omitempty"`     // a Go duration, counted from the enable step
@@ -126,7 +148,7 @@ type RunbookAction struct {
 type Runbook struct {
 	ID      string         `json:"id"`
 	Site    string         `json:"site"`
-	State   string         `json:"state"` // Runbook*
+	State   RunbookState   `json:"state"`
 	Step    string         `json:"step"`  // the current (or last) step
 	Actor   string         `json:"actor"` // who started it
 	Options RunbookOptions `json:"options"`
@@ -155,7 +177,7 @@ func (r *Runbook) StepByName(name string) *RunbookStep {
 // RunbookStep is one step of a runbook and its evidence.
 type RunbookStep struct {
 	Name     string     `json:"name"`
-	State    string     `json:"state"` // Step*
+	State    StepState  `json:"state"`
 	Started  *time.Time `json:"started"`
 	Ended    *time.Time `json:"ended"`
 	Attempts int        `json:"attempts"`
