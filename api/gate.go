@@ -2,8 +2,7 @@ package api
 
 // Wire types of the gate's control API (/-/ckanops/*). The gate encodes
 // them and the console decodes them, so the JSON names here are the
-// contract of ARCHITECTURE.md, "Control and status API". This file must
-// stay free of HTTP and resty: the gate imports it for the types alone.
+// contract of docs/architecture.md, "Control and status API".
 
 import (
 	"encoding/json"

@@ -1,8 +1,7 @@
 package api
 
-// Wire types of the gate's runbook API (/-/ckanops/runbook*). Like
-// gatetypes.go, this file is types only: the gate encodes them, the CLI
-// and the TUI decode them.
+// Wire types of the gate's runbook API (/-/ckanops/runbook*): the gate
+// encodes them, the CLI and the console decode them.
 
 import (
 	"errors"

@@ -1,7 +1,6 @@
 package gate
 
 import (
-	"encoding/json"
 	"fmt"
 	"html/template"
 	"io"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ckanops/ckanops/api"
+	"github.com/ckanops/ckanops/internal/httpjson"
 )
 
 // Limits on how much of a refused form POST the gate reads to show the
@@ -55,15 +55,8 @@ func helpURL(r *http.Request, action string) string {
 	return u.String()
 }
 
-// writeJSON writes v as JSON. encoding/json escapes <, > and & so that an
-// operator's message can never become markup in a browser.
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json;charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
+// writeJSON is the one JSON writer of every endpoint (httpjson.Write).
+var writeJSON = httpjson.Write
 
 // refusal describes one refused request, for either rendering.
 type refusal struct {

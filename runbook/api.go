@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ckanops/ckanops/api"
+	"github.com/ckanops/ckanops/internal/httpjson"
 )
 
 // maxActionBody bounds the body of a runbook call.
@@ -112,16 +113,8 @@ func (e *Engine) answer(w http.ResponseWriter, rb *api.Runbook, err error, okSta
 	}
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		status, b = http.StatusInternalServerError, []byte(`{"error":"encode answer"}`)
-	}
-	w.Header().Set("Content-Type", "application/json;charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_, _ = w.Write(append(b, '\n'))
-}
+// writeJSON is the one JSON writer of every endpoint (httpjson.Write).
+var writeJSON = httpjson.Write
 
 // serveEvents streams the journal as Server-Sent Events until the runbook
 // ends (every event sent), the client leaves, or the gate stops.

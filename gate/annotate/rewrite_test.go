@@ -32,7 +32,7 @@ var (
 
 // policy is a stand-in for the gate's FormWouldBeRefused: the action is
 // resolved against the page's URL, and every POST is refused except the
-// login and logout routes (ARCHITECTURE.md, "What counts as a write").
+// login and logout routes (docs/architecture.md, "What counts as a write").
 func policy(pageURL string) func(method, action string) bool {
 	base, err := url.Parse(pageURL)
 	if err != nil {

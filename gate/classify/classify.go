@@ -4,7 +4,7 @@
 // the audit trail.
 //
 // It implements "What counts as a write (read-only mode)" in
-// shared/design/ARCHITECTURE.md, with its facts (action names,
+// docs/architecture.md, with its facts (action names,
 // side_effect_free flags, URL rules) taken from internal/surface.
 //
 // What it must not do: no I/O of any kind, no logging, no clock. It never

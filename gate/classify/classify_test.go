@@ -147,7 +147,7 @@ func TestObfuscation(t *testing.T) { checkCorpus(t, "obfuscation.txt", true) }
 func TestCases(t *testing.T) { checkCorpus(t, "cases.txt", false) }
 
 // refAction is the reference rule for an action call, written from
-// ARCHITECTURE.md independently of the classifier: only GET, HEAD, POST
+// docs/architecture.md independently of the classifier: only GET, HEAD, POST
 // and OPTIONS, only side_effect_free actions, never get_site_user.
 func refAction(s *surface.Surface, method, name string) Class {
 	if method != "GET" && method != "HEAD" && method != "POST" && method != "OPTIONS" {
