@@ -30,7 +30,7 @@ import (
 
 	"github.com/ckanops/ckanops/config"
 	"github.com/ckanops/ckanops/internal/ckansim"
-	"github.com/ckanops/ckanops/internal/testproc"
+	"github.com/ckanops/ckanops/internal/throwaway"
 )
 
 // deployDir is the repository's deploy/ directory (tests run in
@@ -124,7 +124,7 @@ type testNginx struct {
 	https     string // 127.0.0.1:port of ckan.conf's TLS server
 	http      string // 127.0.0.1:port of its port-80 redirect
 	client    *http.Client
-	proc      *testproc.Process
+	proc      *throwaway.Process
 }
 
 // newTestNginx lays out a prefix directory shaped like Debian's /etc/nginx:
@@ -241,7 +241,7 @@ func (ng *testNginx) start() {
 	if out, err := exec.Command(ng.wrapper, "-t").CombinedOutput(); err != nil {
 		t.Fatalf("nginx -t: %v\n%s", err, out)
 	}
-	p, err := testproc.Start(exec.Command(ng.wrapper), filepath.Join(ng.dir, "nginx.log"))
+	p, err := throwaway.StartProcess(exec.Command(ng.wrapper), filepath.Join(ng.dir, "nginx.log"))
 	if err != nil {
 		t.Fatal(err)
 	}

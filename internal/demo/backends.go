@@ -11,8 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/ckanops/ckanops/config"
-	"github.com/ckanops/ckanops/internal/testpg"
-	"github.com/ckanops/ckanops/internal/testredis"
+	"github.com/ckanops/ckanops/internal/throwaway"
 )
 
 // backends are the throwaway Postgres and Redis the demo's sites share,
@@ -20,8 +19,8 @@ import (
 // columns show real figures and snapshots hold real dumps. Without them
 // those checks say "not configured".
 type backends struct {
-	pg    *testpg.Cluster
-	redis *testredis.Server
+	pg    *throwaway.Postgres
+	redis *throwaway.Redis
 	notes []string // what is missing, for the demo's banner
 }
 
@@ -29,22 +28,22 @@ type backends struct {
 // error; a program that fails to start is an error.
 func (d *Demo) startBackends() error {
 	b := &d.backends
-	pg, err := testpg.Launch(testpg.LaunchOptions{})
+	pg, err := throwaway.StartPostgres(throwaway.PostgresOptions{})
 	switch {
-	case errors.Is(err, testpg.ErrNotInstalled):
+	case errors.Is(err, throwaway.ErrPostgresNotInstalled):
 		b.notes = append(b.notes, "no Postgres on this machine: the DB columns say \"not configured\" (apt-get install postgresql)")
 	case err != nil:
-		return fmt.Errorf("demo: throwaway Postgres: %w", err)
+		return fmt.Errorf("demo: %w", err)
 	default:
 		b.pg = pg
 		d.closers = append(d.closers, func() { pg.Close() })
 	}
-	rd, err := testredis.Launch()
+	rd, err := throwaway.StartRedis(throwaway.RedisOptions{})
 	switch {
-	case errors.Is(err, testredis.ErrNotInstalled):
+	case errors.Is(err, throwaway.ErrRedisNotInstalled):
 		b.notes = append(b.notes, "no redis-server on this machine: the RQ column says \"not configured\" (apt-get install redis-server)")
 	case err != nil:
-		return fmt.Errorf("demo: throwaway Redis: %w", err)
+		return fmt.Errorf("demo: %w", err)
 	default:
 		b.redis = rd
 		d.closers = append(d.closers, func() { rd.Close() })

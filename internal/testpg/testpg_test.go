@@ -1,17 +1,13 @@
 package testpg
 
 import (
-	"bufio"
 	"context"
-	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -26,7 +22,7 @@ func TestCluster(t *testing.T) {
 	if want := fmt.Sprintf("postgres://postgres@127.0.0.1:%d/app?sslmode=disable", c.Port()); c.URL("app") != want {
 		t.Errorf("URL(app) = %q, want %q", c.URL("app"), want)
 	}
-	if !isExecutable(filepath.Join(c.BinDir(), "pg_dump")) {
+	if fi, err := os.Stat(filepath.Join(c.BinDir(), "pg_dump")); err != nil || fi.Mode()&0o111 == 0 {
 		t.Errorf("BinDir %s has no pg_dump", c.BinDir())
 	}
 
@@ -95,7 +91,7 @@ func TestCleanupStopsServerAndRemovesDir(t *testing.T) {
 	var dir string
 	t.Run("cluster", func(t *testing.T) {
 		c := Start(t)
-		pid, dir = c.pid(), c.dir
+		pid, dir = c.pg.Pid(), c.pg.Dir()
 		if !alive(pid) {
 			t.Fatalf("postmaster %d not running", pid)
 		}
@@ -111,74 +107,8 @@ func TestCleanupStopsServerAndRemovesDir(t *testing.T) {
 	}
 }
 
-// TestLaunchClose runs a cluster the way `ckanops demo` does, without a
-// testing.TB: Launch, CreateDatabase, Close.
-func TestLaunchClose(t *testing.T) {
-	c, err := Launch(LaunchOptions{})
-	if errors.Is(err, ErrNotInstalled) {
-		missing(t, err.Error())
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() }) // if the test fails before its Close
-
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	dbURL, err := c.CreateDatabase(ctx, "demo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if dbURL != c.URL("demo") {
-		t.Errorf("CreateDatabase returned %q, want %q", dbURL, c.URL("demo"))
-	}
-	if _, err := c.CreateDatabase(ctx, "demo"); err == nil || !strings.Contains(err.Error(), `create database "demo"`) {
-		t.Errorf("CreateDatabase of an existing database: %v, want an error naming it", err)
-	}
-	conn, err := pgx.Connect(ctx, dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var db string
-	err = conn.QueryRow(ctx, "SELECT current_database()").Scan(&db)
-	conn.Close(ctx)
-	if err != nil || db != "demo" {
-		t.Fatalf("current_database() = %q, %v; want demo", db, err)
-	}
-
-	pid, dir, addr := c.pid(), c.dir, net.JoinHostPort("127.0.0.1", strconv.Itoa(c.Port()))
-	if err := c.Close(); err != nil {
-		t.Fatalf("Close: %v", err)
-	}
-	if alive(pid) {
-		t.Errorf("postmaster %d still running after Close", pid)
-	}
-	if _, err := os.Stat(dir); !os.IsNotExist(err) {
-		t.Errorf("cluster directory %s still exists after Close (%v)", dir, err)
-	}
-	if conn, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
-		conn.Close()
-		t.Errorf("%s still accepts connections after Close", addr)
-	}
-	if err := c.Close(); err != nil {
-		t.Errorf("second Close: %v", err)
-	}
-}
-
-func TestLaunchNotInstalled(t *testing.T) {
-	t.Setenv("PG_BIN", t.TempDir()) // explicit, and empty
-	c, err := Launch(LaunchOptions{})
-	if err == nil {
-		c.Close()
-		t.Fatal("Launch succeeded without PostgreSQL binaries")
-	}
-	if !errors.Is(err, ErrNotInstalled) {
-		t.Errorf("Launch error %q does not wrap ErrNotInstalled", err)
-	}
-	if n := strings.Count(err.Error(), installHint); n != 1 {
-		t.Errorf("Launch error %q mentions %q %d times, want once", err, installHint, n)
-	}
-}
+// installHint is what the skip line says to install.
+const installHint = "apt-get install postgresql"
 
 // childEnv selects, in a subprocess of this test binary, which child test
 // runs.
@@ -253,70 +183,6 @@ func TestChildFailing(t *testing.T) {
 	t.Error("deliberate failure")
 }
 
-// TestInterruptedTestLeavesNoServer kills a test binary that has a cluster
-// running and checks that the postmaster and its children die with it.
-func TestInterruptedTestLeavesNoServer(t *testing.T) {
-	if _, ok := findBinDir(); !ok {
-		t.Skip("testpg: PostgreSQL server binaries not found: " + installHint)
-	}
-	cmd := child("TestChildInterrupted", "interrupted")
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = cmd.Stdout
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Wait()
-	defer cmd.Process.Kill()
-
-	var pid int
-	var dir string
-	var output strings.Builder
-	sc := bufio.NewScanner(stdout)
-	for sc.Scan() {
-		output.WriteString(sc.Text() + "\n")
-		if _, err := fmt.Sscanf(sc.Text(), "CLUSTER pid=%d dir=%s", &pid, &dir); err == nil {
-			break
-		}
-	}
-	if pid == 0 {
-		cmd.Wait()
-		t.Fatalf("child did not report a cluster:\n%s", output.String())
-	}
-	defer os.RemoveAll(dir) // what an interrupted test may leave behind
-
-	procs := append([]int{pid}, childrenOf(pid)...)
-	if len(procs) < 2 {
-		t.Errorf("postmaster %d has no children; is it really running?", pid)
-	}
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	cmd.Wait()
-
-	deadline := time.Now().Add(10 * time.Second)
-	for _, p := range procs {
-		for alive(p) && time.Now().Before(deadline) {
-			time.Sleep(20 * time.Millisecond)
-		}
-		if alive(p) {
-			t.Errorf("server process %d (of postmaster %d) survived its test binary", p, pid)
-			syscall.Kill(p, syscall.SIGKILL)
-		}
-	}
-}
-
-func TestChildInterrupted(t *testing.T) {
-	if os.Getenv(childEnv) != "interrupted" {
-		t.Skip("runs only as a subprocess of TestInterruptedTestLeavesNoServer")
-	}
-	c := Start(t)
-	fmt.Printf("CLUSTER pid=%d dir=%s\n", c.pid(), c.dir)
-	time.Sleep(time.Minute) // the parent kills us long before
-}
-
 // child returns a command running one test of this binary with childEnv set
 // to mode, plus env, without CI from our environment.
 func child(test, mode string, env ...string) *exec.Cmd {
@@ -342,26 +208,4 @@ func alive(pid int) bool {
 	rest := s[strings.LastIndexByte(s, ')')+1:]
 	fields := strings.Fields(rest)
 	return len(fields) > 0 && fields[0] != "Z" && fields[0] != "X"
-}
-
-// childrenOf lists the processes whose parent is pid.
-func childrenOf(pid int) []int {
-	entries, _ := os.ReadDir("/proc")
-	var kids []int
-	for _, e := range entries {
-		p, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-		if len(fields) > 1 && fields[1] == strconv.Itoa(pid) {
-			kids = append(kids, p)
-		}
-	}
-	return kids
 }

@@ -1,15 +1,12 @@
 package testredis
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -115,7 +112,7 @@ func TestCleanupKillsServer(t *testing.T) {
 	var dir string
 	t.Run("server", func(t *testing.T) {
 		s := Start(t)
-		pid, dir = s.pid(), s.dir
+		pid, dir = s.rd.Pid(), s.rd.Dir()
 		if !alive(pid) {
 			t.Fatalf("redis-server %d not running", pid)
 		}
@@ -131,64 +128,8 @@ func TestCleanupKillsServer(t *testing.T) {
 	}
 }
 
-// TestLaunchClose runs a server the way `ckanops demo` does, without a
-// testing.TB: Launch, Close.
-func TestLaunchClose(t *testing.T) {
-	s, err := Launch()
-	if errors.Is(err, ErrNotInstalled) {
-		if os.Getenv("CI") == "true" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() }) // if the test fails before its Close
-
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	client := newClient(t, s)
-	if err := client.Set(ctx, "demo", "on", 0).Err(); err != nil {
-		t.Fatal(err)
-	}
-	if got, err := client.Get(ctx, "demo").Result(); err != nil || got != "on" {
-		t.Errorf("GET demo = %q, %v; want on", got, err)
-	}
-
-	pid, dir, addr := s.pid(), s.dir, s.Addr()
-	if err := s.Close(); err != nil {
-		t.Fatalf("Close: %v", err)
-	}
-	if alive(pid) {
-		t.Errorf("redis-server %d still running after Close", pid)
-	}
-	if _, err := os.Stat(dir); !os.IsNotExist(err) {
-		t.Errorf("server directory %s still exists after Close (%v)", dir, err)
-	}
-	if conn, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
-		conn.Close()
-		t.Errorf("%s still accepts connections after Close", addr)
-	}
-	if err := s.Close(); err != nil {
-		t.Errorf("second Close: %v", err)
-	}
-}
-
-func TestLaunchNotInstalled(t *testing.T) {
-	t.Setenv("PATH", t.TempDir()) // only an empty directory
-	s, err := Launch()
-	if err == nil {
-		s.Close()
-		t.Fatal("Launch succeeded without redis-server on PATH")
-	}
-	if !errors.Is(err, ErrNotInstalled) {
-		t.Errorf("Launch error %q does not wrap ErrNotInstalled", err)
-	}
-	if n := strings.Count(err.Error(), installHint); n != 1 {
-		t.Errorf("Launch error %q mentions %q %d times, want once", err, installHint, n)
-	}
-}
+// installHint is what the skip line says to install.
+const installHint = "apt-get install redis-server"
 
 // childEnv selects, in a subprocess of this test binary, which child test
 // runs.
@@ -261,63 +202,6 @@ func TestChildFailing(t *testing.T) {
 	}
 	Start(t)
 	t.Error("deliberate failure")
-}
-
-// TestInterruptedTestLeavesNoServer kills a test binary that has a server
-// running and checks that the server dies with it.
-func TestInterruptedTestLeavesNoServer(t *testing.T) {
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		t.Skip("testredis: redis-server not found on PATH: " + installHint)
-	}
-	cmd := child("TestChildInterrupted", "interrupted")
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = cmd.Stdout
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Wait()
-	defer cmd.Process.Kill()
-
-	var pid int
-	var dir string
-	var output strings.Builder
-	sc := bufio.NewScanner(stdout)
-	for sc.Scan() {
-		output.WriteString(sc.Text() + "\n")
-		if _, err := fmt.Sscanf(sc.Text(), "SERVER pid=%d dir=%s", &pid, &dir); err == nil {
-			break
-		}
-	}
-	if pid == 0 {
-		cmd.Wait()
-		t.Fatalf("child did not report a server:\n%s", output.String())
-	}
-	defer os.RemoveAll(dir) // what an interrupted test may leave behind
-
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	cmd.Wait()
-	deadline := time.Now().Add(10 * time.Second)
-	for alive(pid) && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if alive(pid) {
-		t.Errorf("redis-server %d survived its test binary", pid)
-		syscall.Kill(pid, syscall.SIGKILL)
-	}
-}
-
-func TestChildInterrupted(t *testing.T) {
-	if os.Getenv(childEnv) != "interrupted" {
-		t.Skip("runs only as a subprocess of TestInterruptedTestLeavesNoServer")
-	}
-	s := Start(t)
-	fmt.Printf("SERVER pid=%d dir=%s\n", s.pid(), s.dir)
-	time.Sleep(time.Minute) // the parent kills us long before
 }
 
 // child returns a command running one test of this binary with childEnv set

@@ -1,16 +1,15 @@
-// Package testproc runs the throwaway server processes of testpg and
-// testredis: what both do the same way, and nothing server specific.
-//
-// Start runs a server in its own process group with SIGKILL as its
-// parent-death signal, its output appended to a log file; Process.WaitReady
-// polls it until it answers; Process.Stop sends it a signal and falls back to
-// SIGKILL of its whole group. StartOnFreePort and RetryPortTaken choose and
-// keep its TCP port of 127.0.0.1.
+package throwaway
+
+// This file holds what the Postgres and Redis servers share, and nothing
+// server specific: StartProcess runs a server in its own process group with
+// SIGKILL as its parent-death signal, its output appended to a log file;
+// Process.WaitReady polls it until it answers; Process.Stop sends it a
+// signal and falls back to SIGKILL of its whole group. StartOnFreePort and
+// RetryPortTaken choose and keep its TCP port of 127.0.0.1.
 //
 // The parent-death signal is sent when the OS thread that started the child
 // exits, which in Go happens only when the whole program dies (or when a
 // goroutine that called runtime.LockOSThread ends without unlocking).
-package testproc
 
 import (
 	"bytes"
@@ -24,7 +23,12 @@ import (
 	"time"
 )
 
-// Process is one run of a server started by Start.
+const (
+	startTries = 5        // ports tried when another process takes ours
+	logTail    = 16 << 10 // bytes of a server log that Log keeps
+)
+
+// Process is one run of a server started by StartProcess.
 type Process struct {
 	cmd      *exec.Cmd
 	logPath  string
@@ -33,12 +37,12 @@ type Process struct {
 	err      error         // cmd.Wait's result, valid after exited is closed
 }
 
-// Start starts cmd with its stdout and stderr appended to the file logPath
-// (created if need be). It sets Setpgid and Pdeathsig (SIGKILL) in
+// StartProcess starts cmd with its stdout and stderr appended to the file
+// logPath (created if need be). It sets Setpgid and Pdeathsig (SIGKILL) in
 // cmd.SysProcAttr, keeping its other fields such as Credential, so the
 // process leads its own group and dies with its parent. Stdout, Stderr and
 // SysProcAttr must not be otherwise in use.
-func Start(cmd *exec.Cmd, logPath string) (*Process, error) {
+func StartProcess(cmd *exec.Cmd, logPath string) (*Process, error) {
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err

@@ -1,4 +1,4 @@
-package testproc
+package throwaway
 
 import (
 	"bufio"
@@ -14,14 +14,14 @@ import (
 	"time"
 )
 
-// shell starts sh -c script through Start, logging to log (in a fresh
+// shell starts sh -c script through StartProcess, logging to log (in a fresh
 // directory when ""), and kills its group at the end of the test.
 func shell(t *testing.T, log, script string) *Process {
 	t.Helper()
 	if log == "" {
 		log = filepath.Join(t.TempDir(), "server.log")
 	}
-	p, err := Start(exec.Command("/bin/sh", "-c", script), log)
+	p, err := StartProcess(exec.Command("/bin/sh", "-c", script), log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +64,7 @@ func TestStartKeepsCredentialAndFailsCleanly(t *testing.T) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{
 		Uid: uint32(os.Getuid()), Gid: uint32(os.Getgid()), NoSetGroups: true, // allowed to anyone
 	}}
-	p, err := Start(cmd, filepath.Join(t.TempDir(), "server.log"))
+	p, err := StartProcess(cmd, filepath.Join(t.TempDir(), "server.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,11 +73,11 @@ func TestStartKeepsCredentialAndFailsCleanly(t *testing.T) {
 		t.Errorf("SysProcAttr = %+v, want Credential kept, Setpgid and Pdeathsig set", a)
 	}
 
-	if _, err := Start(exec.Command(filepath.Join(t.TempDir(), "absent")), filepath.Join(t.TempDir(), "log")); err == nil {
-		t.Error("Start of a missing binary succeeded")
+	if _, err := StartProcess(exec.Command(filepath.Join(t.TempDir(), "absent")), filepath.Join(t.TempDir(), "log")); err == nil {
+		t.Error("StartProcess of a missing binary succeeded")
 	}
-	if _, err := Start(exec.Command("/bin/true"), filepath.Join(t.TempDir(), "no", "such", "dir", "log")); err == nil {
-		t.Error("Start with an unwritable log succeeded")
+	if _, err := StartProcess(exec.Command("/bin/true"), filepath.Join(t.TempDir(), "no", "such", "dir", "log")); err == nil {
+		t.Error("StartProcess with an unwritable log succeeded")
 	}
 }
 
@@ -253,7 +253,7 @@ func TestRetryPortTaken(t *testing.T) {
 
 // childEnv selects, in a subprocess of this test binary, which child test
 // runs.
-const childEnv = "TESTPROC_CHILD"
+const childEnv = "THROWAWAY_CHILD"
 
 // TestParentDeathKillsProcess kills a program that has a process running
 // and checks that the process dies with it.
@@ -306,7 +306,7 @@ func TestChildParentDeath(t *testing.T) {
 	if os.Getenv(childEnv) != "parent-death" {
 		t.Skip("runs only as a subprocess of TestParentDeathKillsProcess")
 	}
-	p, err := Start(exec.Command("sleep", "60"), filepath.Join(t.TempDir(), "log"))
+	p, err := StartProcess(exec.Command("sleep", "60"), filepath.Join(t.TempDir(), "log"))
 	if err != nil {
 		t.Fatal(err)
 	}
