@@ -157,58 +157,34 @@ type Report struct {
 // CheckResult is the outcome of one probe.
 //
 // On the wire, Duration is encoded as "duration_ms", a whole number of
-// milliseconds (truncated); every other field is encoded as its tag says.
+// milliseconds (truncated), and the details field that is set as
+// "details" (see checks.go); every other field is encoded as its tag says.
 type CheckResult struct {
-	Name       string         `json:"name"`
-	Status     CheckStatus    `json:"status"`
-	Summary    string         `json:"summary"`
-	Details    map[string]any `json:"details,omitempty"`
-	ObservedAt time.Time      `json:"observed_at"`
-	Duration   time.Duration  `json:"-"` // see the type's comment: "duration_ms"
-}
+	Name       string        `json:"name"`
+	Status     CheckStatus   `json:"status"`
+	Summary    string        `json:"summary"`
+	ObservedAt time.Time     `json:"observed_at"`
+	Duration   time.Duration `json:"-"` // see the type's comment: "duration_ms"
 
-// checkResultFields has CheckResult's fields but not its methods.
-type checkResultFields CheckResult
-
-type checkResultWire struct {
-	checkResultFields
-	DurationMS int64 `json:"duration_ms"`
-}
-
-// MarshalJSON encodes Duration as "duration_ms".
-func (r CheckResult) MarshalJSON() ([]byte, error) {
-	return json.Marshal(checkResultWire{checkResultFields(r), r.Duration.Milliseconds()})
-}
-
-// UnmarshalJSON decodes "duration_ms" into Duration.
-func (r *CheckResult) UnmarshalJSON(b []byte) error {
-	var w checkResultWire
-	if err := json.Unmarshal(b, &w); err != nil {
-		return err
-	}
-	*r = CheckResult(w.checkResultFields)
-	r.Duration = time.Duration(w.DurationMS) * time.Millisecond
-	return nil
-}
-
-// DetailConfigured is the detail a "not configured" result carries, false.
-const DetailConfigured = "configured"
-
-// NotConfiguredResult is the result of a probe of something gate.toml does
-// not name (key): "unknown", saying which key to set, never a failure.
-func NotConfiguredResult(key string) CheckResult {
-	return CheckResult{
-		Status:  CheckUnknown,
-		Summary: "not configured: set " + key + " in gate.toml's [checks] to probe it",
-		Details: map[string]any{DetailConfigured: false},
-	}
-}
-
-// IsNotConfigured reports whether r is the result of a probe that is not
-// configured (also after a JSON round trip).
-func (r CheckResult) IsNotConfigured() bool {
-	v, ok := r.Details[DetailConfigured]
-	return ok && v == false
+	// The details, typed by the check's kind (ProbeKind): at most one is
+	// set. A nil field inside them is what the probe did not learn.
+	Gate     *GateDetails     `json:"-"`
+	CKAN     *CKANDetails     `json:"-"`
+	Postgres *PostgresDetails `json:"-"` // ckan_db, datastore_db
+	RQ       *RQDetails       `json:"-"` // redis
+	Solr     *SolrDetails     `json:"-"`
+	Storage  *StorageDetails  `json:"-"`
+	// NotConfigured: the probe is not configured (NotConfiguredResult);
+	// the details are {"configured": false}.
+	NotConfigured bool `json:"-"`
+	// Other holds details as JSON when no typed field holds them all: a
+	// check this version does not know, keys its kind lacks (a newer
+	// gate's; a crashed probe's stack), values that did not decode. When
+	// set, it is what is encoded: a decoded result is encoded as it came.
+	Other json.RawMessage `json:"-"`
+	// DetailsErr says which received details did not decode; their fields
+	// are nil (unknown).
+	DetailsErr error `json:"-"`
 }
 
 // Overall is a report's worst status: fail, then warn, then ok. Probes

@@ -244,6 +244,11 @@ const (
 	EventInterrupted = "interrupted" // the gate restarted mid-runbook
 	EventAborted     = "aborted"     // an operator aborted
 	EventFinished    = "finished"    // the runbook ended (State: done or failed)
+
+	// EventStopped is not in the journal: 'ckanops runbook --json' ends
+	// with it when it stops following a runbook halted at a failed or
+	// interrupted step (State), saying why and the commands that go on.
+	EventStopped = "stopped"
 )
 
 // RunbookEvent is one line of the journal, and one Server-Sent Event.

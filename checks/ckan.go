@@ -38,7 +38,7 @@ func NewCKAN(upstream *url.URL, timeout time.Duration) (*CKAN, error) {
 	return &CKAN{client: c}, nil
 }
 
-func (p *CKAN) Name() string { return "ckan" }
+func (p *CKAN) Name() string { return api.ProbeCKAN }
 
 // Check calls status_show.
 func (p *CKAN) Check(ctx context.Context) api.CheckResult {
@@ -47,17 +47,17 @@ func (p *CKAN) Check(ctx context.Context) api.CheckResult {
 	latency := time.Since(t0)
 	if err != nil {
 		return api.CheckResult{Status: api.CheckFail, Summary: oneLine(err.Error(), 400),
-			Details: map[string]any{"latency_ms": ms(latency)}}
+			CKAN: &api.CKANDetails{LatencyMS: new(ms(latency))}}
 	}
 	return api.CheckResult{
 		Status:  api.CheckOK,
 		Summary: fmt.Sprintf("CKAN %s, %d plugins, %.0f ms", s.CKANVersion, len(s.Extensions), ms(latency)),
-		Details: map[string]any{
-			"version":    s.CKANVersion,
-			"plugins":    s.Extensions,
-			"site_title": s.SiteTitle,
-			"site_url":   s.SiteURL,
-			"latency_ms": ms(latency),
+		CKAN: &api.CKANDetails{
+			Version:   new(s.CKANVersion),
+			Plugins:   s.Extensions,
+			SiteTitle: new(s.SiteTitle),
+			SiteURL:   new(s.SiteURL),
+			LatencyMS: new(ms(latency)),
 		},
 	}
 }

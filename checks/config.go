@@ -3,6 +3,8 @@ package checks
 import (
 	"net/url"
 
+	"github.com/ckanops/ckanops/api"
+
 	"github.com/ckanops/ckanops/config"
 )
 
@@ -28,7 +30,7 @@ func Probes(c config.ChecksConfig, upstream *url.URL) ([]Probe, error) {
 	for _, db := range []struct {
 		name string
 		dsn  config.SecretURL
-	}{{"ckan_db", c.CKANDB}, {"datastore_db", c.DatastoreDB}} {
+	}{{api.ProbeCKANDB, c.CKANDB}, {api.ProbeDatastoreDB, c.DatastoreDB}} {
 		if db.dsn == "" {
 			probes = append(probes, NotConfigured(db.name, db.name))
 		} else {
@@ -36,17 +38,17 @@ func Probes(c config.ChecksConfig, upstream *url.URL) ([]Probe, error) {
 		}
 	}
 	if c.Redis == "" {
-		probes = append(probes, NotConfigured("redis", "redis"))
+		probes = append(probes, NotConfigured(api.ProbeRedis, "redis"))
 	} else {
 		probes = append(probes, NewRedis(c.Redis, c.SiteID, c.RQQueues))
 	}
 	if c.Solr == "" {
-		probes = append(probes, NotConfigured("solr", "solr"))
+		probes = append(probes, NotConfigured(api.ProbeSolr, "solr"))
 	} else {
 		probes = append(probes, NewSolr(c.Solr))
 	}
 	if c.StoragePath == "" {
-		probes = append(probes, NotConfigured("storage", "storage_path"))
+		probes = append(probes, NotConfigured(api.ProbeStorage, "storage_path"))
 	} else {
 		probes = append(probes, NewStorage(c.StoragePath, 0, 0))
 	}

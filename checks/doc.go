@@ -5,7 +5,11 @@
 //
 // Every probe returns one result type, api.CheckResult: a name, a
 // status (ok, warn, fail, unknown), a summary an operator can act on, the
-// details, when it was observed and how long it took. A Runner runs the
+// details typed by the probe's kind (api.PostgresDetails, api.RQDetails,
+// ...), when it was observed and how long it took. What a probe could not
+// learn stays nil in its details, never zero: the drain reads nil as
+// unknown. Sizes in summaries are written as the rest of ckanops writes
+// them (internal/human). A Runner runs the
 // probes of a site concurrently, each under its own timeout, and reuses a
 // round for a while, so that many consoles do not multiply the load on the
 // site.

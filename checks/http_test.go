@@ -83,8 +83,8 @@ func TestSolrCredentials(t *testing.T) {
 	if gotUser != "solr" || gotPass != "S0lr-secret-pw" {
 		t.Errorf("basic auth %q %q", gotUser, gotPass)
 	}
-	if res.Status != api.CheckFail || strings.Contains(res.Summary+res.Details["url"].(string), "S0lr-secret-pw") {
-		t.Errorf("%s: %s %v", res.Status, res.Summary, res.Details)
+	if res.Status != api.CheckFail || strings.Contains(res.Summary+res.Solr.URL, "S0lr-secret-pw") || known(t, "http_status", res.Solr.HTTPStatus) != 500 {
+		t.Errorf("%s: %s %+v", res.Status, res.Summary, res.Solr)
 	}
 
 	// Nothing listening.
@@ -111,11 +111,11 @@ func TestCKAN(t *testing.T) {
 		t.Fatal(err)
 	}
 	res := runProbe(t, p, time.Second)
-	if res.Status != api.CheckOK || res.Details["version"] != "2.11.5" || !strings.HasPrefix(res.Summary, "CKAN 2.11.5, ") {
-		t.Fatalf("%s: %s %v", res.Status, res.Summary, res.Details)
+	if res.Status != api.CheckOK || known(t, "version", res.CKAN.Version) != "2.11.5" || !strings.HasPrefix(res.Summary, "CKAN 2.11.5, ") {
+		t.Fatalf("%s: %s %+v", res.Status, res.Summary, res.CKAN)
 	}
-	if plugins, _ := res.Details["plugins"].([]string); len(plugins) == 0 {
-		t.Errorf("plugins: %v", res.Details["plugins"])
+	if len(res.CKAN.Plugins) == 0 {
+		t.Errorf("plugins: %v", res.CKAN.Plugins)
 	}
 	sim.SetLatency(2*time.Second, 0)
 	if res := runProbe(t, p, 200*time.Millisecond); res.Status != api.CheckFail {

@@ -100,18 +100,6 @@ SELECT
             coalesce(wait_event_type = 'Lock', false) AS waiting_on_lock
      FROM here WHERE xact_start IS NOT NULL ORDER BY xact_start LIMIT 10) t)`
 
-// pgTransaction is one open transaction, as the details list it.
-type pgTransaction struct {
-	PID             int     `json:"pid"`
-	User            string  `json:"user"`
-	ApplicationName string  `json:"application_name"`
-	State           string  `json:"state"`
-	Writing         bool    `json:"writing"` // backend_xid is set: it has written
-	AgeSeconds      float64 `json:"age_seconds"`
-	StateSeconds    float64 `json:"state_seconds"`
-	WaitingOnLock   bool    `json:"waiting_on_lock"`
-}
-
 // Check connects, pings and reads the server's activity.
 func (p *Postgres) Check(ctx context.Context) api.CheckResult {
 	res := api.CheckResult{Status: api.CheckFail}
@@ -129,7 +117,8 @@ func (p *Postgres) Check(ctx context.Context) api.CheckResult {
 	cfg.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
 	cfg.StatementCacheCapacity, cfg.DescriptionCacheCapacity = 0, 0
 	where := fmt.Sprintf("Postgres at %s (database %s, user %s)", hostPort(cfg.Host, cfg.Port), cfg.Database, cfg.User)
-	res.Details = map[string]any{"host": hostPort(cfg.Host, cfg.Port), "database": cfg.Database, "user": cfg.User}
+	d := &api.PostgresDetails{Host: hostPort(cfg.Host, cfg.Port), Database: cfg.Database, User: cfg.User}
+	res.Postgres = d
 
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
@@ -166,28 +155,35 @@ func (p *Postgres) Check(ctx context.Context) api.CheckResult {
 		res.Summary = p.describe(ctx, where, cfg, err)
 		return res
 	}
+	// Postgres wrote both: a failure to read them is this code's bug, and
+	// then the counts stay unknown rather than read as none.
 	byState := map[string]int{}
-	_ = json.Unmarshal([]byte(byStateJSON), &byState)
-	txs := []pgTransaction{}
-	_ = json.Unmarshal([]byte(txJSON), &txs)
+	if err := json.Unmarshal([]byte(byStateJSON), &byState); err != nil {
+		res.Summary = fmt.Sprintf("%s: cannot read the sessions by state: %v", where, err)
+		return res
+	}
+	txs := []api.PostgresTransaction{}
+	if err := json.Unmarshal([]byte(txJSON), &txs); err != nil {
+		res.Summary = fmt.Sprintf("%s: cannot read the open transactions: %v", where, err)
+		return res
+	}
 
-	d := res.Details
-	d["latency_ms"] = ms(latency)
-	d["connections"] = conns
-	d["max_connections"] = maxConns
-	d["database_connections"] = dbConns
-	d["by_state"] = byState
-	d["idle_in_transaction"] = idleTx
-	d["idle_in_transaction_longest_seconds"] = idleTxLongest
-	d["write_transactions"] = writeTx
-	d["oldest_write_transaction_seconds"] = writeOldest
-	d["longest_transaction_seconds"] = longest
-	d["waiting_on_locks"] = lockWaits
-	d["in_recovery"] = inRecovery
-	d["replay_lag_seconds"] = replayLag // null on a primary
-	d["size_bytes"] = size
-	d["hidden_sessions"] = hidden
-	d["transactions"] = txs
+	d.LatencyMS = new(ms(latency))
+	d.Connections = new(conns)
+	d.MaxConnections = new(maxConns)
+	d.DatabaseConnections = new(dbConns)
+	d.ByState = byState
+	d.IdleInTransaction = new(idleTx)
+	d.IdleInTransactionLongestSeconds = new(idleTxLongest)
+	d.WriteTransactions = new(writeTx)
+	d.OldestWriteTransactionSeconds = new(writeOldest)
+	d.LongestTransactionSeconds = new(longest)
+	d.WaitingOnLocks = new(lockWaits)
+	d.InRecovery = new(inRecovery)
+	d.ReplayLagSeconds = api.ReplayLag{Read: true, Seconds: replayLag} // null on a primary
+	d.SizeBytes = new(size)
+	d.HiddenSessions = new(hidden)
+	d.Transactions = txs
 
 	res.Status = api.CheckOK
 	var warns []string
@@ -195,10 +191,10 @@ func (p *Postgres) Check(ctx context.Context) api.CheckResult {
 		warns = append(warns, fmt.Sprintf("%d of %d connections in use (warns at %.0f%%)", conns, maxConns, p.limits.ConnectionsRatio*100))
 	}
 	if idleTx > 0 && idleTxLongest >= p.limits.IdleInTransaction.Seconds() {
-		warns = append(warns, fmt.Sprintf("a session has been idle in a transaction for %s%s", secs(idleTxLongest), who(txs, func(t pgTransaction) bool { return strings.HasPrefix(t.State, "idle in transaction") })))
+		warns = append(warns, fmt.Sprintf("a session has been idle in a transaction for %s%s", secs(idleTxLongest), who(txs, func(t api.PostgresTransaction) bool { return strings.HasPrefix(t.State, "idle in transaction") })))
 	}
 	if longest >= p.limits.TransactionAge.Seconds() {
-		warns = append(warns, fmt.Sprintf("a transaction has been open for %s%s", secs(longest), who(txs, func(pgTransaction) bool { return true })))
+		warns = append(warns, fmt.Sprintf("a transaction has been open for %s%s", secs(longest), who(txs, func(api.PostgresTransaction) bool { return true })))
 	}
 	if hidden > 0 {
 		warns = append(warns, fmt.Sprintf("%d session(s) of other roles are hidden from user %s, so their transactions are not counted: GRANT pg_read_all_stats TO %s", hidden, cfg.User, cfg.User))
@@ -231,7 +227,7 @@ func (p *Postgres) Check(ctx context.Context) api.CheckResult {
 }
 
 // who names the oldest matching transaction's session, for a summary.
-func who(txs []pgTransaction, match func(pgTransaction) bool) string {
+func who(txs []api.PostgresTransaction, match func(api.PostgresTransaction) bool) string {
 	for _, t := range txs { // oldest first
 		if match(t) {
 			app := ""

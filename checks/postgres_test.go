@@ -2,6 +2,7 @@ package checks
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/url"
@@ -38,18 +39,31 @@ func pgExec(t *testing.T, c *pgx.Conn, sql string, args ...any) {
 	}
 }
 
-func num(t *testing.T, d map[string]any, key string) float64 {
+// known is a detail the probe must have learned.
+func known[T any](t *testing.T, key string, v *T) T {
 	t.Helper()
-	switch v := d[key].(type) {
-	case int:
-		return float64(v)
-	case int64:
-		return float64(v)
-	case float64:
-		return v
+	if v == nil {
+		t.Fatalf("detail %s is unknown (nil)", key)
+		var zero T
+		return zero
 	}
-	t.Fatalf("detail %s = %#v (%T), not a number", key, d[key], d[key])
-	return 0
+	return *v
+}
+
+// wireDetails is the result's "details" as the gate serves them.
+func wireDetails(t testing.TB, res api.CheckResult) map[string]any {
+	t.Helper()
+	b, err := json.Marshal(res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var w struct {
+		Details map[string]any `json:"details"`
+	}
+	if err := json.Unmarshal(b, &w); err != nil {
+		t.Fatal(err)
+	}
+	return w.Details
 }
 
 // waitFor polls cond until it holds (the server sees a session's state
@@ -109,48 +123,58 @@ func TestPostgresActivity(t *testing.T) {
 	if res.Status != api.CheckOK {
 		t.Fatalf("status %s: %s", res.Status, res.Summary)
 	}
-	d := res.Details
-	wantInts := map[string]float64{
-		"write_transactions":   1, // the INSERT; the reader and the waiter (SHARE lock) have no xid
-		"idle_in_transaction":  2, // the writer and the reader
-		"waiting_on_locks":     1,
-		"connections":          5, // setup, writer, reader, waiter, otherDB: not the probe
-		"database_connections": 4,
-		"hidden_sessions":      0,
-	}
-	for k, want := range wantInts {
-		if got := num(t, d, k); got != want {
-			t.Errorf("%s = %v, want %v", k, got, want)
+	d := res.Postgres
+	for _, c := range []struct {
+		key  string
+		got  *int
+		want int
+	}{
+		{"write_transactions", d.WriteTransactions, 1},  // the INSERT; the reader and the waiter (SHARE lock) have no xid
+		{"idle_in_transaction", d.IdleInTransaction, 2}, // the writer and the reader
+		{"waiting_on_locks", d.WaitingOnLocks, 1},
+		{"connections", d.Connections, 5}, // setup, writer, reader, waiter, otherDB: not the probe
+		{"database_connections", d.DatabaseConnections, 4},
+		{"hidden_sessions", d.HiddenSessions, 0},
+	} {
+		if got := known(t, c.key, c.got); got != c.want {
+			t.Errorf("%s = %v, want %v", c.key, got, c.want)
 		}
 	}
 	var maxConns int
 	setup.QueryRow(context.Background(), "SELECT current_setting('max_connections')::int").Scan(&maxConns)
-	if got := num(t, d, "max_connections"); got != float64(maxConns) || maxConns == 0 {
+	if got := known(t, "max_connections", d.MaxConnections); got != maxConns || maxConns == 0 {
 		t.Errorf("max_connections = %v, want %d", got, maxConns)
 	}
-	byState := d["by_state"].(map[string]int)
-	if byState["idle in transaction"] != 2 || byState["active"] != 1 || byState["idle"] != 1 {
+	if byState := d.ByState; byState["idle in transaction"] != 2 || byState["active"] != 1 || byState["idle"] != 1 {
 		t.Errorf("by_state = %v", byState)
 	}
-	age := num(t, d, "oldest_write_transaction_seconds")
+	age := known(t, "oldest_write_transaction_seconds", d.OldestWriteTransactionSeconds)
 	if age < 0.2 || age > elapsed+1 {
 		t.Errorf("the write transaction's age is %vs; it began %.3fs before the probe ended", age, elapsed)
 	}
-	if l := num(t, d, "longest_transaction_seconds"); l < age {
+	if l := known(t, "longest_transaction_seconds", d.LongestTransactionSeconds); l < age {
 		t.Errorf("longest_transaction_seconds %v < the write transaction's age %v", l, age)
 	}
-	if num(t, d, "idle_in_transaction_longest_seconds") < 0.2 {
-		t.Errorf("idle_in_transaction_longest_seconds = %v", d["idle_in_transaction_longest_seconds"])
+	if l := known(t, "idle_in_transaction_longest_seconds", d.IdleInTransactionLongestSeconds); l < 0.2 {
+		t.Errorf("idle_in_transaction_longest_seconds = %v", l)
 	}
-	if d["in_recovery"] != false || d["replay_lag_seconds"] != (*float64)(nil) {
-		t.Errorf("in_recovery %v, replay_lag_seconds %v", d["in_recovery"], d["replay_lag_seconds"])
+	if known(t, "in_recovery", d.InRecovery) || d.ReplayLagSeconds != (api.ReplayLag{Read: true}) {
+		t.Errorf("in_recovery %v, replay_lag_seconds %+v", *d.InRecovery, d.ReplayLagSeconds)
 	}
-	if num(t, d, "size_bytes") <= 0 || num(t, d, "latency_ms") <= 0 {
-		t.Errorf("size_bytes %v, latency_ms %v", d["size_bytes"], d["latency_ms"])
+	if known(t, "size_bytes", d.SizeBytes) <= 0 || known(t, "latency_ms", d.LatencyMS) <= 0 {
+		t.Errorf("size_bytes %v, latency_ms %v", *d.SizeBytes, *d.LatencyMS)
 	}
-	txs := d["transactions"].([]pgTransaction)
+	txs := d.Transactions
 	if len(txs) != 3 || txs[0].PID != int(writerPID) || !txs[0].Writing || txs[1].Writing || txs[2].Writing {
 		t.Errorf("transactions (oldest first, the writer writing) = %+v; writer pid %d", txs, writerPID)
+	}
+	// On the wire: the keys the probe has always written.
+	w := wireDetails(t, res)
+	if w["replay_lag_seconds"] != nil || w["write_transactions"] != 1.0 || len(w) != 19 {
+		t.Errorf("details on the wire: %v", w)
+	}
+	if _, ok := w["replay_lag_seconds"]; !ok {
+		t.Errorf("replay_lag_seconds is not null but absent: %v", w)
 	}
 	for _, want := range []string{"5/", "1 write transaction(s)", "1 waiting on locks"} {
 		if !strings.Contains(res.Summary, want) {
@@ -188,8 +212,8 @@ func TestPostgresActivity(t *testing.T) {
 	pgExec(t, waiter, "COMMIT")
 	pgExec(t, reader, "COMMIT")
 	res = runProbe(t, p, 5*time.Second)
-	if got := num(t, res.Details, "write_transactions"); got != 0 || num(t, res.Details, "waiting_on_locks") != 0 {
-		t.Errorf("after COMMIT: write_transactions %v, waiting_on_locks %v", got, res.Details["waiting_on_locks"])
+	if got, locks := known(t, "write_transactions", res.Postgres.WriteTransactions), known(t, "waiting_on_locks", res.Postgres.WaitingOnLocks); got != 0 || locks != 0 {
+		t.Errorf("after COMMIT: write_transactions %v, waiting_on_locks %v", got, locks)
 	}
 }
 
@@ -206,13 +230,13 @@ func TestPostgresHiddenSessions(t *testing.T) {
 	u.User = url.User("probe")
 	res := runProbe(t, NewPostgres("ckan_db", config.SecretURL(u.String()), PostgresLimits{}), 5*time.Second)
 	if res.Status != api.CheckWarn || !strings.Contains(res.Summary, "GRANT pg_read_all_stats TO probe") ||
-		num(t, res.Details, "hidden_sessions") != 1 {
-		t.Fatalf("%s: %s (%v)", res.Status, res.Summary, res.Details)
+		known(t, "hidden_sessions", res.Postgres.HiddenSessions) != 1 {
+		t.Fatalf("%s: %s (%+v)", res.Status, res.Summary, res.Postgres)
 	}
 	pgExec(t, admin, "COMMIT")
 	pgExec(t, admin, "GRANT pg_read_all_stats TO probe")
 	res = runProbe(t, NewPostgres("ckan_db", config.SecretURL(u.String()), PostgresLimits{}), 5*time.Second)
-	if res.Status != api.CheckOK || num(t, res.Details, "hidden_sessions") != 0 {
+	if res.Status != api.CheckOK || known(t, "hidden_sessions", res.Postgres.HiddenSessions) != 0 {
 		t.Fatalf("after the grant: %s: %s", res.Status, res.Summary)
 	}
 }
@@ -283,8 +307,11 @@ func TestPostgresFaults(t *testing.T) {
 			if res.Status != api.CheckFail || !strings.Contains(res.Summary, c.want) {
 				t.Errorf("%s: %s\nwant a failure saying %q", res.Status, res.Summary, c.want)
 			}
-			if strings.Contains(res.Summary, c.secret) || strings.Contains(fmt.Sprint(res.Details), c.secret) {
-				t.Errorf("the result shows the password: %s %v", res.Summary, res.Details)
+			if b, _ := json.Marshal(res); strings.Contains(string(b), c.secret) {
+				t.Errorf("the result shows the password: %s", b)
+			}
+			if d := res.Postgres; d != nil && (d.WriteTransactions != nil || d.Connections != nil) {
+				t.Errorf("counts of a server the probe could not read: %+v", d)
 			}
 			if d := time.Since(t0); d > 5*time.Second { // a hang detector, not a timing test
 				t.Errorf("took %s", d)

@@ -60,19 +60,10 @@ func NewRedis(url config.SecretURL, siteID string, queues []string) *Redis {
 	return &Redis{url: url, siteID: siteID, queues: queues}
 }
 
-func (p *Redis) Name() string { return "redis" }
+func (p *Redis) Name() string { return api.ProbeRedis }
 
 // Commands is how many Redis commands the probe has sent, in all.
 func (p *Redis) Commands() int64 { return p.commands.Load() }
-
-// rqQueue is one queue's counts, as the details list them.
-type rqQueue struct {
-	Queue   string `json:"queue"`   // RQ's name: ckan:<site_id>:<queue>
-	Queued  int64  `json:"queued"`  // waiting in rq:queue:<name>
-	Running int64  `json:"running"` // in the started registry, lease not expired
-	Stale   int64  `json:"stale"`   // in the started registry, lease expired (a worker died?)
-	Workers int64  `json:"workers"` // registered on this queue
-}
 
 // Check pings Redis and counts jobs and workers in one pipeline.
 func (p *Redis) Check(ctx context.Context) api.CheckResult {
@@ -83,7 +74,8 @@ func (p *Redis) Check(ctx context.Context) api.CheckResult {
 		return res
 	}
 	defer rdb.Close()
-	res.Details = map[string]any{"site_id": p.siteID}
+	d := &api.RQDetails{SiteID: p.siteID}
+	res.RQ = d
 
 	t0 := time.Now()
 	p.commands.Add(1)
@@ -130,30 +122,29 @@ func (p *Redis) Check(ctx context.Context) api.CheckResult {
 	mem := parseInfo(info.Val())
 	used, _ := strconv.ParseInt(mem["used_memory"], 10, 64)
 	maxMem, _ := strconv.ParseInt(mem["maxmemory"], 10, 64)
-	queues := make([]rqQueue, len(p.queues))
+	queues := make([]api.RQQueue, len(p.queues))
 	var queued, running, stale int64
 	for i, q := range p.queues {
-		queues[i] = rqQueue{Queue: RQQueueName(p.siteID, q), Queued: qc[i].queued.Val(), Running: qc[i].running.Val(),
+		queues[i] = api.RQQueue{Queue: RQQueueName(p.siteID, q), Queued: qc[i].queued.Val(), Running: qc[i].running.Val(),
 			Stale: qc[i].stale.Val(), Workers: qc[i].workers.Val()}
 		queued += queues[i].Queued
 		running += queues[i].Running
 		stale += queues[i].Stale
 	}
 	isSuspended := suspended.Val() > 0
-	d := res.Details
-	d["latency_ms"] = ms(latency)
+	d.LatencyMS = new(ms(latency))
 	if info.Err() == nil {
-		d["used_memory_bytes"] = used
-		d["maxmemory_bytes"] = maxMem
+		d.UsedMemoryBytes = new(used)
+		d.MaxmemoryBytes = new(maxMem)
 	}
-	d["queues"] = queues
-	d["queued"] = queued
-	d["running"] = running
-	d["stale_started"] = stale
-	d["workers"] = workers.Val()
-	d["suspended"] = isSuspended
+	d.Queues = queues
+	d.Queued = new(queued)
+	d.Running = new(running)
+	d.StaleStarted = new(stale)
+	d.Workers = new(workers.Val())
+	d.Suspended = new(isSuspended)
 	if ttl := suspendedTTL.Val(); isSuspended && ttl > 0 {
-		d["suspended_for_seconds"] = seconds(ttl)
+		d.SuspendedForSeconds = new(seconds(ttl))
 	}
 
 	res.Status = api.CheckOK

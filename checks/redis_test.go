@@ -88,8 +88,8 @@ func TestRedisRQCounts(t *testing.T) {
 	if res.Status != api.CheckOK {
 		t.Fatalf("%s: %s", res.Status, res.Summary)
 	}
-	d := res.Details
-	queues := d["queues"].([]rqQueue)
+	d := res.RQ
+	queues := d.Queues
 	want := map[string]rqQueueWant{
 		"ckan:default:default": {queued: 3, running: 2, stale: 0, workers: 2},
 		"ckan:default:harvest": {queued: 0, running: 1, stale: 0, workers: 1},
@@ -103,13 +103,20 @@ func TestRedisRQCounts(t *testing.T) {
 			t.Errorf("queue %+v, want %+v", q, w)
 		}
 	}
-	for k, v := range map[string]any{"queued": int64(3), "running": int64(3), "stale_started": int64(0), "workers": int64(5), "suspended": false} {
-		if d[k] != v {
-			t.Errorf("%s = %#v, want %#v", k, d[k], v)
+	for _, c := range []struct {
+		key  string
+		got  *int64
+		want int64
+	}{{"queued", d.Queued, 3}, {"running", d.Running, 3}, {"stale_started", d.StaleStarted, 0}, {"workers", d.Workers, 5}} {
+		if got := known(t, c.key, c.got); got != c.want {
+			t.Errorf("%s = %d, want %d", c.key, got, c.want)
 		}
 	}
-	if num(t, d, "used_memory_bytes") <= 0 || num(t, d, "latency_ms") <= 0 {
-		t.Errorf("used_memory_bytes %v latency_ms %v", d["used_memory_bytes"], d["latency_ms"])
+	if known(t, "suspended", d.Suspended) || d.SuspendedForSeconds != nil {
+		t.Errorf("suspended %v for %v", *d.Suspended, d.SuspendedForSeconds)
+	}
+	if known(t, "used_memory_bytes", d.UsedMemoryBytes) <= 0 || known(t, "latency_ms", d.LatencyMS) <= 0 {
+		t.Errorf("used_memory_bytes %v latency_ms %v", *d.UsedMemoryBytes, *d.LatencyMS)
 	}
 	if !strings.HasPrefix(res.Summary, "3 queued, 3 running, 5 worker(s), ping ") {
 		t.Errorf("summary %q", res.Summary)
@@ -142,8 +149,8 @@ func TestRedisRQWarnings(t *testing.T) {
 			t.Errorf("summary %q lacks %q", res.Summary, want)
 		}
 	}
-	if res.Details["suspended"] != true || res.Details["stale_started"] != int64(1) {
-		t.Errorf("details %v", res.Details)
+	if w := wireDetails(t, res); w["suspended"] != true || w["stale_started"] != 1.0 {
+		t.Errorf("details %v", w)
 	}
 }
 
@@ -171,8 +178,8 @@ func TestSuspendResumeRQ(t *testing.T) {
 		t.Errorf("TTL %v, want 90m", ttl)
 	}
 	res := runProbe(t, NewRedis(url, "default", nil), 5*time.Second)
-	if !strings.Contains(res.Summary, "rq:suspended for another 1h") || num(t, res.Details, "suspended_for_seconds") < 89*60 {
-		t.Errorf("probe: %s %v", res.Summary, res.Details)
+	if !strings.Contains(res.Summary, "rq:suspended for another 1h") || known(t, "suspended_for_seconds", res.RQ.SuspendedForSeconds) < 89*60 {
+		t.Errorf("probe: %s %+v", res.Summary, res.RQ)
 	}
 	if was, err = ResumeRQ(ctx, url); err != nil || !was {
 		t.Fatalf("resume: was %v, %v", was, err)
@@ -211,6 +218,9 @@ func TestRedisFaults(t *testing.T) {
 			if strings.Contains(res.Summary, "Wr0ng-rq-pw") || strings.Contains(res.Summary, "Rq-pass-2468") {
 				t.Errorf("the summary shows a password: %s", res.Summary)
 			}
+			if d := res.RQ; d != nil && (d.Running != nil || d.Suspended != nil || d.Queued != nil) {
+				t.Errorf("counts of a Redis the probe could not read: %+v", d)
+			}
 		})
 	}
 	res := runProbe(t, NewRedis(config.SecretURL("redis://:Rq-pass-2468@"+addr+"/0"), "default", nil), time.Second)
@@ -242,10 +252,10 @@ func TestRedisWithoutINFO(t *testing.T) {
 	}
 	layOutRQ(t, rdb, "default", "default", rqLayout{queued: 2, workers: 1})
 	res := runProbe(t, NewRedis(config.SecretURL("redis://ckan:Ckan-rq-pw@"+srv.Addr()+"/0"), "default", nil), 5*time.Second)
-	if res.Status != api.CheckOK || res.Details["queued"] != int64(2) {
-		t.Fatalf("%s: %s %v", res.Status, res.Summary, res.Details)
+	if res.Status != api.CheckOK || known(t, "queued", res.RQ.Queued) != 2 {
+		t.Fatalf("%s: %s %+v", res.Status, res.Summary, res.RQ)
 	}
-	if _, ok := res.Details["used_memory_bytes"]; ok {
-		t.Errorf("memory reported though INFO was refused: %v", res.Details)
+	if w := wireDetails(t, res); w["used_memory_bytes"] != nil || w["maxmemory_bytes"] != nil || w["running"] != 0.0 {
+		t.Errorf("memory reported though INFO was refused: %v", w)
 	}
 }

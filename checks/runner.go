@@ -2,6 +2,7 @@ package checks
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"runtime/debug"
 	"sync"
@@ -221,8 +222,9 @@ func (r *Runner) runOne(p Probe, observed time.Time) (res api.CheckResult) {
 	t0 := time.Now()
 	defer func() {
 		if v := recover(); v != nil {
+			stack, _ := json.Marshal(map[string]string{"stack": string(debug.Stack())})
 			res = api.CheckResult{Status: api.CheckFail,
-				Summary: fmt.Sprintf("the probe crashed: %v", v), Details: map[string]any{"stack": string(debug.Stack())}}
+				Summary: fmt.Sprintf("the probe crashed: %v", v), Other: stack}
 		}
 		res.Name = p.Name()
 		res.ObservedAt = observed

@@ -33,7 +33,7 @@ func NewSolr(url config.SecretURL) *Solr {
 	}}
 }
 
-func (p *Solr) Name() string { return "solr" }
+func (p *Solr) Name() string { return api.ProbeSolr }
 
 // probeTransport is an HTTP transport for probes: no environment proxy,
 // no idle connection kept between rounds.
@@ -61,7 +61,8 @@ func (p *Solr) Check(ctx context.Context) api.CheckResult {
 	u.RawQuery = q.Encode()
 	shown := u.Host + u.Path
 	where := "Solr at " + shown
-	res.Details = map[string]any{"url": config.Redact(u.String())}
+	d := &api.SolrDetails{URL: config.Redact(u.String())}
+	res.Solr = d
 
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
@@ -83,8 +84,8 @@ func (p *Solr) Check(ctx context.Context) api.CheckResult {
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	latency := time.Since(t0)
-	res.Details["latency_ms"] = ms(latency)
-	res.Details["http_status"] = resp.StatusCode
+	d.LatencyMS = new(ms(latency))
+	d.HTTPStatus = new(resp.StatusCode)
 	if err != nil {
 		res.Summary = scrub(fmt.Sprintf("%s: reading its answer: %v", where, netProblemOr(ctx, where, err)), p.url)
 		return res
@@ -119,8 +120,8 @@ func (p *Solr) Check(ctx context.Context) api.CheckResult {
 		res.Summary = fmt.Sprintf("%s answered 200 but not with Solr's JSON: is checks.solr Solr's address?", where)
 		return res
 	}
-	res.Details["solr_status"] = ping.Status
-	res.Details["qtime_ms"] = ping.ResponseHeader.QTime
+	d.SolrStatus = new(ping.Status)
+	d.QTimeMS = new(ping.ResponseHeader.QTime)
 	if !strings.EqualFold(ping.Status, "OK") {
 		res.Summary = fmt.Sprintf("%s: ping status %q, not OK", where, ping.Status)
 		return res

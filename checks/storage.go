@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ckanops/ckanops/api"
+	"github.com/ckanops/ckanops/internal/human"
 )
 
 // Limits of the storage probe's walk for the newest change: a large file
@@ -44,27 +46,27 @@ func NewStorage(path string, maxEntries int, maxTime time.Duration) *Storage {
 	return &Storage{path: path, maxEntries: maxEntries, maxTime: maxTime}
 }
 
-func (p *Storage) Name() string { return "storage" }
+func (p *Storage) Name() string { return api.ProbeStorage }
 
 // Check looks at the directory and walks it, within its limits.
 func (p *Storage) Check(ctx context.Context) api.CheckResult {
-	res := api.CheckResult{Status: api.CheckFail, Details: map[string]any{"path": p.path}}
-	d := res.Details
+	d := &api.StorageDetails{Path: p.path}
+	res := api.CheckResult{Status: api.CheckFail, Storage: d}
 	fi, err := os.Stat(p.path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		d["exists"] = false
+		d.Exists = new(false)
 		res.Summary = fmt.Sprintf("%s does not exist: check checks.storage_path (CKAN's ckan.storage_path), and that its file system is mounted", p.path)
 		return res
 	case err != nil:
 		res.Summary = fmt.Sprintf("cannot look at %s: %s (the gate runs as %s)", p.path, errText(err), whoAmI())
 		return res
 	case !fi.IsDir():
-		d["exists"] = true
+		d.Exists = new(true)
 		res.Summary = fmt.Sprintf("%s is not a directory: checks.storage_path must be CKAN's ckan.storage_path", p.path)
 		return res
 	}
-	d["exists"] = true
+	d.Exists = new(true)
 	f, err := os.Open(p.path)
 	if err == nil {
 		_, err = f.ReadDir(1)
@@ -73,7 +75,7 @@ func (p *Storage) Check(ctx context.Context) api.CheckResult {
 			err = nil // empty, but readable
 		}
 	}
-	d["readable"] = err == nil
+	d.Readable = new(err == nil)
 	if err != nil {
 		res.Summary = fmt.Sprintf("cannot read %s: %s (the gate runs as %s; let it read CKAN's storage, e.g. add it to CKAN's group)", p.path, errText(err), whoAmI())
 		return res
@@ -82,40 +84,54 @@ func (p *Storage) Check(ctx context.Context) api.CheckResult {
 	var free, total uint64
 	if err := syscall.Statfs(p.path, &st); err == nil {
 		free, total = st.Bavail*uint64(st.Bsize), st.Blocks*uint64(st.Bsize)
-		d["free_bytes"], d["total_bytes"] = free, total
+		d.FreeBytes, d.TotalBytes = new(free), new(total)
 	}
 
 	w := p.walk(ctx)
-	d["entries_scanned"] = w.entries
-	d["walk_complete"] = w.stopped == ""
-	if w.stopped != "" {
-		d["walk_stopped"] = w.stopped
-	}
-	d["unreadable"] = w.unreadable
+	d.EntriesScanned = new(w.entries)
+	d.WalkComplete = new(w.stopped == "")
+	d.WalkStopped = w.stopped
+	d.Unreadable = new(w.unreadable)
 	newest := "no file in it yet"
 	if !w.newest.IsZero() {
-		d["newest_modified"] = w.newest.UTC()
-		d["newest_path"] = w.newestPath
+		d.NewestModified = new(w.newest.UTC())
+		d.NewestPath = w.newestPath
 		newest = fmt.Sprintf("newest change %s ago (%s)", time.Since(w.newest).Round(time.Second), w.newestPath)
 	}
 	if w.stopped != "" {
 		newest += fmt.Sprintf(" among the first %d entries (%s)", w.entries, w.stopped)
 	}
-	space := ""
-	if total > 0 {
-		space = fmt.Sprintf("%s free of %s, ", bytesText(free), bytesText(total))
-	}
+	space, low := spaceText(free, total)
 	res.Status = api.CheckOK
 	res.Summary = space + newest
 	switch {
 	case w.unreadable > 0:
 		res.Status = api.CheckWarn
 		res.Summary = fmt.Sprintf("%d entries cannot be read by %s (a snapshot would miss them, e.g. %s); %s", w.unreadable, whoAmI(), w.firstUnreadable, res.Summary)
-	case total > 0 && free*20 < total:
+	case low:
 		res.Status = api.CheckWarn
-		res.Summary = "less than 5% free: " + res.Summary
 	}
 	return res
+}
+
+// spaceText says the free space once, in the units of the rest of
+// ckanops (human.Bytes): "40.0 GB free of 100.0 GB, ", or "less than 5%
+// free: 3.0 GB of 100.0 GB, " when it is low. The console shows the
+// summary and does not repeat it. "" when the space is not known.
+func spaceText(free, total uint64) (text string, low bool) {
+	if total == 0 {
+		return "", false
+	}
+	f, t := human.Bytes(clampInt64(free)), human.Bytes(clampInt64(total))
+	if free*20 < total {
+		return fmt.Sprintf("less than 5%% free: %s of %s, ", f, t), true
+	}
+	return fmt.Sprintf("%s free of %s, ", f, t), false
+}
+
+// clampInt64 is n as an int64 for human.Bytes: at most 9.2 EB.
+func clampInt64(n uint64) int64 {
+	return int64(min(n, math.MaxInt64))
 }
 
 type walkResult struct {
@@ -195,18 +211,4 @@ func whoAmI() string {
 		return fmt.Sprintf("user %s (uid %d)", u.Username, uid)
 	}
 	return fmt.Sprintf("uid %d", uid)
-}
-
-// bytesText writes a byte count for people: 512 B, 3.2 GiB.
-func bytesText(n uint64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := uint64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ckanops/ckanops/api"
+	"github.com/ckanops/ckanops/internal/human"
 )
 
 // storageTree lays out files as CKAN's storage does, all old but one.
@@ -47,31 +48,60 @@ func TestStorage(t *testing.T) {
 	if res.Status != api.CheckOK {
 		t.Fatalf("%s: %s", res.Status, res.Summary)
 	}
-	d := res.Details
-	if d["exists"] != true || d["readable"] != true || d["walk_complete"] != true || d["newest_path"] != newest {
-		t.Errorf("details %v", d)
+	d := res.Storage
+	if !known(t, "exists", d.Exists) || !known(t, "readable", d.Readable) || !known(t, "walk_complete", d.WalkComplete) || d.NewestPath != newest {
+		t.Errorf("details %+v", d)
 	}
-	if n := d["entries_scanned"].(int); n < 50 {
+	if n := known(t, "entries_scanned", d.EntriesScanned); n < 50 {
 		t.Errorf("entries_scanned %d", n)
 	}
-	if free, total := d["free_bytes"].(uint64), d["total_bytes"].(uint64); total == 0 || free > total {
+	free, total := known(t, "free_bytes", d.FreeBytes), known(t, "total_bytes", d.TotalBytes)
+	if total == 0 || free > total {
 		t.Errorf("free %d of %d bytes", free, total)
 	}
 	if !strings.Contains(res.Summary, "newest change 1m3") || !strings.Contains(res.Summary, " ago ("+newest+")") {
 		t.Errorf("summary %q", res.Summary)
 	}
+	// The space in ckanops' one unit system, said once.
+	space := human.Bytes(int64(free)) + " free of " + human.Bytes(int64(total)) + ", "
+	if !strings.HasPrefix(res.Summary, space) || strings.Count(res.Summary, "free") != 1 || strings.Contains(res.Summary, "iB") {
+		t.Errorf("summary %q, want it to begin %q", res.Summary, space)
+	}
 
 	// A bounded walk says it stopped.
 	res = runProbe(t, NewStorage(root, 10, 0), 5*time.Second)
-	if res.Status != api.CheckOK || res.Details["walk_complete"] != false || res.Details["entries_scanned"] != 10 ||
-		!strings.Contains(res.Summary, "among the first 10 entries (stopped after 10 entries)") {
-		t.Errorf("bounded walk: %s %v", res.Summary, res.Details)
+	if d := res.Storage; res.Status != api.CheckOK || known(t, "walk_complete", d.WalkComplete) || known(t, "entries_scanned", d.EntriesScanned) != 10 ||
+		d.WalkStopped != "stopped after 10 entries" || !strings.Contains(res.Summary, "among the first 10 entries (stopped after 10 entries)") {
+		t.Errorf("bounded walk: %s %+v", res.Summary, d)
 	}
 
 	// Empty: fine, nothing to report yet.
 	res = runProbe(t, NewStorage(t.TempDir(), 0, 0), 5*time.Second)
 	if res.Status != api.CheckOK || !strings.Contains(res.Summary, "no file in it yet") {
 		t.Errorf("empty: %s: %s", res.Status, res.Summary)
+	}
+}
+
+// The free space is said once, in decimal units (as everywhere in
+// ckanops), and only once when it is low.
+func TestStorageSpaceText(t *testing.T) {
+	for _, c := range []struct {
+		free, total uint64
+		want        string
+		low         bool
+	}{
+		{40e9, 100e9, "40.0 GB free of 100.0 GB, ", false},
+		{5e9, 100e9, "5.0 GB free of 100.0 GB, ", false},
+		{3_400_000_000, 100e9, "less than 5% free: 3.4 GB of 100.0 GB, ", true},
+		{0, 0, "", false}, // statfs failed: nothing to say
+	} {
+		got, low := spaceText(c.free, c.total)
+		if got != c.want || low != c.low {
+			t.Errorf("spaceText(%d, %d) = %q, %v; want %q, %v", c.free, c.total, got, low, c.want, c.low)
+		}
+		if strings.Count(got, "free") > 1 || strings.Contains(got, "iB") {
+			t.Errorf("%q says the free space twice, or in binary units", got)
+		}
 	}
 }
 

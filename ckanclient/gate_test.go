@@ -55,7 +55,7 @@ var (
 	modeRequestFor = api.ModeRequest{Mode: api.ModeDown, For: "2h30m"}
 	report         = api.Report{Site: "prod", Checks: []api.CheckResult{
 		{Name: "ckan", Status: api.CheckOK, Summary: "CKAN 2.11.5, 5 plugins",
-			Details:    map[string]any{"version": "2.11.5", "plugins": []any{"activity", "datastore"}},
+			CKAN:       &api.CKANDetails{Version: new("2.11.5"), Plugins: []string{"activity", "datastore"}},
 			ObservedAt: ts("2026-11-29T12:30:00Z"), Duration: 1500 * time.Millisecond},
 		{Name: "solr", Status: api.CheckFail, Summary: "no answer within 2s",
 			ObservedAt: ts("2026-11-29T12:30:00Z"), Duration: 2 * time.Second},

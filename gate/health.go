@@ -70,18 +70,16 @@ func (g *Gate) gateCheck(ctx context.Context) api.CheckResult {
 	t0 := time.Now()
 	t := g.clock()
 	st := g.status(ctx, true)
+	d := &api.GateDetails{Mode: st.Mode, Phase: st.Phase, Version: st.Version, InFlight: len(st.InFlight),
+		GateID: g.opts.GateID, Store: st.Store.Kind, StoreOK: st.Store.OK}
 	res := api.CheckResult{
-		Name: "gate", Status: api.CheckOK, ObservedAt: t,
+		Name: api.ProbeGate, Status: api.CheckOK, ObservedAt: t, Gate: d,
 		Summary: fmt.Sprintf("%s (%s), %d write(s) in flight", st.Mode, st.Phase, len(st.InFlight)),
-		Details: map[string]any{"mode": st.Mode, "phase": st.Phase, "version": st.Version, "in_flight": len(st.InFlight),
-			"gate_id": g.opts.GateID, "store": st.Store.Kind, "store_ok": st.Store.OK},
 	}
 	if len(st.Gates) > 1 {
 		applied, live, lagging := st.Applied()
-		res.Details["gates_applied"], res.Details["gates_live"] = applied, live
-		if len(lagging) > 0 {
-			res.Details["gates_lagging"] = lagging
-		}
+		d.GatesApplied, d.GatesLive = new(applied), new(live)
+		d.GatesLagging = lagging // left out when none lags
 	}
 	if !st.Store.OK {
 		res.Status = api.CheckWarn

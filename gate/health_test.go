@@ -85,11 +85,12 @@ func TestHealthAllProbes(t *testing.T) {
 		}
 	}
 	m := byName(rep)
-	if m["ckan"].Details["version"] != "2.11.5" || m["gate"].Details["mode"] != "live" {
-		t.Errorf("details: ckan %v, gate %v", m["ckan"].Details, m["gate"].Details)
+	if ckan, gate := m["ckan"].CKAN, m["gate"].Gate; ckan == nil || ckan.Version == nil || *ckan.Version != "2.11.5" || gate == nil || gate.Mode != api.ModeLive {
+		t.Errorf("details: ckan %+v, gate %+v", ckan, gate)
 	}
-	if m["ckan_db"].Details["database"] != "ckan_default" || m["datastore_db"].Details["database"] != "datastore_default" {
-		t.Errorf("databases: %v / %v", m["ckan_db"].Details, m["datastore_db"].Details)
+	if db, ds := m["ckan_db"].Postgres, m["datastore_db"].Postgres; db == nil || db.Database != "ckan_default" || ds == nil || ds.Database != "datastore_default" ||
+		db.WriteTransactions == nil || ds.WriteTransactions == nil {
+		t.Errorf("databases: %+v / %+v", db, ds)
 	}
 	if rep.Overall() != api.CheckOK {
 		t.Errorf("overall %s", rep.Overall())
@@ -222,8 +223,8 @@ func TestHealthCached(t *testing.T) {
 	}
 	// The gate's own probe is always current.
 	r.mustMode(api.ModeReadOnly, "")
-	if g := byName(r.health())["gate"]; g.Details["mode"] != "read-only" {
-		t.Errorf("gate probe after the mode change: %v", g.Details)
+	if g := byName(r.health())["gate"]; g.Gate == nil || g.Gate.Mode != api.ModeReadOnly {
+		t.Errorf("gate probe after the mode change: %+v", g.Gate)
 	}
 	// Fresh (the drain's) is not cached.
 	if rep := r.gate.Health(t.Context(), true); byName(rep)["ckan"].ObservedAt.Equal(byName(first)["ckan"].ObservedAt) {

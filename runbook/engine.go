@@ -459,9 +459,18 @@ func (e *Engine) restart(a api.RunbookAction, actor string, retry bool) (*api.Ru
 	return e.copyLocked(), nil
 }
 
+// abortTimeout bounds an abort: stopping the runner (its programs killed,
+// a partial snapshot removed) and, with disable, reopening writes.
+const abortTimeout = 5 * time.Minute
+
 // Abort stops the runbook. The mode stays as it is unless a.Disable asks to
-// reopen writes ("disable maintenance now").
+// reopen writes ("disable maintenance now"). It runs detached from ctx (a
+// client that gives up waiting must not leave the site half reopened),
+// under abortTimeout; the client that left learns the outcome from the
+// runbook and the status.
 func (e *Engine) Abort(ctx context.Context, a api.RunbookAction, actor string) (*api.Runbook, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abortTimeout)
+	defer cancel()
 	e.mu.Lock()
 	if err := e.checkAction(a); err != nil {
 		e.mu.Unlock()

@@ -54,9 +54,12 @@ func newFakeSite(t *testing.T) *fakeSite {
 
 func (f *fakeSite) Name() string { return "prod" }
 
-func (f *fakeSite) SetMode(_ context.Context, req api.ModeRequest, actor string) (api.Status, error) {
+func (f *fakeSite) SetMode(ctx context.Context, req api.ModeRequest, actor string) (api.Status, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return api.Status{}, err // as a store write would
+	}
 	if f.setErr != nil {
 		return api.Status{}, f.setErr
 	}
@@ -89,7 +92,7 @@ func (f *fakeSite) Health(context.Context, bool) api.Report {
 	rep := api.Report{Site: "prod", Checks: slices.Clone(f.checks)}
 	if !f.noRQ {
 		rep.Checks = append(rep.Checks, api.CheckResult{Name: "redis", Status: api.CheckOK, Summary: "rq",
-			Details: map[string]any{"suspended": f.suspended, "running": f.rqRunning}})
+			RQ: &api.RQDetails{Suspended: new(f.suspended), Running: new(f.rqRunning)}})
 	}
 	return rep
 }
@@ -482,7 +485,11 @@ func TestRunbookAbortDisableNow(t *testing.T) {
 		t.Fatalf("second lock: %v", err)
 	}
 
-	rb, err = e.Abort(context.Background(), api.RunbookAction{ID: rb.ID, Disable: true, Reason: "users complain"}, "ckan:admin")
+	// The client gives up at once (its request's context is cancelled):
+	// the abort and the reopening go on, detached from it.
+	gone, cancel := context.WithCancel(context.Background())
+	cancel()
+	rb, err = e.Abort(gone, api.RunbookAction{ID: rb.ID, Disable: true, Reason: "users complain"}, "ckan:admin")
 	if err != nil {
 		t.Fatal(err)
 	}

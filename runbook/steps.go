@@ -2,7 +2,6 @@ package runbook
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -273,67 +272,112 @@ func (e *Engine) busy(ctx context.Context) ([]string, map[string]any) {
 		details["oldest_write"] = fmt.Sprintf("%s %s for %s", w.Method, w.Path, time.Duration(w.AgeMS)*time.Millisecond)
 	}
 	rep := e.o.Site.Health(ctx, true)
+	reported := map[string]bool{}
 	for _, c := range rep.Checks {
+		reported[c.Name] = true
 		if c.IsNotConfigured() {
 			continue
 		}
 		switch c.Name {
-		case "redis":
-			if c.Status == api.CheckFail {
-				busy = append(busy, "RQ cannot be read: "+c.Summary)
-				continue
-			}
-			var d struct {
-				Suspended bool  `json:"suspended"`
-				Running   int64 `json:"running"`
-			}
-			decodeDetails(c, &d)
-			details["rq_running"] = d.Running
-			if !d.Suspended {
-				busy = append(busy, "RQ workers are not suspended")
-			}
-			if d.Running > 0 {
-				busy = append(busy, fmt.Sprintf("%d RQ job(s) running", d.Running))
-			}
-		case "ckan_db", "datastore_db":
-			if c.Status == api.CheckFail {
-				busy = append(busy, c.Name+" cannot be read: "+c.Summary)
-				continue
-			}
-			var d struct {
-				WriteTransactions int `json:"write_transactions"`
-				Transactions      []struct {
-					PID        int     `json:"pid"`
-					User       string  `json:"user"`
-					App        string  `json:"application_name"`
-					Writing    bool    `json:"writing"`
-					AgeSeconds float64 `json:"age_seconds"`
-				} `json:"transactions"`
-			}
-			decodeDetails(c, &d)
-			details[c.Name+"_write_transactions"] = d.WriteTransactions
-			if d.WriteTransactions > 0 {
-				who := ""
-				for _, t := range d.Transactions {
-					if t.Writing {
-						who = fmt.Sprintf(" (oldest: pid %d, user %s, application %q, %.0fs)", t.PID, t.User, t.App, t.AgeSeconds)
-						break
-					}
-				}
-				busy = append(busy, fmt.Sprintf("%s: %d write transaction(s)%s", c.Name, d.WriteTransactions, who))
-			}
+		case api.ProbeRedis:
+			busy = append(busy, rqBusy(c, details)...)
+		case api.ProbeCKANDB, api.ProbeDatastoreDB:
+			busy = append(busy, dbBusy(c, details)...)
+		}
+	}
+	// A probe the gate's configuration has and the report lacks (the
+	// probes could not be built) is as unknown as one that failed.
+	for _, p := range []struct {
+		name       string
+		configured bool
+		what       string
+	}{
+		{api.ProbeRedis, e.o.Checks.Redis != "", "RQ's running jobs are"},
+		{api.ProbeCKANDB, e.o.Checks.CKANDB != "", "its write transactions are"},
+		{api.ProbeDatastoreDB, e.o.Checks.DatastoreDB != "", "its write transactions are"},
+	} {
+		if p.configured && !reported[p.name] {
+			busy = append(busy, fmt.Sprintf("%s: %s unknown: the checks report has no %s check", p.name, p.what, p.name))
 		}
 	}
 	return busy, details
 }
 
-// decodeDetails reads a check's details into v (they hold Go values in
-// process, JSON on the wire: a round trip handles both).
-func decodeDetails(c api.CheckResult, v any) {
-	b, err := json.Marshal(c.Details)
-	if err == nil {
-		_ = json.Unmarshal(b, v)
+// rqBusy is what the redis check says still runs: jobs running, workers
+// not suspended. Counts it does not know (nil: the probe failed or did
+// not answer, or the report lacks them) keep the drain waiting, and are
+// null in the evidence.
+func rqBusy(c api.CheckResult, details map[string]any) []string {
+	d := c.RQ
+	if d == nil {
+		d = &api.RQDetails{}
 	}
+	details["rq_running"] = orNil(d.Running)
+	if c.Status == api.CheckFail {
+		return []string{"RQ cannot be read: " + c.Summary}
+	}
+	var busy []string
+	switch {
+	case d.Suspended == nil:
+		busy = append(busy, "whether RQ's workers are suspended is unknown: "+unknownWhy(c, "suspended"))
+	case !*d.Suspended:
+		busy = append(busy, "RQ workers are not suspended")
+	}
+	switch {
+	case d.Running == nil:
+		busy = append(busy, "RQ's running jobs are unknown: "+unknownWhy(c, "running"))
+	case *d.Running > 0:
+		busy = append(busy, fmt.Sprintf("%d RQ job(s) running", *d.Running))
+	}
+	return busy
+}
+
+// dbBusy is what a database check (ckan_db, datastore_db) says still
+// writes. An unknown count keeps the drain waiting.
+func dbBusy(c api.CheckResult, details map[string]any) []string {
+	d := c.Postgres
+	if d == nil {
+		d = &api.PostgresDetails{}
+	}
+	details[c.Name+"_write_transactions"] = orNil(d.WriteTransactions)
+	if d.HiddenSessions != nil && *d.HiddenSessions > 0 {
+		details[c.Name+"_hidden_sessions"] = *d.HiddenSessions
+	}
+	switch {
+	case c.Status == api.CheckFail:
+		return []string{c.Name + " cannot be read: " + c.Summary}
+	case d.WriteTransactions == nil:
+		return []string{c.Name + ": its write transactions are unknown: " + unknownWhy(c, "write_transactions")}
+	case *d.WriteTransactions == 0:
+		return nil
+	}
+	who := ""
+	for _, t := range d.Transactions {
+		if t.Writing {
+			who = fmt.Sprintf(" (oldest: pid %d, user %s, application %q, %.0fs)", t.PID, t.User, t.ApplicationName, t.AgeSeconds)
+			break
+		}
+	}
+	return []string{fmt.Sprintf("%s: %d write transaction(s)%s", c.Name, *d.WriteTransactions, who)}
+}
+
+// orNil is *p, or an untyped nil (null in the journal) for an unknown.
+func orNil[T any](p *T) any {
+	if p == nil {
+		return nil
+	}
+	return *p
+}
+
+// unknownWhy says why check c lacks the detail key.
+func unknownWhy(c api.CheckResult, key string) string {
+	switch {
+	case c.DetailsErr != nil:
+		return c.DetailsErr.Error()
+	case c.Status == api.CheckUnknown:
+		return "the check is unknown: " + c.Summary
+	}
+	return fmt.Sprintf("the %s check (%s) reports no %q", c.Name, c.Status, key)
 }
 
 // snapshot takes the snapshot and requires it consistent.

@@ -152,8 +152,8 @@ func (m *Model) disableForm(s *siteState) *form {
 // rqSuspended reports whether the site's RQ workers are suspended, as
 // its last checks report says.
 func rqSuspended(s *siteState) (suspended, known bool) {
-	if c := check(s.report, checkRedis); c != nil {
-		return flag(c.Details, "suspended")
+	if c := check(s.report, checkRedis); c != nil && c.RQ != nil && c.RQ.Suspended != nil {
+		return *c.RQ.Suspended, true
 	}
 	return false, false
 }
@@ -162,10 +162,8 @@ func (m *Model) jobsForm(s *siteState) *form {
 	suspended, known := rqSuspended(s)
 	f := &form{yesNo: true}
 	counts := ""
-	if c := check(s.report, checkRedis); c != nil {
-		q, _ := number(c.Details, "queued")
-		r, _ := number(c.Details, "running")
-		counts = fmt.Sprintf(" Now: %d queued, %d running.", int(q), int(r))
+	if c := check(s.report, checkRedis); c != nil && c.RQ != nil && c.RQ.Queued != nil && c.RQ.Running != nil {
+		counts = fmt.Sprintf(" Now: %d queued, %d running.", *c.RQ.Queued, *c.RQ.Running)
 	}
 	if suspended {
 		f.title = "Resume RQ workers on " + s.Name

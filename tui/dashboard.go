@@ -14,15 +14,15 @@ import (
 	"github.com/ckanops/ckanops/internal/human"
 )
 
-// Names of the checks the dashboard reads (see package checks).
+// Names of the checks the dashboard reads.
 const (
-	checkGate      = "gate"
-	checkCKAN      = "ckan"
-	checkCKANDB    = "ckan_db"
-	checkDatastore = "datastore_db"
-	checkRedis     = "redis"
-	checkSolr      = "solr"
-	checkStorage   = "storage"
+	checkGate      = api.ProbeGate
+	checkCKAN      = api.ProbeCKAN
+	checkCKANDB    = api.ProbeCKANDB
+	checkDatastore = api.ProbeDatastoreDB
+	checkRedis     = api.ProbeRedis
+	checkSolr      = api.ProbeSolr
+	checkStorage   = api.ProbeStorage
 )
 
 // column is one column of the dashboard.
@@ -211,12 +211,11 @@ func cellDB(_ *Model, r ranked, _ time.Time) string {
 	if c == nil {
 		return "-"
 	}
-	conns, ok1 := number(c.Details, "connections")
-	maxConns, ok2 := number(c.Details, "max_connections")
-	if !ok1 || !ok2 {
+	d := c.Postgres
+	if d == nil || d.Connections == nil || d.MaxConnections == nil {
 		return string(c.Status)
 	}
-	return fmt.Sprintf("%d/%d", int(conns), int(maxConns))
+	return fmt.Sprintf("%d/%d", *d.Connections, *d.MaxConnections)
 }
 
 // longestTx is the age of the oldest transaction open on either database.
@@ -224,11 +223,9 @@ func longestTx(rep *api.Report) (time.Duration, bool) {
 	var longest time.Duration
 	found := false
 	for _, name := range []string{checkCKANDB, checkDatastore} {
-		if c := check(rep, name); c != nil {
-			if s, ok := number(c.Details, "longest_transaction_seconds"); ok {
-				found = true
-				longest = max(longest, seconds(s))
-			}
+		if c := check(rep, name); c != nil && c.Postgres != nil && c.Postgres.LongestTransactionSeconds != nil {
+			found = true
+			longest = max(longest, seconds(*c.Postgres.LongestTransactionSeconds))
 		}
 	}
 	return longest, found
@@ -247,13 +244,12 @@ func cellRQ(_ *Model, r ranked, _ time.Time) string {
 	if c == nil {
 		return "-"
 	}
-	q, ok1 := number(c.Details, "queued")
-	run, ok2 := number(c.Details, "running")
-	if !ok1 || !ok2 {
+	d := c.RQ
+	if d == nil || d.Queued == nil || d.Running == nil {
 		return string(c.Status)
 	}
-	s := fmt.Sprintf("%dq/%dr", int(q), int(run))
-	if susp, _ := flag(c.Details, "suspended"); susp {
+	s := fmt.Sprintf("%dq/%dr", *d.Queued, *d.Running)
+	if d.Suspended != nil && *d.Suspended {
 		s += " susp"
 	}
 	return s
@@ -268,8 +264,8 @@ func cellSolr(_ *Model, r ranked, _ time.Time) string {
 
 func cellCKAN(_ *Model, r ranked, _ time.Time) string {
 	if c := check(r.report, checkCKAN); c != nil {
-		if v := text(c.Details, "version"); v != "" {
-			return v
+		if d := c.CKAN; d != nil && d.Version != nil && *d.Version != "" {
+			return *d.Version
 		}
 		return string(c.Status)
 	}

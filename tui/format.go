@@ -1,9 +1,7 @@
 package tui
 
 import (
-	"encoding/json"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -122,44 +120,6 @@ func wrap(s string, w int) []string {
 		out = append(out, line)
 	}
 	return out
-}
-
-// number reads a numeric detail of a check, whatever JSON or a fake made
-// of it.
-func number(details map[string]any, key string) (float64, bool) {
-	switch v := details[key].(type) {
-	case float64:
-		return v, true
-	case float32:
-		return float64(v), true
-	case int:
-		return float64(v), true
-	case int32:
-		return float64(v), true
-	case int64:
-		return float64(v), true
-	case json.Number:
-		f, err := v.Float64()
-		return f, err == nil
-	case string:
-		f, err := strconv.ParseFloat(v, 64)
-		return f, err == nil
-	}
-	return 0, false
-}
-
-// text reads a string detail.
-func text(details map[string]any, key string) string {
-	if s, ok := details[key].(string); ok {
-		return s
-	}
-	return ""
-}
-
-// flag reads a boolean detail.
-func flag(details map[string]any, key string) (value, ok bool) {
-	b, ok := details[key].(bool)
-	return b, ok
 }
 
 // seconds turns a number of seconds into a duration.

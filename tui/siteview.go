@@ -324,41 +324,32 @@ func (m *Model) runbookSummary(rb *api.Runbook, now time.Time) []string {
 	return out
 }
 
-// keyDetails picks the details of a check an operator looks at.
+// keyDetails picks the details of a check an operator looks at, those its
+// summary does not say already (the storage check's free space is in its
+// summary).
 func keyDetails(c api.CheckResult) string {
-	d := c.Details
-	if d == nil || c.IsNotConfigured() {
+	if c.IsNotConfigured() {
 		return ""
 	}
 	var parts []string
-	num := func(key, format string) {
-		if v, ok := number(d, key); ok && v > 0 {
-			parts = append(parts, fmt.Sprintf(format, int64(v)))
+	count := func(n *int, format string) {
+		if n != nil && *n > 0 {
+			parts = append(parts, fmt.Sprintf(format, *n))
 		}
 	}
-	switch c.Name {
-	case checkCKANDB, checkDatastore:
-		conns, ok1 := number(d, "connections")
-		maxConns, ok2 := number(d, "max_connections")
-		if ok1 && ok2 {
-			parts = append(parts, fmt.Sprintf("connections %d/%d", int(conns), int(maxConns)))
+	if d := c.Postgres; d != nil {
+		if d.Connections != nil && d.MaxConnections != nil {
+			parts = append(parts, fmt.Sprintf("connections %d/%d", *d.Connections, *d.MaxConnections))
 		}
-		if v, ok := number(d, "longest_transaction_seconds"); ok {
-			parts = append(parts, "longest transaction "+span(seconds(v)))
+		if d.LongestTransactionSeconds != nil {
+			parts = append(parts, "longest transaction "+span(seconds(*d.LongestTransactionSeconds)))
 		}
-		num("write_transactions", "%d write transaction(s)")
-		num("idle_in_transaction", "%d idle in transaction")
-		num("waiting_on_locks", "%d waiting on locks")
-	case checkRedis:
-		if susp, _ := flag(d, "suspended"); susp {
-			parts = append(parts, "workers SUSPENDED")
-		}
-	case checkStorage:
-		free, ok1 := number(d, "free_bytes")
-		total, ok2 := number(d, "total_bytes")
-		if ok1 && ok2 {
-			parts = append(parts, fmt.Sprintf("free %s of %s", human.Bytes(int64(free)), human.Bytes(int64(total))))
-		}
+		count(d.WriteTransactions, "%d write transaction(s)")
+		count(d.IdleInTransaction, "%d idle in transaction")
+		count(d.WaitingOnLocks, "%d waiting on locks")
+	}
+	if d := c.RQ; d != nil && d.Suspended != nil && *d.Suspended {
+		parts = append(parts, "workers SUSPENDED")
 	}
 	return strings.Join(parts, " · ")
 }

@@ -1,0 +1,137 @@
+package runbook
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/ckanops/ckanops/api"
+	"github.com/ckanops/ckanops/config"
+)
+
+// fromWire decodes a check as the console and a remote engine get it.
+func fromWire(t *testing.T, js string) api.CheckResult {
+	t.Helper()
+	var c api.CheckResult
+	if err := json.Unmarshal([]byte(js), &c); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// A count the checks report does not know is never zero: the drain waits
+// on it, says why, and records it as null.
+func TestDrainUnknownIsNotZero(t *testing.T) {
+	rq := func(suspended *bool, running *int64) api.CheckResult {
+		return api.CheckResult{Name: api.ProbeRedis, Status: api.CheckWarn, Summary: "suspended",
+			RQ: &api.RQDetails{SiteID: "default", Suspended: suspended, Running: running}}
+	}
+	db := func(name string, writes *int) api.CheckResult {
+		return api.CheckResult{Name: name, Status: api.CheckOK, Summary: "fine",
+			Postgres: &api.PostgresDetails{Host: "db:5432", Database: "ckan", User: "ckan", WriteTransactions: writes}}
+	}
+	idleRQ := rq(new(true), new(int64(0)))
+	cases := []struct {
+		name     string
+		checks   []api.CheckResult
+		ckanDB   config.SecretURL // [checks] ckan_db
+		want     string           // "" for drained
+		evidence map[string]any
+	}{
+		{name: "every count known and zero", checks: []api.CheckResult{idleRQ, db(api.ProbeCKANDB, new(0)), db(api.ProbeDatastoreDB, new(0))},
+			evidence: map[string]any{"rq_running": int64(0), "ckan_db_write_transactions": 0, "datastore_db_write_transactions": 0}},
+		{name: "not configured", checks: []api.CheckResult{idleRQ, {Name: api.ProbeCKANDB, NotConfigured: true, Status: api.CheckUnknown}}},
+		{name: "write transactions", checks: []api.CheckResult{idleRQ, {Name: api.ProbeCKANDB, Status: api.CheckOK,
+			Postgres: &api.PostgresDetails{WriteTransactions: new(2), Transactions: []api.PostgresTransaction{
+				{PID: 7, User: "ckan", ApplicationName: "harvest", Writing: true, AgeSeconds: 12}}}}},
+			want: `ckan_db: 2 write transaction(s) (oldest: pid 7, user ckan, application "harvest", 12s)`},
+
+		{name: "the probe left the count out", checks: []api.CheckResult{idleRQ, db(api.ProbeCKANDB, nil)},
+			want:     `ckan_db: its write transactions are unknown: the ckan_db check (ok) reports no "write_transactions"`,
+			evidence: map[string]any{"ckan_db_write_transactions": nil}},
+		{name: "no details at all", checks: []api.CheckResult{idleRQ, {Name: api.ProbeDatastoreDB, Status: api.CheckWarn, Summary: "slow"}},
+			want: "datastore_db: its write transactions are unknown"},
+		{name: "a check not reported in time", checks: []api.CheckResult{idleRQ, {Name: api.ProbeCKANDB, Status: api.CheckUnknown,
+			Summary: "not reported: the request ended before the round of checks did"}},
+			want: "ckan_db: its write transactions are unknown: the check is unknown: not reported"},
+		{name: "a failed check", checks: []api.CheckResult{idleRQ, {Name: api.ProbeCKANDB, Status: api.CheckFail, Summary: "connection refused",
+			Postgres: &api.PostgresDetails{Host: "db:5432"}}},
+			want: "ckan_db cannot be read: connection refused"},
+		{name: "a renamed key on the wire", checks: []api.CheckResult{idleRQ, fromWire(t,
+			`{"name":"ckan_db","status":"ok","summary":"fine","details":{"host":"db:5432","write_transaction_count":0,"transactions":[]}}`)},
+			want: `ckan_db: its write transactions are unknown: the ckan_db check (ok) reports no "write_transactions"`},
+		{name: "a value of another type on the wire", checks: []api.CheckResult{idleRQ, fromWire(t,
+			`{"name":"datastore_db","status":"ok","summary":"fine","details":{"write_transactions":"0"}}`)},
+			want: `datastore_db: its write transactions are unknown: api: the details of check "datastore_db" do not decode: "write_transactions": json: cannot unmarshal string`},
+		{name: "a configured database missing from the report", checks: []api.CheckResult{idleRQ}, ckanDB: "postgres://ckan@db/ckan",
+			want: "ckan_db: its write transactions are unknown: the checks report has no ckan_db check"},
+
+		{name: "RQ's running count left out", checks: []api.CheckResult{rq(new(true), nil)},
+			want: `RQ's running jobs are unknown: the redis check (warn) reports no "running"`, evidence: map[string]any{"rq_running": nil}},
+		{name: "RQ's suspension left out", checks: []api.CheckResult{rq(nil, new(int64(0)))},
+			want: "whether RQ's workers are suspended is unknown"},
+		{name: "RQ's running count renamed on the wire", checks: []api.CheckResult{fromWire(t,
+			`{"name":"redis","status":"warn","summary":"suspended","details":{"site_id":"default","suspended":true,"jobs_running":0}}`)},
+			want: `RQ's running jobs are unknown: the redis check (warn) reports no "running"`},
+		{name: "RQ jobs running", checks: []api.CheckResult{rq(new(true), new(int64(3)))}, want: "3 RQ job(s) running"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			site := newFakeSite(t)
+			site.noRQ = true // the case's checks are the whole report
+			site.checks = c.checks
+			site.st.Mode = api.ModeReadOnly
+			e, _ := testEngine(t, site, func(o *Options) { o.Checks.CKANDB = c.ckanDB })
+			busy, details := e.busy(context.Background())
+			got := strings.Join(busy, "; ")
+			switch {
+			case c.want == "" && got != "":
+				t.Errorf("busy: %s; want drained", got)
+			case c.want != "" && !strings.Contains(got, c.want):
+				t.Errorf("busy: %q\nwant it to say %q", got, c.want)
+			}
+			for k, want := range c.evidence {
+				if v, ok := details[k]; !ok || v != want {
+					t.Errorf("evidence %s = %#v (present %v), want %#v", k, v, ok, want)
+				}
+			}
+		})
+	}
+}
+
+// A drain whose database count is unknown keeps waiting, saying so, and
+// ends once the count is known to be zero.
+func TestDrainWaitsOnUnknown(t *testing.T) {
+	site := newFakeSite(t)
+	site.checks = []api.CheckResult{fromWire(t,
+		`{"name":"ckan_db","status":"ok","summary":"fine","details":{"host":"db:5432","database":"ckan","user":"ckan","write_transaction_count":0}}`)}
+	e, _ := testEngine(t, site, nil)
+	if _, err := e.Start(context.Background(), api.RunbookOptions{AutoConfirm: true, SkipMigrate: true}, "ops-token"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, e, "the drain to wait on the unknown count", func(rb *api.Runbook) bool {
+		for _, ev := range rb.StepByName(api.StepDrain).Evidence {
+			if strings.HasPrefix(ev.Summary, "waiting: ckan_db: its write transactions are unknown") && !ev.OK {
+				return true
+			}
+		}
+		return false
+	})
+	if rb, _ := e.Current(); stepState(rb, api.StepDrain) != api.StepRunning || stepState(rb, api.StepSnapshot) != api.StepPending {
+		t.Fatalf("drain %s, snapshot %s: the drain passed on an unknown count", stepState(rb, api.StepDrain), stepState(rb, api.StepSnapshot))
+	}
+	site.set(func(f *fakeSite) {
+		f.checks = []api.CheckResult{{Name: api.ProbeCKANDB, Status: api.CheckOK, Postgres: &api.PostgresDetails{WriteTransactions: new(0)}}}
+	})
+	rb := waitFor(t, e, "the drain to end", func(rb *api.Runbook) bool { return stepState(rb, api.StepDrain) == api.StepDone })
+	var drained *api.Evidence
+	for i, ev := range rb.StepByName(api.StepDrain).Evidence {
+		if ev.OK && ev.Details["drained_at"] != nil {
+			drained = &rb.StepByName(api.StepDrain).Evidence[i]
+		}
+	}
+	if drained == nil || drained.Details["ckan_db_write_transactions"] != 0 {
+		t.Fatalf("drained evidence %+v", drained)
+	}
+}
