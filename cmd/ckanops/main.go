@@ -16,6 +16,8 @@ import (
 	"os"
 	"sort"
 	"strings"
+
+	"github.com/charmbracelet/x/term"
 )
 
 // command is one subcommand: its name, a one-line summary for the list,
@@ -33,6 +35,12 @@ type env struct {
 	stdin          io.Reader // nil reads as empty
 	stdout, stderr io.Writer
 	getenv         func(string) string
+}
+
+// isTerminal reports whether r is a terminal (a person may answer).
+func isTerminal(r io.Reader) bool {
+	f, ok := r.(*os.File)
+	return ok && term.IsTerminal(f.Fd())
 }
 
 // exitError carries a specific exit code out of a command.

@@ -27,13 +27,20 @@ disable wants y. The runbook runs on the gate: interrupting this command
 (Ctrl-C, a dropped SSH session) leaves it running, and running the command
 again re-attaches.
 
+When a step fails or the runbook is interrupted, the command asks what to
+do (retry, skip where allowed, abort, or detach) if it runs on a terminal
+without --yes; otherwise it exits 1 at once, printing the step, the
+reason, the site's mode and the commands that go on (with --json, a last
+"stopped" event says so). Ctrl-C detaches at once and changes nothing.
+
 On a runbook that stopped (failed, or interrupted by a gate restart):
 --retry runs its step again, --resume continues where it stood, --skip
 skips its step (preflight, migrate, verify, disable only), --abort stops
 it, and --disable-now stops it and reopens writes.
 
 Exit status: 0 the runbook finished and its snapshot is consistent; 1 it
-stopped (failed, aborted, declined, or detached); 2 bad usage.`,
+stopped (failed, aborted, declined, or left stopped); 2 bad usage; 130
+detached by Ctrl-C (the runbook goes on on the gate).`,
 		run: func(e *env, args []string) error {
 			fs := newFlags(e, commands["runbook"])
 			cfgPath, asJSON := consoleFlags(fs)
@@ -84,13 +91,24 @@ type runbookFlags struct {
 
 // runbookUI prints the journal and asks the confirmations.
 type runbookUI struct {
-	e      *env
-	site   siteClient
-	o      runbookFlags
-	in     *bufio.Reader
-	enc    *json.Encoder
-	prompt io.Writer // where questions go: stdout, or stderr with --json
+	e        *env
+	site     siteClient
+	o        runbookFlags
+	in       *bufio.Reader
+	lines    chan lineRead // the terminal's lines, read by one goroutine
+	terminal bool          // stdin is a terminal: a stopped runbook may ask what to do
+	enc      *json.Encoder
+	prompt   io.Writer // where questions go: stdout, or stderr with --json
 }
+
+type lineRead struct {
+	line string
+	err  error
+}
+
+// exitDetached is the exit status of a command detached by Ctrl-C, as a
+// shell reports a process ended by SIGINT.
+const exitDetached = 130
 
 func runRunbook(e *env, site siteClient, o runbookFlags) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -99,7 +117,7 @@ func runRunbook(e *env, site siteClient, o runbookFlags) error {
 	if in == nil {
 		in = strings.NewReader("")
 	}
-	ui := &runbookUI{e: e, site: site, o: o, in: bufio.NewReader(in), prompt: e.stdout}
+	ui := &runbookUI{e: e, site: site, o: o, in: bufio.NewReader(in), prompt: e.stdout, terminal: isTerminal(in)}
 	if o.json {
 		ui.enc = json.NewEncoder(e.stdout)
 		ui.prompt = e.stderr
@@ -165,22 +183,41 @@ func runRunbook(e *env, site siteClient, o runbookFlags) error {
 			return ui.event(ctx, ev)
 		})
 		if ctx.Err() != nil {
-			ui.note("detached: the runbook goes on on the gate; 'ckanops runbook " + site.site.Name + "' re-attaches")
-			return &exitError{code: exitFail, err: errors.New("detached")}
+			ui.note("detached: nothing was changed, the runbook goes on on the gate; 'ckanops runbook " + site.site.Name + "' re-attaches")
+			return &exitError{code: exitDetached, err: errors.New("detached")}
 		}
 		var d declined
 		if errors.As(err, &d) {
 			ui.note(string(d))
 			return &exitError{code: exitFail, err: errors.New("not confirmed")}
 		}
+		var halt stopped
+		if errors.As(err, &halt) {
+			goOn, err := ui.stopped(ctx, halt.rb)
+			if err != nil || !goOn {
+				if ctx.Err() != nil {
+					continue // detached at the prompt: said above, on the next turn
+				}
+				return err
+			}
+			attempt = 0
+			continue // the runbook runs again: follow it from where we were
+		}
 		cur, gerr := c.Runbook(ctx)
 		if gerr == nil && cur != nil && cur.ID == id && !cur.Active() {
 			ui.summary(cur)
 			return ui.exit(cur)
 		}
-		if gerr == nil && cur != nil && cur.ID == id && (cur.State == api.RunbookFailed || cur.State == api.RunbookInterrupted) && err == nil {
-			ui.summary(cur)
-			return ui.exit(cur)
+		if gerr == nil && cur != nil && cur.ID == id && (cur.State == api.RunbookFailed || cur.State == api.RunbookInterrupted) {
+			goOn, err := ui.stopped(ctx, cur)
+			if err != nil || !goOn {
+				if ctx.Err() != nil {
+					continue
+				}
+				return err
+			}
+			attempt = 0
+			continue
 		}
 		attempt++
 		if attempt > 5 {
@@ -204,6 +241,157 @@ type declined string
 
 func (d declined) Error() string { return string(d) }
 
+// stopped says the runbook halted at a failed or interrupted step: the
+// command stops following it and says what can be done.
+type stopped struct{ rb *api.Runbook }
+
+func (s stopped) Error() string { return "runbook " + string(s.rb.State) + " at " + s.rb.Step }
+
+// halted reports whether the runbook ev belongs to has stopped at a
+// failed or interrupted step now (not only in replayed history).
+func (ui *runbookUI) halted(ctx context.Context, ev api.RunbookEvent) *api.Runbook {
+	stopping := ev.Kind == api.EventInterrupted ||
+		ev.Kind == api.EventStep && (ev.State == string(api.StepFailed) || ev.State == string(api.StepInterrupted))
+	if !stopping {
+		return nil
+	}
+	rb, err := ui.site.client.Runbook(ctx)
+	if err != nil || rb == nil || rb.ID != ev.Runbook {
+		return nil
+	}
+	if rb.State != api.RunbookFailed && rb.State != api.RunbookInterrupted {
+		return nil // retried or resumed since: history
+	}
+	return rb
+}
+
+// readLine reads one line of the terminal, or gives up when ctx ends
+// (Ctrl-C): a read of stdin cannot be interrupted, so one goroutine reads
+// and the prompt waits on it or on ctx.
+func (ui *runbookUI) readLine(ctx context.Context) (string, error) {
+	if ui.lines == nil {
+		ui.lines = make(chan lineRead)
+		go func() {
+			for {
+				line, err := ui.in.ReadString('\n')
+				ui.lines <- lineRead{line, err}
+				if err != nil {
+					return
+				}
+			}
+		}()
+	}
+	select {
+	case <-ctx.Done():
+		return "", ctx.Err()
+	case r := <-ui.lines:
+		if r.err != nil {
+			ui.lines = closedLines
+		}
+		return r.line, r.err
+	}
+}
+
+// closedLines answers every read after the end of stdin.
+var closedLines = func() chan lineRead {
+	c := make(chan lineRead)
+	go func() {
+		for {
+			c <- lineRead{err: io.EOF}
+		}
+	}()
+	return c
+}()
+
+// stopped tells the operator where the runbook stopped and what can be
+// done, and on a terminal without --yes asks. It reports whether the
+// runbook runs again (retried, skipped or resumed) and should be followed.
+func (ui *runbookUI) stopped(ctx context.Context, rb *api.Runbook) (bool, error) {
+	name := ui.site.site.Name
+	step := rb.StepByName(rb.Step)
+	reason := rb.Error
+	if step != nil && step.Error != "" {
+		reason = step.Error // rb.Error says the step again
+	}
+	if reason == "" {
+		reason = "no reason recorded"
+	}
+	mode := "unknown (the gate did not answer)"
+	if st, err := ui.site.client.Status(ctx); err == nil {
+		mode = string(st.Mode)
+	}
+	skippable := step != nil && step.Skippable
+	next := []string{"ckanops runbook " + name + " --retry"}
+	if rb.State == api.RunbookInterrupted {
+		next = append([]string{"ckanops runbook " + name + " --resume"}, next...)
+	}
+	if skippable {
+		next = append(next, "ckanops runbook "+name+" --skip "+rb.Step)
+	}
+	next = append(next, "ckanops runbook "+name+" --abort", "ckanops runbook "+name+" --disable-now")
+	msg := fmt.Sprintf("step %s %s: %s; the site is %s", rb.Step, rb.State, reason, mode)
+
+	if ui.terminal && !ui.o.yes {
+		w := ui.prompt
+		fmt.Fprintf(w, "\n%s.\n", msg)
+		choices := "[r]etry"
+		if rb.State == api.RunbookInterrupted {
+			choices = "r[e]sume, [r]etry"
+		}
+		if skippable {
+			choices += ", [s]kip"
+		}
+		choices += ", [a]bort, or [d]etach (default)? "
+		fmt.Fprint(w, choices)
+		line, err := ui.readLine(ctx)
+		if err != nil && ctx.Err() != nil {
+			return false, err
+		}
+		act := api.RunbookAction{ID: rb.ID, Reason: ui.o.opts.Reason}
+		switch strings.ToLower(strings.TrimSpace(line)) {
+		case "r", "retry":
+			_, err = ui.site.client.RetryStep(ctx, act)
+		case "e", "resume":
+			_, err = ui.site.client.ResumeRunbook(ctx, act)
+		case "s", "skip":
+			act.Step = rb.Step
+			_, err = ui.site.client.SkipStep(ctx, act)
+		case "a", "abort":
+			fmt.Fprint(w, "Also reopen writes now (mode live, RQ resumed)? [y/N] ")
+			yn, rerr := ui.readLine(ctx)
+			if rerr != nil && ctx.Err() != nil {
+				return false, rerr
+			}
+			act.Disable = strings.EqualFold(strings.TrimSpace(yn), "y") || strings.EqualFold(strings.TrimSpace(yn), "yes")
+			cur, aerr := ui.site.client.AbortRunbook(ctx, act)
+			if aerr != nil {
+				return false, &exitError{code: exitFail, err: aerr}
+			}
+			ui.summary(cur)
+			return false, ui.exit(cur)
+		default:
+			ui.note("detached: the runbook stays " + string(rb.State) + "; next: " + strings.Join(next, " | "))
+			return false, &exitError{code: exitFail, err: errors.New("runbook " + string(rb.State))}
+		}
+		if err != nil {
+			return false, &exitError{code: exitFail, err: err}
+		}
+		return true, nil
+	}
+
+	if ui.enc != nil {
+		_ = ui.enc.Encode(api.RunbookEvent{Kind: api.EventStopped, Runbook: rb.ID, Step: rb.Step, State: string(rb.State),
+			Time: time.Now().UTC(), Message: msg + "; next: " + strings.Join(next, " | ")})
+	} else {
+		ui.summary(rb)
+		fmt.Fprintf(ui.e.stdout, "%s.\nNext, one of:\n", msg)
+		for _, c := range next {
+			fmt.Fprintln(ui.e.stdout, "  "+c)
+		}
+	}
+	return false, &exitError{code: exitFail, err: errors.New(msg)}
+}
+
 func (ui *runbookUI) note(s string) {
 	if ui.o.json {
 		fmt.Fprintln(ui.e.stderr, s)
@@ -220,6 +408,9 @@ func (ui *runbookUI) event(ctx context.Context, ev api.RunbookEvent) error {
 		}
 	} else {
 		fmt.Fprintln(ui.e.stdout, formatEvent(ev))
+	}
+	if rb := ui.halted(ctx, ev); rb != nil {
+		return stopped{rb}
 	}
 	if ev.Kind != api.EventConfirm || ev.Confirmation == nil || ui.o.yes {
 		return nil
@@ -283,7 +474,10 @@ func (ui *runbookUI) confirm(ctx context.Context, ev api.RunbookEvent) error {
 		} else {
 			fmt.Fprint(w, "Go on? [y/N] ")
 		}
-		line, err := ui.in.ReadString('\n')
+		line, err := ui.readLine(ctx)
+		if ctx.Err() != nil {
+			return err // Ctrl-C: detach, nothing confirmed
+		}
 		line = strings.TrimSpace(line)
 		if err != nil && line == "" {
 			return declined(fmt.Sprintf("no answer on the terminal: the runbook waits at %s; 'ckanops runbook %s' re-attaches, --yes confirms without asking", conf.Step, name))
@@ -330,11 +524,6 @@ func (ui *runbookUI) summary(rb *api.Runbook) {
 		for _, c := range s.Changed {
 			fmt.Fprintf(w, "  changed: %s\n", c)
 		}
-	}
-	switch rb.State {
-	case api.RunbookFailed, api.RunbookInterrupted:
-		n := ui.site.site.Name
-		fmt.Fprintf(w, "The site stays in maintenance. Next: 'ckanops runbook %s --retry', '--skip %s' (if allowed), '--abort', or '--disable-now'.\n", n, rb.Step)
 	}
 }
 

@@ -19,6 +19,12 @@ import (
 // runbookSite is an e2e site whose gate can run a runbook: a storage
 // directory, a snapshot directory and one [[migrate]] command.
 func runbookSite(t *testing.T) *site {
+	return runbookSiteMigrating(t, `["sh", "-c", "echo migrating $CKANOPS_SITE; echo schema at head"]`)
+}
+
+// runbookSiteMigrating is runbookSite whose [[migrate]] runs argv (a TOML
+// array).
+func runbookSiteMigrating(t *testing.T, argv string) *site {
 	s := newSite(t)
 	storage := filepath.Join(s.dir, "storage", "resources", "abc")
 	if err := os.MkdirAll(storage, 0o755); err != nil {
@@ -42,7 +48,7 @@ poll_interval = "50ms"
 
 [[migrate]]
 name = "schema"
-argv = ["sh", "-c", "echo migrating $CKANOPS_SITE; echo schema at head"]
+argv = ` + argv + `
 timeout = "1m"
 `)
 	f.Close()
