@@ -83,6 +83,11 @@ type Status struct {
 	// Actor and Reason say who made the change that produced this record and why.
 	Actor  string `json:"actor,omitempty"`
 	Reason string `json:"reason,omitempty"`
+
+	// Audit is set only on the answer of a mode change whose audit log
+	// entry could not be written: "failed: " and the error. The change
+	// itself was made.
+	Audit string `json:"audit,omitempty"`
 }
 
 // InFlightWrite is one write request the gate admitted and is still forwarding.

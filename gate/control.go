@@ -573,12 +573,18 @@ func (g *Gate) changeMode(ctx context.Context, req api.ModeRequest, actor, remot
 		g.storeState.set(false, t)
 		return api.Status{}, fmt.Errorf("%w: %v", errStoreDown, err)
 	}
-	g.audit(AuditEntry{Time: t, Event: "mode", Actor: actor, From: string(cur.Mode), To: string(next.Mode),
+	auditErr := g.appendAudit(AuditEntry{Time: t, Event: "mode", Actor: actor, From: string(cur.Mode), To: string(next.Mode),
 		Version: next.Version, Message: next.Message, Reason: next.Reason, Remote: remote})
 	g.state.set(next)
 	g.saveLocal(next)
 	g.log.Info("mode changed", "from", cur.Mode, "to", next.Mode, "version", next.Version, "actor", actor, "remote", remote)
-	return g.status(ctx, true), nil
+	st := g.status(ctx, true)
+	if auditErr != nil {
+		// The change stands (the store has it); the answer says it is not
+		// in the audit log.
+		st.Audit = "failed: " + auditErr.Error()
+	}
+	return st, nil
 }
 
 // checkText bounds free text that ends up in pages, JSON and the audit log.

@@ -62,6 +62,8 @@ func newMetrics(g *Gate) *metrics {
 			func() float64 { return float64(g.state.inFlightCount()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ckanops_store_ok", Help: "1 while the state store answers, 0 while the gate runs on its last known mode."},
 			func() float64 { ok, _ := g.storeState.get(); return b2f(ok) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ckanops_audit_failures_total", Help: "Audit log entries that could not be written (or went to a rotated file the gate could not replace); the change they record was made."},
+			func() float64 { return float64(g.opts.Audit.state().failures) }),
 	)
 	return m
 }

@@ -19,7 +19,8 @@ The gate listens on 'listen', forwards to CKAN at 'upstream', enforces the
 site's mode (live, read-only, down), drains in-flight writes, and serves the
 control API under /-/ckanops/. See docs/config.md for gate.toml.
 SIGTERM or SIGINT: stop accepting, let requests in flight finish (at most
-gate.shutdown_timeout), exit.`,
+gate.shutdown_timeout), exit. SIGHUP: reopen the audit log at its path
+(after logrotate; a renamed log is also reopened at its next entry).`,
 		run: func(e *env, args []string) error {
 			fs := newFlags(e, commands["gate"])
 			path := fs.String("config", "", "path to gate.toml (required)")
@@ -43,6 +44,25 @@ gate.shutdown_timeout), exit.`,
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
+			go func() {
+				for {
+					select {
+					case <-ctx.Done():
+						return
+					case <-hup:
+						paths, err := gate.ReopenAuditLogs()
+						for _, p := range paths {
+							log.Info("audit log reopened (SIGHUP)", "file", p)
+						}
+						if err != nil {
+							log.Error("audit log not reopened (SIGHUP): the next entry tries again", "err", err.Error())
+						}
+					}
+				}
+			}()
 			return gate.Run(ctx, cfg, log, nil)
 		},
 	})
