@@ -17,7 +17,10 @@ const (
 	PathRunbookResume  = "/-/ckanops/runbook/resume"  // POST RunbookAction: continue an interrupted runbook where it stood
 	PathRunbookSkip    = "/-/ckanops/runbook/skip"    // POST RunbookAction: skip the step (only where safe)
 	PathRunbookAbort   = "/-/ckanops/runbook/abort"   // POST RunbookAction: stop; with disable, also reopen writes
-	PathRunbookEvents  = "/-/ckanops/runbook/events"  // GET: Server-Sent Events of the journal (?since=SEQ or Last-Event-ID)
+	// PathRunbookGateStopped: POST RunbookAction with Gate: the operator
+	// says a gone gate is stopped, so the drain may stop waiting for it.
+	PathRunbookGateStopped = "/-/ckanops/runbook/gate-stopped"
+	PathRunbookEvents      = "/-/ckanops/runbook/events" // GET: Server-Sent Events of the journal (?since=SEQ or Last-Event-ID)
 )
 
 // The runbook's steps, in order.
@@ -56,7 +59,7 @@ const (
 	RunbookRunning     RunbookState = "running"     // a step runs
 	RunbookWaiting     RunbookState = "waiting"     // a step waits for confirmation
 	RunbookFailed      RunbookState = "failed"      // a step failed; retry, abort, or disable now
-	RunbookInterrupted RunbookState = "interrupted" // the gate restarted mid-runbook; resume, retry, or abort
+	RunbookInterrupted RunbookState = "interrupted" // the gate restarted mid-runbook or lost the lock's lease; resume, retry, or abort
 	RunbookAborted     RunbookState = "aborted"     // stopped by an operator
 	RunbookDone        RunbookState = "done"        // every step done or skipped
 )
@@ -141,6 +144,9 @@ type RunbookAction struct {
 	// Disable (abort only): also put the site back to live and resume RQ,
 	// "disable maintenance now". Without it, an abort leaves the mode as it is.
 	Disable bool `json:"disable,omitempty"`
+	// Gate (gate-stopped only) is the id of a gone gate the operator has
+	// found stopped, typed as the drain shows it.
+	Gate string `json:"gate,omitempty"`
 }
 
 // Runbook is the record of one runbook, as GET /-/ckanops/runbook serves it.
@@ -159,8 +165,15 @@ type Runbook struct {
 	Waiting *Confirmation `json:"waiting,omitempty"`
 	// Snapshot is the snapshot this runbook took, once taken.
 	Snapshot *SnapshotSummary `json:"snapshot,omitempty"`
+	// Fence is the fencing number of the site's runbook lock as this
+	// runbook last acquired it (at start, resume, retry, ...): it
+	// increases with every acquisition, by any gate.
+	Fence int64 `json:"fence,omitempty"`
 	// Seq is the sequence number of the runbook's last journal event.
 	Seq int64 `json:"seq"`
+	// StoppedGates are gone gates an operator said are stopped: the drain
+	// no longer waits for them.
+	StoppedGates []string `json:"stopped_gates,omitempty"`
 }
 
 // StepByName returns the named step, or nil.
@@ -241,7 +254,7 @@ const (
 	EventSkipped     = "skipped"     // an operator skipped a step
 	EventRetry       = "retry"       // an operator asked for a step again
 	EventResumed     = "resumed"     // an operator resumed an interrupted runbook
-	EventInterrupted = "interrupted" // the gate restarted mid-runbook
+	EventInterrupted = "interrupted" // the gate restarted mid-runbook, or lost the site's runbook lock
 	EventAborted     = "aborted"     // an operator aborted
 	EventFinished    = "finished"    // the runbook ended (State: done or failed)
 
@@ -265,4 +278,9 @@ type RunbookEvent struct {
 	Confirmation *Confirmation `json:"confirmation,omitempty"`
 	// Snapshot; on the finished event, the runbook's snapshot.
 	Snapshot *SnapshotSummary `json:"snapshot,omitempty"`
+	// Fence, on started, retry, resumed, skipped, aborted and interrupted
+	// events, is the fencing number of the site's runbook lock as the
+	// runbook holds it (on an interrupted event for a lost lease, the one
+	// it lost).
+	Fence int64 `json:"fence,omitempty"`
 }

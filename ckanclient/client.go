@@ -99,7 +99,14 @@ type Options struct {
 	// Logger receives one debug record per attempt (method, URL, status,
 	// duration; never headers or bodies). Nil discards.
 	Logger *slog.Logger
+	// StreamIdle is how long an event stream may stay silent before the
+	// connection is taken for half-open and dropped. The gate sends a
+	// keep-alive comment every 15s. Zero means DefaultStreamIdle.
+	StreamIdle time.Duration
 }
+
+// DefaultStreamIdle is three of the gate's keep-alive periods.
+const DefaultStreamIdle = 45 * time.Second
 
 // Client talks to one site. It is safe for concurrent use.
 type Client struct {
@@ -113,6 +120,7 @@ type Client struct {
 	write *resty.Client // never retries
 
 	stream  *http.Client      // for event streams: no overall timeout
+	idle    time.Duration     // an event stream silent this long is dropped
 	headers map[string]string // sent with every request
 }
 
@@ -216,6 +224,10 @@ func New(baseURL string, opts Options) (*Client, error) {
 	streamClient := *hc
 	streamClient.Timeout = 0 // a stream lasts as long as its context
 	c.stream = &streamClient
+	c.idle = opts.StreamIdle
+	if c.idle <= 0 {
+		c.idle = DefaultStreamIdle
+	}
 	c.headers = headers
 	return c, nil
 }

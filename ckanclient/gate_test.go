@@ -1,9 +1,11 @@
 package ckanclient_test
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"strings"
 	"testing"
@@ -338,5 +340,38 @@ func TestGateErrors(t *testing.T) {
 				t.Errorf("server hit %d times, want 1", n)
 			}
 		})
+	}
+}
+
+// A stream that goes silent (a half-open connection: not even the
+// gate's keep-alive comes) is dropped, saying so, instead of blocking.
+func TestRunbookEventsNoticeAHalfOpenStream(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.WriteString(w, "id: 1\ndata: {\"seq\":1,\"runbook\":\"r\",\"kind\":\"started\"}\n\n")
+		w.(http.Flusher).Flush()
+		select { // then nothing, as from a host that vanished
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	defer close(release)
+	c, err := ckanclient.New(srv.URL, ckanclient.Options{StreamIdle: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []int64
+	err = c.RunbookEvents(context.Background(), 0, func(ev api.RunbookEvent) error {
+		got = append(got, ev.Seq)
+		time.Sleep(300 * time.Millisecond) // the caller's own time does not count
+		return nil
+	})
+	if err == nil || !strings.Contains(err.Error(), "nothing from the gate for 200ms") {
+		t.Fatalf("err %v", err)
+	}
+	if len(got) != 1 {
+		t.Fatalf("events %v", got)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/ckanops/ckanops/api"
 )
@@ -72,6 +73,13 @@ func (c *Client) AbortRunbook(ctx context.Context, a api.RunbookAction) (*api.Ru
 	return c.runbookPost(ctx, api.PathRunbookAbort, a)
 }
 
+// AckGateStopped tells the runbook that a gone gate (a.Gate) is stopped,
+// so that its drain stops waiting for it (POST
+// /-/ckanops/runbook/gate-stopped).
+func (c *Client) AckGateStopped(ctx context.Context, a api.RunbookAction) (*api.Runbook, error) {
+	return c.runbookPost(ctx, api.PathRunbookGateStopped, a)
+}
+
 func (c *Client) runbookPost(ctx context.Context, path string, body any) (*api.Runbook, error) {
 	b, err := json.Marshal(body)
 	if err != nil {
@@ -96,7 +104,16 @@ const maxEventLine = 1 << 20
 // reconnect with the last Seq they saw.
 func (c *Client) RunbookEvents(ctx context.Context, since int64, fn func(api.RunbookEvent) error) error {
 	u := c.urlFor(api.PathRunbookEvents) + "?since=" + strconv.FormatInt(since, 10)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	// A half-open connection (a gate host that vanished, a NAT that
+	// forgot it) would block the read for ever: the gate writes at least
+	// a keep-alive comment every 15s, so silence past c.idle drops it.
+	sctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	idle := time.AfterFunc(c.idle, func() {
+		cancel(fmt.Errorf("%s: nothing from the gate for %s (not even a keep-alive): the connection is taken for dead", gateRunbookEventsCall, c.idle))
+	})
+	defer idle.Stop()
+	req, err := http.NewRequestWithContext(sctx, http.MethodGet, u, nil)
 	if err != nil {
 		return fmt.Errorf("%s: %w", gateRunbookEventsCall, err)
 	}
@@ -118,7 +135,8 @@ func (c *Client) RunbookEvents(ctx context.Context, since int64, fn func(api.Run
 		}
 		return fmt.Errorf("%s at %s: want a text/event-stream, got %d %s", gateRunbookEventsCall, redactURL(u), resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
-	return readEvents(resp.Body, func(data []byte) error {
+	body := &idleReader{r: resp.Body, idle: idle, d: c.idle}
+	err = readEvents(body, func(data []byte) error {
 		var ev api.RunbookEvent
 		if err := json.Unmarshal(data, &ev); err != nil {
 			return fmt.Errorf("%s at %s: bad event: %w", gateRunbookEventsCall, redactURL(u), err)
@@ -127,8 +145,31 @@ func (c *Client) RunbookEvents(ctx context.Context, since int64, fn func(api.Run
 			return nil
 		}
 		since = ev.Seq
+		// The caller may take its time (an operator at a prompt): that
+		// is not the gate's silence.
+		idle.Stop()
+		defer idle.Reset(c.idle)
 		return fn(ev)
 	}, ctx)
+	if cause := context.Cause(sctx); err != nil && ctx.Err() == nil && cause != nil && !errors.Is(cause, context.Canceled) {
+		return cause
+	}
+	return err
+}
+
+// idleReader re-arms the idle timer with every byte read.
+type idleReader struct {
+	r    io.Reader
+	idle *time.Timer
+	d    time.Duration
+}
+
+func (r *idleReader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if n > 0 {
+		r.idle.Reset(r.d)
+	}
+	return n, err
 }
 
 // readEvents parses a Server-Sent Events stream and hands each event's

@@ -91,6 +91,10 @@ type Gate struct {
 	storeState storeHealth
 	probes     healthProbes // the checks Runner, built on first use (health.go)
 	runbook    atomic.Pointer[runbook.Engine]
+	// runbookDown says why this gate could not open its runbook engine
+	// (its journal or record): the runbook API answers 503 with it and the
+	// gate probe fails, while the proxy and the mode go on.
+	runbookDown atomic.Pointer[string]
 }
 
 // ctxKey carries per-request facts from ServeHTTP to the proxy hooks.

@@ -65,7 +65,8 @@ func (g *Gate) Health(ctx context.Context, fresh bool) api.Report {
 func (g *Gate) health(ctx context.Context) api.Report { return g.Health(ctx, false) }
 
 // gateCheck reads the gate's own state: mode, phase, writes in flight,
-// and whether its state store answers.
+// whether its state store answers, and whether its audit log can be
+// written (it warns from a failed append until one succeeds).
 func (g *Gate) gateCheck(ctx context.Context) api.CheckResult {
 	t0 := time.Now()
 	t := g.clock()
@@ -84,6 +85,15 @@ func (g *Gate) gateCheck(ctx context.Context) api.CheckResult {
 	if !st.Store.OK {
 		res.Status = api.CheckWarn
 		res.Summary += "; state store unreachable, enforcing the last known mode"
+	}
+	if a := g.opts.Audit.state(); !a.since.IsZero() {
+		res.Status = api.CheckWarn
+		res.Summary += fmt.Sprintf("; the audit log cannot be written since %s (%d failed append(s) in all), last error: %v",
+			a.since.UTC().Format(time.RFC3339), a.failures, a.err)
+	}
+	if why := g.runbookProblem(); why != "" {
+		res.Status = api.CheckFail
+		res.Summary += "; the runbook is unavailable on this gate: " + why
 	}
 	res.Duration = time.Since(t0)
 	return res

@@ -106,19 +106,23 @@ func Run(ctx context.Context, cfg *config.Gate, log *slog.Logger, ready func(add
 		Poll: cfg.Runbook.PollInterval.Duration, Logger: log,
 	})
 	if err != nil {
-		return err
+		// The site still needs its gate: serve, and say what is wrong on
+		// the runbook API, in health and in the log.
+		log.Error("runbook unavailable: the gate serves without it", "journal_dir", cfg.Runbook.JournalDir, "err", err.Error())
+		g.RunbookUnavailable(err)
+	} else {
+		g.AttachRunbook(eng)
+		// Stopping ends the runbook's event streams (and interrupts a
+		// running step, which the next start shows) before the server
+		// waits for its requests.
+		stopped := make(chan struct{})
+		go func() {
+			<-ctx.Done()
+			eng.Close()
+			close(stopped)
+		}()
+		defer func() { <-stopped }()
 	}
-	g.AttachRunbook(eng)
-	// Stopping ends the runbook's event streams (and interrupts a running
-	// step, which the next start shows) before the server waits for its
-	// requests.
-	stopped := make(chan struct{})
-	go func() {
-		<-ctx.Done()
-		eng.Close()
-		close(stopped)
-	}()
-	defer func() { <-stopped }()
 
 	mode := g.Mode()
 	log.Info("gate listening", "site", cfg.Site, "listen", ln.Addr().String(), "upstream", up.Redacted(),

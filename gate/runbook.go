@@ -19,6 +19,22 @@ import (
 // AttachRunbook makes the gate serve e's API under /-/ckanops/runbook.
 func (g *Gate) AttachRunbook(e *runbook.Engine) { g.runbook.Store(e) }
 
+// RunbookUnavailable records why the runbook engine could not be opened:
+// the runbook API answers 503 with the reason and the gate probe fails,
+// while the proxy and the mode keep working.
+func (g *Gate) RunbookUnavailable(err error) {
+	msg := err.Error()
+	g.runbookDown.Store(&msg)
+}
+
+// runbookProblem is why the runbook is unavailable, or "".
+func (g *Gate) runbookProblem() string {
+	if p := g.runbookDown.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
 // RunbookSite returns the gate as the runbook engine's Site. selfURL is
 // where the gate itself listens: the verify and disable steps ask CKAN
 // through it, as a client would.
@@ -38,6 +54,12 @@ func (g *Gate) serveRunbook(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	e := g.runbook.Load()
+	if why := g.runbookProblem(); e == nil && why != "" {
+		w.Header().Set("Retry-After", "60")
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "the runbook is unavailable on this gate: " + why +
+			"; the proxy and the mode work. Fix it and restart the gate"})
+		return
+	}
 	if e == nil {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "this gate runs no runbook engine"})
 		return

@@ -53,7 +53,7 @@ func (e *Engine) ServeRunbook(w http.ResponseWriter, r *http.Request, actor stri
 	case r.Method == http.MethodPost && strings.HasPrefix(path, api.PathRunbook+"/"):
 		var a api.RunbookAction
 		if err := decodeBody(r.Body, &a); err != nil {
-			e.answer(w, nil, &badRequest{"bad runbook action (want JSON {\"id\", \"step\", \"site_name\", \"reason\", \"disable\"}): " + err.Error()}, 0)
+			e.answer(w, nil, &badRequest{"bad runbook action (want JSON {\"id\", \"step\", \"site_name\", \"reason\", \"disable\", \"gate\"}): " + err.Error()}, 0)
 			return
 		}
 		var rb *api.Runbook
@@ -69,8 +69,10 @@ func (e *Engine) ServeRunbook(w http.ResponseWriter, r *http.Request, actor stri
 			rb, err = e.Skip(a, actor)
 		case api.PathRunbookAbort:
 			rb, err = e.Abort(r.Context(), a, actor)
+		case api.PathRunbookGateStopped:
+			rb, err = e.AckGateStopped(a, actor)
 		default:
-			writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such runbook call: see POST " + api.PathRunbook + "/{confirm,retry,resume,skip,abort}"})
+			writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such runbook call: see POST " + api.PathRunbook + "/{confirm,retry,resume,skip,abort,gate-stopped}"})
 			return
 		}
 		e.answer(w, rb, err, http.StatusOK)

@@ -3,8 +3,10 @@ package runbook
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ckanops/ckanops/api"
 	"github.com/ckanops/ckanops/config"
@@ -75,6 +77,9 @@ func TestDrainUnknownIsNotZero(t *testing.T) {
 			`{"name":"redis","status":"warn","summary":"suspended","details":{"site_id":"default","suspended":true,"jobs_running":0}}`)},
 			want: `RQ's running jobs are unknown: the redis check (warn) reports no "running"`},
 		{name: "RQ jobs running", checks: []api.CheckResult{rq(new(true), new(int64(3)))}, want: "3 RQ job(s) running"},
+		{name: "sessions hidden from the probe", checks: []api.CheckResult{idleRQ, {Name: api.ProbeDatastoreDB, Status: api.CheckWarn,
+			Postgres: &api.PostgresDetails{User: "ckan_default", WriteTransactions: new(0), HiddenSessions: new(3)}}},
+			want: "datastore_db: its write transactions are unknown: 3 session(s) of other roles are hidden from ckan_default (as a superuser, run: GRANT pg_read_all_stats TO ckan_default;)"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -133,5 +138,48 @@ func TestDrainWaitsOnUnknown(t *testing.T) {
 	}
 	if drained == nil || drained.Details["ckan_db_write_transactions"] != 0 {
 		t.Fatalf("drained evidence %+v", drained)
+	}
+}
+
+// A gate that stopped heartbeating may still let writes through: the
+// drain waits for it until an operator says, by its id, that it is
+// stopped; that word is journaled and audited.
+func TestDrainWaitsForAGoneGate(t *testing.T) {
+	site := newFakeSite(t)
+	site.otherGates = []api.GateInfo{{ID: "web-2", Version: 1, Phase: api.PhaseLive, Seen: time.Now().Add(-time.Hour), Gone: true}}
+	e, _ := testEngine(t, site, nil)
+	rb, err := e.Start(context.Background(), api.RunbookOptions{AutoConfirm: true, SkipMigrate: true}, "ops-token")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, e, "the drain to wait for the gone gate", func(rb *api.Runbook) bool {
+		for _, ev := range rb.StepByName(api.StepDrain).Evidence {
+			if strings.Contains(ev.Summary, "gate web-2 is gone") && strings.Contains(ev.Summary, "--gate-stopped web-2") {
+				return true
+			}
+		}
+		return false
+	})
+	if _, err := e.AckGateStopped(api.RunbookAction{ID: rb.ID}, "ops-token"); err == nil {
+		t.Fatal("an acknowledgement without a gate id was taken")
+	}
+	// Another gate's id does not release this one.
+	if _, err := e.AckGateStopped(api.RunbookAction{ID: rb.ID, Gate: "web-3"}, "ops-token"); err != nil {
+		t.Fatal(err)
+	}
+	if cur, _ := e.Current(); stepState(cur, api.StepDrain) != api.StepRunning {
+		t.Fatalf("the drain passed with web-2 gone and unconfirmed: %s", stepState(cur, api.StepDrain))
+	}
+	if _, err := e.AckGateStopped(api.RunbookAction{ID: rb.ID, Gate: "web-2", Reason: "powered off"}, "ckan:admin"); err != nil {
+		t.Fatal(err)
+	}
+	rb = waitFor(t, e, "the drain to end", func(rb *api.Runbook) bool { return stepState(rb, api.StepDrain) == api.StepDone })
+	if !slices.Contains(rb.StoppedGates, "web-2") {
+		t.Errorf("stopped gates %v", rb.StoppedGates)
+	}
+	site.mu.Lock()
+	defer site.mu.Unlock()
+	if !slices.Contains(site.audit, "runbook-gate-stopped") {
+		t.Errorf("not audited: %v", site.audit)
 	}
 }

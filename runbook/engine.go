@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ckanops/ckanops/api"
@@ -104,6 +105,8 @@ type Engine struct {
 	stopping bool          // Close was called: no new runbook starts
 	base     context.Context
 	stop     context.CancelFunc
+	lease    atomic.Pointer[Lease] // the lock's last lease; nil before the first acquisition (fence.go)
+	fence    atomic.Int64          // the current runbook's fence, for leasedSite's audit entries
 
 	onOutput func(step, line string) // tests: called with each output line, synchronously
 }
@@ -146,6 +149,7 @@ func Open(o Options) (*Engine, error) {
 		return nil, err
 	}
 	e := &Engine{o: o, log: o.Logger.With("component", "runbook"), j: j, changed: make(chan struct{})}
+	e.o.Site = leasedSite{Site: o.Site, e: e}
 	e.base, e.stop = context.WithCancel(context.Background())
 	rb, err := j.load()
 	if err != nil {
@@ -155,6 +159,7 @@ func Open(o Options) (*Engine, error) {
 	if rb != nil {
 		e.rb = rb
 		e.seq = rb.Seq
+		e.fence.Store(rb.Fence)
 		if evs, err := j.events(rb.ID); err == nil {
 			e.events = evs
 			if n := len(evs); n > 0 && evs[n-1].Seq > e.seq {
@@ -164,7 +169,7 @@ func Open(o Options) (*Engine, error) {
 		if rb.Active() {
 			// Another live gate process may be running it: then this one
 			// only shows it, and must not call it interrupted.
-			if err := o.Lock.Acquire(e.base, e.holder()); err != nil {
+			if err := e.acquireLocked(e.base); err != nil {
 				e.log.Warn("the site's runbook lock is held elsewhere: showing the runbook as its record says", "runbook", rb.ID, "err", err.Error())
 			} else if rb.State == api.RunbookRunning || rb.State == api.RunbookWaiting {
 				e.interrupted()
@@ -218,7 +223,7 @@ func (e *Engine) interrupted() {
 		}
 		step.State = api.StepInterrupted
 	}
-	e.emit(api.RunbookEvent{Kind: api.EventInterrupted, Step: rb.Step, State: string(api.StepInterrupted), Message: msg})
+	e.emit(api.RunbookEvent{Kind: api.EventInterrupted, Step: rb.Step, State: string(api.StepInterrupted), Message: msg, Fence: rb.Fence})
 	e.log.Warn("runbook interrupted", "runbook", rb.ID, "step", rb.Step)
 }
 
@@ -323,7 +328,7 @@ func (e *Engine) Start(ctx context.Context, opts api.RunbookOptions, actor strin
 	}
 	prev := e.rb
 	e.rb = rb
-	if err := e.o.Lock.Acquire(ctx, e.holder()); err != nil {
+	if err := e.acquireLocked(ctx); err != nil {
 		e.rb = prev
 		var le *ErrLocked
 		if errors.As(err, &le) {
@@ -332,7 +337,7 @@ func (e *Engine) Start(ctx context.Context, opts api.RunbookOptions, actor strin
 		return nil, err
 	}
 	e.events = nil
-	e.emit(api.RunbookEvent{Kind: api.EventStarted, Actor: actor, Message: fmt.Sprintf("runbook %s started by %s", rb.ID, actor)})
+	e.emit(api.RunbookEvent{Kind: api.EventStarted, Actor: actor, Message: fmt.Sprintf("runbook %s started by %s", rb.ID, actor), Fence: rb.Fence})
 	e.o.Site.Audit("runbook-start", actor, "", rb.ID, opts.Message, opts.Reason)
 	if opts.SkipMigrate {
 		e.setStep(api.StepMigrate, api.StepSkipped, "skipped at start (--skip-migrate)")
@@ -397,6 +402,9 @@ func (e *Engine) Skip(a api.RunbookAction, actor string) (*api.Runbook, error) {
 		e.wake <- decision{kind: "skip", actor: actor}
 		e.wake = nil
 	case e.runner == nil && (step.State == api.StepFailed || step.State == api.StepInterrupted || step.State == api.StepWaiting):
+		if err := e.acquireLocked(context.Background()); err != nil {
+			return nil, conflict("cannot take the site's runbook lock back: %v", err)
+		}
 		e.setStep(step.Name, api.StepSkipped, msg)
 		idx := slices.Index(api.Steps, step.Name)
 		e.rb.Error = ""
@@ -404,9 +412,47 @@ func (e *Engine) Skip(a api.RunbookAction, actor string) (*api.Runbook, error) {
 	default:
 		return nil, conflict("step %s is %s: only a waiting, failed or interrupted step can be skipped", step.Name, step.State)
 	}
-	e.emit(api.RunbookEvent{Kind: api.EventSkipped, Step: step.Name, Actor: actor, Message: msg})
+	e.emit(api.RunbookEvent{Kind: api.EventSkipped, Step: step.Name, Actor: actor, Message: msg, Fence: e.rb.Fence})
 	e.o.Site.Audit("runbook-skip", actor, e.rb.ID, step.Name, "", a.Reason)
 	return e.copyLocked(), nil
+}
+
+// AckGateStopped records an operator's word that a gone gate (no
+// heartbeat: it may still enforce an older mode, possibly live) is
+// stopped, so that the drain stops waiting for it. The gate's id must be
+// typed exactly; the acknowledgement is journaled and audited.
+func (e *Engine) AckGateStopped(a api.RunbookAction, actor string) (*api.Runbook, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if err := e.checkAction(a); err != nil {
+		return nil, err
+	}
+	if !e.rb.Active() {
+		return nil, conflict("runbook %s is %s: there is no drain to tell", e.rb.ID, e.rb.State)
+	}
+	if a.Gate == "" || len(a.Gate) > 200 {
+		return nil, &badRequest{"name the stopped gate: {\"gate\": \"<its id, as the drain shows it>\"}"}
+	}
+	if !slices.Contains(e.rb.StoppedGates, a.Gate) {
+		e.rb.StoppedGates = append(e.rb.StoppedGates, a.Gate)
+	}
+	msg := fmt.Sprintf("gate %s confirmed stopped by %s", a.Gate, actor)
+	if a.Reason != "" {
+		msg += ": " + a.Reason
+	}
+	e.evidenceLocked(api.StepDrain, api.Evidence{Kind: api.EvidenceNote, OK: true, Summary: msg})
+	e.o.Site.Audit("runbook-gate-stopped", actor, e.rb.ID, a.Gate, "", a.Reason)
+	return e.copyLocked(), nil
+}
+
+// stoppedGates returns the gates operators said are stopped.
+func (e *Engine) stoppedGates() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.rb == nil {
+		return nil
+	}
+	return slices.Clone(e.rb.StoppedGates)
 }
 
 // Retry runs the failed or interrupted step again. Asking for it is the
@@ -443,7 +489,7 @@ func (e *Engine) restart(a api.RunbookAction, actor string, retry bool) (*api.Ru
 		}
 		return nil, conflict("runbook %s is %s: only an interrupted runbook can be resumed", e.rb.ID, e.rb.State)
 	}
-	if err := e.o.Lock.Acquire(context.Background(), e.holder()); err != nil {
+	if err := e.acquireLocked(context.Background()); err != nil {
 		return nil, conflict("cannot take the site's runbook lock back: %v", err)
 	}
 	kind := api.EventRetry
@@ -453,7 +499,7 @@ func (e *Engine) restart(a api.RunbookAction, actor string, retry bool) (*api.Ru
 		confirmed = e.rb.Waiting == nil // it was running: it had been confirmed
 	}
 	e.rb.Error = ""
-	e.emit(api.RunbookEvent{Kind: kind, Step: step.Name, Actor: actor, Message: fmt.Sprintf("%s of step %s asked by %s", kind, step.Name, actor)})
+	e.emit(api.RunbookEvent{Kind: kind, Step: step.Name, Actor: actor, Message: fmt.Sprintf("%s of step %s asked by %s", kind, step.Name, actor), Fence: e.rb.Fence})
 	e.o.Site.Audit("runbook-"+kind, actor, e.rb.ID, step.Name, "", a.Reason)
 	e.startRunner(slices.Index(api.Steps, step.Name), confirmed, actor)
 	return e.copyLocked(), nil
@@ -479,6 +525,13 @@ func (e *Engine) Abort(ctx context.Context, a api.RunbookAction, actor string) (
 	if !e.rb.Active() && e.runner == nil {
 		e.mu.Unlock()
 		return nil, conflict("runbook %s is %s already", e.rb.ID, e.rb.State)
+	}
+	if a.Disable {
+		// Reopening writes is a change to the site: only under the lock.
+		if err := e.acquireLocked(ctx); err != nil {
+			e.mu.Unlock()
+			return nil, conflict("cannot disable maintenance now without the site's runbook lock: %v (abort without disable, or wait for the lock)", err)
+		}
 	}
 	step := e.rb.Step
 	if e.wake != nil {
@@ -509,7 +562,7 @@ func (e *Engine) Abort(ctx context.Context, a api.RunbookAction, actor string) (
 	if a.Reason != "" {
 		e.rb.Error += ": " + a.Reason
 	}
-	e.emit(api.RunbookEvent{Kind: api.EventAborted, Step: step, Actor: actor, Message: e.rb.Error})
+	e.emit(api.RunbookEvent{Kind: api.EventAborted, Step: step, Actor: actor, Message: e.rb.Error, Fence: e.rb.Fence})
 	e.o.Site.Audit("runbook-abort", actor, e.rb.ID, step, "", a.Reason)
 	e.log.Warn("runbook aborted", "runbook", e.rb.ID, "step", step, "actor", actor, "disable", a.Disable)
 	e.mu.Unlock()
@@ -559,18 +612,26 @@ func (e *Engine) settleLocked() {
 }
 
 // startRunner runs the steps from index i in a goroutine. Call with mu held.
+//
+// The runner's context is cancelled when the lock's lease is lost; the
+// runbook then stops interrupted (fence.go).
 func (e *Engine) startRunner(i int, confirmed bool, actor string) {
-	ctx, cancel := context.WithCancel(e.base)
+	ctx, cancel := context.WithCancelCause(e.base)
 	done := make(chan struct{})
-	e.cancel, e.runner = cancel, done
+	e.cancel, e.runner = func() { cancel(context.Canceled) }, done
 	e.rb.State = api.RunbookRunning
+	lease := e.lease.Load()
 	go func() {
 		defer close(done)
-		defer cancel()
+		defer cancel(nil)
+		watchLease(ctx, lease, cancel)
 		e.run(ctx, i, confirmed, actor)
 		e.mu.Lock()
 		if e.runner == done {
 			e.runner, e.cancel = nil, nil
+		}
+		if err := e.leaseErr(); err != nil && (e.rb.State == api.RunbookRunning || e.rb.State == api.RunbookWaiting) {
+			e.leaseLostLocked(err, actor)
 		}
 		// Wake event readers: the runner's end may end their stream.
 		e.notifyLocked()
@@ -624,12 +685,16 @@ func (e *Engine) run(ctx context.Context, i int, confirmed bool, actor string) {
 		e.mu.Unlock()
 		e.log.Info("runbook step started", "runbook", e.id(), "step", name, "actor", actor)
 
+		if e.leaseErr() != nil {
+			return // before the step changes anything; the runner's end marks it interrupted
+		}
 		err := e.runStep(ctx, name, actor)
 
 		e.mu.Lock()
-		if ctx.Err() != nil {
-			// Aborted (Abort records it) or the gate is stopping (the
-			// next Open marks it interrupted): record nothing here.
+		if ctx.Err() != nil || errors.Is(err, ErrLeaseLost) {
+			// Aborted (Abort records it), the gate is stopping (the
+			// next Open marks it interrupted) or the lease was lost
+			// (the runner's end marks it interrupted): record nothing here.
 			e.mu.Unlock()
 			return
 		}
@@ -738,6 +803,11 @@ func (e *Engine) setStep(name string, state api.StepState, msg string) {
 func (e *Engine) evidence(step string, ev api.Evidence) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.evidenceLocked(step, ev)
+}
+
+// evidenceLocked is evidence with mu held.
+func (e *Engine) evidenceLocked(step string, ev api.Evidence) {
 	if ev.Time.IsZero() {
 		ev.Time = e.o.Clock()
 	}

@@ -34,8 +34,10 @@ type fakeSite struct {
 	noRQ      bool
 	checks    []api.CheckResult
 	modes     []api.Mode // every SetMode's mode, in order
-	audit     []string   // event names
-	setErr    error
+	// otherGates are the site's other gates, as the status reports them.
+	otherGates []api.GateInfo
+	audit      []string // event names
+	setErr     error
 }
 
 func newFakeSite(t *testing.T) *fakeSite {
@@ -83,6 +85,7 @@ func (f *fakeSite) Status(context.Context) api.Status {
 		}
 	}
 	st.Gates = []api.GateInfo{{ID: "web-1", Version: st.Version, Phase: st.Phase, InFlight: f.inFlight, Seen: time.Now()}}
+	st.Gates = append(st.Gates, f.otherGates...)
 	return st
 }
 
@@ -481,7 +484,7 @@ func TestRunbookAbortDisableNow(t *testing.T) {
 	}
 	other.Close()
 	// The lock itself refuses a second holder, naming the first.
-	if err := NewFileLock(o.JournalDir).Acquire(context.Background(), "x"); !strings.Contains(fmt.Sprint(err), "another runbook holds this site: prod runbook "+rb.ID) {
+	if _, err := NewFileLock(o.JournalDir).Acquire(context.Background(), "x", 0); !strings.Contains(fmt.Sprint(err), "another runbook holds this site: prod runbook "+rb.ID) {
 		t.Fatalf("second lock: %v", err)
 	}
 

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 
 	"github.com/ckanops/ckanops/api"
 
@@ -255,10 +256,16 @@ func (e *Engine) busy(ctx context.Context) ([]string, map[string]any) {
 	if st.Mode == api.ModeLive {
 		return []string{"the site is live again (changed by " + st.Actor + "): nothing to drain into"}, details
 	}
+	stopped := e.stoppedGates()
 	for _, g := range st.Gates {
 		switch {
+		case g.Gone && slices.Contains(stopped, g.ID):
+			// An operator said it is stopped (journaled and audited).
 		case g.Gone:
-			// A gate silent for long is not counted (ckanops status shows it).
+			// Cut off from the store, it may still enforce an older mode,
+			// possibly live: the site is not known to be quiet.
+			busy = append(busy, fmt.Sprintf("gate %s is gone (no heartbeat since %s): it may still let writes through; once it is stopped, say so: ckanops runbook %s --gate-stopped %s",
+				g.ID, g.Seen.UTC().Format(time.RFC3339), e.o.Site.Name(), g.ID))
 		case g.Version < st.Version:
 			busy = append(busy, fmt.Sprintf("gate %s has not applied mode version %d yet (it has %d)", g.ID, st.Version, g.Version))
 		case g.InFlight > 0:
@@ -348,6 +355,13 @@ func dbBusy(c api.CheckResult, details map[string]any) []string {
 		return []string{c.Name + " cannot be read: " + c.Summary}
 	case d.WriteTransactions == nil:
 		return []string{c.Name + ": its write transactions are unknown: " + unknownWhy(c, "write_transactions")}
+	case d.HiddenSessions != nil && *d.HiddenSessions > 0:
+		user := d.User
+		if user == "" {
+			user = "<the probe's user>"
+		}
+		return []string{fmt.Sprintf("%s: its write transactions are unknown: %d session(s) of other roles are hidden from %s (as a superuser, run: GRANT pg_read_all_stats TO %s;)",
+			c.Name, *d.HiddenSessions, user, user)}
 	case *d.WriteTransactions == 0:
 		return nil
 	}
@@ -403,7 +417,7 @@ func (e *Engine) snapshot(ctx context.Context) error {
 	spec := snapshot.Spec{
 		Site: e.o.Site.Name(), Dir: e.o.Snapshot.Dir, PGDump: e.o.Snapshot.PGDump,
 		CKANDB: e.o.Checks.CKANDB, DatastoreDB: e.o.Checks.DatastoreDB, StoragePath: e.o.Snapshot.StoragePath,
-		CKANVersion: version, ModeVersion: st.Version, EnabledAt: st.Since, QuiescedAt: quiesced,
+		CKANVersion: version, ModeVersion: st.Version, Fence: e.fence.Load(), EnabledAt: st.Since, QuiescedAt: quiesced,
 		Clock: e.o.Clock, StatsSettle: e.o.StatsSettle,
 		Output: func(line string) { e.output(step, line) },
 	}

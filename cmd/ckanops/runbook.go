@@ -36,7 +36,9 @@ reason, the site's mode and the commands that go on (with --json, a last
 On a runbook that stopped (failed, or interrupted by a gate restart):
 --retry runs its step again, --resume continues where it stood, --skip
 skips its step (preflight, migrate, verify, disable only), --abort stops
-it, and --disable-now stops it and reopens writes.
+it, and --disable-now stops it and reopens writes. While the drain waits
+for a gone gate (no heartbeat: it may still let writes through),
+--gate-stopped ID says that gate is stopped.
 
 Exit status: 0 the runbook finished and its snapshot is consistent; 1 it
 stopped (failed, aborted, declined, or left stopped); 2 bad usage; 130
@@ -56,17 +58,18 @@ detached by Ctrl-C (the runbook goes on on the gate).`,
 			fs.StringVar(&o.skip, "skip", "", "skip STEP of the stopped runbook")
 			fs.BoolVar(&o.abort, "abort", false, "stop the runbook, leaving the mode as it is")
 			fs.BoolVar(&o.disableNow, "disable-now", false, "stop the runbook and reopen writes (mode live, RQ resumed)")
+			fs.StringVar(&o.gateStopped, "gate-stopped", "", "tell the drain that gone gate `ID` is stopped (audited), then follow the runbook")
 			if err := parse(e, fs, args); err != nil {
 				return err
 			}
 			n := 0
-			for _, b := range []bool{o.retry, o.resume, o.skip != "", o.abort, o.disableNow} {
+			for _, b := range []bool{o.retry, o.resume, o.skip != "", o.abort, o.disableNow, o.gateStopped != ""} {
 				if b {
 					n++
 				}
 			}
 			if n > 1 {
-				return usageErr("give at most one of --retry, --resume, --skip, --abort, --disable-now")
+				return usageErr("give at most one of --retry, --resume, --skip, --abort, --disable-now, --gate-stopped")
 			}
 			if err := o.opts.Validate(); err != nil {
 				return usageErr("%v", err)
@@ -86,7 +89,7 @@ type runbookFlags struct {
 	opts                             api.RunbookOptions
 	yes, json                        bool
 	retry, resume, abort, disableNow bool
-	skip                             string
+	skip, gateStopped                string
 }
 
 // runbookUI prints the journal and asks the confirmations.
@@ -136,7 +139,7 @@ func runRunbook(e *env, site siteClient, o runbookFlags) error {
 		act.ID = rb.ID
 	}
 	switch {
-	case o.retry || o.resume || o.skip != "" || o.abort || o.disableNow:
+	case o.retry || o.resume || o.skip != "" || o.abort || o.disableNow || o.gateStopped != "":
 		if rb == nil || !rb.Active() {
 			return &exitError{code: exitFail, err: fmt.Errorf("site %s has no active runbook to act on", site.site.Name)}
 		}
@@ -148,6 +151,9 @@ func runRunbook(e *env, site siteClient, o runbookFlags) error {
 		case o.skip != "":
 			act.Step = o.skip
 			rb, err = c.SkipStep(ctx, act)
+		case o.gateStopped != "":
+			act.Gate = o.gateStopped
+			rb, err = c.AckGateStopped(ctx, act)
 		default:
 			act.Disable = o.disableNow
 			rb, err = c.AbortRunbook(ctx, act)

@@ -164,3 +164,34 @@ func TestRunbookCLICtrlCAtAPromptDetaches(t *testing.T) {
 		t.Fatalf("Ctrl-C changed the site: %s", out)
 	}
 }
+
+// A journal that cannot be opened makes the runbook unavailable, not the
+// gate: the proxy and the mode go on, and the runbook API says why.
+func TestGateServesWhenItsRunbookJournalCannotBeOpened(t *testing.T) {
+	s := newSite(t)
+	blocker := filepath.Join(s.dir, "not-a-dir")
+	os.WriteFile(blocker, []byte("x"), 0o600)
+	f, err := os.OpenFile(s.gateConf, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("\n[runbook]\njournal_dir = \"not-a-dir/journal\"\n")
+	f.Close()
+	s.startGate()
+	if code := s.write("still-served"); code != 200 {
+		t.Fatalf("a write through the live gate: %d\n%s", code, s.logs)
+	}
+	code, _, errb := s.cli("runbook", "--yes", "e2e")
+	if code != 1 || !strings.Contains(errb, "the runbook is unavailable on this gate") || !strings.Contains(errb, "not-a-dir") {
+		t.Fatalf("runbook: exit %d: %s", code, errb)
+	}
+	if code, out, _ := s.cli("enable", "e2e"); code != 0 {
+		t.Fatalf("the mode cannot be changed without the runbook: %d %s", code, out)
+	}
+	if code, out, _ := s.cli("check", "e2e"); code != 2 || !strings.Contains(out, "the runbook is unavailable on this gate") {
+		t.Errorf("check: exit %d, want 2 with the gate probe failing:\n%s", code, out)
+	}
+	if !strings.Contains(s.logs.String(), "runbook unavailable") {
+		t.Errorf("the log does not say it:\n%s", s.logs)
+	}
+}

@@ -57,6 +57,10 @@ func (s *Server) Addr() string { return s.rd.Addr() }
 // URL returns the server's URL, database 0, as go-redis's ParseURL reads it.
 func (s *Server) URL() string { return s.rd.URL() }
 
+// Pid returns the server's process id (0 when killed), for a test that
+// pauses it with SIGSTOP and SIGCONT.
+func (s *Server) Pid() int { return s.rd.Pid() }
+
 // Kill kills the server with SIGKILL, an outage: commands fail until
 // Restart. Killing a killed server does nothing.
 func (s *Server) Kill(t testing.TB) {

@@ -55,6 +55,7 @@ type Manifest struct {
 	Site        string `json:"site"`
 	CKANVersion string `json:"ckan_version"`
 	ModeVersion int64  `json:"mode_version"`
+	Fence       int64  `json:"fence,omitempty"` // the runbook lock's fencing number as it was taken; absent outside a runbook
 	Times       Times  `json:"times"`
 	Files       []File `json:"files"`
 	// Databases has one record per configured database, CKAN's first.

@@ -49,6 +49,7 @@ type Spec struct {
 
 	CKANVersion string    // recorded
 	ModeVersion int64     // the gate's mode record version, recorded
+	Fence       int64     // the fencing number of the runbook lock's lease, recorded; 0: none
 	EnabledAt   time.Time // recorded; zero: unknown
 	QuiescedAt  time.Time // recorded; zero: unknown
 
@@ -246,6 +247,7 @@ func (p *plan) take(ctx context.Context, t *tempDir, started time.Time) (*Manife
 		Site:          p.Site,
 		CKANVersion:   p.CKANVersion,
 		ModeVersion:   p.ModeVersion,
+		Fence:         p.Fence,
 		Times:         Times{Enabled: utc(p.EnabledAt), Quiesced: utc(p.QuiescedAt), Started: started},
 		Files:         []File{},
 		Databases:     []Database{},
