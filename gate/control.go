@@ -2,9 +2,11 @@ package gate
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -556,7 +558,7 @@ func (g *Gate) changeMode(ctx context.Context, req api.ModeRequest, actor, remot
 	}
 	next := Record{
 		Mode: req.Mode, Message: req.Message, Since: cur.Since, Until: until,
-		Version: cur.Version + 1, Actor: actor, Reason: req.Reason,
+		Version: cur.Version + 1, Actor: actor, Reason: req.Reason, Change: newChangeID(),
 	}
 	if next.Mode != cur.Mode || next.Since.IsZero() {
 		next.Since = t
@@ -570,8 +572,14 @@ func (g *Gate) changeMode(ctx context.Context, req api.ModeRequest, actor, remot
 		if errors.As(err, &ce) {
 			return api.Status{}, err
 		}
-		g.storeState.set(false, t)
-		return api.Status{}, fmt.Errorf("%w: %v", errStoreDown, err)
+		if !g.reconcile(next) {
+			// Not known to have run: if it did, the sync that reads it
+			// audits it (pending.audit).
+			g.pending.Store(&pendingChange{rec: next, from: cur.Mode, actor: actor, remote: remote, at: t})
+			g.storeState.set(false, t)
+			return api.Status{}, fmt.Errorf("%w: %v (if the change reached the store after all, the gate applies and audits it when it reads it back)", errStoreDown, err)
+		}
+		g.log.Warn("a mode change whose compare-and-set failed had been written: reconciled by its change id", "version", next.Version, "change", next.Change, "err", err.Error())
 	}
 	auditErr := g.appendAudit(AuditEntry{Time: t, Event: "mode", Actor: actor, From: string(cur.Mode), To: string(next.Mode),
 		Version: next.Version, Message: next.Message, Reason: next.Reason, Remote: remote})
@@ -585,6 +593,44 @@ func (g *Gate) changeMode(ctx context.Context, req api.ModeRequest, actor, remot
 		st.Audit = "failed: " + auditErr.Error()
 	}
 	return st, nil
+}
+
+// pendingChange is a mode change whose compare-and-set failed without
+// saying whether it ran (a timeout after the store acted, a connection
+// lost before its answer).
+type pendingChange struct {
+	rec    Record
+	from   api.Mode
+	actor  string
+	remote string
+	at     time.Time
+}
+
+// newChangeID names one mode change.
+func newChangeID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// reconcile asks the store, afresh, whether next was written after all.
+func (g *Gate) reconcile(next Record) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	rec, ok, err := g.opts.Store.Load(ctx)
+	return err == nil && ok && rec.Change == next.Change
+}
+
+// auditPending audits, once, a change of this gate's whose outcome was
+// unknown when it was answered and that the store turns out to hold.
+func (g *Gate) auditPending(rec Record) {
+	p := g.pending.Load()
+	if p == nil || rec.Change == "" || rec.Change != p.rec.Change || !g.pending.CompareAndSwap(p, nil) {
+		return
+	}
+	g.log.Warn("a mode change answered as failed had reached the store: audited now", "version", rec.Version, "change", rec.Change)
+	g.audit(AuditEntry{Time: p.at, Event: "mode", Actor: p.actor, From: string(p.from), To: string(rec.Mode),
+		Version: rec.Version, Message: rec.Message, Reason: rec.Reason, Remote: p.remote})
 }
 
 // checkText bounds free text that ends up in pages, JSON and the audit log.

@@ -95,6 +95,7 @@ type Gate struct {
 	// (its journal or record): the runbook API answers 503 with it and the
 	// gate probe fails, while the proxy and the mode go on.
 	runbookDown atomic.Pointer[string]
+	pending     atomic.Pointer[pendingChange] // a change answered as failed that may have run
 }
 
 // ctxKey carries per-request facts from ServeHTTP to the proxy hooks.

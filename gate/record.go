@@ -18,6 +18,10 @@ type Record struct {
 	Version int64      `json:"version"`
 	Actor   string     `json:"actor,omitempty"`
 	Reason  string     `json:"reason,omitempty"`
+	// Change names the request that wrote the record (random, per change):
+	// a gate whose compare-and-set timed out finds by it whether the write
+	// ran after all, and audits it once.
+	Change string `json:"change,omitempty"`
 }
 
 // initialRecord is the record of a site whose store has never been written:

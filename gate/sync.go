@@ -94,6 +94,7 @@ func (g *Gate) apply(rec Record) {
 	if rec.Version <= cur.Version {
 		return
 	}
+	g.auditPending(rec)
 	g.state.set(rec)
 	g.saveLocal(rec)
 	g.log.Info("mode applied from the shared store", "from", cur.Mode, "to", rec.Mode, "version", rec.Version, "actor", rec.Actor)
