@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -92,6 +93,7 @@ type Engine struct {
 	o   Options
 	log *slog.Logger
 	j   *journal
+	w   *writer // writes j, outside mu; nil before Open loads the record
 
 	mu       sync.Mutex
 	rb       *api.Runbook // the current or last runbook; nil if none ever
@@ -156,6 +158,7 @@ func Open(o Options) (*Engine, error) {
 		j.close()
 		return nil, err
 	}
+	e.w = startWriter(j, e.log)
 	if rb != nil {
 		e.rb = rb
 		e.seq = rb.Seq
@@ -176,6 +179,7 @@ func Open(o Options) (*Engine, error) {
 			}
 		}
 	}
+	e.w.wait()
 	return e, nil
 }
 
@@ -195,13 +199,19 @@ func (e *Engine) Close() error {
 		<-runner
 	}
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	e.closed = true
 	// As a process exit would: the runbook stays active in its record, and
 	// the next Open takes the lock back.
 	_ = e.o.Lock.Release(context.Background())
+	e.mu.Unlock()
+	e.w.close() // what was emitted before is written; later events stay in memory
 	return e.j.close()
 }
+
+// durable waits, without mu, until the events emitted so far are on disk
+// (the journal synced, the record saved): a mutating call answers, and the
+// runner changes the site, only then.
+func (e *Engine) durable() { e.w.wait() }
 
 func (e *Engine) holder() string {
 	if e.rb == nil {
@@ -305,6 +315,7 @@ func newID(t time.Time) string {
 // Start begins a runbook with opts on behalf of actor. It fails with a
 // conflict when a runbook is active.
 func (e *Engine) Start(ctx context.Context, opts api.RunbookOptions, actor string) (*api.Runbook, error) {
+	defer e.durable() // after mu is released: the answer waits for its events on disk
 	if err := opts.Validate(); err != nil {
 		return nil, &badRequest{err.Error()}
 	}
@@ -351,6 +362,7 @@ func (e *Engine) Start(ctx context.Context, opts api.RunbookOptions, actor strin
 
 // Confirm answers the step waiting for confirmation.
 func (e *Engine) Confirm(a api.RunbookAction, actor string) (*api.Runbook, error) {
+	defer e.durable() // after mu is released: the answer waits for its events on disk
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if err := e.checkAction(a); err != nil {
@@ -381,6 +393,7 @@ func (e *Engine) Confirm(a api.RunbookAction, actor string) (*api.Runbook, error
 
 // Skip skips the waiting or failed step, where that is safe.
 func (e *Engine) Skip(a api.RunbookAction, actor string) (*api.Runbook, error) {
+	defer e.durable() // after mu is released: the answer waits for its events on disk
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if err := e.checkAction(a); err != nil {
@@ -422,6 +435,7 @@ func (e *Engine) Skip(a api.RunbookAction, actor string) (*api.Runbook, error) {
 // stopped, so that the drain stops waiting for it. The gate's id must be
 // typed exactly; the acknowledgement is journaled and audited.
 func (e *Engine) AckGateStopped(a api.RunbookAction, actor string) (*api.Runbook, error) {
+	defer e.durable() // after mu is released: the answer waits for its events on disk
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if err := e.checkAction(a); err != nil {
@@ -468,6 +482,7 @@ func (e *Engine) Resume(a api.RunbookAction, actor string) (*api.Runbook, error)
 }
 
 func (e *Engine) restart(a api.RunbookAction, actor string, retry bool) (*api.Runbook, error) {
+	defer e.durable() // after mu is released: the answer waits for its events on disk
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if err := e.checkAction(a); err != nil {
@@ -515,6 +530,7 @@ const abortTimeout = 5 * time.Minute
 // under abortTimeout; the client that left learns the outcome from the
 // runbook and the status.
 func (e *Engine) Abort(ctx context.Context, a api.RunbookAction, actor string) (*api.Runbook, error) {
+	defer e.durable() // after mu is released: the answer waits for its events on disk
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abortTimeout)
 	defer cancel()
 	e.mu.Lock()
@@ -683,6 +699,7 @@ func (e *Engine) run(ctx context.Context, i int, confirmed bool, actor string) {
 		e.rb.State = api.RunbookRunning
 		e.setStep(name, api.StepRunning, "")
 		e.mu.Unlock()
+		e.durable() // the step shows running on disk before it changes anything
 		e.log.Info("runbook step started", "runbook", e.id(), "step", name, "actor", actor)
 
 		if e.leaseErr() != nil {
@@ -723,6 +740,11 @@ func (e *Engine) run(ctx context.Context, i int, confirmed bool, actor string) {
 		e.mu.Unlock()
 		e.log.Info("runbook step done", "runbook", e.id(), "step", name)
 	}
+	// The steps' end is on disk before the lock goes; the runbook's own
+	// end is released with the lock, as readers must find the lock free
+	// once they see the runbook done (a crash before it is written leaves
+	// the runbook interrupted at its last, done, step: resuming finishes it).
+	e.durable()
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	t := e.o.Clock()
@@ -800,10 +822,13 @@ func (e *Engine) setStep(name string, state api.StepState, msg string) {
 }
 
 // evidence records one fact of a step.
+// As every state change of the runner's, it is on disk before the runner
+// goes on (it may be about to change the site or run a program).
 func (e *Engine) evidence(step string, ev api.Evidence) {
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	e.evidenceLocked(step, ev)
+	e.mu.Unlock()
+	e.durable()
 }
 
 // evidenceLocked is evidence with mu held.
@@ -825,17 +850,24 @@ func (e *Engine) output(step, line string) {
 		e.o.OnOutput(step, line)
 	}
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	e.emit(api.RunbookEvent{Kind: api.EventOutput, Step: step, Message: line})
+	closed := e.closed
+	e.mu.Unlock()
+	if !closed {
+		// A program faster than the disk waits here, outside mu, rather
+		// than fill memory.
+		e.w.throttle(maxPending)
+	}
 }
 
 // maxEvents bounds the events kept in memory for one runbook; beyond it,
 // output lines are only in the journal file.
 const maxEvents = 20000
 
-// emit numbers an event, appends it to the journal (synced unless it is
-// program output), saves the record, and wakes the readers. Call with mu
-// held.
+// emit numbers an event, queues it for the journal (synced unless it is
+// program output) with, for a state change, the record to save, and wakes
+// the readers. It does not wait for the disk: the writer (writer.go) writes
+// in order, outside mu; see durable. Call with mu held.
 func (e *Engine) emit(ev api.RunbookEvent) {
 	e.seq++
 	ev.Seq = e.seq
@@ -850,13 +882,22 @@ func (e *Engine) emit(ev api.RunbookEvent) {
 		e.notifyLocked()
 		return
 	}
-	if err := e.j.append(ev, !output); err != nil {
+	p := pendingEvent{runbook: ev.Runbook, sync: !output}
+	b, err := json.Marshal(ev)
+	if err != nil {
 		e.log.Error("runbook journal not written", "err", err.Error())
+	} else {
+		p.line = append(b, '\n')
 	}
 	if !output {
-		if err := e.j.save(e.rb); err != nil {
+		// The record as it is now, as today's would be saved: marshalled
+		// here, so that later changes cannot reach the writer.
+		if p.record, err = json.MarshalIndent(e.rb, "", "  "); err != nil {
 			e.log.Error("runbook record not saved", "err", err.Error())
 		}
+	}
+	if p.line != nil || p.record != nil {
+		e.w.add(p)
 	}
 	e.notifyLocked()
 }

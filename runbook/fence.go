@@ -21,7 +21,8 @@ import (
 // to the site (the mode, RQ's suspension) are refused unless the engine
 // holds the site's runbook lock with a trusted lease, and carry the
 // lease's fence in their reason; the engine's audit entries carry it in
-// their message.
+// their message. They are made only once the events emitted so far are on
+// disk (never with the engine's mu held).
 type leasedSite struct {
 	Site
 	e *Engine
@@ -31,6 +32,7 @@ func (s leasedSite) SetMode(ctx context.Context, req api.ModeRequest, actor stri
 	if err := s.e.leaseErr(); err != nil {
 		return api.Status{}, err
 	}
+	s.e.durable() // what the runbook recorded is on disk before the site changes
 	req.Reason = withFence(req.Reason, s.e.fence.Load())
 	return s.Site.SetMode(ctx, req, actor)
 }
@@ -39,6 +41,7 @@ func (s leasedSite) SuspendJobs(ctx context.Context, actor, reason string) (api.
 	if err := s.e.leaseErr(); err != nil {
 		return api.JobsState{}, err
 	}
+	s.e.durable() // what the runbook recorded is on disk before the site changes
 	return s.Site.SuspendJobs(ctx, actor, withFence(reason, s.e.fence.Load()))
 }
 
@@ -46,6 +49,7 @@ func (s leasedSite) ResumeJobs(ctx context.Context, actor, reason string) (api.J
 	if err := s.e.leaseErr(); err != nil {
 		return api.JobsState{}, err
 	}
+	s.e.durable() // what the runbook recorded is on disk before the site changes
 	return s.Site.ResumeJobs(ctx, actor, withFence(reason, s.e.fence.Load()))
 }
 

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/ckanops/ckanops/api"
@@ -44,6 +45,10 @@ type journal struct {
 	dir string
 	f   *os.File // journal.jsonl, opened for appending
 	cur string   // the runbook of journal.jsonl's last event; "" if none (or unknown)
+
+	// beforeWrite, if set, is called before each event is written (tests:
+	// a slow disk).
+	beforeWrite atomic.Pointer[func()]
 }
 
 func openJournal(dir string) (*journal, error) {
@@ -72,20 +77,37 @@ func (j *journal) append(ev api.RunbookEvent, sync bool) error {
 	if err != nil {
 		return err
 	}
+	err = j.appendLine(ev.Runbook, append(b, '\n'))
+	if sync {
+		err = errors.Join(err, j.sync())
+	}
+	return err
+}
+
+// appendLine writes one marshalled event of runbook id (line ends with
+// its newline), unsynced. The first event of another runbook than the
+// file's moves the file away first.
+func (j *journal) appendLine(id string, line []byte) error {
 	var rotErr error
-	if j.cur != "" && ev.Runbook != j.cur {
+	if j.cur != "" && id != j.cur {
 		rotErr = j.rotate()
 	}
-	j.cur = ev.Runbook
-	if _, err := j.f.Write(append(b, '\n')); err != nil {
+	j.cur = id
+	if f := j.beforeWrite.Load(); f != nil {
+		(*f)()
+	}
+	if _, err := j.f.Write(line); err != nil {
 		return errors.Join(rotErr, fmt.Errorf("runbook: append journal %s: %w", j.f.Name(), err))
 	}
-	if sync {
-		if err := j.f.Sync(); err != nil {
-			return errors.Join(rotErr, fmt.Errorf("runbook: sync journal %s: %w", j.f.Name(), err))
-		}
-	}
 	return rotErr
+}
+
+// sync makes the events written so far durable.
+func (j *journal) sync() error {
+	if err := j.f.Sync(); err != nil {
+		return fmt.Errorf("runbook: sync journal %s: %w", j.f.Name(), err)
+	}
+	return nil
 }
 
 // rotate moves journal.jsonl, which holds runbook j.cur's events, to
@@ -241,6 +263,11 @@ func (j *journal) save(rb *api.Runbook) error {
 	if err != nil {
 		return err
 	}
+	return j.saveRecord(b)
+}
+
+// saveRecord writes a marshalled record (see save).
+func (j *journal) saveRecord(b []byte) error {
 	if err := atomicfile.Write(filepath.Join(j.dir, recordName), append(b, '\n'), 0o640); err != nil {
 		return fmt.Errorf("runbook: save record: %w", err)
 	}
