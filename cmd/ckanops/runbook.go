@@ -99,6 +99,7 @@ type runbookUI struct {
 	o        runbookFlags
 	in       *bufio.Reader
 	lines    chan lineRead // the terminal's lines, read by one goroutine
+	inErr    error         // why stdin ended, once it has
 	terminal bool          // stdin is a terminal: a stopped runbook may ask what to do
 	enc      *json.Encoder
 	prompt   io.Writer // where questions go: stdout, or stderr with --json
@@ -275,6 +276,9 @@ func (ui *runbookUI) halted(ctx context.Context, ev api.RunbookEvent) *api.Runbo
 // (Ctrl-C): a read of stdin cannot be interrupted, so one goroutine reads
 // and the prompt waits on it or on ctx.
 func (ui *runbookUI) readLine(ctx context.Context) (string, error) {
+	if ui.inErr != nil {
+		return "", ui.inErr
+	}
 	if ui.lines == nil {
 		ui.lines = make(chan lineRead)
 		go func() {
@@ -291,23 +295,10 @@ func (ui *runbookUI) readLine(ctx context.Context) (string, error) {
 	case <-ctx.Done():
 		return "", ctx.Err()
 	case r := <-ui.lines:
-		if r.err != nil {
-			ui.lines = closedLines
-		}
+		ui.inErr = r.err // the reader has stopped: later reads end at once
 		return r.line, r.err
 	}
 }
-
-// closedLines answers every read after the end of stdin.
-var closedLines = func() chan lineRead {
-	c := make(chan lineRead)
-	go func() {
-		for {
-			c <- lineRead{err: io.EOF}
-		}
-	}()
-	return c
-}()
 
 // stopped tells the operator where the runbook stopped and what can be
 // done, and on a terminal without --yes asks. It reports whether the
