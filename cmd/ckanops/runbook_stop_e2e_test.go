@@ -106,16 +106,6 @@ func waitCount(t *testing.T, xs tmux, want string, n int) {
 	}
 }
 
-func requireTmux(t *testing.T) {
-	t.Helper()
-	if _, err := exec.LookPath("tmux"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("tmux not found: apt-get install tmux")
-		}
-		t.Skip("tmux not found: apt-get install tmux")
-	}
-}
-
 // runInTmux runs the CLI in a terminal; the shell prints EXIT=<status>
 // when it ends.
 func runInTmux(t *testing.T, s *site, args string) tmux {

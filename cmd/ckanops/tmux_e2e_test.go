@@ -66,6 +66,17 @@ func (x tmux) waitScreen(want string) {
 	}
 }
 
+// requireTmux skips a test without tmux, and fails it in CI.
+func requireTmux(t *testing.T) {
+	t.Helper()
+	if _, err := exec.LookPath("tmux"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("tmux not found: apt-get install tmux")
+		}
+		t.Skip("tmux not found: apt-get install tmux")
+	}
+}
+
 func demoSites(t *testing.T, infoURL string) []demo.SiteInfo {
 	t.Helper()
 	res, err := http.Get(infoURL + "/sites")
@@ -81,12 +92,7 @@ func demoSites(t *testing.T, infoURL string) []demo.SiteInfo {
 }
 
 func TestDemoInTmuxEnableByKeystrokes(t *testing.T) {
-	if _, err := exec.LookPath("tmux"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("tmux not found: apt-get install tmux")
-		}
-		t.Skip("tmux not found: apt-get install tmux")
-	}
+	requireTmux(t)
 	dir := t.TempDir()
 	infoFile := filepath.Join(dir, "info.json")
 	name := fmt.Sprintf("ckanops-e2e-%d", os.Getpid())
