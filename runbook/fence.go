@@ -28,28 +28,35 @@ type leasedSite struct {
 	e *Engine
 }
 
-func (s leasedSite) SetMode(ctx context.Context, req api.ModeRequest, actor string) (api.Status, error) {
+// ready refuses a change to the site without a trusted lease, and
+// otherwise waits until what the runbook recorded is on disk.
+func (s leasedSite) ready() error {
 	if err := s.e.leaseErr(); err != nil {
+		return err
+	}
+	s.e.durable()
+	return nil
+}
+
+func (s leasedSite) SetMode(ctx context.Context, req api.ModeRequest, actor string) (api.Status, error) {
+	if err := s.ready(); err != nil {
 		return api.Status{}, err
 	}
-	s.e.durable() // what the runbook recorded is on disk before the site changes
 	req.Reason = withFence(req.Reason, s.e.fence.Load())
 	return s.Site.SetMode(ctx, req, actor)
 }
 
 func (s leasedSite) SuspendJobs(ctx context.Context, actor, reason string) (api.JobsState, error) {
-	if err := s.e.leaseErr(); err != nil {
+	if err := s.ready(); err != nil {
 		return api.JobsState{}, err
 	}
-	s.e.durable() // what the runbook recorded is on disk before the site changes
 	return s.Site.SuspendJobs(ctx, actor, withFence(reason, s.e.fence.Load()))
 }
 
 func (s leasedSite) ResumeJobs(ctx context.Context, actor, reason string) (api.JobsState, error) {
-	if err := s.e.leaseErr(); err != nil {
+	if err := s.ready(); err != nil {
 		return api.JobsState{}, err
 	}
-	s.e.durable() // what the runbook recorded is on disk before the site changes
 	return s.Site.ResumeJobs(ctx, actor, withFence(reason, s.e.fence.Load()))
 }
 
