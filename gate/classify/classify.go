@@ -41,7 +41,11 @@
 // http or https, is a write. Readings of the path are then judged: the
 // literal one (split on '/', as Werkzeug routes it), the same without its
 // trailing slash, and the normalised one (repeated slashes merged, dot
-// segments resolved, any ";params" and a trailing slash dropped). CKAN
+// segments resolved, any ";params" and a trailing slash dropped), and the
+// cleaned one (slashes merged and dot segments resolved as path.Clean does,
+// ";params" kept, so that "/api//..;/action/x" is also read as
+// "/api/..;/action/x"), and the bare one (";params" dropped, nothing else
+// changed: "/api;/../action/x" is also "/api/../action/x"). CKAN
 // strips a leading locale segment before routing ("/fr/api/3/action/x" is
 // "/api/3/action/x"), and a site may be mounted under a path prefix, so
 // every reading is also judged with its leading segments dropped: if any of
@@ -454,7 +458,7 @@ func (c *Classifier) Classify(method string, h http.Header, u *url.URL) Decision
 	if why := p.parse(u); why != "" {
 		return Decision{Class: Write, Reason: why}
 	}
-	norm, lit := p.norm[:p.nNorm], p.lit[:p.nLit]
+	norm, lit, clean, bare := p.norm[:p.nNorm], p.lit[:p.nLit], p.clean[:p.nClean], p.bare[:p.nBare]
 	if c.isTracking(norm) {
 		return Decision{Class: Tracking, Reason: reasonTracking}
 	}
@@ -474,6 +478,12 @@ func (c *Classifier) Classify(method string, h http.Header, u *url.URL) Decision
 			c.judge(trimmed, &v)
 		}
 	}
+	if !v.write && p.cleanDiffers {
+		c.judge(clean, &v)
+	}
+	if !v.write && p.bareDiffers {
+		c.judge(bare, &v)
+	}
 	if v.write {
 		return Decision{Class: Write, Action: v.action, Reason: v.reason}
 	}
@@ -491,6 +501,12 @@ func (c *Classifier) Classify(method string, h http.Header, u *url.URL) Decision
 		class, reason, ok := c.postTarget(norm)
 		if ok && p.litDiffers {
 			_, _, ok = c.postTarget(lit)
+		}
+		if ok && p.cleanDiffers {
+			_, _, ok = c.postTarget(clean)
+		}
+		if ok && p.bareDiffers {
+			_, _, ok = c.postTarget(bare)
 		}
 		if ok {
 			return Decision{Class: class, Action: v.action, Reason: reason}

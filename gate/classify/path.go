@@ -17,11 +17,19 @@ const (
 // of the URL's path, and a reqPath lives on the caller's stack, so parsing
 // allocates nothing.
 type reqPath struct {
-	lit, norm   [maxSegments]string
-	nLit, nNorm int
+	lit, norm, clean, bare     [maxSegments]string
+	nLit, nNorm, nClean, nBare int
 	// litDiffers is set when normalising changed anything, so the literal
 	// reading must be judged as well.
 	litDiffers bool
+	// cleanDiffers is set when the cleaned reading (repeated slashes
+	// merged and dot segments resolved as path.Clean does, but ";params"
+	// kept: "..;" is then a name, not "..") is neither of the other two.
+	cleanDiffers bool
+	// bareDiffers is set when the literal reading holds ";params": the
+	// bare reading drops them and keeps everything else as it is ("/api;/../x"
+	// is also read as "/api/../x").
+	bareDiffers bool
 }
 
 // parse fills p from u. It returns "" or, when the path is refused before
@@ -102,6 +110,31 @@ func (p *reqPath) parse(u *url.URL) string {
 		m++
 	}
 	p.nNorm, p.litDiffers = m, differs
+
+	c := 0
+	for _, s := range p.lit[:n] {
+		switch s {
+		case "", ".":
+			continue
+		case "..":
+			if c > 0 {
+				c--
+			}
+			continue
+		}
+		p.clean[c] = s
+		c++
+	}
+	p.nClean = c
+
+	for i, s := range p.lit[:n] {
+		if j := strings.IndexByte(s, ';'); j >= 0 {
+			s, p.bareDiffers = s[:j], true
+		}
+		p.bare[i] = s
+	}
+	p.nBare = n
+	p.cleanDiffers = !equalSegs(p.clean[:c], p.norm[:m]) && !equalSegs(p.clean[:c], p.lit[:n])
 	return ""
 }
 
