@@ -33,6 +33,7 @@ const (
 	DefaultRetryAfter       = 300 * time.Second            // gate.retry_after
 	DefaultInitialMode      = "live"                       // state.initial_mode
 	DefaultPollInterval     = 500 * time.Millisecond       // runbook.poll_interval
+	DefaultLease            = 30 * time.Second             // runbook.lease
 	DefaultMigrateTimeout   = time.Hour                    // migrate.timeout
 	DefaultVerifyTimeout    = 5 * time.Minute              // verify.timeout
 )
@@ -79,6 +80,7 @@ type defaultEntry struct {
 //	gate.toml   gate.site_title                 <site>
 //	gate.toml   runbook.journal_dir             <directory of state.file>/<site>.runbook
 //	gate.toml   runbook.poll_interval           500ms
+//	gate.toml   runbook.lease                   30s
 //	gate.toml   migrate.timeout                 1h
 //	gate.toml   migrate.mode                    read-only
 //	gate.toml   verify.timeout                  5m
@@ -108,6 +110,7 @@ var defaults = []defaultEntry{
 	{"gate.toml", "gate.site_title", "<site>"},
 	{"gate.toml", "runbook.journal_dir", "<directory of state.file>/<site>.runbook"},
 	{"gate.toml", "runbook.poll_interval", shortDuration(DefaultPollInterval)},
+	{"gate.toml", "runbook.lease", shortDuration(DefaultLease)},
 	{"gate.toml", "migrate.timeout", shortDuration(DefaultMigrateTimeout)},
 	{"gate.toml", "migrate.mode", ckanReadOnly},
 	{"gate.toml", "verify.timeout", shortDuration(DefaultVerifyTimeout)},

@@ -40,6 +40,7 @@ type RunbookConfig struct {
 	JournalDir        string   // journal_dir: where the runbook's record and journal are kept
 	ExpectCKANVersion string   // expect_ckan_version: the verify step checks status_show's ckan_version against it
 	PollInterval      Duration // poll_interval: how often the drain looks again
+	Lease             Duration // lease: the Redis runbook lock's lease (several gates)
 }
 
 // Command is one [[migrate]] or [[verify]] entry: a program run without a
@@ -200,6 +201,11 @@ func LoadGate(path string) (*Gate, []Warning, error) {
 	g.Runbook.JournalDir, _ = rb.filePath("journal_dir")
 	g.Runbook.ExpectCKANVersion, _ = rb.string("expect_ckan_version")
 	g.Runbook.PollInterval = rb.duration("poll_interval", DefaultPollInterval, false)
+	g.Runbook.Lease = rb.duration("lease", DefaultLease, false)
+	if g.Runbook.Lease.Duration < time.Second {
+		d.problem([]string{"runbook", "lease"}, "must be at least 1s (a gate renews it every third of it), found %s", g.Runbook.Lease)
+		g.Runbook.Lease = Duration{DefaultLease}
+	}
 	rb.done()
 	g.Migrate = readCommands(t, "migrate", DefaultMigrateTimeout, true)
 	g.Verify = readCommands(t, "verify", DefaultVerifyTimeout, false)

@@ -92,7 +92,7 @@ func TestLoadGateFull(t *testing.T) {
 			RetryAfter:      dur(2 * time.Minute),
 			SiteTitle:       "Example Open Data",
 		},
-		Runbook: RunbookConfig{JournalDir: "/srv/ckanops/journal", ExpectCKANVersion: "2.11.3", PollInterval: dur(time.Second)},
+		Runbook: RunbookConfig{JournalDir: "/srv/ckanops/journal", ExpectCKANVersion: "2.11.3", PollInterval: dur(time.Second), Lease: dur(45 * time.Second)},
 		Migrate: []Command{
 			{Name: "db upgrade", Argv: []string{"ckan", "-c", "/etc/ckan/ckan.ini", "db", "upgrade"}, Timeout: dur(2 * time.Hour), Mode: "down"},
 			{Name: "search index", Argv: []string{"ckan", "-c", "/etc/ckan/ckan.ini", "search-index", "rebuild"}, Dir: "/srv/ckan", Timeout: dur(time.Hour), Mode: "read-only"},
@@ -243,13 +243,14 @@ func init() {
 		want []string
 	}{"gate_commands_bad.toml", []string{
 		"testdata/gate_commands_bad.toml:9: runbook.poll_interval: ...",
-		"testdata/gate_commands_bad.toml:13: migrate.argv: expected an array of strings, ...",
-		"testdata/gate_commands_bad.toml:16: migrate.name: duplicate migrate name \"db upgrade\"; names must be unique",
-		"testdata/gate_commands_bad.toml:17: migrate.argv: must hold the program and its arguments, ...",
-		"testdata/gate_commands_bad.toml:18: migrate.mode: must be \"read-only\" or \"down\" ...",
-		"testdata/gate_commands_bad.toml:20: verify.name: required key is missing",
-		"testdata/gate_commands_bad.toml:22: verify.shell: unknown key ...",
-		"testdata/gate_commands_bad.toml:25: state.initial_mode: must be \"live\", \"read-only\" or \"down\"",
+		"testdata/gate_commands_bad.toml:10: runbook.lease: must be at least 1s (a gate renews it every third of it), found 500ms",
+		"testdata/gate_commands_bad.toml:14: migrate.argv: expected an array of strings, ...",
+		"testdata/gate_commands_bad.toml:17: migrate.name: duplicate migrate name \"db upgrade\"; names must be unique",
+		"testdata/gate_commands_bad.toml:18: migrate.argv: must hold the program and its arguments, ...",
+		"testdata/gate_commands_bad.toml:19: migrate.mode: must be \"read-only\" or \"down\" ...",
+		"testdata/gate_commands_bad.toml:21: verify.name: required key is missing",
+		"testdata/gate_commands_bad.toml:23: verify.shell: unknown key ...",
+		"testdata/gate_commands_bad.toml:26: state.initial_mode: must be \"live\", \"read-only\" or \"down\"",
 	}})
 }
 

@@ -96,11 +96,14 @@ func Run(ctx context.Context, cfg *config.Gate, log *slog.Logger, ready func(add
 		return err
 	}
 	var lock runbook.Lock
+	var shared *runbook.Shared
 	if rs, ok := store.(*RedisStore); ok {
-		lock = runbook.NewRedisLock(rs.rdb, cfg.Site, 0)
+		// Every gate of the site serves its runbook, which one runs.
+		lock = runbook.NewRedisLock(rs.rdb, cfg.Site, cfg.Runbook.Lease.Duration)
+		shared = runbook.NewShared(rs.rdb, cfg.Site)
 	}
 	eng, err := runbook.Open(runbook.Options{
-		Site: site, JournalDir: cfg.Runbook.JournalDir, Lock: lock, Holder: g.opts.GateID,
+		Site: site, JournalDir: cfg.Runbook.JournalDir, Lock: lock, Shared: shared, Holder: g.opts.GateID,
 		Snapshot: cfg.Snapshot, Checks: cfg.Checks, Migrate: cfg.Migrate, Verify: cfg.Verify,
 		ExpectCKAN: cfg.Runbook.ExpectCKANVersion, Drain: cfg.Gate.DrainTimeout.Duration,
 		Poll: cfg.Runbook.PollInterval.Duration, Logger: log,

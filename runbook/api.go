@@ -56,25 +56,14 @@ func (e *Engine) ServeRunbook(w http.ResponseWriter, r *http.Request, actor stri
 			e.answer(w, nil, &badRequest{"bad runbook action (want JSON {\"id\", \"step\", \"site_name\", \"reason\", \"disable\", \"gate\"}): " + err.Error()}, 0)
 			return
 		}
-		var rb *api.Runbook
-		var err error
-		switch path {
-		case api.PathRunbookConfirm:
-			rb, err = e.Confirm(a, actor)
-		case api.PathRunbookRetry:
-			rb, err = e.Retry(a, actor)
-		case api.PathRunbookResume:
-			rb, err = e.Resume(a, actor)
-		case api.PathRunbookSkip:
-			rb, err = e.Skip(a, actor)
-		case api.PathRunbookAbort:
-			rb, err = e.Abort(r.Context(), a, actor)
-		case api.PathRunbookGateStopped:
-			rb, err = e.AckGateStopped(a, actor)
+		op := strings.TrimPrefix(path, api.PathRunbook+"/")
+		switch op {
+		case opConfirm, opRetry, opResume, opSkip, opAbort, opGateStopped:
 		default:
 			writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such runbook call: see POST " + api.PathRunbook + "/{confirm,retry,resume,skip,abort,gate-stopped}"})
 			return
 		}
+		rb, err := e.Act(r.Context(), op, a, actor)
 		e.answer(w, rb, err, http.StatusOK)
 	default:
 		w.Header().Set("Allow", "GET, POST")

@@ -51,6 +51,10 @@ type Options struct {
 	JournalDir string
 	Lock       Lock   // default: a FileLock in JournalDir
 	Holder     string // names this gate in the lock; default the site's name
+	// Shared, if set, keeps the runbook in Redis for every gate of the
+	// site (shared.go); Lock should then be the RedisLock of the same
+	// Redis.
+	Shared *Shared
 
 	Snapshot    config.SnapshotConfig
 	Checks      config.ChecksConfig // the databases and storage the snapshot covers
@@ -99,6 +103,7 @@ type Engine struct {
 	rb       *api.Runbook // the current or last runbook; nil if none ever
 	events   []api.RunbookEvent
 	seq      int64
+	shown    int64         // events up to here are written (and, with a shared store, sent): readers see no further
 	changed  chan struct{} // closed and replaced on every event
 	wake     chan decision // to a runner waiting for confirmation
 	cancel   context.CancelFunc
@@ -109,6 +114,8 @@ type Engine struct {
 	stop     context.CancelFunc
 	lease    atomic.Pointer[Lease] // the lock's last lease; nil before the first acquisition (fence.go)
 	fence    atomic.Int64          // the current runbook's fence, for leasedSite's audit entries
+	resync   atomic.Bool           // the writer was fenced: show Redis's runbook again (mirror.go)
+	loops    sync.WaitGroup        // the shared store's loops (mirror.go)
 
 	onOutput func(step, line string) // tests: called with each output line, synchronously
 }
@@ -158,7 +165,7 @@ func Open(o Options) (*Engine, error) {
 		j.close()
 		return nil, err
 	}
-	e.w = startWriter(j, e.log)
+	e.w = startWriter(j, e.log, o.Shared, e.onFenced, e.showUpTo)
 	if rb != nil {
 		e.rb = rb
 		e.seq = rb.Seq
@@ -169,17 +176,42 @@ func Open(o Options) (*Engine, error) {
 				e.seq = evs[n-1].Seq
 			}
 		}
-		if rb.Active() {
-			// Another live gate process may be running it: then this one
-			// only shows it, and must not call it interrupted.
-			if err := e.acquireLocked(e.base); err != nil {
-				e.log.Warn("the site's runbook lock is held elsewhere: showing the runbook as its record says", "runbook", rb.ID, "err", err.Error())
-			} else if rb.State == api.RunbookRunning || rb.State == api.RunbookWaiting {
-				e.interrupted()
-			}
+	}
+	e.shown = e.seq // what the journal holds is on disk
+	if o.Shared != nil {
+		// The site's runbook is Redis's, when Redis has one; this gate's
+		// own record stands only if Redis lost it.
+		ctx, cancel := context.WithTimeout(e.base, 10*time.Second)
+		e.mu.Lock()
+		err := e.reloadLocked(ctx)
+		e.mu.Unlock()
+		cancel()
+		if err != nil {
+			e.log.Warn("runbook: Redis did not answer: this gate shows its own record until it does", "err", err.Error())
+			e.resync.Store(true)
 		}
 	}
+	if rb := e.rb; rb != nil && rb.Active() {
+		// Another live gate (or gate process) may be running it: then
+		// this one only shows it, and must not call it interrupted.
+		e.mu.Lock()
+		err := e.acquireLocked(e.base)
+		if err == nil && o.Shared != nil {
+			err = e.reloadLocked(e.base) // what the last holder wrote is final now
+		}
+		if err != nil {
+			e.log.Warn("the site's runbook lock is held elsewhere: showing the runbook as its record says", "runbook", rb.ID, "err", err.Error())
+		} else if e.rb.State == api.RunbookRunning || e.rb.State == api.RunbookWaiting {
+			e.interrupted()
+		}
+		e.mu.Unlock()
+	}
 	e.w.wait()
+	if o.Shared != nil {
+		e.loops.Add(2)
+		go e.follow(e.base, e.seq)
+		go e.serveInbox(e.base)
+	}
 	return e, nil
 }
 
@@ -198,6 +230,7 @@ func (e *Engine) Close() error {
 	if runner != nil {
 		<-runner
 	}
+	e.loops.Wait()
 	e.mu.Lock()
 	e.closed = true
 	// As a process exit would: the runbook stays active in its record, and
@@ -239,6 +272,7 @@ func (e *Engine) interrupted() {
 
 // Current returns a copy of the current (or last) runbook.
 func (e *Engine) Current() (*api.Runbook, error) {
+	e.refresh(e.base) // another gate may run it
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.rb == nil {
@@ -280,8 +314,21 @@ func (e *Engine) Events(seq int64) (evs []api.RunbookEvent, more <-chan struct{}
 		}
 		return 0
 	})
-	evs = slices.Clone(e.events[i:])
-	done = e.rb == nil || (!e.rb.Active() && e.runner == nil)
+	j, _ := slices.BinarySearchFunc(e.events, e.shown+1, func(ev api.RunbookEvent, s int64) int {
+		switch {
+		case ev.Seq < s:
+			return -1
+		case ev.Seq > s:
+			return 1
+		}
+		return 0
+	})
+	evs = slices.Clone(e.events[i:max(i, j)])
+	// Events are shown once written (so that a client never sees one a
+	// crash could lose, nor, with a shared store, one another gate cannot
+	// show yet); a mirror (mirror.go) may have the record before its last
+	// events.
+	done = e.rb == nil || (!e.rb.Active() && e.runner == nil && e.shown >= e.rb.Seq)
 	return evs, e.changed, done
 }
 
@@ -322,6 +369,7 @@ func (e *Engine) Start(ctx context.Context, opts api.RunbookOptions, actor strin
 	if opts.Mode == "" {
 		opts.Mode = api.ModeReadOnly
 	}
+	e.refresh(ctx) // another gate may run one
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.stopping {
@@ -347,6 +395,26 @@ func (e *Engine) Start(ctx context.Context, opts api.RunbookOptions, actor strin
 		}
 		return nil, err
 	}
+	if e.o.Shared != nil {
+		// The lock is this gate's: Redis's record is final, and must not
+		// be an active runbook (started and left by a gate that died).
+		cur, last, err := e.o.Shared.record(ctx)
+		if err == nil && cur != nil && cur.Active() {
+			err = conflict("runbook %s is %s at step %s (started by %s): finish or abort it first", cur.ID, cur.State, cur.Step, cur.Actor)
+			e.applyRecordLocked(cur, true)
+		}
+		if err != nil {
+			if e.rb == rb {
+				e.rb = prev
+			}
+			_ = e.o.Lock.Release(context.Background())
+			return nil, err
+		}
+		e.seq = max(e.seq, last)
+		if cur != nil {
+			e.seq = max(e.seq, cur.Seq)
+		}
+	}
 	e.events = nil
 	e.emit(api.RunbookEvent{Kind: api.EventStarted, Actor: actor, Message: fmt.Sprintf("runbook %s started by %s", rb.ID, actor), Fence: rb.Fence})
 	e.o.Site.Audit("runbook-start", actor, "", rb.ID, opts.Message, opts.Reason)
@@ -360,8 +428,22 @@ func (e *Engine) Start(ctx context.Context, opts api.RunbookOptions, actor strin
 	return e.copyLocked(), nil
 }
 
+// Act runs an operator action (confirm, retry, resume, skip, abort,
+// gate-stopped): here, or, with a shared store, on the gate that runs the
+// runbook (mirror.go).
+func (e *Engine) Act(ctx context.Context, op string, a api.RunbookAction, actor string) (*api.Runbook, error) {
+	if rb, err, done := e.route(ctx, op, a, actor); done {
+		return rb, err
+	}
+	return e.do(ctx, op, a, actor)
+}
+
 // Confirm answers the step waiting for confirmation.
 func (e *Engine) Confirm(a api.RunbookAction, actor string) (*api.Runbook, error) {
+	return e.Act(context.Background(), opConfirm, a, actor)
+}
+
+func (e *Engine) confirm(_ context.Context, a api.RunbookAction, actor string) (*api.Runbook, error) {
 	defer e.durable() // after mu is released: the answer waits for its events on disk
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -393,6 +475,10 @@ func (e *Engine) Confirm(a api.RunbookAction, actor string) (*api.Runbook, error
 
 // Skip skips the waiting or failed step, where that is safe.
 func (e *Engine) Skip(a api.RunbookAction, actor string) (*api.Runbook, error) {
+	return e.Act(context.Background(), opSkip, a, actor)
+}
+
+func (e *Engine) skip(ctx context.Context, a api.RunbookAction, actor string) (*api.Runbook, error) {
 	defer e.durable() // after mu is released: the answer waits for its events on disk
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -415,7 +501,7 @@ func (e *Engine) Skip(a api.RunbookAction, actor string) (*api.Runbook, error) {
 		e.wake <- decision{kind: "skip", actor: actor}
 		e.wake = nil
 	case e.runner == nil && (step.State == api.StepFailed || step.State == api.StepInterrupted || step.State == api.StepWaiting):
-		if err := e.acquireLocked(context.Background()); err != nil {
+		if err := e.acquireLocked(ctx); err != nil {
 			return nil, conflict("cannot take the site's runbook lock back: %v", err)
 		}
 		e.setStep(step.Name, api.StepSkipped, msg)
@@ -435,6 +521,10 @@ func (e *Engine) Skip(a api.RunbookAction, actor string) (*api.Runbook, error) {
 // stopped, so that the drain stops waiting for it. The gate's id must be
 // typed exactly; the acknowledgement is journaled and audited.
 func (e *Engine) AckGateStopped(a api.RunbookAction, actor string) (*api.Runbook, error) {
+	return e.Act(context.Background(), opGateStopped, a, actor)
+}
+
+func (e *Engine) ackGateStopped(_ context.Context, a api.RunbookAction, actor string) (*api.Runbook, error) {
 	defer e.durable() // after mu is released: the answer waits for its events on disk
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -472,16 +562,16 @@ func (e *Engine) stoppedGates() []string {
 // Retry runs the failed or interrupted step again. Asking for it is the
 // confirmation.
 func (e *Engine) Retry(a api.RunbookAction, actor string) (*api.Runbook, error) {
-	return e.restart(a, actor, true)
+	return e.Act(context.Background(), opRetry, a, actor)
 }
 
 // Resume continues an interrupted runbook where it stood: a step that was
 // waiting waits again; a step that was running runs again.
 func (e *Engine) Resume(a api.RunbookAction, actor string) (*api.Runbook, error) {
-	return e.restart(a, actor, false)
+	return e.Act(context.Background(), opResume, a, actor)
 }
 
-func (e *Engine) restart(a api.RunbookAction, actor string, retry bool) (*api.Runbook, error) {
+func (e *Engine) restart(ctx context.Context, a api.RunbookAction, actor string, retry bool) (*api.Runbook, error) {
 	defer e.durable() // after mu is released: the answer waits for its events on disk
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -504,7 +594,7 @@ func (e *Engine) restart(a api.RunbookAction, actor string, retry bool) (*api.Ru
 		}
 		return nil, conflict("runbook %s is %s: only an interrupted runbook can be resumed", e.rb.ID, e.rb.State)
 	}
-	if err := e.acquireLocked(context.Background()); err != nil {
+	if err := e.acquireLocked(ctx); err != nil {
 		return nil, conflict("cannot take the site's runbook lock back: %v", err)
 	}
 	kind := api.EventRetry
@@ -530,6 +620,10 @@ const abortTimeout = 5 * time.Minute
 // under abortTimeout; the client that left learns the outcome from the
 // runbook and the status.
 func (e *Engine) Abort(ctx context.Context, a api.RunbookAction, actor string) (*api.Runbook, error) {
+	return e.Act(ctx, opAbort, a, actor)
+}
+
+func (e *Engine) abort(ctx context.Context, a api.RunbookAction, actor string) (*api.Runbook, error) {
 	defer e.durable() // after mu is released: the answer waits for its events on disk
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abortTimeout)
 	defer cancel()
@@ -879,10 +973,11 @@ func (e *Engine) emit(ev api.RunbookEvent) {
 		e.events = append(e.events, ev)
 	}
 	if e.closed {
+		e.shown = e.seq
 		e.notifyLocked()
 		return
 	}
-	p := pendingEvent{runbook: ev.Runbook, sync: !output}
+	p := pendingEvent{runbook: ev.Runbook, seq: ev.Seq, fence: e.rb.Fence, sync: !output}
 	b, err := json.Marshal(ev)
 	if err != nil {
 		e.log.Error("runbook journal not written", "err", err.Error())
@@ -896,10 +991,19 @@ func (e *Engine) emit(ev api.RunbookEvent) {
 			e.log.Error("runbook record not saved", "err", err.Error())
 		}
 	}
-	if p.line != nil || p.record != nil {
-		e.w.add(p)
-	}
+	e.w.add(p) // even without a line: the writer shows it when its turn comes
 	e.notifyLocked()
+}
+
+// showUpTo lets readers see the events up to seq: the writer has written
+// them.
+func (e *Engine) showUpTo(seq int64) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if seq > e.shown {
+		e.shown = seq
+		e.notifyLocked()
+	}
 }
 
 func (e *Engine) notifyLocked() {

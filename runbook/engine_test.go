@@ -187,6 +187,21 @@ func waitFor(t *testing.T, e *Engine, what string, cond func(*api.Runbook) bool)
 	}
 }
 
+// events returns the runbook's events once the last of them is shown
+// (readers see an event once it is written: this waits for the writer).
+func events(t *testing.T, e *Engine) []api.RunbookEvent {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		rb, err := e.Current()
+		evs, _, _ := e.Events(0)
+		if err != nil || (len(evs) > 0 && evs[len(evs)-1].Seq >= rb.Seq) || time.Now().After(deadline) {
+			return evs
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 func stepState(rb *api.Runbook, step string) api.StepState { return rb.StepByName(step).State }
 
 func waitingAt(step string) func(*api.Runbook) bool {
@@ -279,7 +294,7 @@ func TestRunbookConfirmationsAndDrain(t *testing.T) {
 		t.Fatalf("waiting %+v, preflight %s", rb.Waiting, stepState(rb, api.StepPreflight))
 	}
 	// The confirmation names the journal event that asked it.
-	evs, _, _ := e.Events(0)
+	evs := events(t, e)
 	if last := evs[len(evs)-1]; last.Kind != api.EventConfirm || last.Seq != rb.Waiting.Seq || last.Seq != rb.Seq {
 		t.Fatalf("last event %+v, waiting seq %d, runbook seq %d", last, rb.Waiting.Seq, rb.Seq)
 	}
@@ -349,7 +364,7 @@ func TestRunbookConfirmationsAndDrain(t *testing.T) {
 		t.Fatalf("state %s (%s), mode %s", rb.State, rb.Error, site.mode())
 	}
 	// Output lines went to the journal as they came.
-	evs, _, _ = e.Events(0)
+	evs = events(t, e)
 	var lines []string
 	for _, ev := range evs {
 		if ev.Kind == api.EventOutput && ev.Step == api.StepMigrate {
@@ -614,7 +629,7 @@ func TestRunbookInterruptedThenResumed(t *testing.T) {
 		t.Fatalf("%s: %s", got.State, got.Error)
 	}
 	kinds := map[string]bool{}
-	evs, _, _ := e2.Events(0)
+	evs := events(t, e2)
 	for _, ev := range evs {
 		kinds[ev.Kind] = true
 	}

@@ -29,13 +29,15 @@ type leasedSite struct {
 }
 
 // ready refuses a change to the site without a trusted lease, and
-// otherwise waits until what the runbook recorded is on disk.
+// otherwise waits until what the runbook recorded is on disk; with a
+// shared store, also in Redis, so that every gate shows it before the
+// site changes (shared.go).
 func (s leasedSite) ready() error {
 	if err := s.e.leaseErr(); err != nil {
 		return err
 	}
 	s.e.durable()
-	return nil
+	return s.e.w.publishErr()
 }
 
 func (s leasedSite) SetMode(ctx context.Context, req api.ModeRequest, actor string) (api.Status, error) {

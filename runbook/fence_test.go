@@ -101,7 +101,7 @@ func interruptedByLoss(t *testing.T, e *Engine) *api.Runbook {
 	if s := stepState(rb, rb.Step); s != api.StepInterrupted {
 		t.Fatalf("step %s is %s", rb.Step, s)
 	}
-	evs, _, _ := e.Events(0)
+	evs := events(t, e)
 	last := evs[len(evs)-1]
 	if last.Kind != api.EventInterrupted || !strings.HasPrefix(last.Message, "lease lost: ") || last.Fence != rb.Fence {
 		t.Fatalf("last event %+v", last)
@@ -204,7 +204,7 @@ func TestRunbookStopsWhenRedisForgetsTheLock(t *testing.T) {
 	if rb.Fence <= rbB.Fence || rb.Error != "" || rb.State != api.RunbookRunning {
 		t.Fatalf("resumed with fence %d (the other's %d), state %s, error %q", rb.Fence, rbB.Fence, rb.State, rb.Error)
 	}
-	evs, _, _ := a.Events(0)
+	evs := events(t, a)
 	if i := slices.IndexFunc(evs, func(ev api.RunbookEvent) bool { return ev.Kind == api.EventResumed }); i < 0 || evs[i].Fence != rb.Fence {
 		t.Fatalf("no resumed event with fence %d", rb.Fence)
 	}
@@ -287,7 +287,7 @@ func TestRunbookLeaseRenewedThroughALongStep(t *testing.T) {
 	if d := *rb.StepByName(api.StepMigrate).Ended; d.Sub(*rb.StepByName(api.StepMigrate).Started) < 3*lease {
 		t.Fatalf("the migration took only %s", d.Sub(*rb.StepByName(api.StepMigrate).Started))
 	}
-	evs, _, _ := e.Events(0)
+	evs := events(t, e)
 	for _, ev := range evs {
 		if ev.Kind == api.EventInterrupted {
 			t.Fatalf("interrupted: %s", ev.Message)
@@ -332,7 +332,7 @@ func TestRunbookFenceRecorded(t *testing.T) {
 		if m.Fence != want {
 			t.Fatalf("runbook %d: the manifest's fence %d", want, m.Fence)
 		}
-		evs, _, _ := e.Events(0)
+		evs := events(t, e)
 		if evs[0].Kind != api.EventStarted || evs[0].Fence != want {
 			t.Fatalf("runbook %d: first event %+v", want, evs[0])
 		}
@@ -374,7 +374,7 @@ func TestRunbookFenceRecorded(t *testing.T) {
 	waitFor(t, e, "the drain to wait", func(rb *api.Runbook) bool { return rb.Step == api.StepDrain && rb.Fence == 3 })
 	e2 := reopen(t, e, o)
 	rb, _ := e2.Current()
-	evs, _, _ = e2.Events(0)
+	evs = events(t, e2)
 	if last := evs[len(evs)-1]; rb.State != api.RunbookInterrupted || rb.Fence != 4 || last.Kind != api.EventInterrupted || last.Fence != 4 {
 		t.Fatalf("after the restart: %s, fence %d, last event %+v", rb.State, rb.Fence, last)
 	}

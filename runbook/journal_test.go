@@ -86,7 +86,7 @@ func TestJournalReloadIsBounded(t *testing.T) {
 	// seq is its last state change's).
 	site := newFakeSite(t)
 	e, _ := testEngine(t, site, func(o *Options) { o.JournalDir = dir })
-	got, _, _ := e.Events(0)
+	got := events(t, e)
 	if len(got) != len(evs)+1 || got[len(got)-1].Kind != api.EventInterrupted || got[len(got)-1].Seq != int64(n)+1 {
 		t.Fatalf("the engine holds %d events, last %+v", len(got), got[len(got)-1])
 	}
