@@ -99,23 +99,24 @@ type Engine struct {
 	j   *journal
 	w   *writer // writes j, outside mu; nil before Open loads the record
 
-	mu       sync.Mutex
-	rb       *api.Runbook // the current or last runbook; nil if none ever
-	events   []api.RunbookEvent
-	seq      int64
-	shown    int64         // events up to here are written (and, with a shared store, sent): readers see no further
-	changed  chan struct{} // closed and replaced on every event
-	wake     chan decision // to a runner waiting for confirmation
-	cancel   context.CancelFunc
-	runner   chan struct{} // closed when the runner goroutine ends; nil if none
-	closed   bool          // the journal is closed
-	stopping bool          // Close was called: no new runbook starts
-	base     context.Context
-	stop     context.CancelFunc
-	lease    atomic.Pointer[Lease] // the lock's last lease; nil before the first acquisition (fence.go)
-	fence    atomic.Int64          // the current runbook's fence, for leasedSite's audit entries
-	resync   atomic.Bool           // the writer was fenced: show Redis's runbook again (mirror.go)
-	loops    sync.WaitGroup        // the shared store's loops (mirror.go)
+	mu        sync.Mutex
+	rb        *api.Runbook // the current or last runbook; nil if none ever
+	events    []api.RunbookEvent
+	seq       int64
+	shown     int64         // events up to here are written (and, with a shared store, sent): readers see no further
+	changed   chan struct{} // closed and replaced on every event
+	wake      chan decision // to a runner waiting for confirmation
+	cancel    context.CancelFunc
+	runner    chan struct{} // closed when the runner goroutine ends; nil if none
+	finishing chan struct{} // closed once an ended runbook's lock is released (releaseLocked); nil if none
+	closed    bool          // the journal is closed
+	stopping  bool          // Close was called: no new runbook starts
+	base      context.Context
+	stop      context.CancelFunc
+	lease     atomic.Pointer[Lease] // the lock's last lease; nil before the first acquisition (fence.go)
+	fence     atomic.Int64          // the current runbook's fence, for leasedSite's audit entries
+	resync    atomic.Bool           // the writer was fenced: show Redis's runbook again (mirror.go)
+	loops     sync.WaitGroup        // the shared store's loops (mirror.go)
 
 	onOutput func(step, line string) // tests: called with each output line, synchronously
 }
@@ -683,13 +684,30 @@ func (e *Engine) abort(ctx context.Context, a api.RunbookAction, actor string) (
 	}
 
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	_ = e.o.Lock.Release(context.Background())
 	e.emit(api.RunbookEvent{Kind: api.EventFinished, State: string(api.RunbookAborted), Message: e.rb.Error, Snapshot: e.rb.Snapshot})
+	rb := e.copyLocked()
+	e.releaseLocked()
+	e.mu.Unlock()
 	if derr != nil {
-		return e.copyLocked(), fmt.Errorf("runbook aborted, but maintenance was not disabled: %w", derr)
+		return rb, fmt.Errorf("runbook aborted, but maintenance was not disabled: %w", derr)
 	}
-	return e.copyLocked(), nil
+	return rb, nil
+}
+
+// releaseLocked gives the site's runbook lock up once the events emitted
+// so far are written (with a shared store, in Redis under this gate's
+// fence: no later holder can have refused them). Until then nothing here
+// takes the lock again (settleLocked waits). Call with mu held; it
+// returns with mu held, having released it meanwhile.
+func (e *Engine) releaseLocked() {
+	done := make(chan struct{})
+	e.finishing = done
+	e.mu.Unlock()
+	e.durable()
+	_ = e.o.Lock.Release(context.Background())
+	e.mu.Lock()
+	e.finishing = nil
+	close(done)
 }
 
 // checkAction checks that a runbook exists and is the one a names. A
@@ -713,10 +731,18 @@ func (e *Engine) checkAction(a api.RunbookAction) error {
 // settleLocked waits for a runner that has ended its runbook (done or
 // failed) but not yet exited. Call with mu held.
 func (e *Engine) settleLocked() {
-	for e.runner != nil && e.rb != nil && e.rb.State != api.RunbookRunning && e.rb.State != api.RunbookWaiting {
-		r := e.runner
+	for {
+		var wait chan struct{}
+		switch {
+		case e.finishing != nil:
+			wait = e.finishing
+		case e.runner != nil && e.rb != nil && e.rb.State != api.RunbookRunning && e.rb.State != api.RunbookWaiting:
+			wait = e.runner
+		default:
+			return
+		}
 		e.mu.Unlock()
-		<-r
+		<-wait
 		e.mu.Lock()
 	}
 }
@@ -834,10 +860,10 @@ func (e *Engine) run(ctx context.Context, i int, confirmed bool, actor string) {
 		e.mu.Unlock()
 		e.log.Info("runbook step done", "runbook", e.id(), "step", name)
 	}
-	// The steps' end is on disk before the lock goes; the runbook's own
-	// end is released with the lock, as readers must find the lock free
-	// once they see the runbook done (a crash before it is written leaves
-	// the runbook interrupted at its last, done, step: resuming finishes it).
+	// The runbook's end is written (and in Redis, under this gate's
+	// fence) before the lock goes (releaseLocked); a crash before it is
+	// written leaves the runbook interrupted at its last, done, step:
+	// resuming finishes it.
 	e.durable()
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -850,7 +876,7 @@ func (e *Engine) run(ctx context.Context, i int, confirmed bool, actor string) {
 	}
 	e.emit(api.RunbookEvent{Kind: api.EventFinished, State: string(api.RunbookDone), Message: msg, Snapshot: e.rb.Snapshot})
 	e.o.Site.Audit("runbook-done", actor, e.rb.ID, "", msg, "")
-	_ = e.o.Lock.Release(context.Background())
+	e.releaseLocked()
 	e.log.Info("runbook finished", "runbook", e.rb.ID)
 }
 

@@ -191,9 +191,9 @@ func waitFor(t *testing.T, e *Engine, what string, cond func(*api.Runbook) bool)
 // (readers see an event once it is written: this waits for the writer).
 func events(t *testing.T, e *Engine) []api.RunbookEvent {
 	t.Helper()
+	rb, err := e.Current()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		rb, err := e.Current()
 		evs, _, _ := e.Events(0)
 		if err != nil || (len(evs) > 0 && evs[len(evs)-1].Seq >= rb.Seq) || time.Now().After(deadline) {
 			return evs
