@@ -34,6 +34,7 @@ const (
 	DefaultInitialMode      = "live"                       // state.initial_mode
 	DefaultPollInterval     = 500 * time.Millisecond       // runbook.poll_interval
 	DefaultLease            = 30 * time.Second             // runbook.lease
+	DefaultCKANVersion      = "auto"                       // policy.ckan_version
 	DefaultMigrateTimeout   = time.Hour                    // migrate.timeout
 	DefaultVerifyTimeout    = 5 * time.Minute              // verify.timeout
 )
@@ -81,6 +82,7 @@ type defaultEntry struct {
 //	gate.toml   runbook.journal_dir             <directory of state.file>/<site>.runbook
 //	gate.toml   runbook.poll_interval           500ms
 //	gate.toml   runbook.lease                   30s
+//	gate.toml   policy.ckan_version             auto
 //	gate.toml   migrate.timeout                 1h
 //	gate.toml   migrate.mode                    read-only
 //	gate.toml   verify.timeout                  5m
@@ -111,6 +113,7 @@ var defaults = []defaultEntry{
 	{"gate.toml", "runbook.journal_dir", "<directory of state.file>/<site>.runbook"},
 	{"gate.toml", "runbook.poll_interval", shortDuration(DefaultPollInterval)},
 	{"gate.toml", "runbook.lease", shortDuration(DefaultLease)},
+	{"gate.toml", "policy.ckan_version", DefaultCKANVersion},
 	{"gate.toml", "migrate.timeout", shortDuration(DefaultMigrateTimeout)},
 	{"gate.toml", "migrate.mode", ckanReadOnly},
 	{"gate.toml", "verify.timeout", shortDuration(DefaultVerifyTimeout)},

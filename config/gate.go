@@ -84,6 +84,7 @@ type PolicyConfig struct {
 	DenyGet        []string       // deny_get: GET paths that write (a trailing * matches any rest)
 	BypassCIDRs    []netip.Prefix // bypass_cidrs: clients served as in live during down mode
 	TrustedProxies []netip.Prefix // trusted_proxies: peers whose X-Forwarded-For is believed
+	CKANVersion    string         // ckan_version: "auto" (read from status_show) or the surface to apply ("2.11")
 }
 
 // ChecksConfig is the [checks] table: what the health probes reach. A
@@ -314,9 +315,20 @@ func readPolicy(t *table) PolicyConfig {
 	p.DenyGet = t.strings("deny_get", checkRoute)
 	p.BypassCIDRs = t.prefixes("bypass_cidrs")
 	p.TrustedProxies = t.prefixes("trusted_proxies")
+	p.CKANVersion = DefaultCKANVersion
+	if v, ok := t.string("ckan_version"); ok {
+		if v != DefaultCKANVersion && !ckanVersionRE.MatchString(v) {
+			t.d.problem(t.sub("ckan_version"), "must be \"auto\" or a CKAN version such as \"2.11\", found %q", v)
+		} else {
+			p.CKANVersion = v
+		}
+	}
 	t.done()
 	return p
 }
+
+// ckanVersionRE is a pinned [policy] ckan_version: major.minor.
+var ckanVersionRE = regexp.MustCompile(`^[0-9]+\.[0-9]+$`)
 
 // renamedChecks are [checks] keys of earlier versions and their names now.
 var renamedChecks = [][2]string{

@@ -64,6 +64,7 @@ func TestLoadGateFull(t *testing.T) {
 			DenyGet:        []string{"/dataset/follow/*", "/harvest/refresh/*"},
 			BypassCIDRs:    prefixes("10.1.0.0/16", "192.0.2.7/32", "2001:db8::/32"),
 			TrustedProxies: prefixes("127.0.0.1/32", "::1/128"),
+			CKANVersion:    "2.11",
 		},
 		Checks: ChecksConfig{
 			CKANDB:      "postgresql://ckan:ckanpw@db.internal:5432/ckan",
@@ -140,7 +141,7 @@ func TestLoadGateDefaults(t *testing.T) {
 		{"gate.shutdown_timeout", g.Gate.ShutdownTimeout, dur(30 * time.Second)},
 		{"gate.retry_after", g.Gate.RetryAfter, dur(300 * time.Second)},
 		{"gate.site_title", g.Gate.SiteTitle, "prod"},
-		{"policy", g.Policy, PolicyConfig{}},
+		{"policy", g.Policy, PolicyConfig{CKANVersion: "auto"}},
 	}
 	for _, c := range checks {
 		if !reflect.DeepEqual(c.got, c.want) {
