@@ -172,7 +172,10 @@ type RQDetails struct {
 	Queues         []RQQueue `json:"queues,omitzero"`
 	// Running counts the started jobs whose lease has not expired, on
 	// every queue: what the drain waits on.
-	Running      *int64 `json:"running,omitzero"`
+	Running *int64 `json:"running,omitzero"`
+	// Scheduled counts the jobs RQ's scheduler will put on a queue later
+	// (rq:scheduled:<queue>, every queue; CKAN 2.12 schedules some).
+	Scheduled    *int64 `json:"scheduled,omitzero"`
 	SiteID       string `json:"site_id"`
 	StaleStarted *int64 `json:"stale_started,omitzero"` // started jobs past their lease (a worker died?)
 	// Suspended: RQ's suspension flag (rq:suspended) is set; workers start

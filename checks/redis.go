@@ -34,8 +34,70 @@ func RQQueueKey(name string) string { return "rq:queue:" + name }
 
 // RQStartedKey is the queue's started-job registry: a sorted set of the
 // jobs being executed, scored by the time their lease expires (+inf for no
-// timeout). CKAN's job_list shows only queued jobs, never these.
+// timeout). RQ 1.x (CKAN 2.11 and earlier) writes one member per job, the
+// bare job id; RQ 2.x (CKAN 2.12) one per execution of a job,
+// "<job_id>:<execution_id>" (RQStartedJobID reads both). CKAN's job_list
+// shows only queued jobs, never these.
 func RQStartedKey(name string) string { return "rq:wip:" + name }
+
+// RQScheduledKey is the queue's scheduled-job registry: a sorted set of
+// the ids of jobs to be put on the queue later, scored by when (epoch
+// seconds). RQ's scheduler (started by 'ckan jobs worker' from CKAN 2.12
+// on, unless --no-scheduler) moves them onto the queue once due. CKAN
+// 2.12's DataStore schedules <resource_id>_calculate-record-count there.
+func RQScheduledKey(name string) string { return "rq:scheduled:" + name }
+
+// rqExecutionIDLen is the length of an RQ 2.x execution id: uuid4().hex,
+// 32 lowercase hex digits (rq/executions.py).
+const rqExecutionIDLen = 32
+
+// RQStartedJobID is the job id of a member of a started registry
+// (RQStartedKey): RQ 2.x's "<job_id>:<execution_id>" gives <job_id>, and a
+// bare job id (RQ 1.x) is itself. Only a member that ends in a colon and
+// 32 lowercase hex digits, after a non-empty job id, is read as RQ 2.x's:
+// RQ 1.x let a job id hold colons, so the first colon proves nothing.
+func RQStartedJobID(member string) string {
+	i := len(member) - rqExecutionIDLen - 1
+	if i <= 0 || member[i] != ':' {
+		return member
+	}
+	for _, c := range []byte(member[i+1:]) {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return member
+		}
+	}
+	return member[:i]
+}
+
+// rqStartedRead is how many members of each part of a started registry
+// (leases live, leases expired) the probe reads to count distinct jobs.
+// A worker runs one job at a time, so a live part this long is far beyond
+// any CKAN site; members past it are counted one job each
+// (countStarted).
+const rqStartedRead = 1000
+
+// countStarted counts the distinct jobs of a started registry, in either
+// RQ's format: running, those with a live lease; stale, those whose every
+// lease expired (a job with an expired execution and a live one is
+// running). live and expired are the members read, liveN and expiredN the
+// parts' sizes (ZCOUNT): members beyond those read count one job each, so
+// the counts may err high but never low, and running is 0 exactly when no
+// lease is live, which is what the drain waits for.
+func countStarted(live, expired []string, liveN, expiredN int64) (running, stale int64) {
+	jobs := make(map[string]bool, len(live))
+	for _, m := range live {
+		jobs[RQStartedJobID(m)] = true
+	}
+	running = int64(len(jobs)) + max(0, liveN-int64(len(live)))
+	staleJobs := make(map[string]bool, len(expired))
+	for _, m := range expired {
+		if id := RQStartedJobID(m); !jobs[id] {
+			staleJobs[id] = true
+		}
+	}
+	stale = int64(len(staleJobs)) + max(0, expiredN-int64(len(expired)))
+	return running, stale
+}
 
 // RQQueueWorkersKey is the set of the workers listening on the queue.
 func RQQueueWorkersKey(name string) string { return "rq:workers:" + name }
@@ -92,25 +154,31 @@ func (p *Redis) Check(ctx context.Context) api.CheckResult {
 	suspended := pipe.Exists(ctx, RQSuspendedKey)
 	suspendedTTL := pipe.PTTL(ctx, RQSuspendedKey)
 	type queueCmds struct {
-		queued, running, stale, workers *redis.IntCmd
+		queued, liveN, expiredN, workers, scheduled *redis.IntCmd
+		live, expired                               *redis.StringSliceCmd
 	}
 	qc := make([]queueCmds, len(p.queues))
 	for i, q := range p.queues {
 		name := RQQueueName(p.siteID, q)
+		started := RQStartedKey(name)
 		qc[i] = queueCmds{
-			queued:  pipe.LLen(ctx, RQQueueKey(name)),
-			running: pipe.ZCount(ctx, RQStartedKey(name), "("+now, "+inf"),
-			stale:   pipe.ZCount(ctx, RQStartedKey(name), "-inf", now),
-			workers: pipe.SCard(ctx, RQQueueWorkersKey(name)),
+			queued:    pipe.LLen(ctx, RQQueueKey(name)),
+			live:      pipe.ZRangeByScore(ctx, started, &redis.ZRangeBy{Min: "(" + now, Max: "+inf", Count: rqStartedRead}),
+			liveN:     pipe.ZCount(ctx, started, "("+now, "+inf"),
+			expired:   pipe.ZRangeByScore(ctx, started, &redis.ZRangeBy{Min: "-inf", Max: now, Count: rqStartedRead}),
+			expiredN:  pipe.ZCount(ctx, started, "-inf", now),
+			workers:   pipe.SCard(ctx, RQQueueWorkersKey(name)),
+			scheduled: pipe.ZCard(ctx, RQScheduledKey(name)),
 		}
 	}
 	p.commands.Add(int64(pipe.Len()))
 	_, _ = pipe.Exec(ctx) // each command's error is looked at below
 	// INFO may be refused to CKAN's Redis user (ACL): then the memory is
-	// unknown, and the rest still counts.
+	// unknown, and the rest still counts. So are the scheduled jobs when
+	// their registry cannot be read.
 	essential := []redis.Cmder{workers, suspended, suspendedTTL}
 	for _, c := range qc {
-		essential = append(essential, c.queued, c.running, c.stale, c.workers)
+		essential = append(essential, c.queued, c.live, c.liveN, c.expired, c.expiredN, c.workers)
 	}
 	for _, c := range essential {
 		if err := c.Err(); err != nil {
@@ -123,13 +191,18 @@ func (p *Redis) Check(ctx context.Context) api.CheckResult {
 	used, _ := strconv.ParseInt(mem["used_memory"], 10, 64)
 	maxMem, _ := strconv.ParseInt(mem["maxmemory"], 10, 64)
 	queues := make([]api.RQQueue, len(p.queues))
-	var queued, running, stale int64
+	var queued, running, stale, scheduled int64
+	scheduledKnown := true
 	for i, q := range p.queues {
-		queues[i] = api.RQQueue{Queue: RQQueueName(p.siteID, q), Queued: qc[i].queued.Val(), Running: qc[i].running.Val(),
-			Stale: qc[i].stale.Val(), Workers: qc[i].workers.Val()}
+		c := qc[i]
+		qRunning, qStale := countStarted(c.live.Val(), c.expired.Val(), c.liveN.Val(), c.expiredN.Val())
+		queues[i] = api.RQQueue{Queue: RQQueueName(p.siteID, q), Queued: c.queued.Val(), Running: qRunning,
+			Stale: qStale, Workers: c.workers.Val()}
 		queued += queues[i].Queued
 		running += queues[i].Running
 		stale += queues[i].Stale
+		scheduled += c.scheduled.Val()
+		scheduledKnown = scheduledKnown && c.scheduled.Err() == nil
 	}
 	isSuspended := suspended.Val() > 0
 	d.LatencyMS = new(ms(latency))
@@ -140,6 +213,9 @@ func (p *Redis) Check(ctx context.Context) api.CheckResult {
 	d.Queues = queues
 	d.Queued = new(queued)
 	d.Running = new(running)
+	if scheduledKnown {
+		d.Scheduled = new(scheduled)
+	}
 	d.StaleStarted = new(stale)
 	d.Workers = new(workers.Val())
 	d.Suspended = new(isSuspended)
@@ -168,6 +244,9 @@ func (p *Redis) Check(ctx context.Context) api.CheckResult {
 		warns = append(warns, fmt.Sprintf("Redis uses %d%% of its maxmemory", used*100/maxMem))
 	}
 	counts := fmt.Sprintf("%d queued, %d running, %d worker(s)", queued, running, workers.Val())
+	if scheduledKnown && scheduled > 0 {
+		counts = fmt.Sprintf("%d queued, %d running, %d scheduled, %d worker(s)", queued, running, scheduled, workers.Val())
+	}
 	if len(warns) > 0 {
 		res.Status = api.CheckWarn
 		res.Summary = strings.Join(warns, "; ") + "; " + counts
