@@ -5,17 +5,23 @@
 // whether the snapshot is consistent.
 //
 // Consistent means nothing the snapshot holds changed while it was taken.
-// Take reads each database's row counters (pg_stat_user_tables) and
-// digests the storage tree before the dumps start, and again once
-// everything is written; any content table whose counters moved, and any
-// file added, removed or modified, makes the verdict "inconsistent" and is
-// named. The few tables CKAN writes on reads (user.last_active,
-// api_token.last_access, the dashboard, page-view tracking) are listed as
-// bookkeeping and do not spoil the verdict. PostgreSQL publishes a
-// session's counters up to 10 s after it commits, so Take waits for the
-// sessions that worked during the snapshot before the second reading. The
-// counters see inserts, updates and deletes, and tables created or
-// dropped; they do not see TRUNCATE or schema changes.
+// Take reads each database's row counters (pg_stat_user_tables), each
+// table's relfilenode and a digest of the user schemas' definitions
+// (pg_class, pg_attribute, pg_index, pg_constraint...), and digests the
+// storage tree, before the dumps start and again once everything is
+// written. Any content table whose counters moved, any table given a new
+// relfilenode (TRUNCATE, VACUUM FULL, CLUSTER, a rewriting ALTER TABLE),
+// any relation whose definition changed (DDL), and any file added, removed
+// or modified makes the verdict "inconsistent" and is named. The few
+// tables CKAN writes on reads are listed as bookkeeping and do not spoil
+// the verdict; the rules are per database: in CKAN's, user.last_active,
+// api_token.last_access, the dashboard, page-view tracking; in the
+// DataStore's, _table_stats, the row-count cache CKAN 2.12's
+// datastore_search fills. PostgreSQL publishes a session's counters up to
+// 10 s after it commits, so Take waits for the sessions that worked
+// during the snapshot before the second reading. Temporary tables are left
+// out: pg_dump does not dump them. Not read: functions, types, sequences'
+// state.
 //
 // A snapshot is a directory <dir>/<site>-<UTC time> holding
 // ckan_db.dump, datastore_db.dump, storage.tar and manifest.json. It is

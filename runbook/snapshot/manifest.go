@@ -104,6 +104,33 @@ type Database struct {
 	// by "schema.table", read before the dump and after it.
 	Before map[string]Counters `json:"before"`
 	After  map[string]Counters `json:"after"`
+	// Relfilenodes and Schema are what the counters do not see (TRUNCATE,
+	// a table's rewrite, DDL), read with them. Manifests written before
+	// ckanops read them have neither: they load, and say nothing of it.
+	Relfilenodes *Relfilenodes `json:"relfilenodes,omitempty"`
+	Schema       *SchemaDigest `json:"schema,omitempty"`
+}
+
+// Relfilenodes are the relfilenode (pg_class) of every ordinary table of
+// the user schemas, keyed by "schema.table", read before the dump and
+// after it. TRUNCATE, VACUUM FULL, CLUSTER and an ALTER TABLE that
+// rewrites the table give it a new one; autovacuum, VACUUM and ANALYZE do
+// not.
+type Relfilenodes struct {
+	Before map[string]uint32 `json:"before"`
+	After  map[string]uint32 `json:"after"`
+}
+
+// SchemaDigest fingerprints the definitions of the relations of the user
+// schemas (tables, views, materialized views, foreign tables: columns,
+// defaults, indexes, constraints, triggers, rules, owner, privileges),
+// before the dump and after it: the SHA-256 (hex) of one line per relation,
+// sorted by name, holding the quoted "schema.relation", its relkind and
+// the MD5 of its definition as postgres.go's catalogQuery reads it. Only
+// the same ckanops's two readings can be compared.
+type SchemaDigest struct {
+	Before string `json:"before"`
+	After  string `json:"after"`
 }
 
 // Counters are a table's cumulative row counters from pg_stat_user_tables.
@@ -225,6 +252,13 @@ func (m *Manifest) validate() error {
 	for _, d := range m.Databases {
 		if d.Name != SourceCKANDB && d.Name != SourceDatastoreDB {
 			return fmt.Errorf("database record %q is not %s or %s", d.Name, SourceCKANDB, SourceDatastoreDB)
+		}
+		if s := d.Schema; s != nil {
+			for _, h := range []string{s.Before, s.After} {
+				if b, err := hex.DecodeString(h); err != nil || len(b) != 32 {
+					return fmt.Errorf("database record %s: schema digest %q is not 64 hex digits", d.Name, h)
+				}
+			}
 		}
 	}
 	return nil

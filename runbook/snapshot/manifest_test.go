@@ -44,7 +44,13 @@ func TestLoadRoundTrip(t *testing.T) {
 	started := time.Date(2006, 11, 29, 15, 13, 58, 0, time.UTC)
 	m := fakeManifest("data-city", started)
 	m.Times.Enabled = started.Add(-time.Hour)
-	m.Databases = []Database{{Name: SourceCKANDB, Database: "ckan", Before: map[string]Counters{"public.package": {Inserts: 1}}, After: map[string]Counters{"public.package": {Inserts: 1}}}}
+	m.Databases = []Database{{
+		Name: SourceCKANDB, Database: "ckan",
+		Before:       map[string]Counters{"public.package": {Inserts: 1}},
+		After:        map[string]Counters{"public.package": {Inserts: 1}},
+		Relfilenodes: &Relfilenodes{Before: map[string]uint32{"public.package": 16384}, After: map[string]uint32{"public.package": 16384}},
+		Schema:       &SchemaDigest{Before: strings.Repeat("cd", 32), After: strings.Repeat("cd", 32)},
+	}}
 	if err := writeManifest(dir, m); err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +63,7 @@ func TestLoadRoundTrip(t *testing.T) {
 		t.Errorf("loaded\n%+v\nwrote\n%+v", got, m)
 	}
 	b, _ := os.ReadFile(filepath.Join(dir, ManifestName))
-	for _, want := range []string{`"format": 1`, `"enabled": "2006-11-29T14:13:58Z"`, `"n_tup_ins": 1`, `"not_configured": [`} {
+	for _, want := range []string{`"format": 1`, `"enabled": "2006-11-29T14:13:58Z"`, `"n_tup_ins": 1`, `"not_configured": [`, `"relfilenodes": {`, `"public.package": 16384`, `"schema": {`} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("manifest lacks %s:\n%s", want, b)
 		}
@@ -71,8 +77,14 @@ func TestLoadIsStrict(t *testing.T) {
 	good := `{"format":1,"site":"s","ckan_version":"","mode_version":0,"times":{"started":"2024-01-01T00:00:00Z","ended":"2024-01-01T00:01:00Z"},` +
 		`"files":[{"name":"ckan_db.dump","kind":"pg_dump","source":"ckan_db","size":1,"sha256":"` + strings.Repeat("0", 64) + `"}],` +
 		`"databases":[],"not_configured":[],"verdict":"consistent","changed":[],"bookkeeping":[]}`
+	// A manifest written before relfilenodes and the schema digest were.
+	old := strings.Replace(good, `"databases":[]`, `"databases":[{"name":"ckan_db","database":"ckan","before":{"public.package":{"n_tup_ins":1,"n_tup_upd":0,"n_tup_del":0}},"after":{"public.package":{"n_tup_ins":1,"n_tup_upd":0,"n_tup_del":0}}}]`, 1)
+	withShape := strings.Replace(old, `}}}]`, `}},"relfilenodes":{"before":{"public.package":16384},"after":{"public.package":16384}},"schema":{"before":"`+strings.Repeat("a", 64)+`","after":"`+strings.Repeat("b", 64)+`"}}]`, 1)
 	for _, tc := range []struct{ name, text, want string }{
 		{"good", good, ""},
+		{"without relfilenodes and schema", old, ""},
+		{"with relfilenodes and schema", withShape, ""},
+		{"bad schema digest", strings.Replace(withShape, strings.Repeat("b", 64), "bb", 1), "schema digest"},
 		{"unknown field", strings.Replace(good, `"site":"s"`, `"site":"s","extra":1`, 1), "unknown field"},
 		{"trailing data", good + `{}`, "trailing data"},
 		{"format 2", strings.Replace(good, `"format":1`, `"format":2`, 1), "format 2"},

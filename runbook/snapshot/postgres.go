@@ -3,6 +3,8 @@ package snapshot
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -107,7 +110,8 @@ func (db *database) what() string {
 // (stats_fetch_consistency = cache), so the reading clears that snapshot
 // (pg_stat_clear_snapshot) and runs outside any explicit transaction, on
 // a connection of its own. The counters see INSERT, UPDATE and DELETE
-// (and COPY), not TRUNCATE or schema changes.
+// (and COPY), not TRUNCATE or schema changes: the catalog reading below
+// does.
 
 const (
 	// idleInterval is PGSTAT_IDLE_INTERVAL with a margin: a session idle
@@ -118,7 +122,65 @@ const (
 )
 
 // countersQuery reads the cumulative row counters of every user table.
-const countersQuery = `SELECT schemaname, relname, n_tup_ins, n_tup_upd, n_tup_del FROM pg_stat_user_tables`
+// Temporary tables (schemas pg_temp_N) are left out: pg_dump does not dump
+// them, and another session's come and go with it.
+const countersQuery = `SELECT schemaname, relname, n_tup_ins, n_tup_upd, n_tup_del FROM pg_stat_user_tables
+WHERE schemaname !~ '^pg_temp_'`
+
+// Reading the catalog.
+//
+// The counters miss what rewrites a table or changes its shape: TRUNCATE,
+// VACUUM FULL, CLUSTER, ALTER TABLE (a rewrite or not), CREATE or DROP
+// INDEX, constraints, triggers, views. So each reading also takes, for
+// every relation of the user schemas (the counters' schemas, without
+// temporary ones), its relfilenode (ordinary tables only: a TRUNCATE or a
+// rewrite gives the table a new one; autovacuum, plain VACUUM and ANALYZE
+// do not) and an MD5 of its definition: columns (name, type, typmod,
+// NOT NULL, collation, identity, default), indexes, constraints, triggers,
+// rules (a view's query), owner, privileges, options and partition bound.
+// Statistics that VACUUM and ANALYZE update (reltuples, relpages,
+// relfrozenxid, attstattarget...) are left out, so maintenance is not a
+// change. The definition is read from the catalogs' columns (pg_node_tree
+// as text), not through pg_get_indexdef and friends: plain MVCC reads,
+// which a concurrent DROP cannot turn into a "cache lookup failed" error.
+// A materialized view's relfilenode is not compared: pg_dump keeps its
+// query, not its rows, so a REFRESH changes nothing the dump holds.
+// Functions, types, sequences' state and schemas themselves are not read.
+
+// catalogQuery reads every relation of the user schemas: its schema, name,
+// relkind, relfilenode (0 but for ordinary tables) and the MD5 of its
+// definition.
+const catalogQuery = `SELECT n.nspname, c.relname, c.relkind::text,
+  (CASE WHEN c.relkind = 'r' THEN c.relfilenode ELSE 0 END)::int8,
+  md5(concat_ws(E'\n', c.relkind, c.relpersistence, c.relowner, c.reloftype, c.relacl::text,
+    c.reloptions::text, c.relispartition, c.relpartbound::text,
+    (SELECT string_agg(concat_ws(' ', a.attnum, a.attname, a.atttypid, a.atttypmod, a.attnotnull,
+        a.attcollation, a.attidentity, d.adbin::text), E'\n' ORDER BY a.attnum)
+      FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+      WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
+    (SELECT string_agg(concat_ws(' ', ic.relname, ic.relam, i.indisunique, i.indisprimary, i.indkey,
+        i.indclass, i.indexprs::text, i.indpred::text), E'\n' ORDER BY ic.relname)
+      FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid WHERE i.indrelid = c.oid),
+    (SELECT string_agg(concat_ws(' ', co.conname, co.contype, co.conkey, co.confrelid, co.confkey,
+        co.conbin::text, co.condeferrable, co.condeferred, co.convalidated, co.confupdtype,
+        co.confdeltype), E'\n' ORDER BY co.conname)
+      FROM pg_constraint co WHERE co.conrelid = c.oid),
+    (SELECT string_agg(concat_ws(' ', t.tgname, t.tgfoid, t.tgtype, t.tgenabled, t.tgattr, t.tgargs,
+        t.tgqual::text), E'\n' ORDER BY t.tgname)
+      FROM pg_trigger t WHERE t.tgrelid = c.oid),
+    (SELECT string_agg(concat_ws(' ', r.rulename, r.ev_type, r.ev_enabled, r.is_instead,
+        md5(r.ev_qual::text), md5(r.ev_action::text)), E'\n' ORDER BY r.rulename)
+      FROM pg_rewrite r WHERE r.ev_class = c.oid)))
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND c.relpersistence <> 't'
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast'`
+
+// relation is what a reading of the catalog keeps of one relation.
+type relation struct {
+	kind     string // pg_class.relkind: r, p, v, m or f
+	filenode uint32 // relfilenode of an ordinary table; 0 for the others
+	def      string // MD5 (hex) of its definition
+}
 
 // sessionsQuery lists the other sessions of the database that may hold
 // counts they have not published, with how long each has been idle (-1
@@ -143,16 +205,41 @@ WHERE datname = current_database() AND pid <> pg_backend_pid()
 // nothing else of the probes.)
 const probeApplicationName = "ckanops-probe"
 
-// reading is one reading of a database's counters.
+// reading is one reading of a database's counters and catalog.
 type reading struct {
-	counters map[string]Counters // keyed by "schema.table"
-	tracking bool                // track_counts is on; off, the counters prove nothing
-	at       time.Time           // the server's clock when read
+	counters  map[string]Counters // keyed by "schema.table"
+	relations map[string]relation // keyed by "schema.relation"
+	tracking  bool                // track_counts is on; off, the counters prove nothing
+	at        time.Time           // the server's clock when read
 }
 
-// readCounters connects and reads the counters. With a non-zero since
-// (the "before" reading's time), it first waits for the sessions that
-// worked since then to publish their counts (see above).
+// relfilenodes are the relfilenodes of r's ordinary tables.
+func (r reading) relfilenodes() map[string]uint32 {
+	m := make(map[string]uint32, len(r.relations))
+	for k, rel := range r.relations {
+		if rel.kind == "r" {
+			m[k] = rel.filenode
+		}
+	}
+	return m
+}
+
+// schemaDigest is the SHA-256 (hex) of one line per relation, sorted by
+// name: the quoted "schema.relation", its relkind and the MD5 of its
+// definition.
+func (r reading) schemaDigest() string {
+	h := sha256.New()
+	for _, k := range sortedKeys(r.relations, nil) {
+		rel := r.relations[k]
+		fmt.Fprintf(h, "%s %s %s\n", strconv.Quote(k), rel.kind, rel.def)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// readCounters connects and reads the counters, then the catalog (see
+// "Reading the catalog"). With a non-zero since (the "before" reading's
+// time), it first waits for the sessions that worked since then to
+// publish their counts (see above).
 func readCounters(ctx context.Context, db *database, since time.Time, out *output) (reading, error) {
 	var r reading
 	ctx, cancel := context.WithTimeout(ctx, countersTimeout+publishWait)
@@ -200,7 +287,32 @@ func readCounters(ctx context.Context, db *database, since time.Time, out *outpu
 	if err := rows.Err(); err != nil {
 		return fail(err)
 	}
+	if r.relations, err = readCatalog(ctx, conn); err != nil {
+		return fail(fmt.Errorf("catalog: %w", err))
+	}
 	return r, nil
+}
+
+// readCatalog reads the relations of the user schemas (see "Reading the
+// catalog").
+func readCatalog(ctx context.Context, conn *pgx.Conn) (map[string]relation, error) {
+	rows, err := conn.Query(ctx, catalogQuery)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	rels := map[string]relation{}
+	for rows.Next() {
+		var schema, name string
+		var rel relation
+		var filenode int64
+		if err := rows.Scan(&schema, &name, &rel.kind, &filenode, &rel.def); err != nil {
+			return nil, err
+		}
+		rel.filenode = uint32(filenode)
+		rels[schema+"."+name] = rel
+	}
+	return rels, rows.Err()
 }
 
 // awaitPublish waits until the sessions that worked since since have

@@ -259,7 +259,7 @@ func (p *plan) take(ctx context.Context, t *tempDir, started time.Time) (*Manife
 
 	// Before.
 	var beforeFiles map[string]entry
-	readAt := make([]time.Time, len(p.dbs))
+	readBefore := make([]reading, len(p.dbs))
 	for i, db := range p.dbs {
 		r, err := readCounters(ctx, db, time.Time{}, out)
 		if err != nil {
@@ -268,8 +268,12 @@ func (p *plan) take(ctx context.Context, t *tempDir, started time.Time) (*Manife
 		if !r.tracking {
 			changed = append(changed, db.source+": track_counts is off, so changes to its rows cannot be seen: turn it back on")
 		}
-		readAt[i] = r.at
-		m.Databases = append(m.Databases, Database{Name: db.source, Database: db.name, Before: r.counters})
+		readBefore[i] = r
+		m.Databases = append(m.Databases, Database{
+			Name: db.source, Database: db.name, Before: r.counters,
+			Relfilenodes: &Relfilenodes{Before: r.relfilenodes()},
+			Schema:       &SchemaDigest{Before: r.schemaDigest()},
+		})
 		out.line("counters %s: %d tables", db.what(), len(r.counters))
 	}
 	// The dumps start as soon as the row counters are read; the archive
@@ -362,14 +366,23 @@ func (p *plan) take(ctx context.Context, t *tempDir, started time.Time) (*Manife
 		}
 	}
 	for i, db := range p.dbs {
-		r, err := readCounters(ctx, db, readAt[i], out)
+		b := readBefore[i]
+		r, err := readCounters(ctx, db, b.at, out)
 		if err != nil {
 			<-walked
 			return nil, cancelled(ctx, "reading the row counters again", err)
 		}
 		d := &m.Databases[i]
 		d.After = r.counters
-		ch, k := compareCounters(db.source, db.source == SourceCKANDB, d.Before, d.After)
+		d.Relfilenodes.After = r.relfilenodes()
+		d.Schema.After = r.schemaDigest()
+		ch, k := compareCounters(db.source, d.Before, d.After)
+		counted := func(name string) bool {
+			_, inBefore := d.Before[name]
+			_, inAfter := d.After[name]
+			return inBefore || inAfter
+		}
+		changed = append(changed, compareCatalogs(db.source, b.relations, r.relations, counted)...)
 		changed = append(changed, ch...)
 		kept = append(kept, k...)
 	}

@@ -303,6 +303,22 @@ func TestTake(t *testing.T) {
 		if c := m.Databases[1].After["public."+datastoreTable]; c.Inserts != 500 {
 			t.Errorf("datastore table after: %+v, want 500 inserts", c)
 		}
+		for _, d := range m.Databases {
+			// Nothing happened: the tables kept their files, the schema
+			// its digest.
+			if d.Relfilenodes == nil || d.Schema == nil {
+				t.Fatalf("%s: relfilenodes %+v, schema %+v", d.Name, d.Relfilenodes, d.Schema)
+			}
+			if len(d.Relfilenodes.Before) != len(d.Before) || !reflect.DeepEqual(d.Relfilenodes.Before, d.Relfilenodes.After) {
+				t.Errorf("%s: relfilenodes %+v", d.Name, d.Relfilenodes)
+			}
+			if len(d.Schema.Before) != 64 || d.Schema.Before != d.Schema.After {
+				t.Errorf("%s: schema digest %+v", d.Name, d.Schema)
+			}
+		}
+		if n := m.Databases[0].Relfilenodes.Before["public.package"]; n == 0 {
+			t.Errorf("public.package has no relfilenode: %+v", m.Databases[0].Relfilenodes)
+		}
 		st := m.Storage
 		if st == nil || st.Path != storage || st.Before != st.After || st.Before.Files != int64(len(files)) || len(st.Before.Digest) != 64 {
 			t.Errorf("storage: %+v", st)
@@ -464,6 +480,115 @@ func TestTake(t *testing.T) {
 		}
 		if m.Verdict != Consistent || len(m.Changed) != 0 || !reflect.DeepEqual(m.Bookkeeping, want) {
 			t.Errorf("verdict %s, changed %q, bookkeeping %q; want consistent, %q", m.Verdict, m.Changed, m.Bookkeeping, want)
+		}
+	})
+
+	// CKAN 2.12's datastore_search inserts the row count of a resource
+	// into _table_stats when it has none: a read, even anonymous.
+	t.Run("only the DataStore's row-count cache during the snapshot", func(t *testing.T) {
+		fx.sql(t, fx.datastore,
+			// As ckanext/datastore/set_permissions.sql of CKAN 2.12 makes it.
+			`CREATE TABLE IF NOT EXISTS "_table_stats" ("resource_id" name PRIMARY KEY, "stats" jsonb NOT NULL)`,
+			`DELETE FROM "_table_stats"`,
+		)
+		parent := t.TempDir()
+		out := &lines{}
+		s := fx.spec(parent, "", out)
+		s.afterBefore = func() {
+			fx.sql(t, fx.datastore, `INSERT INTO "_table_stats" VALUES ('`+datastoreTable+`', jsonb_build_object('rows', 500))`)
+		}
+		m, err := Take(ctx, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []string{"datastore_db table public._table_stats: 1 insert(s) (DataStore row-count cache, written by datastore_search)"}
+		if m.Verdict != Consistent || len(m.Changed) != 0 || !reflect.DeepEqual(m.Bookkeeping, want) {
+			t.Errorf("verdict %s, changed %q, bookkeeping %q; want consistent, %q", m.Verdict, m.Changed, m.Bookkeeping, want)
+		}
+	})
+
+	t.Run("a TRUNCATE during the snapshot", func(t *testing.T) {
+		fx.sql(t, fx.ckan,
+			`CREATE TABLE activity (id text PRIMARY KEY, data text)`,
+			`INSERT INTO activity SELECT 'a' || i, 'x' FROM generate_series(1, 50) i`,
+		)
+		parent := t.TempDir()
+		out := &lines{}
+		s := fx.spec(parent, "", out)
+		s.afterBefore = func() { fx.sql(t, fx.ckan, `TRUNCATE activity`) }
+		m, err := Take(ctx, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []string{"ckan_db table public.activity: rewritten during the snapshot (TRUNCATE, VACUUM FULL, CLUSTER or an ALTER TABLE that rewrites it), which its row counters do not show"}
+		if m.Verdict != Inconsistent || !reflect.DeepEqual(m.Changed, want) {
+			t.Errorf("verdict %s, changed %q; want inconsistent, %q", m.Verdict, m.Changed, want)
+		}
+		if rf := m.Databases[0].Relfilenodes; rf.Before["public.activity"] == rf.After["public.activity"] {
+			t.Errorf("relfilenodes: %+v", rf)
+		}
+		if d := m.Databases[0]; d.Schema.Before != d.Schema.After {
+			t.Errorf("a TRUNCATE changed the schema digest: %+v", d.Schema)
+		}
+	})
+
+	// datastore_create adding a field to a resource's table does this.
+	t.Run("an ALTER TABLE during the snapshot", func(t *testing.T) {
+		parent := t.TempDir()
+		out := &lines{}
+		s := fx.spec(parent, "", out)
+		s.afterBefore = func() {
+			fx.sql(t, fx.datastore, `ALTER TABLE "`+datastoreTable+`" ADD COLUMN country text`)
+		}
+		m, err := Take(ctx, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []string{"datastore_db table public." + datastoreTable + ": the schema changed during the snapshot (DDL: columns, indexes, constraints, triggers or privileges)"}
+		if m.Verdict != Inconsistent || !reflect.DeepEqual(m.Changed, want) {
+			t.Errorf("verdict %s, changed %q; want inconsistent, %q", m.Verdict, m.Changed, want)
+		}
+		if d := m.Databases[1]; d.Schema.Before == d.Schema.After || !reflect.DeepEqual(d.Relfilenodes.Before, d.Relfilenodes.After) {
+			t.Errorf("schema %+v, relfilenodes %+v", d.Schema, d.Relfilenodes)
+		}
+	})
+
+	t.Run("VACUUM, ANALYZE and a temporary table are no change", func(t *testing.T) {
+		parent := t.TempDir()
+		out := &lines{}
+		s := fx.spec(parent, "", out)
+		// A session that keeps its temporary table past the snapshot. It
+		// takes the probes' name, so that Take does not wait 10 s for
+		// its statistics: it flushes them itself.
+		cfg, err := pgx.ParseConfig(fx.ckan.Reveal())
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.RuntimeParams["application_name"] = probeApplicationName
+		conn, err := pgx.ConnectConfig(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(ctx)
+		s.afterBefore = func() {
+			fx.sql(t, fx.ckan, `VACUUM package`, `ANALYZE resource`, `VACUUM (ANALYZE) "user"`)
+			fx.sql(t, fx.datastore, `VACUUM`)
+			for _, q := range []string{
+				`CREATE TEMP TABLE scratch (id int PRIMARY KEY, v text)`,
+				`INSERT INTO scratch SELECT i, 'x' FROM generate_series(1, 10) i`,
+				`SELECT pg_stat_force_next_flush()`,
+			} {
+				if _, err := conn.Exec(ctx, q); err != nil {
+					t.Errorf("%s: %v", q, err)
+				}
+			}
+		}
+		m, err := Take(ctx, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Verdict != Consistent || len(m.Changed) != 0 || len(m.Bookkeeping) != 0 {
+			t.Errorf("verdict %s, changed %q, bookkeeping %q; want consistent", m.Verdict, m.Changed, m.Bookkeeping)
 		}
 	})
 

@@ -11,29 +11,62 @@ import (
 // before it says "and N more".
 const maxNamedFiles = 20
 
-// bookkeeping says whether a change d to CKAN table relname is one CKAN
-// makes while read-only, serving reads, and why. Only CKAN's database has
-// such tables.
-func bookkeeping(relname string, d Counters) (why string, ok bool) {
-	onlyUpdates := d.Inserts == 0 && d.Deletes == 0
-	switch relname {
-	case "user":
-		return "user.last_active", onlyUpdates
-	case "api_token":
-		return "api_token.last_access", onlyUpdates
-	case "dashboard":
-		return "dashboard activity", true
-	case "tracking_raw", "tracking_summary":
-		return "page-view tracking", true
+// bookkeeping says whether a change d to table relname of database source
+// (SourceCKANDB or SourceDatastoreDB) is one CKAN makes while read-only,
+// serving reads, and why. The rules are per database: a table of that
+// name in the other database is content.
+//
+// CKAN 2.12 adds four tables. What follows is from the 2.12 surface's
+// CHANGES.md (internal/surface/data/2.12/CHANGES.md: "GET routes and
+// side_effect_free actions in 2.12 that write to a database", "New tables
+// in the CKAN DB") and CKAN's ckanext/datastore/set_permissions.sql:
+//
+//   - _table_stats, in the DataStore's database: a cache of each resource
+//     table's row count. A plain datastore_search (include_total, no
+//     filters, q or distinct), GET /datastore/api_info/<id> and the
+//     datatables view's ajax POST run cached_table_row_count(), which
+//     INSERTs the count (ON CONFLICT DO UPDATE) when the cache has no row
+//     for the resource, even for an anonymous GET; datastore_create,
+//     upsert and delete DELETE the row, and a delayed RQ job refills it.
+//     Bookkeeping, whatever the change: what it holds is derived from the
+//     resource tables, which pg_dump reads in the same transaction, and a
+//     write that would make it stale moves the resource table's own
+//     counters, which are content.
+//   - file, file_owner and file_owner_transfer_history, in CKAN's
+//     database (migration 9445ce34fc23): the records of uploaded files and
+//     of who owns them. Only file_create, file_register, file_delete,
+//     file_rename, file_pin, file_unpin and file_ownership_transfer write
+//     them, none side-effect free, all refused by a read-only gate; the
+//     reads (file_show, file_owner_scan, the file downloads) only SELECT.
+//     Content: a change to them is a real write and spoils the verdict.
+//     So they have no case here.
+func bookkeeping(source, relname string, d Counters) (why string, ok bool) {
+	switch source {
+	case SourceCKANDB:
+		onlyUpdates := d.Inserts == 0 && d.Deletes == 0
+		switch relname {
+		case "user":
+			return "user.last_active", onlyUpdates
+		case "api_token":
+			return "api_token.last_access", onlyUpdates
+		case "dashboard":
+			return "dashboard activity", true
+		case "tracking_raw", "tracking_summary":
+			return "page-view tracking", true
+		}
+	case SourceDatastoreDB:
+		switch relname {
+		case "_table_stats":
+			return "DataStore row-count cache, written by datastore_search", true
+		}
 	}
 	return "", false
 }
 
 // compareCounters names the tables of database source whose counters
 // differ between before and after: changes to content go to changed,
-// CKAN's bookkeeping (when ckanRules) to kept. Both come out sorted by
-// table.
-func compareCounters(source string, ckanRules bool, before, after map[string]Counters) (changed, kept []string) {
+// bookkeeping (see bookkeeping) to kept. Both come out sorted by table.
+func compareCounters(source string, before, after map[string]Counters) (changed, kept []string) {
 	for _, t := range sortedKeys(before, after) {
 		b, inBefore := before[t]
 		a, inAfter := after[t]
@@ -55,16 +88,64 @@ func compareCounters(source string, ckanRules bool, before, after map[string]Cou
 			continue
 		}
 		line := what + ": " + describeCounts(d)
-		if ckanRules {
-			_, relname, _ := strings.Cut(t, ".")
-			if why, ok := bookkeeping(relname, d); ok {
-				kept = append(kept, line+" ("+why+")")
-				continue
-			}
+		_, relname, _ := strings.Cut(t, ".")
+		if why, ok := bookkeeping(source, relname, d); ok {
+			kept = append(kept, line+" ("+why+")")
+			continue
 		}
 		changed = append(changed, line)
 	}
 	return changed, kept
+}
+
+// compareCatalogs names, sorted by name, the relations of database source
+// that the counters cannot vouch for: a table given a new relfilenode
+// (TRUNCATE or a rewrite), a relation whose definition changed (DDL), and
+// a relation the counters do not list (a view...) that was created or
+// dropped. counted says whether the counters list a name; their own
+// "created" and "dropped" are not repeated. Even bookkeeping tables are
+// named: CKAN's reads never TRUNCATE nor alter them. (The manifest's
+// schema digest is made of the same definitions, so it differs exactly
+// when a relation is named here or created or dropped.)
+func compareCatalogs(source string, before, after map[string]relation, counted func(string) bool) []string {
+	var changed []string
+	for _, k := range sortedKeys(before, after) {
+		b, inBefore := before[k]
+		a, inAfter := after[k]
+		switch {
+		case !inAfter || !inBefore:
+			if counted(k) {
+				continue
+			}
+			verb, rel := "created", a
+			if !inAfter {
+				verb, rel = "dropped", b
+			}
+			changed = append(changed, fmt.Sprintf("%s %s %s: %s during the snapshot", source, kindWord(rel.kind), k, verb))
+			continue
+		}
+		what := source + " " + kindWord(a.kind) + " " + k
+		if a.filenode != b.filenode {
+			changed = append(changed, what+": rewritten during the snapshot (TRUNCATE, VACUUM FULL, CLUSTER or an ALTER TABLE that rewrites it), which its row counters do not show")
+		}
+		if a.def != b.def || a.kind != b.kind {
+			changed = append(changed, what+": the schema changed during the snapshot (DDL: columns, indexes, constraints, triggers or privileges)")
+		}
+	}
+	return changed
+}
+
+// kindWord names a relkind in a verdict.
+func kindWord(relkind string) string {
+	switch relkind {
+	case "v":
+		return "view"
+	case "m":
+		return "materialized view"
+	case "f":
+		return "foreign table"
+	}
+	return "table"
 }
 
 // describeCounts says "1 insert(s), 2 update(s)", leaving zeros out.

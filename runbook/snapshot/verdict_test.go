@@ -12,14 +12,18 @@ import (
 
 func TestCompareCounters(t *testing.T) {
 	base := map[string]Counters{
-		"public.package":          {Inserts: 10, Updates: 5},
-		"public.resource":         {Inserts: 20},
-		"public.user":             {Inserts: 3, Updates: 7},
-		"public.api_token":        {Inserts: 2},
-		"public.dashboard":        {Inserts: 3},
-		"public.tracking_raw":     {Inserts: 100},
-		"public.tracking_summary": {Inserts: 4},
-		"ckan.user":               {Updates: 2},
+		"public.package":                     {Inserts: 10, Updates: 5},
+		"public.resource":                    {Inserts: 20},
+		"public.user":                        {Inserts: 3, Updates: 7},
+		"public.api_token":                   {Inserts: 2},
+		"public.dashboard":                   {Inserts: 3},
+		"public.tracking_raw":                {Inserts: 100},
+		"public.tracking_summary":            {Inserts: 4},
+		"ckan.user":                          {Updates: 2},
+		"public._table_stats":                {Inserts: 3, Updates: 1, Deletes: 1},
+		"public.file":                        {Inserts: 2},
+		"public.file_owner":                  {Inserts: 2},
+		"public.file_owner_transfer_history": {},
 	}
 	with := func(changes map[string]Counters) map[string]Counters {
 		out := map[string]Counters{}
@@ -39,39 +43,38 @@ func TestCompareCounters(t *testing.T) {
 	for _, tc := range []struct {
 		name        string
 		source      string
-		ckanRules   bool
 		after       map[string]Counters
 		changed     []string
 		bookkeeping []string
 	}{
-		{name: "nothing moved", source: "ckan_db", ckanRules: true, after: with(nil)},
+		{name: "nothing moved", source: "ckan_db", after: with(nil)},
 		{
-			name: "content insert and update", source: "ckan_db", ckanRules: true,
+			name: "content insert and update", source: "ckan_db",
 			after:   with(map[string]Counters{"public.package": {Inserts: 11, Updates: 7}}),
 			changed: []string{"ckan_db table public.package: 1 insert(s), 2 update(s)"},
 		},
 		{
-			name: "delete", source: "ckan_db", ckanRules: true,
+			name: "delete", source: "ckan_db",
 			after:   with(map[string]Counters{"public.resource": {Inserts: 20, Deletes: 3}}),
 			changed: []string{"ckan_db table public.resource: 3 delete(s)"},
 		},
 		{
-			name: "user last_active is bookkeeping", source: "ckan_db", ckanRules: true,
+			name: "user last_active is bookkeeping", source: "ckan_db",
 			after:       with(map[string]Counters{"public.user": {Inserts: 3, Updates: 9}}),
 			bookkeeping: []string{"ckan_db table public.user: 2 update(s) (user.last_active)"},
 		},
 		{
-			name: "a new user is content", source: "ckan_db", ckanRules: true,
+			name: "a new user is content", source: "ckan_db",
 			after:   with(map[string]Counters{"public.user": {Inserts: 4, Updates: 8}}),
 			changed: []string{"ckan_db table public.user: 1 insert(s), 1 update(s)"},
 		},
 		{
-			name: "a deleted api token is content", source: "ckan_db", ckanRules: true,
+			name: "a deleted api token is content", source: "ckan_db",
 			after:   with(map[string]Counters{"public.api_token": {Inserts: 2, Deletes: 1}}),
 			changed: []string{"ckan_db table public.api_token: 1 delete(s)"},
 		},
 		{
-			name: "api_token last_access, dashboard, tracking are bookkeeping", source: "ckan_db", ckanRules: true,
+			name: "api_token last_access, dashboard, tracking are bookkeeping", source: "ckan_db",
 			after: with(map[string]Counters{
 				"public.api_token":        {Inserts: 2, Updates: 1},
 				"public.dashboard":        {Inserts: 4, Updates: 1, Deletes: 1},
@@ -86,12 +89,27 @@ func TestCompareCounters(t *testing.T) {
 			},
 		},
 		{
-			name: "bookkeeping names only count in CKAN's database", source: "datastore_db", ckanRules: false,
+			name: "bookkeeping names only count in CKAN's database", source: "datastore_db",
 			after:   with(map[string]Counters{"public.user": {Inserts: 3, Updates: 8}}),
 			changed: []string{"datastore_db table public.user: 1 update(s)"},
 		},
 		{
-			name: "any schema", source: "ckan_db", ckanRules: true,
+			name: "_table_stats is the DataStore's row-count cache", source: "datastore_db",
+			after:       with(map[string]Counters{"public._table_stats": {Inserts: 5, Updates: 2, Deletes: 2}}),
+			bookkeeping: []string{"datastore_db table public._table_stats: 2 insert(s), 1 update(s), 1 delete(s) (DataStore row-count cache, written by datastore_search)"},
+		},
+		{
+			name: "_table_stats is content in CKAN's database", source: "ckan_db",
+			after:   with(map[string]Counters{"public._table_stats": {Inserts: 4, Updates: 1, Deletes: 1}}),
+			changed: []string{"ckan_db table public._table_stats: 1 insert(s)"},
+		},
+		{
+			name: "CKAN 2.12's file tables are content", source: "ckan_db",
+			after:   with(map[string]Counters{"public.file": {Inserts: 3}, "public.file_owner": {Inserts: 2, Updates: 1}, "public.file_owner_transfer_history": {Inserts: 1}}),
+			changed: []string{"ckan_db table public.file: 1 insert(s)", "ckan_db table public.file_owner: 1 update(s)", "ckan_db table public.file_owner_transfer_history: 1 insert(s)"},
+		},
+		{
+			name: "any schema", source: "ckan_db",
 			after:       with(map[string]Counters{"ckan.user": {Updates: 5}}),
 			bookkeeping: []string{"ckan_db table ckan.user: 3 update(s) (user.last_active)"},
 		},
@@ -111,13 +129,13 @@ func TestCompareCounters(t *testing.T) {
 			},
 		},
 		{
-			name: "counters reset", source: "ckan_db", ckanRules: true,
+			name: "counters reset", source: "ckan_db",
 			after:   with(map[string]Counters{"public.package": {}, "public.user": {}}),
 			changed: []string{"ckan_db table public.package: its counters went back (statistics reset?), so changes cannot be ruled out", "ckan_db table public.user: its counters went back (statistics reset?), so changes cannot be ruled out"},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			changed, kept := compareCounters(tc.source, tc.ckanRules, base, tc.after)
+			changed, kept := compareCounters(tc.source, base, tc.after)
 			if !reflect.DeepEqual(changed, tc.changed) {
 				t.Errorf("changed:\n got %q\nwant %q", changed, tc.changed)
 			}
@@ -130,6 +148,90 @@ func TestCompareCounters(t *testing.T) {
 			}
 			if v := verdictOf(changed); v != wantVerdict {
 				t.Errorf("verdict %s, want %s", v, wantVerdict)
+			}
+		})
+	}
+}
+
+func TestCompareCatalogs(t *testing.T) {
+	base := map[string]relation{
+		"public.package":       {kind: "r", filenode: 16384, def: "a"},
+		"public.resource":      {kind: "r", filenode: 16390, def: "b"},
+		"public._table_stats":  {kind: "r", filenode: 16400, def: "c"},
+		"public.parted":        {kind: "p", def: "d"},
+		"public._table_meta":   {kind: "v", def: "e"},
+		"public.package_stats": {kind: "m", def: "f"},
+	}
+	with := func(changes map[string]*relation) map[string]relation {
+		out := map[string]relation{}
+		for k, v := range base {
+			out[k] = v
+		}
+		for k, v := range changes {
+			if v == nil {
+				delete(out, k)
+				continue
+			}
+			out[k] = *v
+		}
+		return out
+	}
+	// The counters list the tables that were there before (and would list
+	// the new ones too; here they do not, to show what is named then).
+	counted := func(name string) bool { k := base[name].kind; return k == "r" || k == "p" || k == "m" }
+	for _, tc := range []struct {
+		name    string
+		after   map[string]relation
+		changed []string
+	}{
+		{name: "nothing changed", after: with(nil)},
+		{
+			name:    "truncated",
+			after:   with(map[string]*relation{"public.resource": {kind: "r", filenode: 16500, def: "b"}}),
+			changed: []string{"ckan_db table public.resource: rewritten during the snapshot (TRUNCATE, VACUUM FULL, CLUSTER or an ALTER TABLE that rewrites it), which its row counters do not show"},
+		},
+		{
+			name:    "a bookkeeping table truncated is still named",
+			after:   with(map[string]*relation{"public._table_stats": {kind: "r", filenode: 16501, def: "c"}}),
+			changed: []string{"ckan_db table public._table_stats: rewritten during the snapshot (TRUNCATE, VACUUM FULL, CLUSTER or an ALTER TABLE that rewrites it), which its row counters do not show"},
+		},
+		{
+			name: "altered, and a column's type changed (rewritten too)",
+			after: with(map[string]*relation{
+				"public.package":  {kind: "r", filenode: 16384, def: "a2"},
+				"public.resource": {kind: "r", filenode: 16501, def: "b2"},
+				"public.parted":   {kind: "p", def: "d2"},
+			}),
+			changed: []string{
+				"ckan_db table public.package: the schema changed during the snapshot (DDL: columns, indexes, constraints, triggers or privileges)",
+				"ckan_db table public.parted: the schema changed during the snapshot (DDL: columns, indexes, constraints, triggers or privileges)",
+				"ckan_db table public.resource: rewritten during the snapshot (TRUNCATE, VACUUM FULL, CLUSTER or an ALTER TABLE that rewrites it), which its row counters do not show",
+				"ckan_db table public.resource: the schema changed during the snapshot (DDL: columns, indexes, constraints, triggers or privileges)",
+			},
+		},
+		{
+			name: "created and dropped: named here only when the counters do not list them",
+			after: with(map[string]*relation{
+				"public._table_meta": nil,
+				"public.v2":          {kind: "v", def: "g"},
+				"public.package":     nil,
+				"public.new_table":   {kind: "r", filenode: 17000, def: "h"},
+			}),
+			changed: []string{
+				"ckan_db view public._table_meta: dropped during the snapshot",
+				"ckan_db table public.new_table: created during the snapshot",
+				"ckan_db view public.v2: created during the snapshot",
+			},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			changed := compareCatalogs("ckan_db", base, tc.after, counted)
+			if !reflect.DeepEqual(changed, tc.changed) {
+				t.Errorf("changed:\n got %q\nwant %q", changed, tc.changed)
+			}
+			same := (reading{relations: base}).schemaDigest() == (reading{relations: tc.after}).schemaDigest()
+			if defChanged := tc.name != "nothing changed" && !strings.Contains(tc.name, "truncated"); same == defChanged {
+				t.Errorf("schema digest same=%v, want %v", same, !defChanged)
 			}
 		})
 	}
