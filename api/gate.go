@@ -88,6 +88,22 @@ type Status struct {
 	// entry could not be written: "failed: " and the error. The change
 	// itself was made.
 	Audit string `json:"audit,omitempty"`
+
+	// Surface says which CKAN surface the gate's rules come from, and why.
+	Surface *SurfaceInfo `json:"surface,omitempty"`
+}
+
+// SurfaceInfo is the CKAN surface (actions, routes) a gate applies.
+type SurfaceInfo struct {
+	// Applied is the surface's version ("2.12"), or "strictest of 2.10,
+	// 2.11, 2.12": a request passes only if it is a read in every one.
+	Applied string `json:"applied"`
+	// CKANVersion is what status_show reported; empty when unknown.
+	CKANVersion string `json:"ckan_version,omitempty"`
+	Reason      string `json:"reason"`
+	// Warning is set when the surface is not CKAN's own ("surface 2.12
+	// applied to CKAN 2.13.0; unknown actions are refused").
+	Warning string `json:"warning,omitempty"`
 }
 
 // InFlightWrite is one write request the gate admitted and is still forwarding.

@@ -120,7 +120,9 @@ func TestAPIDocIsTrue(t *testing.T) {
 	snaps := filepath.Join(dir, "snapshots")
 	must(t, os.Mkdir(snaps, 0o750))
 	checks := config.ChecksConfig{Redis: config.SecretURL(rd.URL()), StoragePath: storage}
-	r := newRig(t, withChecks(checks), func(o *Options) { o.Site = "prod" })
+	r := newRig(t, withChecks(checks), func(o *Options) { o.Site, o.CKANVersion = "prod", VersionAuto })
+	watch(t, r.gate) // the documented status names the surface CKAN's version chose
+	r.waitSurface("surface 2.11", applied("2.11"))
 	site, err := r.gate.RunbookSite(r.srv.URL)
 	must(t, err)
 	e, err := runbook.Open(runbook.Options{Site: site, JournalDir: filepath.Join(dir, "journal"),

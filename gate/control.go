@@ -439,6 +439,8 @@ func (g *Gate) status(ctx context.Context, full bool) api.Status {
 	}
 	st.Store = sh
 	st.Gates = g.gates(ctx, api.GateInfo{ID: g.opts.GateID, Version: v.rec.Version, Phase: v.phase, InFlight: len(v.writes), Seen: t})
+	si := g.surfaceInfo()
+	st.Surface = &si
 	return st
 }
 

@@ -43,7 +43,11 @@ type Options struct {
 	Audit     *AuditLog
 	OpsToken  string // compared in constant time; never logged
 
-	Surface        *surface.Surface // default: CKAN 2.11's
+	Surface *surface.Surface // with CKANVersion "": the surface applied; default CKAN 2.11's
+	// CKANVersion is [policy] ckan_version: "auto" follows CKAN's
+	// version (WatchVersion), "2.11" pins that surface, "" applies
+	// Surface (version.go).
+	CKANVersion    string
 	Policy         classify.Policy
 	BypassCIDRs    []netip.Prefix // clients served as in live while the site is down
 	TrustedProxies []netip.Prefix // peers whose X-Forwarded-For is believed
@@ -81,7 +85,8 @@ type Gate struct {
 	opts       Options
 	log        *slog.Logger
 	clock      func() time.Time
-	classifier *classify.Classifier
+	rules      atomic.Pointer[rules] // the classifier in force (version.go)
+	surfaces   surfaces
 	proxy      *httputil.ReverseProxy
 	control    http.Handler
 	state      *modeState
@@ -156,11 +161,10 @@ func New(ctx context.Context, o Options) (*Gate, error) {
 	if o.HeartbeatTTL <= 0 {
 		o.HeartbeatTTL = 3 * o.SyncInterval
 	}
-	cl, err := classify.New(o.Surface, o.Policy)
-	if err != nil {
+	g := &Gate{opts: o, log: o.Logger.With("site", o.Site), clock: o.Clock, surfaces: surfaces{policy: o.Policy}}
+	if err := g.initialRules(); err != nil {
 		return nil, fmt.Errorf("gate: policy: %w", err)
 	}
-	g := &Gate{opts: o, log: o.Logger.With("site", o.Site), clock: o.Clock, classifier: cl}
 
 	rec, storeOK, err := g.loadInitial(ctx)
 	if err != nil {
@@ -298,7 +302,7 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.control.ServeHTTP(w, r)
 		return
 	}
-	d := g.classifier.Classify(r.Method, r.Header, r.URL)
+	d := g.classifier().Classify(r.Method, r.Header, r.URL)
 	if d.Action == "maintenance_mode_show" || d.Action == "maintenance_mode_update" {
 		g.metrics.request("control", "control")
 		g.serveMaintenanceAction(w, r, d.Action)
@@ -382,7 +386,7 @@ func (g *Gate) refuse(w http.ResponseWriter, r *http.Request, rec Record, d clas
 		f.Heading = "This site is down for maintenance"
 	}
 	kind := "html"
-	if g.classifier.IsAPI(r.URL, r.Header) {
+	if g.classifier().IsAPI(r.URL, r.Header) {
 		kind = "api"
 		writeAPIRefusal(w, r, d.Action, f)
 	} else {
@@ -450,7 +454,7 @@ func (g *Gate) modifyResponse(resp *http.Response) error {
 			Mode:      string(info.rec.Mode),
 		},
 		WouldRefuse: func(method, action string) bool {
-			return g.classifier.FormWouldBeRefused(method, action, base)
+			return g.classifier().FormWouldBeRefused(method, action, base)
 		},
 	})
 }
@@ -531,7 +535,7 @@ func (g *Gate) badRequest(w http.ResponseWriter, r *http.Request, msg string) {
 // envelope for the API and as a page otherwise.
 func (g *Gate) answerError(w http.ResponseWriter, r *http.Request, status int, typ, heading, msg string) {
 	mode := g.state.current().Mode
-	if g.classifier.IsAPI(r.URL, r.Header) {
+	if g.classifier().IsAPI(r.URL, r.Header) {
 		writeJSON(w, status, ckanEnvelope{Help: helpURL(r, ""), Error: &ckanError{Type: typ, Message: msg, Mode: mode}})
 		return
 	}

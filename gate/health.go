@@ -91,6 +91,10 @@ func (g *Gate) gateCheck(ctx context.Context) api.CheckResult {
 		res.Summary += fmt.Sprintf("; the audit log cannot be written since %s (%d failed append(s) in all), last error: %v",
 			a.since.UTC().Format(time.RFC3339), a.failures, a.err)
 	}
+	if w := st.Surface.Warning; w != "" {
+		res.Status = api.CheckWarn
+		res.Summary += "; " + w
+	}
 	if why := g.runbookProblem(); why != "" {
 		res.Status = api.CheckFail
 		res.Summary += "; the runbook is unavailable on this gate: " + why

@@ -77,6 +77,7 @@ func Run(ctx context.Context, cfg *config.Gate, log *slog.Logger, ready func(add
 			AllowPosts:   cfg.Policy.AllowPosts,
 			DenyGet:      cfg.Policy.DenyGet,
 		},
+		CKANVersion:      cfg.Policy.CKANVersion,
 		BypassCIDRs:      cfg.Policy.BypassCIDRs,
 		TrustedProxies:   cfg.Policy.TrustedProxies,
 		RetryAfter:       cfg.Gate.RetryAfter.Duration,
@@ -90,6 +91,7 @@ func Run(ctx context.Context, cfg *config.Gate, log *slog.Logger, ready func(add
 		return err
 	}
 	go g.Sync(ctx)
+	go g.WatchVersion(ctx)
 
 	site, err := g.RunbookSite("http://" + ln.Addr().String())
 	if err != nil {

@@ -536,7 +536,7 @@ func wsgiGate(t *testing.T, upstream *url.URL, mode api.Mode, trusted []netip.Pr
 	}
 	log := &wsgiJudgeLog{m: map[string]wsgiJudged{}}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		d := g.classifier.Classify(r.Method, r.Header, r.URL)
+		d := g.classifier().Classify(r.Method, r.Header, r.URL)
 		log.mu.Lock()
 		log.m[r.Header.Get(wsgiCaseHeader)] = wsgiJudged{
 			method: r.Method, path: r.URL.Path, rawPath: r.URL.RawPath, header: r.Header.Clone(),
@@ -834,7 +834,7 @@ func (r *wsgiRun) do(id int, c wsgiCase) {
 			r.count("method upper-cased by gunicorn")
 			r.note(fmt.Sprintf("gunicorn upper-cased %q (gate: %s, %s)", j.method, j.class, j.reason))
 		}
-		if d := r.gate.classifier.Classify(method, j.header, &url.URL{Path: routed}); j.pass && !d.Pass() {
+		if d := r.gate.classifier().Classify(method, j.header, &url.URL{Path: routed}); j.pass && !d.Pass() {
 			r.fail(c, raw, "routes a write judged a read", fmt.Sprintf("%s routes %s %q: %s, %s\n    %s\n    %s", r.server, method, routed, d.Class, d.Reason, judgedAs, saw))
 		}
 	}

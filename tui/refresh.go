@@ -256,6 +256,10 @@ func (m *Model) assess(s *siteState, now time.Time) (a assessment) {
 		word("warn", api.CheckWarn)
 		trouble(1, "state store ("+st.Store.Kind+") unreachable: mode changes are refused")
 	}
+	if st.Surface != nil && st.Surface.Warning != "" {
+		word("warn", api.CheckWarn)
+		trouble(1, st.Surface.Warning)
+	}
 	if a.stale {
 		trouble(1, "stale: last answer "+human.Ago(a.age)+" ago")
 	}

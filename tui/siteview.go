@@ -161,6 +161,13 @@ func (m *Model) siteLines(s *siteState) []string {
 			}
 			wrapped(label("store"), store)
 		}
+		if sf := st.Surface; sf != nil {
+			rules := sf.Applied + ": " + sf.Reason
+			if sf.Warning != "" {
+				rules = "WARNING " + sf.Warning + " · " + rules
+			}
+			wrapped(label("rules"), rules)
+		}
 	}
 	switch {
 	case s.err != nil:

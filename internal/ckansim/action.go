@@ -18,6 +18,8 @@ type actionCall struct {
 	name string
 	data map[string]any
 	site string // site URL, for the links CKAN builds
+
+	wrote bool // a side_effect_free action changed state (2.12's datastore_search)
 }
 
 // actionFunc is an action ckansim implements over its catalogue. It runs
@@ -75,6 +77,16 @@ func init() {
 		"datastore_upsert":      (*actionCall).datastoreUpsert,
 		"datastore_delete":      (*actionCall).datastoreDelete,
 		"datastore_info":        (*actionCall).datastoreInfo,
+		// CKAN 2.12's file API (actions_file.go).
+		"file_create":             (*actionCall).fileCreate,
+		"file_register":           (*actionCall).fileRegister,
+		"file_show":               (*actionCall).fileShow,
+		"file_delete":             (*actionCall).fileDelete,
+		"file_rename":             (*actionCall).fileRename,
+		"file_pin":                (*actionCall).fileEdit,
+		"file_unpin":              (*actionCall).fileEdit,
+		"file_ownership_transfer": (*actionCall).fileOwnershipTransfer,
+		"file_owner_scan":         (*actionCall).fileOwnerScan,
 	}
 }
 
@@ -100,12 +112,16 @@ func (s *Sim) run(c *actionCall) (any, error) {
 
 // sysadminOnly lists the actions whose auth function refuses everyone
 // (so only sysadmins, who skip auth functions, pass), read off
-// ckan/logic/auth/*.py and the plugins' auth modules of CKAN 2.11, with the
-// message each gives ("%s" is the user name). The surface's
+// ckan/logic/auth/*.py and the plugins' auth modules of CKAN 2.11 (and, for
+// the activity_delete* actions, ckanext/activity/logic/auth.py of 2.12),
+// with the message each gives ("%s" is the user name). The surface's
 // auth_sysadmins_check column does not say this: it is false for every
 // auth function.
 var sysadminOnly = map[string]string{
 	"activity_create":              "",
+	"activity_delete":              "",
+	"activity_delete_all":          "",
+	"activity_delete_counts":       "",
 	"config_option_list":           "",
 	"config_option_show":           "",
 	"config_option_update":         "",

@@ -61,6 +61,10 @@ func notInTable(key, field string) error {
 	return invalid(map[string]any{key: []any{fmt.Sprintf("field \"%s\" not in table", field)}})
 }
 
+// cachesRowCounts: CKAN 2.12's datastore_search keeps table row counts in
+// the DataStore's _table_stats (data/2.12/CHANGES.md).
+func (s *Sim) cachesRowCounts() bool { return s.surface.Version == "2.12" }
+
 func (c *actionCall) datastoreSearch() (any, error) {
 	_, r, t, err := c.datastoreTable(false)
 	if err != nil {
@@ -100,9 +104,13 @@ func (c *actionCall) datastoreSearch() (any, error) {
 	for _, rec := range pageOf(hits, offset, limit) {
 		records = append(records, project(rec, fields))
 	}
+	includeTotal := c.boolean("include_total", true)
+	if c.sim.cachesRowCounts() && includeTotal && len(filters) == 0 && q == "" && !c.boolean("distinct", false) {
+		c.wrote = t.countRows()
+	}
 	result := map[string]any{
 		"resource_id": r.ID, "fields": t.fieldList(), "records": records,
-		"limit": limit, "include_total": c.boolean("include_total", true), "records_format": "objects",
+		"limit": limit, "include_total": includeTotal, "records_format": "objects",
 		"total": len(hits), "total_was_estimated": false, "total_estimation_threshold": nil,
 		"_links": map[string]any{
 			"start": "/api/action/datastore_search?resource_id=" + r.ID,
@@ -287,6 +295,7 @@ func (c *actionCall) datastoreCreate() (any, error) {
 	if fresh {
 		c.cat.tables[id] = t
 	}
+	t.countStale.Store(true) // clear_table_stats
 	r.DatastoreActive = true
 	result := map[string]any{"resource_id": id, "fields": t.fieldList()[1:], "method": "insert"}
 	if len(t.PrimaryKey) > 0 {
@@ -314,6 +323,7 @@ func (c *actionCall) datastoreUpsert() (any, error) {
 	if err := t.insert(records, method); err != nil {
 		return nil, err
 	}
+	t.countStale.Store(true) // clear_table_stats
 	return map[string]any{"resource_id": r.ID, "method": method}, nil
 }
 
@@ -410,6 +420,7 @@ func (c *actionCall) datastoreDelete() (any, error) {
 		}
 	}
 	t.Records = slices.DeleteFunc(t.Records, func(rec map[string]any) bool { return matchesFilters(rec, filters) })
+	t.countStale.Store(true) // clear_table_stats
 	return map[string]any{"resource_id": r.ID, "filters": filters}, nil
 }
 

@@ -57,8 +57,8 @@ func TestEveryActionAnswers(t *testing.T) {
 }
 
 // TestActionSetFollowsVersion checks the answered actions come from the
-// surface: site_read exists in 2.10 only, datastore_records_delete in
-// 2.11 only.
+// surface: site_read exists in 2.10 only, datastore_records_delete from
+// 2.11, the file API from 2.12.
 func TestActionSetFollowsVersion(t *testing.T) {
 	cases := []struct {
 		version, action string
@@ -68,6 +68,12 @@ func TestActionSetFollowsVersion(t *testing.T) {
 		{"2.11", "site_read", false},
 		{"2.11", "datastore_records_delete", true},
 		{"2.10", "datastore_records_delete", false},
+		{"2.12", "file_show", true},
+		{"2.12", "file_create", true},
+		{"2.12", "activity_delete_counts", true},
+		{"2.11", "file_show", false},
+		{"2.11", "activity_delete", false},
+		{"2.12", "site_read", false},
 	}
 	for _, c := range cases {
 		s := newSim(t, c.version)
@@ -80,7 +86,7 @@ func TestActionSetFollowsVersion(t *testing.T) {
 }
 
 func TestStatusShowMatchesSurface(t *testing.T) {
-	for v, want := range map[string]string{"2.11": "2.11.5", "2.10": "2.10.10"} {
+	for v, want := range map[string]string{"2.12": "2.12.0", "2.11": "2.11.5", "2.10": "2.10.10"} {
 		s := newSim(t, v)
 		e := decodeEnvelope(t, call(s, http.MethodGet, "/api/3/action/status_show", "", "", ""), "status_show")
 		res := e.Result.(map[string]any)

@@ -117,7 +117,11 @@ func (x *exchange) serveAction() {
 		who = caller{}
 	}
 	x.entry.Write = !act.SideEffectFree
-	result, err := x.sim.run(&actionCall{who: who, name: name, data: data, site: x.siteURL()})
+	call := &actionCall{who: who, name: name, data: data, site: x.siteURL()}
+	result, err := x.sim.run(call)
+	if call.wrote {
+		x.entry.Write = true
+	}
 	help := x.siteURL() + "/api/3/action/help_show?name=" + url.QueryEscape(name)
 	if err != nil {
 		var ae *actionError

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -172,7 +173,20 @@ type table struct {
 	PrimaryKey []string         `json:"primary_key"`
 	Records    []map[string]any `json:"records"`
 	nextID     int
+
+	// countStale: CKAN 2.12's cached row count (its _table_stats row) is
+	// gone. datastore_create, _upsert and _delete clear it; the refill job
+	// they schedule needs an RQ worker, which ckansim does not run, so the
+	// next plain datastore_search inserts the row again: a write, even on
+	// GET. Seeded tables start counted (their job ran long ago).
+	countStale atomic.Bool
 }
+
+// countRows is 2.12's SELECT cached_table_row_count(:resource), run by a
+// datastore_search that wants a total and has no filters, q or distinct:
+// it reports whether it (re)inserted the cached count. Safe under the
+// catalogue's read lock.
+func (t *table) countRows() (wrote bool) { return t.countStale.CompareAndSwap(true, false) }
 
 // newID returns a random UUID, as CKAN's make_uuid does.
 func newID() string {

@@ -1,6 +1,6 @@
 // Package ckansim is a simulated CKAN web application for tests and for
 // `ckanops demo`. It answers CKAN's Action API and web pages the way stock
-// CKAN 2.11 (or 2.10) does: the same action names, URL rules and
+// CKAN 2.11 (or 2.10, or 2.12) does: the same action names, URL rules and
 // side_effect_free flags (all taken from package surface, never from
 // memory), CKAN's JSON envelopes, bare-string 400s, status codes and HTML
 // page shapes, over a small in-memory catalogue. It records every request it

@@ -16,7 +16,7 @@ import (
 // Options configures a Sim. The zero value simulates CKAN 2.11 with site id
 // "default" and no added latency.
 type Options struct {
-	Version      string        // "2.11" (default) or "2.10"
+	Version      string        // "2.11" (default), "2.12" or "2.10": one of surface.Versions
 	SiteID       string        // default "default"
 	SiteTitle    string        // default "CKAN Demo"
 	Latency      time.Duration // added to every request
@@ -106,11 +106,7 @@ func New(opts Options) (*Sim, error) {
 // dataHeader reads the CKAN version and plugin list off the first line of
 // the surface's actions.tsv ("# CKAN 2.11.5; plugins: a b c; ...").
 func dataHeader(version string) (ckanVersion string, plugins []string, err error) {
-	name := "actions.tsv"
-	if version != surface.Versions[0] {
-		name = version + "/actions.tsv"
-	}
-	b, err := surface.File(name)
+	b, err := surface.VersionFile(version, "actions.tsv")
 	if err != nil {
 		return "", nil, fmt.Errorf("ckansim: %w", err)
 	}
@@ -118,16 +114,30 @@ func dataHeader(version string) (ckanVersion string, plugins []string, err error
 	for _, part := range strings.Split(strings.TrimPrefix(string(line), "#"), ";") {
 		part = strings.TrimSpace(part)
 		if v, ok := strings.CutPrefix(part, "CKAN "); ok {
-			ckanVersion = v
+			if f := strings.Fields(v); len(f) > 0 {
+				ckanVersion = release(f[0])
+			}
 		}
 		if v, ok := strings.CutPrefix(part, "plugins:"); ok {
 			plugins = strings.Fields(v)
 		}
 	}
 	if ckanVersion == "" || plugins == nil {
-		return "", nil, fmt.Errorf("ckansim: %s: no CKAN version or plugins in header %q", name, line)
+		return "", nil, fmt.Errorf("ckansim: %s actions.tsv: no CKAN version or plugins in header %q", version, line)
 	}
 	return ckanVersion, plugins, nil
+}
+
+// release is the release a pre-release's facts stand for: the 2.12 data
+// was read off 2.12.0b0 ("# CKAN 2.12.0b0 (branch dev-v2.12, ...)"), and
+// ckansim simulates 2.12.0, so status_show reports "2.12.0".
+func release(v string) string {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c != '.' && (c < '0' || c > '9') {
+			return v[:i]
+		}
+	}
+	return v
 }
 
 // Surface returns the surface data the Sim was built from.

@@ -272,7 +272,7 @@ func (x *exchange) guard(s subject) *answer {
 		return &a
 	}
 	switch {
-	case blueprint == "admin" || ep == "user.sysadmin":
+	case blueprint == "admin" || ep == "user.sysadmin" || ep == "activity.admin_activities":
 		if !x.who.sysadmin() {
 			return deny("Need to be system administrator to administer")
 		}

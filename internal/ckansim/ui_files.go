@@ -272,6 +272,11 @@ func (x *exchange) datatables() answer {
 	if x.route.Endpoint == "datatablesview.filtered_download" {
 		return x.dump(s)
 	}
+	// The view counts rows through datastore_search (limit 0, no filters
+	// here): in 2.12 that may insert the cached count.
+	if x.sim.cachesRowCounts() && t.countRows() {
+		x.entry.Write = true
+	}
 	rows := []any{}
 	for _, rec := range t.Records {
 		row := []any{rec["_id"]}
@@ -283,6 +288,31 @@ func (x *exchange) datatables() answer {
 	draw, _ := strconv.Atoi(x.form.Get("draw"))
 	return jsonAnswer(map[string]any{"draw": draw, "iTotalRecords": len(t.Records),
 		"iTotalDisplayRecords": len(t.Records), "aaData": rows})
+}
+
+// apiInfo is CKAN 2.12's datastore.api_info: it runs datastore_search
+// (limit 0, include_total left on) as the caller, answers 404 when that
+// fails, and renders the API snippet. The search may insert the cached
+// row count.
+func (x *exchange) apiInfo() answer {
+	x.sim.cat.mu.RLock()
+	defer x.sim.cat.mu.RUnlock()
+	id := x.vars["resource_id"]
+	d, r := x.sim.cat.resource(id)
+	t := x.sim.cat.tables[id]
+	if r == nil || t == nil || !x.sim.cat.canRead(x.who.user, d) {
+		return x.fail(http.StatusNotFound, "DataStore resource not found")
+	}
+	if t.countRows() {
+		x.entry.Write = true
+	}
+	p := x.newPage("DataStore API")
+	p.Heading, p.Lead = "CKAN Data API", "Access resource data via a web API with powerful query support."
+	p.Items = []item{
+		{Href: "/api/3/action/datastore_search?resource_id=" + id, Text: "Query: datastore_search?resource_id=" + id},
+		{Href: "/api/3/action/datastore_search_sql", Text: "Query with SQL: datastore_search_sql"},
+	}
+	return answer{template: "list", page: p}
 }
 
 type atomFeed struct {

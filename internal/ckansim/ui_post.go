@@ -1,6 +1,7 @@
 package ckansim
 
 import (
+	"errors"
 	"net/http"
 	"strings"
 )
@@ -231,6 +232,32 @@ func (x *exchange) postAPITokenRevoke(id ids) answer {
 		return x.actionFailed(err, x.subjectAgain(id))
 	}
 	return redirectTo(id.page + "/api-tokens")
+}
+
+// postAPITokensRevoke is CKAN 2.12's user.api_tokens_revoke: it revokes
+// every token id posted in the repeated field "token" as the caller,
+// ignores those already gone, answers 403 on the first it may not revoke,
+// and renders the list of posted ids.
+func (x *exchange) postAPITokensRevoke(id ids) answer {
+	tokens := x.form["token"]
+	for _, jti := range tokens {
+		_, err := x.act("api_token_revoke", map[string]any{"jti": jti})
+		var ae *actionError
+		switch {
+		case err == nil:
+		case errors.As(err, &ae) && ae.status == http.StatusNotFound:
+		case errors.As(err, &ae) && ae.status == http.StatusForbidden:
+			return x.fail(http.StatusForbidden, "Unauthorized to revoke API tokens.")
+		default:
+			return x.actionFailed(err, x.subjectAgain(id))
+		}
+	}
+	p := x.newPage("API tokens revoked")
+	p.Heading = "API tokens revoked"
+	for _, jti := range tokens {
+		p.Items = append(p.Items, item{Text: jti})
+	}
+	return answer{template: "list", page: p}
 }
 
 // subjectAgain looks the subject up again after an action ran.

@@ -53,6 +53,12 @@ func init() {
 		"activity.organization_changes_multiple": (*exchange).changesPage,
 		"datatablesview.ajax":                    (*exchange).datatables,
 		"datatablesview.filtered_download":       (*exchange).datatables,
+		// CKAN 2.12's file downloads: with no storage configured (the
+		// default) there is no file to serve, so each view aborts 404.
+		"file.download":         (*exchange).noFile,
+		"file.trusted_download": (*exchange).noFile,
+		"file.public_download":  (*exchange).noFile,
+		"datastore.api_info":    (*exchange).apiInfo,
 	}
 	getViews = map[string]func(*exchange, subject) answer{
 		"dataset.read":              (*exchange).datasetPage,
@@ -97,8 +103,13 @@ func init() {
 		"user.register":           (*exchange).postRegister,
 		"user.api_tokens":         (*exchange).postAPIToken,
 		"user.api_token_revoke":   (*exchange).postAPITokenRevoke,
+		"user.api_tokens_revoke":  (*exchange).postAPITokensRevoke,
 	}
 }
+
+// noFile is ckan/views/file.py (2.12) with the default configuration: no
+// storage, no file table row, base.abort(404).
+func (x *exchange) noFile() answer { return x.fail(http.StatusNotFound, "") }
 
 func (x *exchange) homePage() answer {
 	x.sim.cat.mu.RLock()

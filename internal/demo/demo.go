@@ -143,10 +143,8 @@ func (d *Demo) start(ctx context.Context, o Options) error {
 }
 
 func (d *Demo) startSite(ctx context.Context, name string, i int, o Options) (*Site, error) {
-	version := "2.11"
-	if i%3 == 2 {
-		version = "2.10" // show both surfaces
-	}
+	// The sites take turns at the embedded surfaces: 2.11, 2.12, 2.10.
+	version := [...]string{"2.11", "2.12", "2.10"}[i%3]
 	sim, err := ckansim.New(ckansim.Options{Version: version, SiteTitle: titleOf(name), WriteLatency: 1500 * time.Millisecond})
 	if err != nil {
 		return nil, err

@@ -121,3 +121,48 @@ func TestDemoWithBackendsRunsARunbook(t *testing.T) {
 		t.Fatalf("snapshot holds %s", got)
 	}
 }
+
+// TestDemoSiteVersions: the sites take turns at CKAN 2.11, 2.12 and 2.10,
+// and each gate judges with its site's surface: in read-only, 2.12's
+// file_show passes the gate (CKAN answers it) and file_create is refused.
+func TestDemoSiteVersions(t *testing.T) {
+	d, err := Start(context.Background(), Options{Sites: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	var got []string
+	for _, s := range d.Sites {
+		got = append(got, s.Sim.Surface().Version)
+	}
+	if strings.Join(got, " ") != "2.11 2.12 2.10" {
+		t.Fatalf("site versions %v, want 2.11 2.12 2.10", got)
+	}
+	s := d.Sites[1]
+	c, err := ckanclient.New(s.GateURL, ckanclient.Options{Token: d.Token, TokenStyle: ckanclient.AuthBearer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.SetMode(context.Background(), api.ModeRequest{Mode: api.ModeReadOnly, Message: "demo"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		status int
+	}{
+		{"file_show", http.StatusForbidden}, // passed by the gate; CKAN refuses the anonymous read of a file that does not exist
+		{"file_create", http.StatusServiceUnavailable},
+	} {
+		res, err := http.Post(s.GateURL+"/api/3/action/"+tc.name, "application/json", strings.NewReader(`{"id": "f1", "upload": "x"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != tc.status {
+			t.Errorf("%s on the 2.12 site in read-only: %d, want %d", tc.name, res.StatusCode, tc.status)
+		}
+	}
+	for _, e := range s.Sim.Writes() {
+		t.Errorf("a write reached CKAN: %+v", e)
+	}
+}

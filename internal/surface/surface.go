@@ -22,7 +22,14 @@ import (
 var files embed.FS
 
 // Versions lists the CKAN versions whose surface is embedded, newest first.
-var Versions = []string{"2.11", "2.10"}
+var Versions = []string{"2.12", "2.11", "2.10"}
+
+// DefaultVersion is the surface Load("") returns: CKAN 2.11, whose files sit
+// at the top of data/.
+const DefaultVersion = "2.11"
+
+// dataDirs maps each embedded version to its folder under the embedded FS.
+var dataDirs = map[string]string{"2.12": "data/2.12", "2.11": "data", "2.10": "data/2.10"}
 
 // Action is one registered CKAN action function.
 type Action struct {
@@ -51,7 +58,8 @@ type AuthFunc struct {
 	SysadminsCheck       bool
 }
 
-// Surface is the HTTP surface of one CKAN version.
+// Surface is the HTTP surface of one CKAN version (or, from Strictest, of
+// several combined).
 type Surface struct {
 	Version string
 	Actions map[string]Action
@@ -59,15 +67,14 @@ type Surface struct {
 	Auth    map[string]AuthFunc
 }
 
-// Load parses the embedded surface of a CKAN version ("2.11" or "2.10").
+// Load parses the embedded surface of a CKAN version (one of Versions, as
+// major.minor). "" means DefaultVersion (2.11).
 func Load(version string) (*Surface, error) {
-	dir := "data"
-	switch version {
-	case "2.11", "":
-		version = "2.11"
-	case "2.10":
-		dir = "data/2.10"
-	default:
+	if version == "" {
+		version = DefaultVersion
+	}
+	dir, ok := dataDirs[version]
+	if !ok {
 		return nil, fmt.Errorf("surface: no data for CKAN %q (have %s)", version, strings.Join(Versions, ", "))
 	}
 	s := &Surface{Version: version, Actions: map[string]Action{}, Auth: map[string]AuthFunc{}}
@@ -121,8 +128,22 @@ func (s *Surface) ActionNames() []string {
 }
 
 // File returns one embedded data file (for example "actions.tsv"), for tools
-// that want the raw facts.
+// that want the raw facts. Names are relative to data/, whose top level is
+// CKAN 2.11; VersionFile finds a file by version.
 func File(name string) ([]byte, error) { return fs.ReadFile(files, "data/"+name) }
+
+// VersionFile returns one embedded data file of a CKAN version, for example
+// VersionFile("2.12", "actions.tsv"). "" means DefaultVersion.
+func VersionFile(version, name string) ([]byte, error) {
+	if version == "" {
+		version = DefaultVersion
+	}
+	dir, ok := dataDirs[version]
+	if !ok {
+		return nil, fmt.Errorf("surface: no data for CKAN %q (have %s)", version, strings.Join(Versions, ", "))
+	}
+	return fs.ReadFile(files, dir+"/"+name)
+}
 
 func readTSV(name string, cols int, row func([]string) error) error {
 	f, err := files.Open(name)

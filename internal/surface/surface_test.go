@@ -2,7 +2,7 @@ package surface
 
 import "testing"
 
-func TestLoadBothVersions(t *testing.T) {
+func TestLoadEveryVersion(t *testing.T) {
 	for _, v := range Versions {
 		s, err := Load(v)
 		if err != nil {
@@ -17,6 +17,9 @@ func TestLoadBothVersions(t *testing.T) {
 	}
 	if _, err := Load("2.8"); err == nil {
 		t.Fatal("Load(2.8) should fail: no data")
+	}
+	if s := MustLoad(""); s.Version != "2.11" {
+		t.Fatalf(`Load("") = %s, want 2.11 (callers rely on it)`, s.Version)
 	}
 }
 
