@@ -1,7 +1,7 @@
 // Package annotate is the streaming HTML rewriter the gate applies to CKAN
 // pages while a site is in read-only maintenance mode.
 //
-// It does three things to a text/html response, and nothing else:
+// It does four things to a text/html response, and nothing else:
 //
 //   - right after the <body> start tag it inserts a banner
 //     (<div role="status" class="ckanops-banner">) naming the site, the
@@ -10,10 +10,24 @@
 //     refuse (Options.WouldRefuse) by a notice block
 //     (<div class="ckanops-form-notice" role="note">), so edit pages keep the
 //     site's look but say that editing is paused. GET forms and the forms the
-//     gate lets through (the login form) are kept byte for byte;
+//     gate lets through (the login form) are kept byte for byte. A form
+//     that htmx submits (hx-post, hx-put, hx-patch or hx-delete, also with
+//     a data- prefix; CKAN 2.12's API token forms have hx-post and no
+//     method) is judged as htmx sends it: PUT, PATCH and DELETE are always
+//     refused, a POST to the hx-post URL is asked about;
+//   - it replaces every other element that would send a refused write by
+//     itself (a control) by a note (<span class="ckanops-control-notice"
+//     role="note">): an element with those htmx attributes (CKAN 2.12's
+//     Follow button, <a hx-post="/dataset/follow/ID">), or one whose
+//     data-module names CKAN's confirm-action module, which posts to the
+//     element's href (Delete links outside forms). The element goes from
+//     its start tag to its own end tag, as a refused form does (a void
+//     element, just its tag). <html>, <head>, <body>, <frameset>,
+//     <template>, <script> and <style> are never hidden as controls;
 //   - in a form it keeps, it disables each submit button (<button> of type
 //     submit, <input type=submit> or <input type=image>) whose formmethod
-//     or formaction makes it submit a POST the gate would refuse: the
+//     or formaction makes it submit a POST the gate would refuse, or whose
+//     formmethod is put, patch or delete (htmx sends those as they are): the
 //     button gets a disabled attribute right after its tag name and a note
 //     before it (<span class="ckanops-submit-notice" role="note">). A
 //     button that names its form with a form attribute is judged with that
@@ -32,11 +46,12 @@
 //   - buffer a page. The rewriter holds at most one token (capped at
 //     maxTokenBytes; past that it stops rewriting and copies the rest of the
 //     page through verbatim) plus the few bytes it inserts. Inside a refused
-//     form it drops tokens as they come; it never collects them. A form's
-//     submit buttons are judged one by one as they come, never by holding
-//     the form back: what it keeps of the forms it has passed is the open
-//     form's method and action (at most a token) and, for form attributes,
-//     up to maxFormIDs short ids with their forms' short actions.
+//     form or control it drops tokens as they come; it never collects them.
+//     A form's submit buttons and controls are judged one by one as they
+//     come, never by holding the form back: what it keeps of the forms it
+//     has passed is the open form's method and action (at most a token)
+//     and, for form attributes, up to maxFormIDs short ids with their
+//     forms' short actions.
 //   - touch anything that is not an HTML page: Response leaves non-HTML
 //     bodies, HEAD responses, 1xx/204/205/206/304 responses, attachments and
 //     unknown content encodings exactly as they are (same Body value).

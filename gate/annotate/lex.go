@@ -196,11 +196,12 @@ func (z *lexer) limit(start int) int {
 // that a tag ends, start tags and end tags, as long as each token (and the
 // bytes next would read past it) lies within the token's lim. It stops, and
 // leaves the rest to next, at anything else (comments, doctypes, the end of
-// the buffered input, the cap), at a <form> start tag, a </form> end tag or
-// a submit button candidate (mayBeSubmitter), and after a start tag whose
-// content is raw text. It reports whether it consumed anything. It
-// runs next's steps on the same bytes, leaving out the cases that cannot
-// occur within lim (refill, cap, end of input).
+// the buffered input, the cap), at a <form> start tag, a </form> end tag,
+// a submit button candidate (mayBeSubmitter) or a control candidate
+// (mayBeControl), and after a start tag whose content is raw text. It
+// reports whether it consumed anything. It runs next's steps on the same
+// bytes, leaving out the cases that cannot occur within lim (refill, cap,
+// end of input).
 func (z *lexer) quick() bool {
 	buf, maxBuf := z.buf, z.maxBuf
 	pos := z.pos
@@ -239,7 +240,7 @@ func (z *lexer) quick() bool {
 				goto done
 			}
 			end += i + 2
-			if isFormTag(b[i:end]) || submitterTag(b[i:end], 1+nameEnd) {
+			if isFormTag(b[i:end]) || submitterTag(b[i:end], 1+nameEnd) || mayBeControl(b[i:end]) {
 				goto done
 			}
 			pos = end

@@ -140,6 +140,22 @@ func submitNoticeAt(n Notice) string {
 	return b.String()
 }
 
+// controlNoticeAt is the note that stands in for a control the rewriter
+// hides: an element outside any hidden form whose htmx attributes
+// (hx-post, hx-put, hx-patch, hx-delete) or confirm-action module would
+// send a write that the gate would refuse, such as CKAN 2.12's Follow
+// button. Like the submit button's note it is a <span>, valid wherever the
+// control was, and names the site only.
+func controlNoticeAt(n Notice) string {
+	var b strings.Builder
+	b.WriteString(`<span class="ckanops-control-notice" role="note" style="`)
+	b.WriteString(submitNoticeStyle)
+	b.WriteString(`"><strong>Editing is paused for maintenance.</strong> This control is hidden while `)
+	writeText(&b, siteName(n, "this site"))
+	b.WriteString(` is read-only.</span>`)
+	return b.String()
+}
+
 func siteName(n Notice, unnamed string) string {
 	if strings.TrimSpace(n.SiteTitle) == "" {
 		return unnamed

@@ -2,6 +2,7 @@ package annotate
 
 import (
 	"io"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -16,7 +17,10 @@ import (
 // is. Its comments are those of the original, but for the submit buttons
 // (formmethod, formaction), which were added to both rewriters at once:
 // here on the Tokenizer's TagName and TagAttr, with no prefilter
-// (mayBeSubmitter) and no fast path.
+// (mayBeSubmitter) and no fast path. The same goes for the htmx forms and
+// the controls (hx-post and the like, CKAN's confirm-action module), added
+// to both rewriters at once: here every start tag's attributes are read,
+// with no prefilter (mayBeControl).
 //
 // The original said: rewriter is the io.Reader transform. Output is a queue
 // of at most two segments that point either into the tokenizer's buffer (the
@@ -62,7 +66,10 @@ type refRewriter struct {
 	deep        bool // open overflowed: stop guessing where the form ends
 	passthrough bool // a token was too long: copy the rest as it is
 
+	ctrl     bool // what is hidden is a control element, not a form
 	snote    []byte
+	cnote    []byte
+	note     Notice
 	owner    *refForm // the output's form element pointer
 	formByID map[string]*refForm
 	nIDs     int
@@ -85,6 +92,7 @@ func newReference(r io.Reader, opts Options, now time.Time, maxToken int) *refRe
 		banner:   []byte(bannerAt(opts.Notice, now)),
 		notice:   []byte(formNoticeAt(opts.Notice, now)),
 		snote:    []byte(submitNoticeAt(opts.Notice)),
+		note:     opts.Notice,
 		formByID: map[string]*refForm{},
 	}
 }
@@ -175,12 +183,7 @@ func (w *refRewriter) advance() {
 			w.emit(raw)
 			return
 		case html.StartTagToken, html.SelfClosingTagToken:
-			switch name, _ := w.z.TagName(); string(name) {
-			case "form", "button", "input":
-			default:
-				w.emit(raw)
-				return
-			}
+			// Any start tag may be a control: on to startTag.
 		}
 	}
 	switch tt {
@@ -275,14 +278,31 @@ func (w *refRewriter) startTag(raw []byte) {
 	if a == atom.Template {
 		w.templates++
 	}
-	if a == atom.Form && w.formRefused() {
-		w.suppress = true
+	attrs := w.attrs()
+	if a == atom.Form && w.formRefused(attrs) {
+		w.suppress, w.ctrl = true, false
 		w.open = w.open[:0]
 		w.deep = false
 		w.emit2(pre, w.notice)
 		return
 	}
-	if (a == atom.Button || a == atom.Input) && w.submitterRefused(a) {
+	switch a {
+	case atom.Form, atom.Html, atom.Head, atom.Body, atom.Frameset, atom.Template, atom.Script, atom.Style:
+	default:
+		if w.controlRefused(attrs) {
+			if w.cnote == nil {
+				w.cnote = []byte(controlNoticeAt(w.note))
+			}
+			if !isVoid(a) {
+				w.suppress, w.ctrl = true, true
+				w.open = []uint64{hashName(name)}
+				w.deep = false
+			}
+			w.emit2(pre, w.cnote)
+			return
+		}
+	}
+	if (a == atom.Button || a == atom.Input) && w.submitterRefused(a, attrs) {
 		n := 1 + len(tagName(raw, 1))
 		w.emitAll(pre, w.snote, raw[:n], []byte(" disabled"), raw[n:])
 		return
@@ -296,13 +316,18 @@ func (w *refRewriter) endTag(raw []byte) {
 	w.inRaw = false
 	if w.suppress {
 		switch {
-		case a == atom.Form:
+		case a == atom.Form && !w.ctrl:
 			w.endForm() // the form's own end tag goes with it
 			return
+		case a == atom.Form:
+			w.endForm() // a </form> in a hidden control is kept
 		case a == atom.Body || a == atom.Html:
 			// The form was never closed. Never hide past the end of the body.
 			w.endForm()
 		case w.pop(name, a):
+			if w.ctrl && len(w.open) == 0 && !w.deep {
+				w.endForm() // the control's own end tag goes with it
+			}
 			return
 		default:
 			// The end tag of an element opened before the form: the form's
@@ -337,14 +362,16 @@ func (w *refRewriter) contentStarts() []byte {
 
 // formRefused reads the current <form> tag's method and action. A kept
 // form becomes the owner of the buttons that follow, unless one is open.
-func (w *refRewriter) formRefused() bool {
+func (w *refRewriter) formRefused(attrs map[string]string) bool {
 	if w.refuse == nil {
 		return false
 	}
-	attrs := w.attrs()
 	// A missing or invalid method is GET; "dialog" submits nothing.
 	method := refMethod(attrs["method"])
 	if method == "post" && w.refuse("POST", attrs["action"]) {
+		return true
+	}
+	if w.htmxRefused(attrs) {
 		return true
 	}
 	if w.owner == nil {
@@ -389,11 +416,10 @@ func refMethod(v string) string {
 
 // submitterRefused reads the current <button> or <input> tag: a submit
 // button whose formmethod or formaction sends a refused POST.
-func (w *refRewriter) submitterRefused(a atom.Atom) bool {
+func (w *refRewriter) submitterRefused(a atom.Atom, attrs map[string]string) bool {
 	if w.refuse == nil {
 		return false
 	}
-	attrs := w.attrs()
 	typ, hasType := attrs["type"]
 	typ = asciiLower(typ)
 	if a == atom.Button {
@@ -416,6 +442,9 @@ func (w *refRewriter) submitterRefused(a atom.Atom) bool {
 	} else {
 		return false
 	}
+	if hasFM && slices.Contains([]string{"put", "patch", "delete"}, asciiLower(fm)) {
+		return true // htmx sends these as they are
+	}
 	method := "post" // an unknown form: at worst a POST
 	if hasFM {
 		method = refMethod(fm)
@@ -434,6 +463,35 @@ func (w *refRewriter) submitterRefused(a atom.Atom) bool {
 	return true
 }
 
+// htmxRefused: a PUT, PATCH or DELETE verb attribute is refused outright;
+// hx-post, then data-hx-post, is asked about.
+func (w *refRewriter) htmxRefused(attrs map[string]string) bool {
+	for _, k := range []string{"hx-put", "data-hx-put", "hx-patch", "data-hx-patch", "hx-delete", "data-hx-delete"} {
+		if _, ok := attrs[k]; ok {
+			return true
+		}
+	}
+	for _, k := range []string{"hx-post", "data-hx-post"} {
+		if v, ok := attrs[k]; ok && w.refuse("POST", v) {
+			return true
+		}
+	}
+	return false
+}
+
+// controlRefused: an element with htmx verbs, or whose data-module names
+// confirm-action (which posts to its href).
+func (w *refRewriter) controlRefused(attrs map[string]string) bool {
+	if w.refuse == nil {
+		return false
+	}
+	if w.htmxRefused(attrs) {
+		return true
+	}
+	mod, ok := attrs["data-module"]
+	return ok && slices.Contains(strings.Fields(mod), "confirm-action") && w.refuse("POST", attrs["href"])
+}
+
 func asciiLower(s string) string {
 	b := []byte(s)
 	for i, c := range b {
@@ -445,7 +503,7 @@ func asciiLower(s string) string {
 }
 
 func (w *refRewriter) endForm() {
-	w.suppress = false
+	w.suppress, w.ctrl = false, false
 	w.open = w.open[:0]
 	w.deep = false
 }
@@ -469,7 +527,7 @@ func (w *refRewriter) push(name []byte) {
 // content). End tags that browsers never treat as closing an ancestor (</p>,
 // </br>, void elements) are swallowed.
 func (w *refRewriter) pop(name []byte, a atom.Atom) bool {
-	if w.deep || a == atom.P || a == atom.Br || isVoid(a) {
+	if w.deep || a == atom.P && !w.ctrl || a == atom.Br || isVoid(a) {
 		return true
 	}
 	h := hashName(name)
@@ -479,5 +537,5 @@ func (w *refRewriter) pop(name []byte, a atom.Atom) bool {
 			return true
 		}
 	}
-	return false
+	return a == atom.P
 }

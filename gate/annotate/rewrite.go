@@ -20,8 +20,10 @@ type Options struct {
 	// FormWouldBeRefused. GET forms and the login form must stay. It is
 	// also asked about submit buttons whose formmethod or formaction send
 	// a POST (method "POST", the button's formaction or its form's
-	// action). A nil WouldRefuse refuses nothing: only the banner is
-	// inserted.
+	// action), about hx-post and data-hx-post values (method "POST", the
+	// value as the action) and about the href of an element with CKAN's
+	// confirm-action module. A nil WouldRefuse refuses nothing: only the
+	// banner is inserted.
 	WouldRefuse func(method, action string) bool
 }
 
@@ -82,6 +84,14 @@ func NewReader(r io.Reader, opts Options) io.ReadCloser {
 //
 // The tag that ends an unclosed form is kept, and so is everything after it.
 //
+// A control (see controlRefused) is dropped the same way, from its start
+// tag, with its own name first on open: to the end tag that closes it
+// (dropped with it; a </p> that closes no <p> opened inside is swallowed),
+// or to the first </form>, an end tag that closes nothing opened inside it,
+// </body>, </html>, a <body> start tag or the end of the page (that tag
+// kept). A void control is just its tag. Where a refused form had the form
+// notice, a control has the control notice.
+//
 // A submit button decides where its form goes: formmethod and formaction
 // override the form's method and action for a submission by that button
 // (and a form attribute names another form as the button's). The decision
@@ -103,6 +113,7 @@ type rewriter struct {
 	notice []byte
 	note   Notice // for the submit button note, built when first needed
 	snote  []byte // submitNoticeAt(note), or nil
+	cnote  []byte // controlNoticeAt(note), or nil
 
 	segs       [5][]byte
 	iseg, nseg int
@@ -113,7 +124,8 @@ type rewriter struct {
 	document    bool // seen a doctype, <html>, <head>, </head> or <title>
 	inRaw       bool // inside a raw-text element's content (script, style, title...)
 	templates   int  // open <template> elements (inert content)
-	suppress    bool // inside a refused form
+	suppress    bool // inside a refused form, or a hidden control (ctrl)
+	ctrl        bool // what is hidden is a control element, not a form
 	open        []uint64
 	deep        bool // open overflowed: stop guessing where the form ends
 	passthrough bool // a token was too long: copy the rest as it is
@@ -247,10 +259,10 @@ func (w *rewriter) advance(block bool) bool {
 
 // skip is the fast path, for most of every page: once the banner is placed
 // and while no form is hidden, every token but a <form> start tag, a
-// </form> end tag, a submit button candidate (mayBeSubmitter) and the end of
-// input goes out as it is, and the tokens are contiguous. skip
-// queues the longest such run the buffered input holds, and reports false
-// when it is empty. It leaves the token that ends the run unread, for token.
+// </form> end tag, a submit button candidate (mayBeSubmitter), a control
+// candidate (mayBeControl) and the end of input goes out as it is, and the
+// tokens are contiguous. skip queues the longest such run the buffered
+// input holds, and reports false when it is empty. It leaves the token that ends the run unread, for token.
 func (w *rewriter) skip() bool {
 	z := &w.z
 	from := z.pos
@@ -262,7 +274,7 @@ func (w *rewriter) skip() bool {
 		if tt == needInput {
 			break
 		}
-		if tt == html.ErrorToken || tt == html.StartTagToken && (isFormTag(z.Raw()) || mayBeSubmitter(z.Raw())) ||
+		if tt == html.ErrorToken || tt == html.StartTagToken && (isFormTag(z.Raw()) || mayBeSubmitter(z.Raw()) || mayBeControl(z.Raw())) ||
 			tt == html.EndTagToken && isFormEndTag(z.Raw()) {
 			z.unread()
 			break
@@ -278,8 +290,8 @@ func (w *rewriter) skip() bool {
 // token queues what goes out for one token.
 func (w *rewriter) token(tt html.TokenType, raw []byte) {
 	if w.bannerDone && !w.suppress {
-		// The common case, most of every page: only a <form>, a </form>
-		// and submit buttons matter.
+		// The common case, most of every page: only a <form>, a </form>,
+		// submit buttons and controls matter.
 		switch tt {
 		case html.TextToken, html.CommentToken, html.DoctypeToken:
 			w.emit(raw)
@@ -291,7 +303,7 @@ func (w *rewriter) token(tt html.TokenType, raw []byte) {
 			w.emit(raw)
 			return
 		case html.StartTagToken, html.SelfClosingTagToken:
-			if !isFormTag(raw) && !mayBeSubmitter(raw) {
+			if !isFormTag(raw) && !mayBeSubmitter(raw) && !mayBeControl(raw) {
 				w.emit(raw)
 				return
 			}
@@ -394,12 +406,12 @@ func (w *rewriter) startTag(raw []byte) {
 		if w.refuse == nil {
 			break
 		}
-		var vals [3][]byte
-		var has [3]bool
+		var vals [len(formKeys)][]byte
+		var has [len(formKeys)]bool
 		tagAttrs(raw, formKeys[:], vals[:], has[:])
 		method, action, id := parseMethod(vals[0]), vals[1], vals[2]
-		if method == methodPost && w.refuse("POST", string(action)) {
-			w.suppress = true
+		if method == methodPost && w.refuse("POST", string(action)) || w.htmxRefused(vals[3:], has[3:]) {
+			w.suppress, w.ctrl = true, false
 			w.open = w.open[:0]
 			w.deep = false
 			w.emit2(pre, w.notice)
@@ -410,8 +422,22 @@ func (w *rewriter) startTag(raw []byte) {
 			w.owner, w.hasOwner = formRef{method: method, action: w.ownerAction, known: true}, true
 			w.remember(id, method, action)
 		}
-	case atom.Button, atom.Input:
-		if w.submitterRefused(raw) {
+	case atom.Html, atom.Head, atom.Body, atom.Frameset, atom.Template, atom.Script, atom.Style:
+		// Never hidden as a control.
+	default:
+		if w.controlRefused(raw) {
+			if w.cnote == nil {
+				w.cnote = []byte(controlNoticeAt(w.note))
+			}
+			if !isVoid(a) {
+				w.suppress, w.ctrl = true, true
+				w.open = append(w.open[:0], hashName(name))
+				w.deep = false
+			}
+			w.emit2(pre, w.cnote)
+			return
+		}
+		if (a == atom.Button || a == atom.Input) && w.submitterRefused(raw) {
 			if w.snote == nil {
 				w.snote = []byte(submitNoticeAt(w.note))
 			}
@@ -435,13 +461,20 @@ func (w *rewriter) endTag(raw []byte) {
 	w.inRaw = false
 	if w.suppress {
 		switch {
-		case a == atom.Form:
+		case a == atom.Form && !w.ctrl:
 			w.endForm() // the form's own end tag goes with it
 			return
+		case a == atom.Form:
+			// A </form> in a hidden control closes a form around it:
+			// stop hiding, keep the tag.
+			w.endForm()
 		case a == atom.Body || a == atom.Html:
 			// The form was never closed. Never hide past the end of the body.
 			w.endForm()
 		case w.pop(name, a):
+			if w.ctrl && len(w.open) == 0 && !w.deep {
+				w.endForm() // the control's own end tag goes with it
+			}
 			return
 		default:
 			// The end tag of an element opened before the form: the form's
@@ -475,8 +508,99 @@ func (w *rewriter) contentStarts() []byte {
 }
 
 // formKeys are the attributes read from a <form> start tag. A missing or
-// invalid method is GET.
-var formKeys = [...]string{"method", "action", "id"}
+// invalid method is GET. The rest are htmxKeys: htmx submits a form that
+// has one of them by AJAX, with that method, whatever the form's own.
+var formKeys = [...]string{"method", "action", "id",
+	"hx-post", "data-hx-post", "hx-put", "data-hx-put", "hx-patch", "data-hx-patch", "hx-delete", "data-hx-delete"}
+
+// htmxKeys are the htmx attributes that make an element send a request
+// that may write (htmx reads each also with a data- prefix). hx-get is
+// not among them: a GET is judged by the gate like any link.
+var htmxKeys = [...]string{"hx-post", "data-hx-post", "hx-put", "data-hx-put", "hx-patch", "data-hx-patch", "hx-delete", "data-hx-delete"}
+
+// controlKeys are the attributes read from a start tag that may be a
+// control (mayBeControl): htmxKeys, then CKAN's data-module and the href
+// its confirm-action module posts to.
+var controlKeys = [...]string{"hx-post", "data-hx-post", "hx-put", "data-hx-put", "hx-patch", "data-hx-patch", "hx-delete", "data-hx-delete",
+	"data-module", "href"}
+
+// htmxRefused reports whether the htmx attributes read for htmxKeys (vals
+// and has, in htmxKeys' order) make an element send a write the gate would
+// refuse. htmx sends a request for each verb attribute the element has. A
+// PUT, PATCH or DELETE is refused without asking: the gate never lets one
+// through. A POST is refused when WouldRefuse refuses it (its URL is the
+// attribute's value; an empty one is the page's URL, as for a form's
+// action); hx-post is asked about before data-hx-post.
+func (w *rewriter) htmxRefused(vals [][]byte, has []bool) bool {
+	for i := 2; i < len(htmxKeys); i++ {
+		if has[i] {
+			return true
+		}
+	}
+	return has[0] && w.refuse("POST", string(vals[0])) || has[1] && w.refuse("POST", string(vals[1]))
+}
+
+// controlRefused reports whether a start tag (raw is the whole tag) that is
+// not a <form>, outside any hidden form, is a control that would send a
+// write the gate would refuse: an element with htmx verb attributes
+// (htmxRefused), such as CKAN 2.12's Follow button (<a hx-post=...>), or
+// one whose data-module names CKAN's confirm-action module, which on click
+// builds a POST form aimed at the element's href and submits it. (With
+// data-module-with-data, confirm-action submits the enclosing form instead;
+// the href is judged all the same, at its worst.)
+func (w *rewriter) controlRefused(raw []byte) bool {
+	if w.refuse == nil || !mayBeControl(raw) {
+		return false
+	}
+	var vals [len(controlKeys)][]byte
+	var has [len(controlKeys)]bool
+	tagAttrs(raw, controlKeys[:], vals[:], has[:])
+	if w.htmxRefused(vals[:len(htmxKeys)], has[:len(htmxKeys)]) {
+		return true
+	}
+	module, href := len(htmxKeys), len(htmxKeys)+1
+	return has[module] && hasModule(vals[module], "confirm-action") && w.refuse("POST", string(vals[href]))
+}
+
+// hasModule reports whether a data-module value (module names separated by
+// white space) names module.
+func hasModule(v []byte, module string) bool {
+	for _, f := range bytes.Fields(v) {
+		if string(f) == module {
+			return true
+		}
+	}
+	return false
+}
+
+// mayBeControl reports false when a start tag's raw bytes cannot be a
+// control that controlRefused refuses: no attribute name in it can be one
+// of htmxKeys (none holds "hx-p" or "hx-d" in any case), and it has no
+// data-module attribute whose value can name confirm-action. Attribute
+// names are never decoded, so a name is there as it is written; a value
+// is too when the tag holds no '&' (NUL and CR decode to other bytes), so
+// a tag with data-module (CKAN puts one on many elements) but neither
+// "confirm-action" nor '&' is let through.
+func mayBeControl(raw []byte) bool {
+	// Both spellings hold a '-': look only around each (IndexByte is
+	// fast, and most tags hold few).
+	module := false
+	for i := 0; ; {
+		j := bytes.IndexByte(raw[i:], '-')
+		if j < 0 {
+			break
+		}
+		j += i
+		if j >= 2 && j+1 < len(raw) && raw[j-2]|0x20 == 'h' && raw[j-1]|0x20 == 'x' && (raw[j+1]|0x20 == 'p' || raw[j+1]|0x20 == 'd') {
+			return true
+		}
+		if !module && j >= 4 && j+len("module") < len(raw) && equalLower(raw[j-4:j+1+len("module")], "data-module") {
+			module = true
+		}
+		i = j + 1
+	}
+	return module && (bytes.Contains(raw, []byte("confirm-action")) || bytes.IndexByte(raw, '&') >= 0)
+}
 
 // parseMethod reads a method or formmethod attribute's value. Anything that
 // strings.EqualFold matches with "post" is POST (a broader match than the
@@ -526,6 +650,10 @@ var submitterKeys = [...]string{"type", "formmethod", "formaction", "form"}
 // what it does not say is taken at its worst: no formmethod means POST, and
 // no formaction means an action that is refused without asking WouldRefuse.
 // The same goes for a remembered form whose action was too long to keep.
+// A formmethod of put, patch or delete is refused outright: browsers
+// submit it as GET, but htmx (CKAN 2.12 loads it on every page) sends it
+// as it is when the form is htmx's.
+//
 // A note and a disabled attribute on a button that turns out to submit
 // nothing, or to a form that was hidden, do no harm.
 func (w *rewriter) submitterRefused(raw []byte) bool {
@@ -562,6 +690,12 @@ func (w *rewriter) submitterRefused(raw []byte) bool {
 	default:
 		return false // no form: the button submits nothing
 	}
+	if has[1] && isHTMXWriteVerb(vals[1]) {
+		// Browsers submit these as GET, but htmx, which takes a
+		// submitter's formmethod when one of its verbs, sends them as
+		// they are: a write the gate never lets through.
+		return true
+	}
 	method := methodPost
 	if has[1] {
 		method = parseMethod(vals[1])
@@ -578,6 +712,12 @@ func (w *rewriter) submitterRefused(raw []byte) bool {
 		return w.refuse("POST", string(form.action))
 	}
 	return true
+}
+
+// isHTMXWriteVerb reports whether a formmethod value is a method that htmx
+// sends as it is and the gate always refuses: PUT, PATCH or DELETE.
+func isHTMXWriteVerb(v []byte) bool {
+	return equalLower(v, "put") || equalLower(v, "patch") || equalLower(v, "delete")
 }
 
 // tagAttrs reads the attributes named by keys (lower case) from a start
@@ -679,7 +819,7 @@ func plainAttrs(raw []byte, keys []string, vals [][]byte, has []bool) bool {
 }
 
 func (w *rewriter) endForm() {
-	w.suppress = false
+	w.suppress, w.ctrl = false, false
 	w.open = w.open[:0]
 	w.deep = false
 }
@@ -702,8 +842,12 @@ func (w *rewriter) push(name []byte) {
 // associating later controls with it, but those are not shown as its
 // content). End tags that browsers never treat as closing an ancestor (</p>,
 // </br>, void elements) are swallowed.
+//
+// In a hidden control (ctrl), whose own name is at the bottom of open, a
+// </p> closes a <p> opened there (the control may be one), and is swallowed
+// otherwise.
 func (w *rewriter) pop(name []byte, a atom.Atom) bool {
-	if w.deep || a == atom.P || a == atom.Br || isVoid(a) {
+	if w.deep || a == atom.P && !w.ctrl || a == atom.Br || isVoid(a) {
 		return true
 	}
 	h := hashName(name)
@@ -713,7 +857,7 @@ func (w *rewriter) pop(name []byte, a atom.Atom) bool {
 			return true
 		}
 	}
-	return false
+	return a == atom.P
 }
 
 // tagName returns the name in a tag's raw bytes, as written ("<FORM" gives
