@@ -94,6 +94,9 @@ func (r *Runbook) Active() bool {
 const (
 	VerdictConsistent   = "consistent"
 	VerdictInconsistent = "inconsistent"
+	// VerdictPartial: nothing moved, but a storage of the site (one the
+	// gate cannot archive, not excluded) is not in the snapshot.
+	VerdictPartial = "partial"
 )
 
 // RunbookOptions is the body of POST /-/ckanops/runbook.
@@ -238,7 +241,7 @@ type Confirmation struct {
 // SnapshotSummary is what a runbook record says about its snapshot.
 type SnapshotSummary struct {
 	Dir     string   `json:"dir"`
-	Verdict string   `json:"verdict"` // VerdictConsistent or VerdictInconsistent
+	Verdict string   `json:"verdict"` // VerdictConsistent, VerdictInconsistent or VerdictPartial
 	Changed []string `json:"changed,omitempty"`
 	Bytes   int64    `json:"bytes"`
 }

@@ -47,7 +47,9 @@ func Probes(c config.ChecksConfig, upstream *url.URL) ([]Probe, error) {
 	} else {
 		probes = append(probes, NewSolr(c.Solr))
 	}
-	if c.StoragePath == "" {
+	if len(c.Storages) > 0 {
+		probes = append(probes, NewStorages(c.Storages, 0, 0))
+	} else if c.StoragePath == "" {
 		probes = append(probes, NotConfigured(api.ProbeStorage, "storage_path"))
 	} else {
 		probes = append(probes, NewStorage(c.StoragePath, 0, 0))

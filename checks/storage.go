@@ -11,10 +11,13 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/ckanops/ckanops/api"
+	"github.com/ckanops/ckanops/config"
 	"github.com/ckanops/ckanops/internal/human"
 )
 
@@ -47,6 +50,88 @@ func NewStorage(path string, maxEntries int, maxTime time.Duration) *Storage {
 }
 
 func (p *Storage) Name() string { return api.ProbeStorage }
+
+// Storages probes every storage of the site (CKAN 2.12's file storages,
+// config.ChecksConfig.Storages) as one check, "storage": each local one as
+// Storage does, concurrently, under the same timeout; a storage that is not
+// a local directory is named but not probed (nothing here can reach it).
+// The status is the worst of theirs; the summary names each storage
+// ("default: 40.0 GB free of ..., newest change ...; public: ..."), and
+// the details are those of the first storage with that worst status (its
+// Path says which).
+type Storages struct {
+	local []storageProbe
+	other []string // "bucket (ckan:s3)"
+}
+
+type storageProbe struct {
+	name  string
+	probe *Storage
+}
+
+// NewStorages returns the probe of storages; maxEntries and maxTime bound
+// each walk as NewStorage's do. With one local storage and no other, its
+// result is exactly Storage's.
+func NewStorages(storages []config.Storage, maxEntries int, maxTime time.Duration) *Storages {
+	p := &Storages{}
+	for _, s := range storages {
+		if s.Local() {
+			p.local = append(p.local, storageProbe{s.Name, NewStorage(s.Path, maxEntries, maxTime)})
+		} else {
+			p.other = append(p.other, fmt.Sprintf("%s (%s)", s.Name, s.Type))
+		}
+	}
+	return p
+}
+
+func (p *Storages) Name() string { return api.ProbeStorage }
+
+// Check probes each local storage concurrently and sums them up.
+func (p *Storages) Check(ctx context.Context) api.CheckResult {
+	results := make([]api.CheckResult, len(p.local))
+	var wg sync.WaitGroup
+	for i, s := range p.local {
+		wg.Go(func() { results[i] = s.probe.Check(ctx) })
+	}
+	wg.Wait()
+	notProbed := ""
+	if len(p.other) > 0 {
+		notProbed = "not local, so not probed (nor archived by a snapshot): " + strings.Join(p.other, ", ")
+	}
+	if len(results) == 0 {
+		return api.CheckResult{Status: api.CheckUnknown, Summary: "no local storage; " + notProbed}
+	}
+	if len(results) == 1 && notProbed == "" {
+		return results[0]
+	}
+	worst := 0
+	var parts []string
+	for i, r := range results {
+		if statusRank(r.Status) > statusRank(results[worst].Status) {
+			worst = i
+		}
+		parts = append(parts, p.local[i].name+": "+strings.TrimSuffix(r.Summary, ", "))
+	}
+	if notProbed != "" {
+		parts = append(parts, notProbed)
+	}
+	res := results[worst]
+	res.Summary = strings.Join(parts, "; ")
+	return res
+}
+
+// statusRank orders statuses from best to worst.
+func statusRank(s api.CheckStatus) int {
+	switch s {
+	case api.CheckOK:
+		return 0
+	case api.CheckWarn:
+		return 1
+	case api.CheckFail:
+		return 3
+	}
+	return 2 // unknown
+}
 
 // Check looks at the directory and walks it, within its limits.
 func (p *Storage) Check(ctx context.Context) api.CheckResult {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ckanops/ckanops/api"
+	"github.com/ckanops/ckanops/config"
 	"github.com/ckanops/ckanops/internal/human"
 )
 
@@ -133,5 +134,45 @@ func TestStorageFaults(t *testing.T) {
 	res = runProbe(t, NewStorage(dir, 0, 0), time.Second)
 	if res.Status != api.CheckWarn || !strings.Contains(res.Summary, "1 entries cannot be read") {
 		t.Errorf("an unreadable subdirectory: %s: %s", res.Status, res.Summary)
+	}
+}
+
+// Several storages, one check: each local one probed and named, the worst
+// status wins (with that storage's details), the others named as not
+// probed.
+func TestStorages(t *testing.T) {
+	good, newest := storageTree(t, 20)
+	missing := filepath.Join(t.TempDir(), "gone")
+	res := runProbe(t, NewStorages([]config.Storage{
+		{Name: "default", Path: good},
+		{Name: "public", Path: missing, Type: "ckan:fs:public"},
+		{Name: "bucket", Type: "ckanext-s3:s3"},
+	}, 0, 0), 5*time.Second)
+	if res.Name != api.ProbeStorage || res.Status != api.CheckFail || res.Storage == nil || res.Storage.Path != missing {
+		t.Fatalf("%s: %s %+v", res.Status, res.Summary, res.Storage)
+	}
+	for _, w := range []string{"default: ", " ago (" + newest + ")", "; public: " + missing + " does not exist", "; not local, so not probed (nor archived by a snapshot): bucket (ckanext-s3:s3)"} {
+		if !strings.Contains(res.Summary, w) {
+			t.Errorf("summary %q lacks %q", res.Summary, w)
+		}
+	}
+
+	// Both fine: ok, the first's details.
+	other, _ := storageTree(t, 20)
+	res = runProbe(t, NewStorages([]config.Storage{{Name: "default", Path: good}, {Name: "public", Path: other}}, 0, 0), 5*time.Second)
+	if res.Status != api.CheckOK || res.Storage.Path != good || strings.Count(res.Summary, "free of") != 2 || !strings.Contains(res.Summary, "; public: ") {
+		t.Errorf("%s: %s %+v", res.Status, res.Summary, res.Storage)
+	}
+
+	// One storage alone: exactly the Storage probe's result.
+	one := runProbe(t, NewStorages([]config.Storage{{Name: "default", Path: good}}, 0, 0), 5*time.Second)
+	if one.Status != api.CheckOK || strings.Contains(one.Summary, "default:") || one.Storage.Path != good {
+		t.Errorf("one: %s %+v", one.Summary, one.Storage)
+	}
+
+	// Only a cloud storage: unknown, said so.
+	res = runProbe(t, NewStorages([]config.Storage{{Name: "bucket", Type: "ckan:s3"}}, 0, 0), 5*time.Second)
+	if res.Status != api.CheckUnknown || !strings.Contains(res.Summary, "no local storage; not local, so not probed") {
+		t.Errorf("cloud only: %s %s", res.Status, res.Summary)
 	}
 }

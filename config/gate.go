@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -27,7 +28,7 @@ type Gate struct {
 	Auth     AuthConfig     // [auth]
 	Audit    AuditConfig    // [audit]
 	Policy   PolicyConfig   // [policy]
-	Checks   ChecksConfig   // [checks]
+	Checks   ChecksConfig   // [checks] (and [[storage]]: Checks.Storages)
 	Snapshot SnapshotConfig // [snapshot]
 	Gate     GateTuning     // [gate]
 	Runbook  RunbookConfig  // [runbook]
@@ -97,9 +98,16 @@ type ChecksConfig struct {
 	SiteID      string    // site_id: CKAN's ckan.site_id, naming the RQ queues ckan:<site_id>:<queue>
 	RQQueues    []string  // rq_queues: the CKAN queue names to watch (unprefixed)
 	Solr        SecretURL // solr: CKAN's solr_url (the core)
-	StoragePath string    // storage_path: CKAN's ckan.storage_path
-	Timeout     Duration  // timeout: per probe
-	Interval    Duration  // interval: how long a round of probes is reused (the cache period)
+	// StoragePath is the first local storage's directory: storage_path
+	// when it is one path (CKAN's ckan.storage_path), else the first of
+	// Storages that has a Path; "" when there is none.
+	StoragePath string
+	// Storages are the site's file storages: storage_path (one path,
+	// named "default", or an array of paths, each named by its last
+	// element) then every [[storage]] table, in order. Names are unique.
+	Storages []Storage
+	Timeout  Duration // timeout: per probe
+	Interval Duration // interval: how long a round of probes is reused (the cache period)
 
 	WarnConnectionsRatio  float64  // warn_connections_ratio: warn when connections reach this share of max_connections
 	WarnIdleInTransaction Duration // warn_idle_in_transaction: warn on a session idle in a transaction for longer
@@ -108,11 +116,53 @@ type ChecksConfig struct {
 
 // SnapshotConfig is the [snapshot] table.
 type SnapshotConfig struct {
-	Dir         string // dir: where snapshots are written, one directory each
-	PGDump      string // pg_dump: the pg_dump program (a bare name is looked up on $PATH)
-	StoragePath string // storage_path: the file storage to archive
-	Keep        int    // keep: how many snapshots to keep (at least 1)
+	Dir    string // dir: where snapshots are written, one directory each
+	PGDump string // pg_dump: the pg_dump program (a bare name is looked up on $PATH)
+	// StoragePath is storage_path: the one directory to archive in place
+	// of the local storages; default checks.StoragePath (the first local
+	// storage).
+	StoragePath string
+	Keep        int // keep: how many snapshots to keep (at least 1)
+	// ExcludeStorages is exclude_storages: names of storages the
+	// snapshot leaves out on purpose (backed up otherwise). They are
+	// listed in the manifest as excluded and do not make it partial.
+	ExcludeStorages []string
+	// Storages is what a snapshot covers, resolved by LoadGate: the local
+	// storages (or, when storage_path is set, that one directory in their
+	// place) and the storages the gate cannot archive (no Path), in
+	// order. Empty when the Gate was not loaded from a file: the snapshot
+	// then archives StoragePath alone, as "default".
+	Storages []Storage
 }
+
+// Storage is one of the site's file storages: CKAN 2.12's
+// ckan.files.storage.<name>, or ckan.storage_path.
+type Storage struct {
+	Name string // name: CKAN's name of the storage; "default" for a lone [checks] storage_path
+	// Path is the local directory the storage keeps its files in (type
+	// "ckan:fs" or "ckan:fs:public", or no type); "" for a storage the
+	// gate cannot archive (a cloud bucket...).
+	Path string
+	Type string // type: CKAN's adapter, such as "ckan:fs" or "ckan:s3"; "" when not given (a local path)
+}
+
+// Local reports whether the gate can archive the storage: it has a
+// directory.
+func (s Storage) Local() bool { return s.Path != "" }
+
+// StorageNameDefault names [checks] storage_path when it is one path, and
+// the one directory of [snapshot] storage_path; CKAN's default storage
+// (ckan.files.default_storages.default) has the same name.
+const StorageNameDefault = "default"
+
+// LocalStorageTypes are CKAN's adapters that keep files in a local
+// directory (ckan.files.storage.<name>.path): a storage of one of these
+// types, or with a path and no type, is archived by the snapshot.
+var LocalStorageTypes = []string{"ckan:fs", "ckan:fs:public"}
+
+// storageNameRE is a storage name: it names a file of the snapshot
+// (storage-<name>.tar).
+var storageNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$`)
 
 // GateTuning is the optional [gate] table.
 type GateTuning struct {
@@ -184,6 +234,13 @@ func LoadGate(path string) (*Gate, []Warning, error) {
 
 	g.Policy = readPolicy(t.table("policy"))
 	g.Checks = readChecks(t.table("checks"))
+	g.Checks.Storages = append(g.Checks.Storages, readStorages(t, g.Checks.Storages)...)
+	for _, s := range g.Checks.Storages {
+		if s.Local() {
+			g.Checks.StoragePath = s.Path
+			break
+		}
+	}
 
 	snap := t.table("snapshot")
 	g.Snapshot.Dir, _ = snap.filePath("dir")
@@ -196,6 +253,7 @@ func LoadGate(path string) (*Gate, []Warning, error) {
 	}
 	g.Snapshot.StoragePath, _ = snap.filePath("storage_path")
 	g.Snapshot.Keep = snap.integer("keep", DefaultSnapshotKeep, 1)
+	g.Snapshot.ExcludeStorages = readExclude(snap, g.Checks.Storages)
 	snap.done()
 
 	rb := t.table("runbook")
@@ -242,9 +300,11 @@ func (g *Gate) fillDefaults() {
 	if g.Snapshot.PGDump == "" {
 		g.Snapshot.PGDump = DefaultPGDump
 	}
-	if g.Snapshot.StoragePath == "" {
+	override := g.Snapshot.StoragePath != ""
+	if !override {
 		g.Snapshot.StoragePath = g.Checks.StoragePath
 	}
+	g.Snapshot.Storages = snapshotStorages(g.Checks.Storages, g.Snapshot.StoragePath, override)
 	if g.Runbook.JournalDir == "" && g.State.File != "" && g.Site != "" {
 		g.Runbook.JournalDir = filepath.Join(filepath.Dir(g.State.File), g.Site+".runbook")
 	}
@@ -263,8 +323,25 @@ func (g *Gate) crossCheck(d *decoder) {
 	if g.State.File != "" && g.State.File == g.Audit.File {
 		d.problem([]string{"audit", "file"}, "is the state file; give the audit log its own file")
 	}
-	if g.Snapshot.Dir != "" && g.Snapshot.StoragePath != "" && within(g.Snapshot.Dir, g.Snapshot.StoragePath) {
-		d.problem([]string{"snapshot", "dir"}, "is inside the storage path that is archived (%s); the snapshot would contain itself", g.Snapshot.StoragePath)
+	for _, s := range g.Snapshot.Storages {
+		if g.Snapshot.Dir != "" && s.Local() && !contains(g.Snapshot.ExcludeStorages, s.Name) && within(g.Snapshot.Dir, s.Path) {
+			d.problem([]string{"snapshot", "dir"}, "is inside the storage path that is archived (%s); the snapshot would contain itself", s.Path)
+			break
+		}
+	}
+	if g.Snapshot.StoragePath != "" && g.Snapshot.StoragePath != g.Checks.StoragePath {
+		// The override is archived under the name of the storage whose
+		// directory it is, else "default": no storage the gate cannot
+		// archive may have that name.
+		for _, s := range g.Snapshot.Storages {
+			if s.Local() {
+				for _, o := range g.Checks.Storages {
+					if !o.Local() && o.Name == s.Name {
+						d.problem([]string{"snapshot", "storage_path"}, "is archived as storage %q, which is also the name of the storage of type %q: name that storage otherwise in [[storage]]", s.Name, o.Type)
+					}
+				}
+			}
+		}
 	}
 	if c := g.Checks; c.Timeout.Duration >= c.Interval.Duration {
 		d.warn([]string{"checks", "timeout"}, "checks.timeout (%s) is not shorter than checks.interval (%s); slow probes will overlap", c.Timeout, c.Interval)
@@ -339,6 +416,147 @@ var renamedChecks = [][2]string{
 	{"solr_url", "solr"},
 }
 
+// snapshotStorages is what a snapshot covers: the local storages, or the
+// one directory path in their place when it overrides them, then the
+// storages the gate cannot archive.
+func snapshotStorages(storages []Storage, path string, override bool) []Storage {
+	var out []Storage
+	if override {
+		s := Storage{Name: StorageNameDefault, Path: path}
+		for _, o := range storages {
+			if o.Local() && o.Path == path {
+				s = o
+				break
+			}
+		}
+		out = append(out, s)
+	}
+	for _, s := range storages {
+		if !override || !s.Local() {
+			out = append(out, s)
+		}
+	}
+	if len(out) == 0 && path != "" {
+		out = append(out, Storage{Name: StorageNameDefault, Path: path})
+	}
+	return out
+}
+
+// readStoragePath reads [checks] storage_path: one path (the storage
+// "default") or an array of paths (each named by its last element).
+func readStoragePath(t *table) []Storage {
+	v, present := t.lookup("storage_path")
+	if !present {
+		return nil
+	}
+	switch v := v.(type) {
+	case string:
+		p, ok := t.filePath("storage_path")
+		if !ok {
+			return nil
+		}
+		return []Storage{{Name: StorageNameDefault, Path: p}}
+	case []any:
+		if len(v) == 0 {
+			t.d.problem(t.sub("storage_path"), "must list at least one directory (leave the key out when CKAN keeps no files here)")
+			return nil
+		}
+		var out []Storage
+		t.strings("storage_path", func(s string) string {
+			p, err := resolvePath(t.d.dir, s)
+			if err != nil {
+				return err.Error()
+			}
+			name := filepath.Base(p)
+			switch {
+			case !storageNameRE.MatchString(name):
+				return fmt.Sprintf("%q: its last element %q cannot name a storage (letters, digits, '.', '-' and '_'): give it a [[storage]] table with a name", s, name)
+			case slices.ContainsFunc(out, func(o Storage) bool { return o.Path == p }):
+				return fmt.Sprintf("%q is listed twice", s)
+			case slices.ContainsFunc(out, func(o Storage) bool { return o.Name == name }):
+				return fmt.Sprintf("%q: another path also ends in %q, which names the storage: give them [[storage]] tables with names", s, name)
+			}
+			out = append(out, Storage{Name: name, Path: p})
+			return ""
+		})
+		return out
+	default:
+		t.wrongType(t.sub("storage_path"), "a path or an array of paths", v)
+		return nil
+	}
+}
+
+// readStorages reads the [[storage]] tables: each has a name and either a
+// path (a local directory, of no type or a local one) or a type the gate
+// cannot archive. Names and paths must differ from each other and from
+// those of earlier (storage_path's).
+func readStorages(t *table, earlier []Storage) []Storage {
+	var out []Storage
+	for _, e := range t.tables("storage") {
+		var s Storage
+		e.need("name")
+		if n, ok := e.string("name"); ok {
+			switch {
+			case !storageNameRE.MatchString(n):
+				e.d.problem(e.sub("name"), "%q is not a storage name: use CKAN's (ckan.files.storage.<name>): letters, digits, '.', '-' and '_', at most 63", n)
+			case slices.ContainsFunc(earlier, func(o Storage) bool { return o.Name == n }) || slices.ContainsFunc(out, func(o Storage) bool { return o.Name == n }):
+				what := ""
+				if n == StorageNameDefault {
+					what = " (checks.storage_path, one path, is the storage \"default\")"
+				}
+				e.d.problem(e.sub("name"), "duplicate storage name %q; names must be unique%s", n, what)
+			default:
+				s.Name = n
+			}
+		}
+		path, hasPath := e.filePath("path")
+		s.Type, _ = e.string("type")
+		local := s.Type == "" || contains(LocalStorageTypes, s.Type)
+		switch {
+		case hasPath && !local:
+			e.d.problem(e.sub("type"), "%q is not a local type (%s) but the storage has a path: a storage of another type has no path, and the gate cannot archive it", s.Type, strings.Join(LocalStorageTypes, ", "))
+		case !hasPath && e.has("path"):
+			// Its problem is reported.
+		case !hasPath && s.Type == "":
+			e.d.problem(e.sub("path"), "a storage needs a path (a local directory) or a type (such as \"ckan:s3\", which the gate cannot archive)")
+		case !hasPath && local:
+			e.d.problem(e.sub("path"), "required for a storage of type %q (CKAN's ckan.files.storage.<name>.path)", s.Type)
+		case hasPath && (slices.ContainsFunc(earlier, func(o Storage) bool { return o.Path == path }) || slices.ContainsFunc(out, func(o Storage) bool { return o.Path == path })):
+			e.d.problem(e.sub("path"), "%s is the directory of another storage too; list it once", path)
+		default:
+			s.Path = path
+		}
+		e.done()
+		if s.Name != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// readExclude reads [snapshot] exclude_storages: names of storages.
+func readExclude(t *table, storages []Storage) []string {
+	var seen []string
+	return t.strings("exclude_storages", func(n string) string {
+		switch {
+		case contains(seen, n):
+			return fmt.Sprintf("%q is listed twice", n)
+		case !slices.ContainsFunc(storages, func(s Storage) bool { return s.Name == n }):
+			var names []string
+			for _, s := range storages {
+				names = append(names, s.Name)
+			}
+			known := "none is configured"
+			if len(names) > 0 {
+				known = "the storages are " + strings.Join(names, ", ")
+			}
+			return fmt.Sprintf("%q names no storage ([checks] storage_path or [[storage]]): %s", n, known)
+		}
+		seen = append(seen, n)
+		return ""
+	})
+}
+
 func readChecks(t *table) ChecksConfig {
 	var c ChecksConfig
 	for _, r := range renamedChecks {
@@ -383,7 +601,7 @@ func readChecks(t *table) ChecksConfig {
 	}
 	s, _ = t.url("solr", solrURL)
 	c.Solr = SecretURL(s)
-	c.StoragePath, _ = t.filePath("storage_path")
+	c.Storages = readStoragePath(t)
 	c.Timeout = t.duration("timeout", DefaultCheckTimeout, false)
 	c.Interval = t.duration("interval", DefaultCheckInterval, false)
 	c.WarnConnectionsRatio = readRatio(t, "warn_connections_ratio", DefaultWarnConnectionsRatio)

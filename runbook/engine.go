@@ -276,6 +276,14 @@ func (e *Engine) Current() (*api.Runbook, error) {
 	e.refresh(e.base) // another gate may run it
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	// An ended runbook is shown once its lock is free (releaseLocked):
+	// who reads "done" may start the next one at once.
+	for e.finishing != nil {
+		ch := e.finishing
+		e.mu.Unlock()
+		<-ch
+		e.mu.Lock()
+	}
 	if e.rb == nil {
 		return nil, ErrNoRunbook
 	}

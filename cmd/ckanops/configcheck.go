@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -180,7 +181,7 @@ func gateFacts(g *config.Gate, r *configReport) [][2]string {
 		[2]string{"probe datastore_db", orNone(c.DatastoreDB.String())},
 		[2]string{"probe redis", orNone(c.Redis.String()) + rqNote(c)},
 		[2]string{"probe solr", orNone(c.Solr.String())},
-		[2]string{"probe storage", orNone(c.StoragePath)},
+		[2]string{"probe storage", storagesLine(c.Storages, c.StoragePath, nil)},
 	)
 	pgDump := g.Snapshot.PGDump
 	if p, err := exec.LookPath(pgDump); err != nil {
@@ -193,7 +194,7 @@ func gateFacts(g *config.Gate, r *configReport) [][2]string {
 	}
 	f = append(f,
 		[2]string{"snapshot dir", g.Snapshot.Dir + dirNote(g.Snapshot.Dir)},
-		[2]string{"snapshot", fmt.Sprintf("pg_dump %s; storage %s; keep %d", pgDump, orNone(g.Snapshot.StoragePath), g.Snapshot.Keep)},
+		[2]string{"snapshot", fmt.Sprintf("pg_dump %s; storage %s; keep %d", pgDump, storagesLine(g.Snapshot.Storages, g.Snapshot.StoragePath, g.Snapshot.ExcludeStorages), g.Snapshot.Keep)},
 		[2]string{"runbook journal", g.Runbook.JournalDir},
 		[2]string{"drain timeout", g.Gate.DrainTimeout.String()},
 	)
@@ -259,4 +260,25 @@ func sitesFacts(s *config.Sites, r *configReport) [][2]string {
 		f = append(f, [2]string{site.Name, fmt.Sprintf("%s (timeout %s), %s", site.URL, site.Timeout, tok)})
 	}
 	return f
+}
+
+// storagesLine names the site's storages: "name path" for a local one,
+// "name (type, not archived)" or "(type, excluded)" for the others; the
+// lone path when there are no named storages.
+func storagesLine(storages []config.Storage, path string, excluded []string) string {
+	if len(storages) == 0 {
+		return orNone(path)
+	}
+	var parts []string
+	for _, s := range storages {
+		switch {
+		case s.Local():
+			parts = append(parts, s.Name+" "+s.Path)
+		case slices.Contains(excluded, s.Name):
+			parts = append(parts, s.Name+" ("+s.Type+", excluded)")
+		default:
+			parts = append(parts, s.Name+" ("+s.Type+", not a local directory)")
+		}
+	}
+	return strings.Join(parts, ", ")
 }

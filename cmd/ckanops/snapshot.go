@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os/signal"
+	"regexp"
 	"strings"
 	"syscall"
 
@@ -17,22 +18,33 @@ import (
 
 const snapshotVerifyUsage = `snapshot verify [--json] [--pg-restore PROGRAM] DIR
 Re-reads every file of the snapshot against its manifest (size and sha256),
-runs 'pg_restore --list' on each database dump and reads the storage tar
+runs 'pg_restore --list' on each database dump and reads each storage's tar
 to its end. Runs on the host that holds the snapshot; needs no gate.
 
 Exit status: 0 every file checks out; 1 a file does not; 2 bad usage or no
 manifest.`
 
-const snapshotRestoreUsage = `snapshot restore DIR [--ckan-db URL] [--datastore-db URL] [--storage PATH] [--force] [--clean] [--pg-restore PROGRAM] [--json]
+const snapshotRestoreUsage = `snapshot restore DIR [--ckan-db URL] [--datastore-db URL] [--storage [NAME=]PATH ...] [--all-storages] [--force] [--clean] [--pg-restore PROGRAM] [--json]
 Puts a snapshot back: verifies it as 'snapshot verify' does, restores each
 dump given a target with pg_restore (--no-owner --no-privileges, in one
 transaction: a restore that fails leaves its database as it was), then
-unpacks the storage tar into PATH (created when missing), with modes and
-times. Give at least one target; the others are left alone.
+unpacks each storage's tar into its directory (created when missing), with
+modes and times. Give at least one target; the others are left alone.
+
+Storages: a snapshot holds one tar per storage of the site (CKAN 2.12's
+ckan.files.storage.<name>; 'default' for a lone storage_path). --storage
+PATH restores a snapshot's only storage into PATH; --storage NAME=PATH
+(repeatable) restores the storage NAME into PATH (write ./a=b for a
+directory whose name holds '='). --all-storages restores every storage the
+snapshot holds: into the PATH given for it, else into the directory the
+manifest recorded (in place: that needs --clean). A storage the snapshot
+does not hold (a cloud storage, or one excluded) is never restored.
 
 Everything is checked before anything is written. It refuses, and says
-why: a file that does not match the manifest; an inconsistent snapshot
-(unless --force); a target the snapshot has no part for; a target database
+why: a file that does not match the manifest; an inconsistent or partial
+snapshot (unless --force; partial: a storage of the site is not in it); a
+target the snapshot has no part for; two storages into one directory; a
+target database
 that holds tables or a storage directory that is not empty (unless
 --clean: pg_restore --clean --if-exists drops and recreates the dump's
 objects, other tables stay; the tar is unpacked over the directory, and
@@ -57,16 +69,16 @@ func init() {
 		usage: `snapshot verify|restore [flags] DIR
 Forms:
   ckanops snapshot verify [--json] [--pg-restore PROGRAM] DIR
-  ckanops snapshot restore DIR [--ckan-db URL] [--datastore-db URL] [--storage PATH]
-                           [--force] [--clean] [--pg-restore PROGRAM] [--json]
+  ckanops snapshot restore DIR [--ckan-db URL] [--datastore-db URL] [--storage [NAME=]PATH ...]
+                           [--all-storages] [--force] [--clean] [--pg-restore PROGRAM] [--json]
 
 verify re-reads every file of the snapshot against its manifest (size and
-sha256), runs 'pg_restore --list' on each dump and reads the storage tar.
+sha256), runs 'pg_restore --list' on each dump and reads each storage tar.
 
 restore verifies the snapshot, then restores the dumps into the databases
-given (pg_restore, one transaction each) and unpacks the storage into PATH.
-It checks everything first and refuses an inconsistent snapshot (unless
---force) and non-empty targets (unless --clean).
+given (pg_restore, one transaction each) and unpacks each storage asked for
+into its directory. It checks everything first and refuses an inconsistent
+or partial snapshot (unless --force) and non-empty targets (unless --clean).
 
 Run 'ckanops snapshot verify --help' or 'ckanops snapshot restore --help'
 for the details. Both run on the host that holds the snapshot; neither
@@ -144,6 +156,16 @@ func snapshotVerify(e *env, args []string) error {
 		for _, c := range m.Changed {
 			fmt.Fprintf(e.stdout, "  changed: %s\n", c)
 		}
+		for _, st := range m.Storages {
+			fmt.Fprintf(e.stdout, "storage %s: %s (%s)\n", st.Name, st.Path, st.File)
+		}
+		for _, n := range m.StoragesNotIncluded {
+			what := "NOT INCLUDED"
+			if n.Excluded {
+				what = "excluded"
+			}
+			fmt.Fprintf(e.stdout, "storage %s: %s: %s\n", n.Name, what, n.Reason)
+		}
 		for _, f := range rep.Files {
 			if f.OK {
 				fmt.Fprintf(e.stdout, "ok    %s\n", f.Name)
@@ -172,8 +194,10 @@ func snapshotRestore(e *env, args []string) error {
 	fs := newFlags(e, subcommand("snapshot restore", "restore a snapshot into databases and a storage directory", snapshotRestoreUsage))
 	ckanDB := fs.String("ckan-db", "", "postgres:// `URL` of the database to restore CKAN's dump into (it must exist)")
 	datastoreDB := fs.String("datastore-db", "", "postgres:// `URL` of the database to restore the DataStore's dump into (it must exist)")
-	storage := fs.String("storage", "", "`PATH` to unpack the storage into (created when missing, if its parent exists)")
-	force := fs.Bool("force", false, "restore an inconsistent snapshot")
+	var storages storageFlag
+	fs.Var(&storages, "storage", "`PATH` to unpack the snapshot's storage into (created when missing, if its parent exists); NAME=PATH for the storage NAME of several (repeatable)")
+	allStorages := fs.Bool("all-storages", false, "restore every storage of the snapshot: into its --storage NAME=PATH, else the directory the manifest recorded")
+	force := fs.Bool("force", false, "restore an inconsistent or partial snapshot")
 	clean := fs.Bool("clean", false, "restore into targets that are not empty: drop and recreate the dump's objects; unpack over the directory's files")
 	pgRestore := fs.String("pg-restore", snapshot.DefaultPGRestore, "the pg_restore `PROGRAM`")
 	asJSON := fs.Bool("json", false, "print the report as JSON (progress goes to stderr)")
@@ -184,7 +208,10 @@ func snapshotRestore(e *env, args []string) error {
 	if len(pos) != 1 {
 		return usageErr("give exactly one snapshot DIR")
 	}
-	if *ckanDB == "" && *datastoreDB == "" && *storage == "" {
+	if storages.err != nil {
+		return usageErr("%v", storages.err)
+	}
+	if *ckanDB == "" && *datastoreDB == "" && storages.path == "" && len(storages.named) == 0 && !*allStorages {
 		return usageErr("nothing to restore: give --ckan-db URL, --datastore-db URL or --storage PATH")
 	}
 	for _, f := range []struct{ flag, url string }{{"--ckan-db", *ckanDB}, {"--datastore-db", *datastoreDB}} {
@@ -214,7 +241,9 @@ func snapshotRestore(e *env, args []string) error {
 		Dir:         dir,
 		CKANDB:      config.SecretURL(*ckanDB),
 		DatastoreDB: config.SecretURL(*datastoreDB),
-		StoragePath: *storage,
+		StoragePath: storages.path,
+		Storages:    storages.named,
+		AllStorages: *allStorages,
 		PGRestore:   *pgRestore,
 		Force:       *force,
 		Clean:       *clean,
@@ -263,12 +292,63 @@ func printRestore(w io.Writer, rep *snapshot.RestoreReport, ok bool) {
 			fmt.Fprintf(w, "  %-12s database %s: not restored\n", d.Name, d.Database)
 		}
 	}
-	if st := rep.Storage; st != nil {
-		if st.Done {
-			fmt.Fprintf(w, "  %-12s %s: %d files (%s), %d directories, %d links (%.1f s)\n", "storage", st.Path, st.Files, sizeString(st.Bytes), st.Dirs, st.Symlinks, st.Seconds)
-		} else {
-			fmt.Fprintf(w, "  %-12s %s: not restored (%d files written)\n", "storage", st.Path, st.Files)
+	for _, st := range rep.Storages {
+		label := "storage"
+		if st.Name != config.StorageNameDefault {
+			label = "storage " + st.Name
 		}
+		if st.Done {
+			fmt.Fprintf(w, "  %-12s %s: %d files (%s), %d directories, %d links (%.1f s)\n", label, st.Path, st.Files, sizeString(st.Bytes), st.Dirs, st.Symlinks, st.Seconds)
+		} else {
+			fmt.Fprintf(w, "  %-12s %s: not restored (%d files written)\n", label, st.Path, st.Files)
+		}
+	}
+	for _, n := range rep.NotIncluded {
+		fmt.Fprintf(w, "  %-12s not in the snapshot, not restored: %s\n", "storage "+n.Name, n.Reason)
+	}
+}
+
+// storageNameRE is what --storage takes for NAME in NAME=PATH: a storage
+// name (config's rule), never a path (no '/').
+var storageNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$`)
+
+// storageFlag is --storage, repeatable: one bare PATH (the snapshot's only
+// storage), or NAME=PATH for a storage by name.
+type storageFlag struct {
+	path  string
+	named map[string]string
+	err   error // the first bad value; reported as bad usage
+}
+
+func (f *storageFlag) String() string { return "" }
+
+func (f *storageFlag) Set(v string) error {
+	name, path, isNamed := strings.Cut(v, "=")
+	switch {
+	case isNamed && storageNameRE.MatchString(name):
+		if path == "" {
+			f.setErr("--storage %s=: give the directory to restore the storage %s into", name, name)
+			return nil
+		}
+		if _, dup := f.named[name]; dup {
+			f.setErr("--storage %s=...: the storage %s is given twice", name, name)
+			return nil
+		}
+		if f.named == nil {
+			f.named = map[string]string{}
+		}
+		f.named[name] = path
+	case f.path != "":
+		f.setErr("--storage %s: a second bare PATH; with several storages, give each as --storage NAME=PATH", v)
+	default:
+		f.path = v
+	}
+	return nil
+}
+
+func (f *storageFlag) setErr(format string, a ...any) {
+	if f.err == nil {
+		f.err = fmt.Errorf(format, a...)
 	}
 }
 

@@ -24,38 +24,58 @@ import (
 // manifest that matches it, and returns its directory.
 func storageSnapshot(t *testing.T, verdict string) string {
 	t.Helper()
+	return storagesSnapshot(t, verdict, nil, "default")
+}
+
+// storagesSnapshot writes a storage-only snapshot of the storages named,
+// one tar each (storage.tar for "default", storage-<name>.tar else), each
+// holding a.txt, d/ and d/b.txt ("beta-<name>" for a storage other than
+// default), with a manifest that matches them and lists notIncluded.
+func storagesSnapshot(t *testing.T, verdict string, notIncluded []snapshot.StorageNotIncluded, names ...string) string {
+	t.Helper()
 	started := time.Date(2024, 3, 1, 11, 2, 3, 0, time.UTC)
 	dir := filepath.Join(t.TempDir(), "data-city-"+started.Format(snapshot.TimeLayout))
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, f := range []struct{ name, body string }{{"a.txt", "alpha"}, {"d/", ""}, {"d/b.txt", "beta"}} {
-		hdr := &tar.Header{Name: f.name, Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(f.body)), ModTime: started}
-		if strings.HasSuffix(f.name, "/") {
-			hdr.Typeflag, hdr.Mode = tar.TypeDir, 0o755
-		}
-		if err := tw.WriteHeader(hdr); err != nil {
-			t.Fatal(err)
-		}
-		tw.Write([]byte(f.body))
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "storage.tar"), buf.Bytes(), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(buf.Bytes())
 	m := snapshot.Manifest{
-		Format: snapshot.FormatVersion, Site: "data-city", CKANVersion: "2.10.4",
+		Format: snapshot.FormatVersion, Site: "data-city", CKANVersion: "2.12.0",
 		Times:         snapshot.Times{Started: started, Ended: started.Add(time.Minute)},
-		Files:         []snapshot.File{{Name: "storage.tar", Kind: snapshot.KindTar, Source: snapshot.SourceStorage, Size: int64(buf.Len()), SHA256: hex.EncodeToString(sum[:])}},
+		Files:         []snapshot.File{},
 		Databases:     []snapshot.Database{},
-		Storage:       &snapshot.Storage{Path: "/srv/ckan/storage"},
+		Storages:      []snapshot.Storage{},
 		NotConfigured: []string{snapshot.SourceCKANDB, snapshot.SourceDatastoreDB},
 		Verdict:       verdict, Changed: []string{}, Bookkeeping: []string{},
+
+		StoragesNotIncluded: append([]snapshot.StorageNotIncluded{}, notIncluded...),
+	}
+	for _, name := range names {
+		beta := "beta"
+		if name != "default" {
+			beta += "-" + name
+		}
+		var buf bytes.Buffer
+		tw := tar.NewWriter(&buf)
+		for _, f := range []struct{ name, body string }{{"a.txt", "alpha"}, {"d/", ""}, {"d/b.txt", beta}} {
+			hdr := &tar.Header{Name: f.name, Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(f.body)), ModTime: started}
+			if strings.HasSuffix(f.name, "/") {
+				hdr.Typeflag, hdr.Mode = tar.TypeDir, 0o755
+			}
+			if err := tw.WriteHeader(hdr); err != nil {
+				t.Fatal(err)
+			}
+			tw.Write([]byte(f.body))
+		}
+		if err := tw.Close(); err != nil {
+			t.Fatal(err)
+		}
+		file := snapshot.StorageFileName(name)
+		if err := os.WriteFile(filepath.Join(dir, file), buf.Bytes(), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256(buf.Bytes())
+		m.Files = append(m.Files, snapshot.File{Name: file, Kind: snapshot.KindTar, Source: snapshot.SourceStorage, Size: int64(buf.Len()), SHA256: hex.EncodeToString(sum[:])})
+		m.Storages = append(m.Storages, snapshot.Storage{Name: name, Path: "/srv/ckan/" + name, File: file})
 	}
 	if verdict == snapshot.Inconsistent {
 		m.Changed = []string{"storage file d/b.txt modified"}
@@ -66,6 +86,9 @@ func storageSnapshot(t *testing.T, verdict string) string {
 	}
 	if err := os.WriteFile(filepath.Join(dir, snapshot.ManifestName), b, 0o600); err != nil {
 		t.Fatal(err)
+	}
+	if _, err := snapshot.Load(dir); err != nil {
+		t.Fatalf("the hand-made snapshot does not load: %v", err)
 	}
 	return dir
 }

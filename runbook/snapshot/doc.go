@@ -1,8 +1,10 @@
 // Package snapshot takes, describes and verifies the snapshot the runbook
 // makes while a CKAN site is read-only: CKAN's Postgres database and the
-// DataStore's (pg_dump, custom format), the file storage (a tar written
-// here), and a manifest that says what was taken, with what checksums, and
-// whether the snapshot is consistent.
+// DataStore's (pg_dump, custom format), each local file storage (a tar
+// written here, one per storage: CKAN 2.12 may have several), and a
+// manifest that says what was taken, with what checksums, what was not
+// (a storage the gate cannot reach, such as a cloud bucket, or one the
+// operator excluded), and whether the snapshot is consistent.
 //
 // Consistent means nothing the snapshot holds changed while it was taken.
 // Take reads each database's row counters (pg_stat_user_tables), each
@@ -12,7 +14,9 @@
 // written. Any content table whose counters moved, any table given a new
 // relfilenode (TRUNCATE, VACUUM FULL, CLUSTER, a rewriting ALTER TABLE),
 // any relation whose definition changed (DDL), and any file added, removed
-// or modified makes the verdict "inconsistent" and is named. The few
+// or modified makes the verdict "inconsistent" and is named. A storage of
+// the site that is not in the snapshot and not excluded ([snapshot]
+// exclude_storages) makes it "partial" otherwise: never "consistent". The few
 // tables CKAN writes on reads are listed as bookkeeping and do not spoil
 // the verdict; the rules are per database: in CKAN's, user.last_active,
 // api_token.last_access, the dashboard, page-view tracking; in the
@@ -24,7 +28,8 @@
 // state.
 //
 // A snapshot is a directory <dir>/<site>-<UTC time> holding
-// ckan_db.dump, datastore_db.dump, storage.tar and manifest.json. It is
+// ckan_db.dump, datastore_db.dump, storage.tar (the storage "default"),
+// storage-<name>.tar (the others) and manifest.json. It is
 // built in <dir>/.tmp-<name>, and renamed to its name only when every file
 // is written, hashed and synced, the manifest last: a directory whose name
 // does not start with a dot and that holds manifest.json is complete. A

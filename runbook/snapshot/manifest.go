@@ -10,21 +10,35 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"time"
+
+	"github.com/ckanops/ckanops/config"
 )
 
-// FormatVersion is the manifest format this package writes and reads.
-const FormatVersion = 1
+// FormatVersion is the manifest format this package writes. It reads it
+// and format 1, whose one storage ("storage") it reads as the storage
+// "default" of storages.
+const FormatVersion = 2
+
+// formatOneStorage is the format written before several storages were
+// (format 1): it has "storage", one record, and no "storages".
+const formatOneStorage = 1
 
 // ManifestName is the manifest's file name in a snapshot directory. Its
 // presence in a directory whose name does not start with a dot is what
 // makes a snapshot complete.
 const ManifestName = "manifest.json"
 
-// Verdicts.
+// Verdicts. Inconsistent wins over Partial: a snapshot in which something
+// changed is inconsistent whatever it left out.
 const (
 	Consistent   = "consistent"
 	Inconsistent = "inconsistent"
+	// Partial: nothing the snapshot holds changed, but it lacks a storage
+	// of the site that the gate cannot archive (a cloud bucket) and that
+	// [snapshot] exclude_storages does not name. Never consistent.
+	Partial = "partial"
 )
 
 // Kinds of files in a snapshot.
@@ -45,8 +59,22 @@ const (
 const (
 	ckanDumpName      = SourceCKANDB + ".dump"
 	datastoreDumpName = SourceDatastoreDB + ".dump"
-	storageTarName    = "storage.tar"
+	storageTarName    = "storage.tar" // the storage "default"'s archive
 )
+
+// StorageFileName is the archive of the storage name in a snapshot:
+// storage.tar for "default" (config.StorageNameDefault: a lone storage
+// path, as snapshots always named it), storage-<name>.tar for the others.
+func StorageFileName(name string) string {
+	if name == config.StorageNameDefault {
+		return storageTarName
+	}
+	return "storage-" + name + ".tar"
+}
+
+// storageNameRE is a storage's name as a snapshot accepts it: it names a
+// file of the snapshot. config checks the same.
+var storageNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$`)
 
 // Manifest is manifest.json: what a snapshot holds and whether it is
 // consistent.
@@ -60,14 +88,23 @@ type Manifest struct {
 	Files       []File `json:"files"`
 	// Databases has one record per configured database, CKAN's first.
 	Databases []Database `json:"databases"`
-	// Storage is nil when no storage path was configured.
+	// Storages has one record per storage archived, one tar each, in the
+	// order configured; empty when none was.
+	Storages []Storage `json:"storages"`
+	// StoragesNotIncluded names the site's storages the snapshot does not
+	// hold: excluded on purpose ([snapshot] exclude_storages), or of a
+	// type the gate cannot archive, which makes it Partial.
+	StoragesNotIncluded []StorageNotIncluded `json:"storages_not_included"`
+	// Storage is format 1's one storage. Load moves it into Storages (as
+	// "default", storage.tar) and leaves this nil; format 2 never has it.
 	Storage *Storage `json:"storage,omitempty"`
 	// NotConfigured lists the sources (ckan_db, datastore_db, storage)
-	// that were not configured, so not taken.
+	// that were not configured, so not taken. "storage": no storage at all.
 	NotConfigured []string `json:"not_configured"`
-	Verdict       string   `json:"verdict"` // Consistent or Inconsistent
+	Verdict       string   `json:"verdict"` // Consistent, Inconsistent or Partial
 	// Changed names what changed while the snapshot was taken; empty when
-	// consistent.
+	// consistent or partial. Why a snapshot is partial is in
+	// StoragesNotIncluded (Problems says both).
 	Changed []string `json:"changed"`
 	// Bookkeeping names changes to tables CKAN writes on reads, which do
 	// not spoil the verdict.
@@ -140,11 +177,69 @@ type Counters struct {
 	Deletes int64 `json:"n_tup_del"`
 }
 
-// Storage is what a snapshot recorded of the file storage.
+// Storage is what a snapshot recorded of one file storage.
 type Storage struct {
-	Path   string      `json:"path"` // storage_path as configured
+	// Name is the storage's (config.Storage); "default" for a lone
+	// storage_path and for format 1's storage.
+	Name   string      `json:"name,omitempty"`
+	Path   string      `json:"path"`           // its directory, as configured
+	Type   string      `json:"type,omitempty"` // CKAN's adapter, when configured
+	File   string      `json:"file,omitempty"` // its archive in the snapshot: StorageFileName(Name)
 	Before StorageTree `json:"before"`
 	After  StorageTree `json:"after"`
+}
+
+// StorageNotIncluded is a storage of the site the snapshot does not hold.
+type StorageNotIncluded struct {
+	Name string `json:"name"`
+	Type string `json:"type,omitempty"` // CKAN's adapter, when configured
+	Path string `json:"path,omitempty"` // its directory, for a local storage excluded
+	// Excluded: [snapshot] exclude_storages names it; it does not spoil
+	// the verdict. Otherwise the gate cannot archive it and the snapshot
+	// is Partial.
+	Excluded bool   `json:"excluded"`
+	Reason   string `json:"reason"`
+}
+
+// StorageByName is the storage record called name, or nil.
+func (m *Manifest) StorageByName(name string) *Storage {
+	for i := range m.Storages {
+		if m.Storages[i].Name == name {
+			return &m.Storages[i]
+		}
+	}
+	return nil
+}
+
+// Missing names the storages that make the snapshot partial: not
+// included, and not excluded.
+func (m *Manifest) Missing() []StorageNotIncluded {
+	var out []StorageNotIncluded
+	for _, s := range m.StoragesNotIncluded {
+		if !s.Excluded {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// Problems is why the snapshot is not consistent: what changed, then
+// each storage it lacks ("storage bucket (type ckan:s3) not included:
+// ..."). Empty when consistent.
+func (m *Manifest) Problems() []string {
+	out := append([]string{}, m.Changed...)
+	for _, s := range m.Missing() {
+		out = append(out, missingText(s))
+	}
+	return out
+}
+
+func missingText(s StorageNotIncluded) string {
+	what := "storage " + s.Name
+	if s.Type != "" {
+		what += " (type " + s.Type + ")"
+	}
+	return what + " not included: " + s.Reason
 }
 
 // StorageTree summarises one walk of the storage tree.
@@ -218,14 +313,43 @@ func decodeManifest(b []byte) (*Manifest, error) {
 
 // validate checks what Load promises its callers.
 func (m *Manifest) validate() error {
-	if m.Format != FormatVersion {
-		return fmt.Errorf("format %d is not one this ckanops reads (%d)", m.Format, FormatVersion)
+	switch m.Format {
+	case FormatVersion:
+		if m.Storage != nil {
+			return fmt.Errorf("format %d has storages, not storage (format %d's)", FormatVersion, formatOneStorage)
+		}
+	case formatOneStorage:
+		if len(m.Storages) > 0 || len(m.StoragesNotIncluded) > 0 {
+			return fmt.Errorf("format %d has storage, not storages (format %d's)", formatOneStorage, FormatVersion)
+		}
+		if m.Verdict == Partial {
+			return fmt.Errorf("format %d has no verdict %q", formatOneStorage, Partial)
+		}
+		if st := m.Storage; st != nil {
+			if st.Name != "" || st.File != "" || st.Type != "" {
+				return fmt.Errorf("format %d's storage has no name, type or file", formatOneStorage)
+			}
+			rec := *st
+			rec.Name, rec.File = config.StorageNameDefault, storageTarName
+			m.Storages = []Storage{rec}
+			m.Storage = nil
+		}
+	default:
+		return fmt.Errorf("format %d is not one this ckanops reads (%d or %d)", m.Format, formatOneStorage, FormatVersion)
 	}
 	if m.Site == "" {
 		return errors.New("no site")
 	}
-	if m.Verdict != Consistent && m.Verdict != Inconsistent {
-		return fmt.Errorf("verdict %q is neither %q nor %q", m.Verdict, Consistent, Inconsistent)
+	switch m.Verdict {
+	case Consistent, Inconsistent, Partial:
+	default:
+		return fmt.Errorf("verdict %q is not %q, %q or %q", m.Verdict, Consistent, Inconsistent, Partial)
+	}
+	if m.Verdict == Consistent && len(m.Missing()) > 0 {
+		return fmt.Errorf("verdict %q, but storage %s is not included and not excluded", Consistent, m.Missing()[0].Name)
+	}
+	if m.Verdict == Partial && len(m.Missing()) == 0 {
+		return fmt.Errorf("verdict %q, but every storage is included or excluded", Partial)
 	}
 	if m.Times.Started.IsZero() || m.Times.Ended.IsZero() {
 		return errors.New("times.started or times.ended missing")
@@ -248,6 +372,22 @@ func (m *Manifest) validate() error {
 		if h, err := hex.DecodeString(f.SHA256); err != nil || len(h) != 32 {
 			return fmt.Errorf("file %s: sha256 %q is not 64 hex digits", f.Name, f.SHA256)
 		}
+	}
+	names := map[string]bool{}
+	for _, st := range m.Storages {
+		if !storageNameRE.MatchString(st.Name) || names[st.Name] {
+			return fmt.Errorf("storage name %q is not valid or listed twice", st.Name)
+		}
+		names[st.Name] = true
+		if st.File != StorageFileName(st.Name) || !seen[st.File] {
+			return fmt.Errorf("storage %s: file %q is not %s, a file of the snapshot", st.Name, st.File, StorageFileName(st.Name))
+		}
+	}
+	for _, st := range m.StoragesNotIncluded {
+		if !storageNameRE.MatchString(st.Name) || names[st.Name] {
+			return fmt.Errorf("storage name %q is not valid or listed twice", st.Name)
+		}
+		names[st.Name] = true
 	}
 	for _, d := range m.Databases {
 		if d.Name != SourceCKANDB && d.Name != SourceDatastoreDB {

@@ -19,10 +19,13 @@ func fakeManifest(site string, started time.Time) *Manifest {
 		Times:         Times{Started: started, Ended: started.Add(time.Minute)},
 		Files:         []File{{Name: "ckan_db.dump", Kind: KindPGDump, Source: SourceCKANDB, Size: 3, SHA256: strings.Repeat("ab", 32)}},
 		Databases:     []Database{},
+		Storages:      []Storage{},
 		NotConfigured: []string{SourceDatastoreDB, SourceStorage},
 		Verdict:       Consistent,
-		Changed:       []string{},
-		Bookkeeping:   []string{},
+
+		StoragesNotIncluded: []StorageNotIncluded{},
+		Changed:             []string{},
+		Bookkeeping:         []string{},
 	}
 }
 
@@ -63,7 +66,7 @@ func TestLoadRoundTrip(t *testing.T) {
 		t.Errorf("loaded\n%+v\nwrote\n%+v", got, m)
 	}
 	b, _ := os.ReadFile(filepath.Join(dir, ManifestName))
-	for _, want := range []string{`"format": 1`, `"enabled": "2006-11-29T14:13:58Z"`, `"n_tup_ins": 1`, `"not_configured": [`, `"relfilenodes": {`, `"public.package": 16384`, `"schema": {`} {
+	for _, want := range []string{`"format": 2`, `"storages": []`, `"storages_not_included": []`, `"enabled": "2006-11-29T14:13:58Z"`, `"n_tup_ins": 1`, `"not_configured": [`, `"relfilenodes": {`, `"public.package": 16384`, `"schema": {`} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("manifest lacks %s:\n%s", want, b)
 		}
@@ -87,7 +90,7 @@ func TestLoadIsStrict(t *testing.T) {
 		{"bad schema digest", strings.Replace(withShape, strings.Repeat("b", 64), "bb", 1), "schema digest"},
 		{"unknown field", strings.Replace(good, `"site":"s"`, `"site":"s","extra":1`, 1), "unknown field"},
 		{"trailing data", good + `{}`, "trailing data"},
-		{"format 2", strings.Replace(good, `"format":1`, `"format":2`, 1), "format 2"},
+		{"format 3", strings.Replace(good, `"format":1`, `"format":3`, 1), "format 3"},
 		{"bad verdict", strings.Replace(good, `"consistent"`, `"fine"`, 1), "verdict"},
 		{"escaping file name", strings.Replace(good, `"ckan_db.dump"`, `"../etc/passwd"`, 1), "not a file of the snapshot"},
 		{"bad sha256", strings.Replace(good, strings.Repeat("0", 64), "00", 1), "sha256"},

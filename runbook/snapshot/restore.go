@@ -65,9 +65,19 @@ type RestoreSpec struct {
 	// supply it.
 	CKANDB      config.SecretURL
 	DatastoreDB config.SecretURL
-	// StoragePath is the directory to unpack the storage archive into.
-	// Empty: not restored. It may be missing when its parent exists.
+	// StoragePath is the directory to unpack the storage archive into,
+	// when the snapshot holds one storage (whatever its name); with
+	// several, name each in Storages. Empty: not restored. A target may
+	// be missing when its parent exists.
 	StoragePath string
+	// Storages maps a storage of the snapshot, by name, to the directory
+	// to unpack it into. A storage not named is not restored, unless
+	// AllStorages.
+	Storages map[string]string
+	// AllStorages restores every storage the snapshot holds: into its
+	// directory in Storages, else the path the manifest recorded for it
+	// (in place: such a target holds files, so it needs Clean).
+	AllStorages bool
 	// PGRestore is the pg_restore program. Default "pg_restore".
 	PGRestore string
 	// Force restores an inconsistent snapshot.
@@ -92,7 +102,16 @@ type RestoreReport struct {
 	Forced    bool              `json:"forced"`  // an inconsistent snapshot, restored because of Force
 	Changed   []string          `json:"changed"` // the manifest's: what changed while it was taken
 	Databases []DatabaseRestore `json:"databases"`
-	Storage   *StorageRestore   `json:"storage,omitempty"`
+	// Storages are the storages restored (or to be), in the manifest's
+	// order.
+	Storages []*StorageRestore `json:"storages"`
+	// Storage is the one storage restored, when exactly one was asked
+	// for (the same record as Storages[0]); absent otherwise.
+	Storage *StorageRestore `json:"storage,omitempty"`
+	// NotIncluded are the storages of the site the snapshot does not hold
+	// (its manifest's storages_not_included): not restored, whatever is
+	// asked.
+	NotIncluded []StorageNotIncluded `json:"not_included"`
 	// Notes are what to do next: grants to give again, and the like.
 	Notes   []string  `json:"notes"`
 	Started time.Time `json:"started"`
@@ -120,9 +139,10 @@ type DatabaseRestore struct {
 	Seconds float64  `json:"seconds"`
 }
 
-// StorageRestore is what a restore did with the storage archive.
+// StorageRestore is what a restore did with one storage's archive.
 type StorageRestore struct {
-	Path string `json:"path"` // the target, as given
+	Name string `json:"name"` // the storage's, in the manifest
+	Path string `json:"path"` // the target, as given (or as recorded, with AllStorages)
 	File string `json:"file"`
 	// Created: the target did not exist and was created.
 	Created bool `json:"created"`
@@ -153,7 +173,7 @@ type restorer struct {
 	pgRestore string // resolved; "" when no database is restored
 	m         *Manifest
 	dbs       []*dbTarget
-	st        *storageTarget
+	sts       []*storageTarget
 	rep       *RestoreReport
 }
 
@@ -193,7 +213,7 @@ func newRestorer(s RestoreSpec) (*restorer, error) {
 	if s.Dir == "" {
 		return nil, errors.New("no snapshot directory")
 	}
-	if s.CKANDB == "" && s.DatastoreDB == "" && s.StoragePath == "" {
+	if s.CKANDB == "" && s.DatastoreDB == "" && s.StoragePath == "" && len(s.Storages) == 0 && !s.AllStorages {
 		return nil, errors.New("nothing to restore: give a target for ckan_db, datastore_db or the storage")
 	}
 	for _, c := range []struct {
@@ -247,8 +267,11 @@ func summarise(items []string, n int, what string) string {
 // failure; the report holds what was done.
 func (r *restorer) run(ctx context.Context) error {
 	r.rep.Started = time.Now().UTC()
-	if r.st != nil {
-		r.rep.Storage = r.st.rep
+	for _, st := range r.sts {
+		r.rep.Storages = append(r.rep.Storages, st.rep)
+	}
+	if len(r.sts) == 1 {
+		r.rep.Storage = r.sts[0].rep
 	}
 	for i, t := range r.dbs {
 		r.rep.Databases = append(r.rep.Databases, *t.rep)
@@ -258,8 +281,8 @@ func (r *restorer) run(ctx context.Context) error {
 			return fmt.Errorf("snapshot: restore: %w%s", err, r.sofar())
 		}
 	}
-	if r.st != nil {
-		if err := r.unpack(ctx); err != nil {
+	for _, st := range r.sts {
+		if err := r.unpack(ctx, st); err != nil {
 			return fmt.Errorf("snapshot: restore: %w%s", err, r.sofar())
 		}
 	}
@@ -271,11 +294,16 @@ func (r *restorer) run(ctx context.Context) error {
 			r.rep.Notes = append(r.rep.Notes, fmt.Sprintf("datastore_db: grants were not restored (--no-privileges): give the DataStore's read-only user its access again with `ckan datastore set-permissions`, applied to %s", t.db.name))
 		}
 	}
-	if st := r.st; st != nil && st.rep.Unrelated > 0 {
-		r.rep.Notes = append(r.rep.Notes, fmt.Sprintf("storage: %d entries of %s that the snapshot does not hold were left in place (%s): remove them if they should go", st.rep.Unrelated, r.StoragePath, summarise(st.rep.UnrelatedNames, 5, "")))
+	for _, st := range r.sts {
+		if st.rep.Unrelated > 0 {
+			r.rep.Notes = append(r.rep.Notes, fmt.Sprintf("%s: %d entries of %s that the snapshot does not hold were left in place (%s): remove them if they should go", st.label, st.rep.Unrelated, st.path, summarise(st.rep.UnrelatedNames, 5, "")))
+		}
+		if !st.owners {
+			r.rep.Notes = append(r.rep.Notes, fmt.Sprintf("%s: the restored files belong to %s (not running as root, owners were not restored): make sure CKAN's user can write %s", st.label, whoAmI(), st.path))
+		}
 	}
-	if st := r.st; st != nil && !st.owners {
-		r.rep.Notes = append(r.rep.Notes, fmt.Sprintf("storage: the restored files belong to %s (not running as root, owners were not restored): make sure CKAN's user can write %s", whoAmI(), r.StoragePath))
+	for _, n := range r.m.StoragesNotIncluded {
+		r.rep.Notes = append(r.rep.Notes, fmt.Sprintf("storage %s: not in the snapshot (%s), so not restored: it is as it is now", n.Name, n.Reason))
 	}
 	for _, n := range r.rep.Notes {
 		r.out.line("next: %s", n)
@@ -297,11 +325,14 @@ func (r *restorer) sofar() string {
 			not = append(not, t.db.source)
 		}
 	}
-	if r.st != nil && !r.st.rep.Done {
-		if r.st.rep.Files+r.st.rep.Dirs+r.st.rep.Symlinks > 0 {
-			not = append(not, fmt.Sprintf("storage (partly unpacked into %s: %d files, %d directories, %d links)", r.StoragePath, r.st.rep.Files, r.st.rep.Dirs, r.st.rep.Symlinks))
-		} else {
-			not = append(not, "storage")
+	for _, st := range r.sts {
+		switch {
+		case st.rep.Done:
+			done = append(done, st.label)
+		case st.rep.Files+st.rep.Dirs+st.rep.Symlinks > 0:
+			not = append(not, fmt.Sprintf("%s (partly unpacked into %s: %d files, %d directories, %d links)", st.label, st.path, st.rep.Files, st.rep.Dirs, st.rep.Symlinks))
+		default:
+			not = append(not, st.label)
 		}
 	}
 	s := ""

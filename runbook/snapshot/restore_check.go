@@ -11,7 +11,10 @@ package snapshot
 import (
 	"context"
 	"fmt"
+	"sort"
 	"strings"
+
+	"github.com/ckanops/ckanops/config"
 
 	"github.com/ckanops/ckanops/internal/human"
 )
@@ -26,7 +29,17 @@ func (r *restorer) check(ctx context.Context) error {
 	// The parts asked for are in the snapshot.
 	files := map[string]File{}
 	for _, f := range m.Files {
-		files[f.Source] = f
+		if f.Kind == KindPGDump {
+			files[f.Source] = f
+		}
+	}
+	tars := map[string]File{} // by storage name
+	for _, st := range m.Storages {
+		for _, f := range m.Files {
+			if f.Name == st.File {
+				tars[st.Name] = f
+			}
+		}
 	}
 	var missing []string
 	for _, t := range r.dbs {
@@ -37,19 +50,27 @@ func (r *restorer) check(ctx context.Context) error {
 		}
 		t.file = f
 	}
-	if r.StoragePath != "" {
-		if f, ok := files[SourceStorage]; !ok || f.Kind != KindTar {
-			missing = append(missing, "a storage target was given, but the snapshot holds no storage archive"+notConfiguredNote(m, SourceStorage))
-		} else {
-			r.st = &storageTarget{file: f}
-		}
-	}
+	sts, miss := r.storageTargets(m)
+	missing = append(missing, miss...)
 	if len(missing) > 0 {
 		return refuse("%s: leave that target out", strings.Join(missing, "; "))
 	}
+	for _, st := range sts {
+		f, ok := tars[st.name]
+		if !ok || f.Kind != KindTar {
+			return refuse("storage %s: the manifest names no archive for it", st.name)
+		}
+		st.file = f
+	}
+	r.sts = sts
 	// The verdict.
-	if m.Verdict != Consistent && !r.Force {
+	switch {
+	case m.Verdict == Inconsistent && !r.Force:
 		return refuse("snapshot %s is %s (changed while it was taken: %s): restore a consistent snapshot, or restore this one anyway with --force", r.Dir, m.Verdict, summarise(m.Changed, 5, ""))
+	case m.Verdict == Partial && !r.Force:
+		return refuse("snapshot %s is %s (%s): restore a consistent snapshot, or restore this one anyway with --force (what it lacks stays as it is now)", r.Dir, m.Verdict, summarise(m.Problems(), 5, ""))
+	case m.Verdict != Consistent && m.Verdict != Inconsistent && m.Verdict != Partial:
+		return refuse("snapshot %s has the verdict %q", r.Dir, m.Verdict)
 	}
 	// The files, against the manifest.
 	r.out.line("verifying %s against its manifest", r.Dir)
@@ -73,15 +94,25 @@ func (r *restorer) check(ctx context.Context) error {
 	r.rep = &RestoreReport{
 		Dir: r.Dir, Site: m.Site, Verdict: m.Verdict, Forced: m.Verdict != Consistent,
 		Changed: append([]string{}, m.Changed...), Databases: []DatabaseRestore{}, Notes: []string{},
+		Storages: []*StorageRestore{}, NotIncluded: append([]StorageNotIncluded{}, m.StoragesNotIncluded...),
 	}
 	if r.rep.Forced {
-		r.out.line("warning: restoring an inconsistent snapshot (forced; changed while it was taken: %s)", summarise(m.Changed, 5, ""))
+		if m.Verdict == Partial {
+			r.out.line("warning: restoring a partial snapshot (forced; %s)", summarise(m.Problems(), 5, ""))
+		} else {
+			r.out.line("warning: restoring an inconsistent snapshot (forced; changed while it was taken: %s)", summarise(m.Changed, 5, ""))
+		}
 	}
 
-	// The storage target and the archive's entries.
-	if r.st != nil {
-		if err := r.checkStorage(); err != nil {
+	// The storage targets and the archives' entries.
+	for i, st := range r.sts {
+		if err := r.checkStorage(st); err != nil {
 			return err
+		}
+		for _, o := range r.sts[:i] {
+			if inside(st.root, o.root) || inside(o.root, st.root) {
+				return refuse("%s target %s and %s target %s overlap: give each storage its own directory", o.label, o.path, st.label, st.path)
+			}
 		}
 	}
 	// The target databases: all of them before any is written.
@@ -117,6 +148,67 @@ func (r *restorer) check(ctx context.Context) error {
 		return refuse("%s; restore into an empty database, or pass --clean to drop and recreate the snapshot's objects in it", strings.Join(refusals, "; "))
 	}
 	return nil
+}
+
+// storageTargets are the storages to restore and where, in the
+// manifest's order, and the targets given that the snapshot has no
+// storage for.
+func (r *restorer) storageTargets(m *Manifest) ([]*storageTarget, []string) {
+	var names []string
+	for _, st := range m.Storages {
+		names = append(names, st.Name)
+	}
+	holds := "it holds no storage" + notConfiguredNote(m, SourceStorage)
+	if len(names) > 0 {
+		holds = "it holds " + strings.Join(names, ", ")
+	}
+	var missing []string
+	if r.StoragePath != "" {
+		switch len(m.Storages) {
+		case 0:
+			missing = append(missing, "a storage target was given, but the snapshot holds no storage archive"+notConfiguredNote(m, SourceStorage))
+		case 1:
+		default:
+			missing = append(missing, fmt.Sprintf("one storage target was given, but the snapshot holds %d storages (%s): name each target with NAME=PATH", len(m.Storages), strings.Join(names, ", ")))
+		}
+	}
+	for name := range r.Storages {
+		if m.StorageByName(name) == nil {
+			why := holds
+			for _, n := range m.StoragesNotIncluded {
+				if n.Name == name {
+					why = "it was not included: " + n.Reason
+				}
+			}
+			missing = append(missing, fmt.Sprintf("a target for storage %s was given, but the snapshot holds no storage %s (%s)", name, name, why))
+		}
+	}
+	if r.AllStorages && len(m.Storages) == 0 {
+		missing = append(missing, "every storage was asked for, but the snapshot holds no storage archive"+notConfiguredNote(m, SourceStorage))
+	}
+	sort.Strings(missing)
+	if len(missing) > 0 {
+		return nil, missing
+	}
+	var out []*storageTarget
+	for _, rec := range m.Storages {
+		path, ok := r.Storages[rec.Name]
+		switch {
+		case ok:
+		case r.StoragePath != "":
+			path = r.StoragePath
+		case r.AllStorages:
+			path = rec.Path
+		default:
+			continue
+		}
+		label := "storage"
+		if rec.Name != config.StorageNameDefault {
+			label = "storage " + rec.Name
+		}
+		out = append(out, &storageTarget{name: rec.Name, path: path, label: label})
+	}
+	return out, nil
 }
 
 // notConfiguredNote says, when it did, that the manifest lists source as

@@ -40,8 +40,11 @@ const maxProblems = 10
 // written under before it is renamed into place.
 const tempRestorePrefix = ".ckanops-restore-"
 
-// storageTarget is the archive to unpack and where.
+// storageTarget is one storage's archive to unpack and where.
 type storageTarget struct {
+	name     string // the storage's, in the manifest
+	path     string // the target, as given (or as recorded)
+	label    string // "storage" for "default", "storage <name>" for the others: starts its messages
 	root     string // the target, absolute, links resolved (where it will be, when missing)
 	create   bool   // missing: create it
 	file     File
@@ -67,46 +70,45 @@ func (e existingEntry) isLink() bool { return e.mode&fs.ModeSymlink != 0 }
 
 // checkStorage looks at the storage target and reads the archive's
 // entries, refusing what would not be safe.
-func (r *restorer) checkStorage() error {
-	st := r.st
-	target := r.StoragePath
-	st.rep = &StorageRestore{Path: target, File: st.file.Name, UnrelatedNames: []string{}}
+func (r *restorer) checkStorage(st *storageTarget) error {
+	target := st.path
+	st.rep = &StorageRestore{Name: st.name, Path: target, File: st.file.Name, UnrelatedNames: []string{}}
 	fi, err := os.Stat(target)
 	nonEmpty := false
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		parent := filepath.Dir(filepath.Clean(target))
 		if pfi, perr := os.Stat(parent); perr != nil || !pfi.IsDir() {
-			return refuse("storage target %s does not exist, nor does its parent %s: create it, or give another directory", target, parent)
+			return refuse("%s target %s does not exist, nor does its parent %s: create it, or give another directory", st.label, target, parent)
 		}
 		st.create = true
 	case err != nil:
-		return refuse("cannot look at storage target %s: %v (running as %s)", target, unwrapPath(err), whoAmI())
+		return refuse("cannot look at %s target %s: %v (running as %s)", st.label, target, unwrapPath(err), whoAmI())
 	case !fi.IsDir():
-		return refuse("storage target %s is not a directory: give a directory (CKAN's ckan.storage_path)", target)
+		return refuse("%s target %s is not a directory: give a directory (CKAN's ckan.storage_path)", st.label, target)
 	default:
 		des, err := os.ReadDir(target)
 		if err != nil {
-			return refuse("cannot read storage target %s: %v (running as %s)", target, unwrapPath(err), whoAmI())
+			return refuse("cannot read %s target %s: %v (running as %s)", st.label, target, unwrapPath(err), whoAmI())
 		}
 		if len(des) > 0 && !r.Clean {
-			return refuse("storage target %s is not empty (%d entries): restore into an empty or new directory, or pass --clean to unpack over it (the snapshot's files replace the ones there; other entries are left in place)", target, len(des))
+			return refuse("%s target %s is not empty (%d entries): restore into an empty or new directory, or pass --clean to unpack over it (the snapshot's files replace the ones there; other entries are left in place)", st.label, target, len(des))
 		}
 		nonEmpty = len(des) > 0
 	}
 	if st.root, err = resolve(target, st.create); err != nil {
-		return refuse("cannot resolve storage target %s: %v", target, unwrapPath(err))
+		return refuse("cannot resolve %s target %s: %v", st.label, target, unwrapPath(err))
 	}
 	snap, err := resolve(r.Dir, false)
 	if err != nil {
 		return fmt.Errorf("snapshot: restore: cannot resolve %s: %v", r.Dir, unwrapPath(err))
 	}
 	if inside(snap, st.root) || inside(st.root, snap) {
-		return refuse("storage target %s and the snapshot %s overlap: unpack the storage elsewhere", target, r.Dir)
+		return refuse("%s target %s and the snapshot %s overlap: unpack the storage elsewhere", st.label, target, r.Dir)
 	}
-	if r.m.Storage != nil && r.m.Storage.Path != "" {
-		if src, err := resolve(r.m.Storage.Path, false); err == nil && src == st.root {
-			r.out.line("storage target %s is the storage the snapshot was taken of", target)
+	if rec := r.m.StorageByName(st.name); rec != nil && rec.Path != "" {
+		if src, err := resolve(rec.Path, false); err == nil && src == st.root {
+			r.out.line("%s target %s is the storage the snapshot was taken of", st.label, target)
 		}
 	}
 
@@ -114,7 +116,7 @@ func (r *restorer) checkStorage() error {
 	if nonEmpty {
 		st.rep.OverExisting = true
 		if err := walkExisting(st.root, st.existing); err != nil {
-			return refuse("cannot read storage target %s: %v", target, unwrapPath(err))
+			return refuse("cannot read %s target %s: %v", st.label, target, unwrapPath(err))
 		}
 	}
 	entries, problems, err := scanArchive(filepath.Join(r.Dir, st.file.Name))
@@ -139,15 +141,15 @@ func (r *restorer) checkStorage() error {
 	st.owners = os.Geteuid() == 0
 	switch {
 	case st.create:
-		r.out.line("storage target %s: will be created", target)
+		r.out.line("%s target %s: will be created", st.label, target)
 	case nonEmpty:
 		left := ""
 		if st.rep.Unrelated > 0 {
 			left = fmt.Sprintf("; %d of them the snapshot does not hold and will be left in place", st.rep.Unrelated)
 		}
-		r.out.line("storage target %s holds %d entries: unpacking over them (--clean)%s", target, len(st.existing), left)
+		r.out.line("%s target %s holds %d entries: unpacking over them (--clean)%s", st.label, target, len(st.existing), left)
 	default:
-		r.out.line("storage target %s: empty", target)
+		r.out.line("%s target %s: empty", st.label, target)
 	}
 	return nil
 }
@@ -404,29 +406,28 @@ type dirMeta struct {
 }
 
 // unpack writes the archive's entries into the target.
-func (r *restorer) unpack(ctx context.Context) error {
-	st := r.st
+func (r *restorer) unpack(ctx context.Context, st *storageTarget) error {
 	rep := st.rep
 	start := time.Now()
 	defer func() { rep.Seconds = seconds(time.Since(start)) }()
-	target := r.StoragePath
-	r.out.line("storage: unpacking %s (%s) into %s", st.file.Name, human.Bytes(st.file.Size), target)
+	target := st.path
+	r.out.line("%s: unpacking %s (%s) into %s", st.label, st.file.Name, human.Bytes(st.file.Size), target)
 
 	if st.create {
 		if err := os.Mkdir(st.root, 0o755); err != nil {
-			return fmt.Errorf("storage: cannot create %s: %v (running as %s)", target, unwrapPath(err), whoAmI())
+			return fmt.Errorf("%s: cannot create %s: %v (running as %s)", st.label, target, unwrapPath(err), whoAmI())
 		}
 		rep.Created = true
-		r.out.line("storage: created %s", target)
+		r.out.line("%s: created %s", st.label, target)
 	}
 	root, err := os.OpenRoot(st.root)
 	if err != nil {
-		return fmt.Errorf("storage: %v", err)
+		return fmt.Errorf("%s: %v", st.label, err)
 	}
 	defer root.Close()
 	f, err := os.Open(filepath.Join(r.Dir, st.file.Name))
 	if err != nil {
-		return fmt.Errorf("storage: %v", err)
+		return fmt.Errorf("%s: %v", st.label, err)
 	}
 	defer f.Close()
 
@@ -436,44 +437,44 @@ func (r *restorer) unpack(ctx context.Context) error {
 	last := time.Now()
 	for {
 		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("storage: cancelled: %w", context.Cause(ctx))
+			return fmt.Errorf("%s: cancelled: %w", st.label, context.Cause(ctx))
 		}
 		hdr, err := tr.Next()
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
-			return fmt.Errorf("storage: %s: %v", st.file.Name, err)
+			return fmt.Errorf("%s: %s: %v", st.label, st.file.Name, err)
 		}
 		if hdr.Typeflag == tar.TypeXGlobalHeader {
 			continue
 		}
 		name, err := entryName(hdr)
 		if e, ok := st.entries[name]; err != nil || !ok || e.typ != hdr.Typeflag || e.link != hdr.Linkname {
-			return fmt.Errorf("storage: %s changed while it was restored (entry %q): restore again", st.file.Name, hdr.Name)
+			return fmt.Errorf("%s: %s changed while it was restored (entry %q): restore again", st.label, st.file.Name, hdr.Name)
 		}
 		if d := path.Dir(name); d != "." {
 			if err := root.MkdirAll(d, 0o755); err != nil {
-				return fmt.Errorf("storage: %s: %v", d, unwrapPath(err))
+				return fmt.Errorf("%s: %s: %v", st.label, d, unwrapPath(err))
 			}
 		}
 		x, existed := st.existing[name]
 		switch hdr.Typeflag {
 		case tar.TypeDir:
 			if err := root.MkdirAll(name, 0o700); err != nil {
-				return fmt.Errorf("storage: %s: %v", name, unwrapPath(err))
+				return fmt.Errorf("%s: %s: %v", st.label, name, unwrapPath(err))
 			}
 			dirs = append(dirs, dirMeta{name, hdr})
 			rep.Dirs++
 		case tar.TypeReg:
 			if err := u.file(name, hdr, tr); err != nil {
-				return fmt.Errorf("storage: %s: %w", name, restoreWriteHint(err, target))
+				return fmt.Errorf("%s: %s: %w", st.label, name, restoreWriteHint(err, target))
 			}
 			rep.Files++
 			rep.Bytes += hdr.Size
 		case tar.TypeSymlink:
 			if err := u.symlink(name, hdr); err != nil {
-				return fmt.Errorf("storage: %s: %w", name, restoreWriteHint(err, target))
+				return fmt.Errorf("%s: %s: %w", st.label, name, restoreWriteHint(err, target))
 			}
 			rep.Symlinks++
 		}
@@ -482,7 +483,7 @@ func (r *restorer) unpack(ctx context.Context) error {
 		}
 		if time.Since(last) >= progressEvery {
 			last = time.Now()
-			r.out.line("storage: %d files (%s) so far", rep.Files, human.Bytes(rep.Bytes))
+			r.out.line("%s: %d files (%s) so far", st.label, rep.Files, human.Bytes(rep.Bytes))
 		}
 	}
 	// Deepest first, so that a directory's time is set after its entries
@@ -492,11 +493,11 @@ func (r *restorer) unpack(ctx context.Context) error {
 	})
 	for _, d := range dirs {
 		if err := u.dirMeta(d.name, d.hdr); err != nil {
-			return fmt.Errorf("storage: %s: %v", d.name, unwrapPath(err))
+			return fmt.Errorf("%s: %s: %v", st.label, d.name, unwrapPath(err))
 		}
 	}
 	if err := syncFS(st.root); err != nil {
-		return fmt.Errorf("storage: syncing %s: %w", target, err)
+		return fmt.Errorf("%s: syncing %s: %w", st.label, target, err)
 	}
 	rep.Owners = st.owners
 	rep.Done = true
@@ -504,7 +505,7 @@ func (r *restorer) unpack(ctx context.Context) error {
 	if rep.Replaced > 0 {
 		replaced = fmt.Sprintf(", replacing %d", rep.Replaced)
 	}
-	r.out.line("storage: done, %d files (%s), %d directories, %d links into %s%s (%v)",
+	r.out.line("%s: done, %d files (%s), %d directories, %d links into %s%s (%v)", st.label,
 		rep.Files, human.Bytes(rep.Bytes), rep.Dirs, rep.Symlinks, target, replaced, time.Since(start).Round(time.Millisecond))
 	return nil
 }

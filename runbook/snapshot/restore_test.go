@@ -232,8 +232,8 @@ func TestRestore(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if tree != m.Storage.After || tree != srcTree {
-			t.Errorf("restored storage %+v, manifest %+v", tree, m.Storage.After)
+		if tree != m.Storages[0].After || tree != srcTree {
+			t.Errorf("restored storage %+v, manifest %+v", tree, m.Storages[0].After)
 		}
 		for _, f := range files {
 			b, err := os.ReadFile(filepath.Join(target, f.path))
@@ -535,8 +535,10 @@ func handSnapshot(t *testing.T, verdict string, items ...tarItem) (string, *Mani
 		t.Fatal(err)
 	}
 	sum := sha256.Sum256(buf.Bytes())
+	// Format 1, as ckanops wrote before several storages: its one
+	// "storage" loads as the storage "default" (storage.tar).
 	m := &Manifest{
-		Format: FormatVersion, Site: "hand",
+		Format: formatOneStorage, Site: "hand",
 		Times:         Times{Started: started, Ended: started.Add(time.Minute)},
 		Files:         []File{{Name: storageTarName, Kind: KindTar, Source: SourceStorage, Size: int64(buf.Len()), SHA256: hex.EncodeToString(sum[:])}},
 		Databases:     []Database{},

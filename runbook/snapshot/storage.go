@@ -102,16 +102,16 @@ func digest(entries map[string]entry) string {
 }
 
 // writeTar archives the tree under root (a resolved directory) into
-// dir/storage.tar: directories, regular files and symbolic links (as
+// dir/name: directories, regular files and symbolic links (as
 // links), named relative to root, with their modes and modification
 // times (to the second, as tar does; PAX headers only where a name or a
 // size needs them). Sockets, pipes and devices are left out and said so.
 // The archive is hashed as it is written.
-func writeTar(ctx context.Context, root, dir string, out *output) (File, error) {
-	f := File{Name: storageTarName, Kind: KindTar, Source: SourceStorage}
-	s, err := createSink(filepath.Join(dir, storageTarName))
+func writeTar(ctx context.Context, root, dir, name, label string, out *output) (File, error) {
+	f := File{Name: name, Kind: KindTar, Source: SourceStorage}
+	s, err := createSink(filepath.Join(dir, name))
 	if err != nil {
-		return f, fmt.Errorf("archive of storage: %w", err)
+		return f, fmt.Errorf("archive of %s: %w", label, err)
 	}
 	defer s.abort()
 	tw := tar.NewWriter(s)
@@ -129,7 +129,7 @@ func writeTar(ctx context.Context, root, dir string, out *output) (File, error) 
 				return err
 			}
 		case !info.IsDir() && !info.Mode().IsRegular():
-			out.line("archive of storage: left out %s (%s, not a file, directory or link)", rel, info.Mode().Type())
+			out.line("archive of %s: left out %s (%s, not a file, directory or link)", label, rel, info.Mode().Type())
 			return nil
 		}
 		hdr, err := tar.FileInfoHeader(info, link)
@@ -148,13 +148,13 @@ func writeTar(ctx context.Context, root, dir string, out *output) (File, error) 
 			return err
 		}
 		if n < hdr.Size {
-			out.line("archive of storage: %s shrank while it was archived; padded with zeros (the verdict will name it)", rel)
+			out.line("archive of %s: %s shrank while it was archived; padded with zeros (the verdict will name it)", label, rel)
 		}
 		files++
 		bytes += hdr.Size
 		if time.Since(lastReport) >= progressEvery {
 			lastReport = time.Now()
-			out.line("archive of storage: %d files, %s", files, human.Bytes(s.n))
+			out.line("archive of %s: %d files, %s", label, files, human.Bytes(s.n))
 		}
 		return nil
 	})
@@ -165,12 +165,12 @@ func writeTar(ctx context.Context, root, dir string, out *output) (File, error) 
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return f, ctxErr
 		}
-		return f, fmt.Errorf("archive of storage: %w", writeHint(err, filepath.Dir(dir)))
+		return f, fmt.Errorf("archive of %s: %w", label, writeHint(err, filepath.Dir(dir)))
 	}
 	if f.Size, f.SHA256, err = s.finish(); err != nil {
-		return f, fmt.Errorf("archive of storage: %w", writeHint(err, filepath.Dir(dir)))
+		return f, fmt.Errorf("archive of %s: %w", label, writeHint(err, filepath.Dir(dir)))
 	}
-	out.line("archive of storage: done, %d files (%s), %s", files, human.Bytes(bytes), human.Bytes(f.Size))
+	out.line("archive of %s: done, %d files (%s), %s", label, files, human.Bytes(bytes), human.Bytes(f.Size))
 	return f, nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -44,8 +45,19 @@ type Spec struct {
 	// says so).
 	CKANDB      config.SecretURL
 	DatastoreDB config.SecretURL
-	// StoragePath is CKAN's storage_path. Empty: not configured.
+	// Storages are the site's file storages ([snapshot] Storages): each
+	// local one (with a Path) is archived into its own tar
+	// (StorageFileName), each other one is named in the manifest as not
+	// included, and makes the snapshot Partial unless ExcludeStorages
+	// names it. Empty: StoragePath alone, as the storage "default".
+	Storages []config.Storage
+	// StoragePath is CKAN's storage_path, used when Storages is empty.
+	// Both empty: no storage is configured.
 	StoragePath string
+	// ExcludeStorages names storages left out on purpose ([snapshot]
+	// exclude_storages): listed as excluded, never archived, and not a
+	// reason for Partial.
+	ExcludeStorages []string
 
 	CKANVersion string    // recorded
 	ModeVersion int64     // the gate's mode record version, recorded
@@ -78,9 +90,23 @@ type plan struct {
 	Spec
 	pgDump        string      // resolved path; "" when no database is configured
 	dbs           []*database // CKAN's first
-	storageRoot   string      // StoragePath with its links resolved; "" when not configured
+	storages      []*storagePlan
+	notIncluded   []StorageNotIncluded
 	notConfigured []string
 	out           *output
+}
+
+// storagePlan is one storage to archive.
+type storagePlan struct {
+	config.Storage
+	root string // Path with its links resolved
+	file string // StorageFileName(Name)
+	// what names it in messages: "storage_path /srv/ckan" for the storage
+	// "default", "storage uploads (/srv/uploads)" for the others.
+	what string
+	// prefix starts its lines of the verdict: "storage" for "default",
+	// "storage uploads:" for the others.
+	prefix string
 }
 
 // Take takes a snapshot of s's databases and storage, writes its manifest
@@ -126,7 +152,7 @@ func check(s Spec) (*plan, error) {
 	if s.Site == "" || strings.ContainsAny(s.Site, `/\`) || strings.HasPrefix(s.Site, ".") {
 		return nil, fmt.Errorf("site name %q cannot name a snapshot directory", s.Site)
 	}
-	if s.CKANDB == "" && s.DatastoreDB == "" && s.StoragePath == "" {
+	if s.CKANDB == "" && s.DatastoreDB == "" && s.StoragePath == "" && len(s.Storages) == 0 {
 		return nil, errors.New("nothing to snapshot: none of ckan_db, datastore_db and storage_path is configured")
 	}
 	for _, c := range []struct {
@@ -153,29 +179,80 @@ func check(s Spec) (*plan, error) {
 		}
 		p.pgDump = path
 	}
-	if s.StoragePath == "" {
-		p.notConfigured = append(p.notConfigured, SourceStorage)
-	} else {
-		fi, err := os.Stat(s.StoragePath)
-		switch {
-		case errors.Is(err, fs.ErrNotExist):
-			return nil, fmt.Errorf("storage_path %s does not exist: check [snapshot] storage_path (CKAN's ckan.storage_path) and that its file system is mounted", s.StoragePath)
-		case err != nil:
-			return nil, fmt.Errorf("cannot look at storage_path %s: %v (running as %s)", s.StoragePath, unwrapPath(err), whoAmI())
-		case !fi.IsDir():
-			return nil, fmt.Errorf("storage_path %s is not a directory: it must be CKAN's ckan.storage_path", s.StoragePath)
-		}
-		if p.storageRoot, err = filepath.EvalSymlinks(s.StoragePath); err != nil {
-			return nil, fmt.Errorf("cannot resolve storage_path %s: %v", s.StoragePath, unwrapPath(err))
-		}
-		if p.storageRoot, err = filepath.Abs(p.storageRoot); err != nil {
-			return nil, err
-		}
+	if err := p.checkStorages(); err != nil {
+		return nil, err
+	}
+	if len(p.dbs) == 0 && len(p.storages) == 0 {
+		return nil, errors.New("nothing to snapshot: no database is configured, and no storage can be archived (the others are excluded or not local)")
 	}
 	if err := p.prepareDir(); err != nil {
 		return nil, err
 	}
 	return p, nil
+}
+
+// checkStorages sorts the Spec's storages into those to archive, each a
+// directory (links resolved), and those not included.
+func (p *plan) checkStorages() error {
+	storages := p.Spec.Storages
+	if len(storages) == 0 && p.StoragePath != "" {
+		storages = []config.Storage{{Name: config.StorageNameDefault, Path: p.StoragePath}}
+	}
+	if len(storages) == 0 {
+		p.notConfigured = append(p.notConfigured, SourceStorage)
+		return nil
+	}
+	names := map[string]bool{}
+	for _, st := range storages {
+		if !storageNameRE.MatchString(st.Name) || names[st.Name] {
+			return fmt.Errorf("storage name %q is not valid or given twice", st.Name)
+		}
+		names[st.Name] = true
+	}
+	for _, ex := range p.ExcludeStorages {
+		if !names[ex] {
+			return fmt.Errorf("exclude_storages names %q, which is not a storage of the site", ex)
+		}
+	}
+	for _, st := range storages {
+		excluded := slices.Contains(p.ExcludeStorages, st.Name)
+		switch {
+		case excluded:
+			p.notIncluded = append(p.notIncluded, StorageNotIncluded{Name: st.Name, Type: st.Type, Path: st.Path, Excluded: true,
+				Reason: "excluded by [snapshot] exclude_storages"})
+			continue
+		case !st.Local():
+			p.notIncluded = append(p.notIncluded, StorageNotIncluded{Name: st.Name, Type: st.Type,
+				Reason: "the gate cannot archive a storage that is not a local directory: back it up otherwise, then list it in [snapshot] exclude_storages"})
+			continue
+		}
+		sp := &storagePlan{Storage: st, file: StorageFileName(st.Name), what: "storage_path " + st.Path, prefix: "storage"}
+		if st.Name != config.StorageNameDefault {
+			sp.what, sp.prefix = fmt.Sprintf("storage %s (%s)", st.Name, st.Path), "storage "+st.Name+":"
+		}
+		fi, err := os.Stat(st.Path)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			return fmt.Errorf("%s does not exist: check [snapshot] storage_path, [checks] storage_path or [[storage]] (CKAN's ckan.storage_path or ckan.files.storage.<name>.path) and that its file system is mounted", sp.what)
+		case err != nil:
+			return fmt.Errorf("cannot look at %s: %v (running as %s)", sp.what, unwrapPath(err), whoAmI())
+		case !fi.IsDir():
+			return fmt.Errorf("%s is not a directory: it must be CKAN's storage directory", sp.what)
+		}
+		if sp.root, err = filepath.EvalSymlinks(st.Path); err != nil {
+			return fmt.Errorf("cannot resolve %s: %v", sp.what, unwrapPath(err))
+		}
+		if sp.root, err = filepath.Abs(sp.root); err != nil {
+			return err
+		}
+		for _, o := range p.storages {
+			if o.root == sp.root {
+				return fmt.Errorf("%s and %s are the same directory: list it once", o.what, sp.what)
+			}
+		}
+		p.storages = append(p.storages, sp)
+	}
+	return nil
 }
 
 // prepareDir makes sure Dir is a directory, creating it when its parent
@@ -198,14 +275,16 @@ func (p *plan) prepareDir() error {
 	case !fi.IsDir():
 		return fmt.Errorf("snapshot dir %s is not a directory: set [snapshot] dir to a directory", dir)
 	}
-	if p.storageRoot != "" {
+	if len(p.storages) > 0 {
 		// Where Dir is, or would be once created, links resolved.
 		real, err := resolve(dir, missing)
 		if err != nil {
 			return fmt.Errorf("cannot resolve snapshot dir %s: %v", dir, unwrapPath(err))
 		}
-		if rel, err := filepath.Rel(p.storageRoot, real); err == nil && filepath.IsLocal(rel) {
-			return fmt.Errorf("snapshot dir %s lies inside storage_path %s: the archive would hold the snapshot itself; set [snapshot] dir elsewhere", dir, p.StoragePath)
+		for _, st := range p.storages {
+			if rel, err := filepath.Rel(st.root, real); err == nil && filepath.IsLocal(rel) {
+				return fmt.Errorf("snapshot dir %s lies inside %s: the archive would hold the snapshot itself; set [snapshot] dir elsewhere", dir, st.what)
+			}
 		}
 	}
 	if missing {
@@ -243,22 +322,27 @@ func (p *plan) take(ctx context.Context, t *tempDir, started time.Time) (*Manife
 	out := p.out
 	out.line("snapshot of %s: writing %s", p.Site, t.tmp)
 	m := &Manifest{
-		Format:        FormatVersion,
-		Site:          p.Site,
-		CKANVersion:   p.CKANVersion,
-		ModeVersion:   p.ModeVersion,
-		Fence:         p.Fence,
-		Times:         Times{Enabled: utc(p.EnabledAt), Quiesced: utc(p.QuiescedAt), Started: started},
-		Files:         []File{},
-		Databases:     []Database{},
-		NotConfigured: append([]string{}, p.notConfigured...),
-		Changed:       []string{},
-		Bookkeeping:   []string{},
+		Format:              FormatVersion,
+		Site:                p.Site,
+		CKANVersion:         p.CKANVersion,
+		ModeVersion:         p.ModeVersion,
+		Fence:               p.Fence,
+		Times:               Times{Enabled: utc(p.EnabledAt), Quiesced: utc(p.QuiescedAt), Started: started},
+		Files:               []File{},
+		Databases:           []Database{},
+		Storages:            []Storage{},
+		StoragesNotIncluded: append([]StorageNotIncluded{}, p.notIncluded...),
+		NotConfigured:       append([]string{}, p.notConfigured...),
+		Changed:             []string{},
+		Bookkeeping:         []string{},
 	}
 	var changed, kept []string
 
 	// Before.
-	var beforeFiles map[string]entry
+	beforeFiles := make([]map[string]entry, len(p.storages))
+	for _, st := range p.storages {
+		m.Storages = append(m.Storages, Storage{Name: st.Name, Path: st.Path, Type: st.Type, File: st.file})
+	}
 	readBefore := make([]reading, len(p.dbs))
 	for i, db := range p.dbs {
 		r, err := readCounters(ctx, db, time.Time{}, out)
@@ -276,7 +360,7 @@ func (p *plan) take(ctx context.Context, t *tempDir, started time.Time) (*Manife
 		})
 		out.line("counters %s: %d tables", db.what(), len(r.counters))
 	}
-	// The dumps start as soon as the row counters are read; the archive
+	// The dumps start as soon as the row counters are read; each archive
 	// first digests the storage it is about to write. All run
 	// concurrently: the first to fail stops the others.
 	type part func(context.Context) (File, error)
@@ -284,8 +368,9 @@ func (p *plan) take(ctx context.Context, t *tempDir, started time.Time) (*Manife
 	var (
 		mu       sync.Mutex
 		dumpsEnd time.Time // when the last pg_dump exited: the statistics settle from then
+		walked1  int       // storages walked before their archive
 	)
-	if p.storageRoot == "" && p.afterBefore != nil {
+	if len(p.storages) == 0 && p.afterBefore != nil {
 		p.afterBefore()
 	}
 	for _, db := range p.dbs {
@@ -297,21 +382,29 @@ func (p *plan) take(ctx context.Context, t *tempDir, started time.Time) (*Manife
 			})
 		})
 	}
-	if p.storageRoot != "" {
+	for i, st := range p.storages {
 		parts = append(parts, func(ctx context.Context) (File, error) {
-			entries, tree, err := walkStorage(ctx, p.storageRoot)
+			entries, tree, err := walkStorage(ctx, st.root)
 			if err != nil {
-				return File{}, cancelled(ctx, "walking the storage", fmt.Errorf("walk storage %s: %v", p.StoragePath, err))
+				return File{}, cancelled(ctx, "walking the storage", fmt.Errorf("walk %s: %v", st.what, err))
 			}
 			mu.Lock()
-			beforeFiles = entries
-			m.Storage = &Storage{Path: p.StoragePath, Before: tree}
+			beforeFiles[i] = entries
+			m.Storages[i].Before = tree
+			walked1++
+			last := walked1 == len(p.storages)
 			mu.Unlock()
-			out.line("storage %s: %d files, %s", p.StoragePath, tree.Files, human.Bytes(tree.Bytes))
-			if p.afterBefore != nil {
+			// "storage /srv/ckan: 5 files" for "default", "storage public
+			// (/srv/public): ..." for the others.
+			label := "storage " + st.Path
+			if st.Name != config.StorageNameDefault {
+				label = fmt.Sprintf("storage %s (%s)", st.Name, st.Path)
+			}
+			out.line("%s: %d files, %s", label, tree.Files, human.Bytes(tree.Bytes))
+			if last && p.afterBefore != nil {
 				p.afterBefore()
 			}
-			return writeTar(ctx, p.storageRoot, t.tmp, out)
+			return writeTar(ctx, st.root, t.tmp, st.file, strings.TrimSuffix(st.prefix, ":"), out)
 		})
 	}
 	files := make([]File, len(parts))
@@ -338,21 +431,20 @@ func (p *plan) take(ctx context.Context, t *tempDir, started time.Time) (*Manife
 	}
 	m.Files = files
 
-	// After: the storage is walked again while the statistics settle.
+	// After: the storages are walked again while the statistics settle.
 	var (
-		afterFiles map[string]entry
-		afterTree  StorageTree
-		walkErr    error
+		afterFiles = make([]map[string]entry, len(p.storages))
+		walkErrs   = make([]error, len(p.storages))
 		walked     = make(chan struct{})
 	)
-	if p.storageRoot != "" {
-		go func() {
-			defer close(walked)
-			afterFiles, afterTree, walkErr = walkStorage(ctx, p.storageRoot)
-		}()
-	} else {
-		close(walked)
-	}
+	go func() {
+		defer close(walked)
+		for i, st := range p.storages {
+			var tree StorageTree
+			afterFiles[i], tree, walkErrs[i] = walkStorage(ctx, st.root)
+			m.Storages[i].After = tree
+		}
+	}()
 	// The settling overlaps the archive when that ends last.
 	if settle := time.Until(dumpsEnd.Add(p.StatsSettle)); len(p.dbs) > 0 && settle > 0 {
 		out.line("waiting %v for Postgres's statistics to settle", settle.Round(time.Millisecond))
@@ -387,23 +479,27 @@ func (p *plan) take(ctx context.Context, t *tempDir, started time.Time) (*Manife
 		kept = append(kept, k...)
 	}
 	<-walked
-	if p.storageRoot != "" {
-		if walkErr != nil {
-			return nil, cancelled(ctx, "walking the storage again", fmt.Errorf("walk storage %s: %v", p.StoragePath, walkErr))
+	for i, st := range p.storages {
+		if walkErrs[i] != nil {
+			return nil, cancelled(ctx, "walking the storage again", fmt.Errorf("walk %s: %v", st.what, walkErrs[i]))
 		}
-		m.Storage.After = afterTree
-		changed = append(changed, compareStorage(beforeFiles, afterFiles)...)
+		changed = append(changed, compareStorage(st.prefix, beforeFiles[i], afterFiles[i])...)
 	}
-	m.Verdict = verdictOf(changed)
+	m.Verdict = verdictOf(changed, m.Missing())
 	m.Changed = append(m.Changed, changed...)
 	m.Bookkeeping = append(m.Bookkeeping, kept...)
 	for _, k := range kept {
 		out.line("bookkeeping: %s", k)
 	}
+	for _, n := range m.StoragesNotIncluded {
+		if n.Excluded {
+			out.line("storage %s: not included (%s)", n.Name, n.Reason)
+		}
+	}
 	if m.Verdict == Consistent {
 		out.line("verdict: consistent")
 	} else {
-		out.line("verdict: inconsistent: %s", strings.Join(changed, "; "))
+		out.line("verdict: %s: %s", m.Verdict, strings.Join(m.Problems(), "; "))
 	}
 
 	// The manifest, last; then the name.

@@ -274,7 +274,7 @@ func TestTake(t *testing.T) {
 		if !reflect.DeepEqual(loaded, m) {
 			t.Errorf("manifest on disk differs from the one returned:\n%+v\n%+v", loaded, m)
 		}
-		if m.Site != "data-city" || m.CKANVersion != "2.10.4" || m.ModeVersion != 7 || m.Format != 1 {
+		if m.Site != "data-city" || m.CKANVersion != "2.10.4" || m.ModeVersion != 7 || m.Format != FormatVersion {
 			t.Errorf("manifest header: %+v", m)
 		}
 		if !m.Times.Enabled.Equal(s.EnabledAt) || !m.Times.Quiesced.Equal(s.QuiescedAt) || m.Times.Started.IsZero() || m.Times.Ended.IsZero() {
@@ -319,8 +319,8 @@ func TestTake(t *testing.T) {
 		if n := m.Databases[0].Relfilenodes.Before["public.package"]; n == 0 {
 			t.Errorf("public.package has no relfilenode: %+v", m.Databases[0].Relfilenodes)
 		}
-		st := m.Storage
-		if st == nil || st.Path != storage || st.Before != st.After || st.Before.Files != int64(len(files)) || len(st.Before.Digest) != 64 {
+		st := m.StorageByName("default")
+		if st == nil || len(m.Storages) != 1 || st.File != "storage.tar" || st.Path != storage || st.Before != st.After || st.Before.Files != int64(len(files)) || len(st.Before.Digest) != 64 {
 			t.Errorf("storage: %+v", st)
 		}
 
@@ -347,8 +347,8 @@ func TestTake(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !reflect.DeepEqual(m.NotConfigured, []string{SourceDatastoreDB, SourceStorage}) || len(m.Files) != 1 || m.Storage != nil || len(m.Databases) != 1 {
-			t.Errorf("manifest: not configured %q, files %+v, storage %+v, databases %d", m.NotConfigured, m.Files, m.Storage, len(m.Databases))
+		if !reflect.DeepEqual(m.NotConfigured, []string{SourceDatastoreDB, SourceStorage}) || len(m.Files) != 1 || len(m.Storages) != 0 || len(m.StoragesNotIncluded) != 0 || len(m.Databases) != 1 {
+			t.Errorf("manifest: not configured %q, files %+v, storages %+v, databases %d", m.NotConfigured, m.Files, m.Storages, len(m.Databases))
 		}
 		if m.Verdict != Consistent {
 			t.Errorf("verdict %s: %q", m.Verdict, m.Changed)
@@ -451,8 +451,8 @@ func TestTake(t *testing.T) {
 		if m.Verdict != Inconsistent || !reflect.DeepEqual(m.Changed, want) {
 			t.Errorf("verdict %s, changed %q; want inconsistent, %q", m.Verdict, m.Changed, want)
 		}
-		if m.Storage.Before.Digest == m.Storage.After.Digest || m.Storage.After.Files != m.Storage.Before.Files+1 {
-			t.Errorf("storage: %+v", m.Storage)
+		if st := m.Storages[0]; st.Before.Digest == st.After.Digest || st.After.Files != st.Before.Files+1 {
+			t.Errorf("storage: %+v", st)
 		}
 	})
 

@@ -171,8 +171,10 @@ type entry struct {
 }
 
 // compareStorage names the storage entries added, removed or modified
-// between two walks, sorted by path, at most maxNamedFiles of them.
-func compareStorage(before, after map[string]entry) []string {
+// between two walks, sorted by path, at most maxNamedFiles of them. Each
+// line starts with prefix: "storage" for the storage "default", "storage
+// <name>:" for the others.
+func compareStorage(prefix string, before, after map[string]entry) []string {
 	var lines []string
 	n := 0
 	add := func(s string) {
@@ -186,17 +188,17 @@ func compareStorage(before, after map[string]entry) []string {
 		a, inAfter := after[p]
 		switch {
 		case !inAfter:
-			add(fmt.Sprintf("storage %s %s removed", kindOf(b.mode), p))
+			add(fmt.Sprintf("%s %s %s removed", prefix, kindOf(b.mode), p))
 		case !inBefore:
-			add(fmt.Sprintf("storage %s %s added", kindOf(a.mode), p))
+			add(fmt.Sprintf("%s %s %s added", prefix, kindOf(a.mode), p))
 		case a.mode.Type() != b.mode.Type():
-			add(fmt.Sprintf("storage %s changed from a %s to a %s", p, kindOf(b.mode), kindOf(a.mode)))
+			add(fmt.Sprintf("%s %s changed from a %s to a %s", prefix, p, kindOf(b.mode), kindOf(a.mode)))
 		case a != b:
-			add(fmt.Sprintf("storage %s %s modified", kindOf(a.mode), p))
+			add(fmt.Sprintf("%s %s %s modified", prefix, kindOf(a.mode), p))
 		}
 	}
 	if n > maxNamedFiles {
-		lines = append(lines, fmt.Sprintf("storage: and %d more change(s)", n-maxNamedFiles))
+		lines = append(lines, fmt.Sprintf("%s and %d more change(s)", strings.TrimSuffix(prefix, ":")+":", n-maxNamedFiles))
 	}
 	return lines
 }
@@ -213,12 +215,16 @@ func kindOf(m fs.FileMode) string {
 	return "entry"
 }
 
-// verdictOf is the verdict given what changed.
-func verdictOf(changed []string) string {
-	if len(changed) == 0 {
-		return Consistent
+// verdictOf is the verdict given what changed and the storages missing
+// (not included, not excluded): Inconsistent wins over Partial.
+func verdictOf(changed []string, missing []StorageNotIncluded) string {
+	switch {
+	case len(changed) > 0:
+		return Inconsistent
+	case len(missing) > 0:
+		return Partial
 	}
-	return Inconsistent
+	return Consistent
 }
 
 // sortedKeys is every key of before and after, sorted, each once.

@@ -146,7 +146,7 @@ func TestCompareCounters(t *testing.T) {
 			if len(tc.changed) > 0 {
 				wantVerdict = Inconsistent
 			}
-			if v := verdictOf(changed); v != wantVerdict {
+			if v := verdictOf(changed, nil); v != wantVerdict {
 				t.Errorf("verdict %s, want %s", v, wantVerdict)
 			}
 		})
@@ -257,7 +257,7 @@ func TestCompareStorage(t *testing.T) {
 		return m
 	}
 
-	if got := compareStorage(before, clone()); len(got) != 0 {
+	if got := compareStorage("storage", before, clone()); len(got) != 0 {
 		t.Errorf("no change: got %q", got)
 	}
 
@@ -274,7 +274,7 @@ func TestCompareStorage(t *testing.T) {
 		"storage file resources/ab/z.csv added",
 		"storage dir storage/uploads modified",
 	}
-	if got := compareStorage(before, after); !reflect.DeepEqual(got, want) {
+	if got := compareStorage("storage", before, after); !reflect.DeepEqual(got, want) {
 		t.Errorf("got  %q\nwant %q", got, want)
 	}
 
@@ -282,7 +282,7 @@ func TestCompareStorage(t *testing.T) {
 	for i := range 25 {
 		many[fmt.Sprintf("new/%02d", i)] = file(1, 1)
 	}
-	got := compareStorage(before, many)
+	got := compareStorage("storage", before, many)
 	if len(got) != maxNamedFiles+1 {
 		t.Fatalf("%d lines, want %d: %q", len(got), maxNamedFiles+1, got)
 	}
