@@ -35,6 +35,7 @@ const (
 	DefaultPollInterval     = 500 * time.Millisecond       // runbook.poll_interval
 	DefaultLease            = 30 * time.Second             // runbook.lease
 	DefaultCKANVersion      = "auto"                       // policy.ckan_version
+	DefaultLearnedSuffix    = ".learned.json"              // policy.learned_file is <site> and this beside the state file
 	DefaultMigrateTimeout   = time.Hour                    // migrate.timeout
 	DefaultVerifyTimeout    = 5 * time.Minute              // verify.timeout
 )
@@ -83,6 +84,8 @@ type defaultEntry struct {
 //	gate.toml   runbook.poll_interval           500ms
 //	gate.toml   runbook.lease                   30s
 //	gate.toml   policy.ckan_version             auto
+//	gate.toml   policy.learned_file             <directory of state.file>/<site>.learned.json
+//	gate.toml   gate.root_path                  <from status_show's site_url>
 //	gate.toml   migrate.timeout                 1h
 //	gate.toml   migrate.mode                    read-only
 //	gate.toml   verify.timeout                  5m
@@ -114,6 +117,8 @@ var defaults = []defaultEntry{
 	{"gate.toml", "runbook.poll_interval", shortDuration(DefaultPollInterval)},
 	{"gate.toml", "runbook.lease", shortDuration(DefaultLease)},
 	{"gate.toml", "policy.ckan_version", DefaultCKANVersion},
+	{"gate.toml", "policy.learned_file", "<directory of state.file>/<site>" + DefaultLearnedSuffix},
+	{"gate.toml", "gate.root_path", "<from status_show's site_url>"},
 	{"gate.toml", "migrate.timeout", shortDuration(DefaultMigrateTimeout)},
 	{"gate.toml", "migrate.mode", ckanReadOnly},
 	{"gate.toml", "verify.timeout", shortDuration(DefaultVerifyTimeout)},

@@ -86,6 +86,7 @@ type PolicyConfig struct {
 	BypassCIDRs    []netip.Prefix // bypass_cidrs: clients served as in live during down mode
 	TrustedProxies []netip.Prefix // trusted_proxies: peers whose X-Forwarded-For is believed
 	CKANVersion    string         // ckan_version: "auto" (read from status_show) or the surface to apply ("2.11")
+	LearnedFile    string         // learned_file: the actions learned from CKAN, per CKAN version
 }
 
 // ChecksConfig is the [checks] table: what the health probes reach. A
@@ -170,6 +171,7 @@ type GateTuning struct {
 	ShutdownTimeout Duration // shutdown_timeout: how long a stopping gate waits for requests to finish
 	RetryAfter      Duration // retry_after: Retry-After on refusals when no until is set (whole seconds, rounded up)
 	SiteTitle       string   // site_title: the name shown on refusal pages
+	RootPath        string   // root_path: the path CKAN is mounted under ("/data"); "/" none; "" learned from status_show's site_url
 }
 
 // LoadGate reads, validates and completes the gate configuration at path.
@@ -274,6 +276,16 @@ func LoadGate(path string) (*Gate, []Warning, error) {
 	g.Gate.ShutdownTimeout = tune.duration("shutdown_timeout", DefaultShutdownTimeout, false)
 	g.Gate.RetryAfter = tune.duration("retry_after", DefaultRetryAfter, false)
 	g.Gate.SiteTitle, _ = tune.string("site_title")
+	if v, ok := tune.string("root_path"); ok {
+		if msg := checkRootPath(v); msg != "" {
+			tune.d.problem(tune.sub("root_path"), "%s", msg)
+		} else {
+			g.Gate.RootPath = strings.TrimSuffix(v, "/")
+			if g.Gate.RootPath == "" {
+				g.Gate.RootPath = "/"
+			}
+		}
+	}
 	tune.done()
 
 	t.done()
@@ -293,6 +305,9 @@ func (g *Gate) fillDefaults() {
 	}
 	if g.Audit.File == "" && g.State.File != "" {
 		g.Audit.File = filepath.Join(filepath.Dir(g.State.File), DefaultAuditName)
+	}
+	if g.Policy.LearnedFile == "" && g.State.File != "" && g.Site != "" {
+		g.Policy.LearnedFile = filepath.Join(filepath.Dir(g.State.File), g.Site+DefaultLearnedSuffix)
 	}
 	if g.Snapshot.Dir == "" && g.Site != "" {
 		g.Snapshot.Dir = filepath.Join(DefaultSnapshotRoot, g.Site)
@@ -392,6 +407,7 @@ func readPolicy(t *table) PolicyConfig {
 	p.DenyGet = t.strings("deny_get", checkRoute)
 	p.BypassCIDRs = t.prefixes("bypass_cidrs")
 	p.TrustedProxies = t.prefixes("trusted_proxies")
+	p.LearnedFile, _ = t.filePath("learned_file")
 	p.CKANVersion = DefaultCKANVersion
 	if v, ok := t.string("ckan_version"); ok {
 		if v != DefaultCKANVersion && !ckanVersionRE.MatchString(v) {
@@ -779,3 +795,22 @@ const (
 	ckanReadOnly = "read-only"
 	ckanDown     = "down"
 )
+
+// checkRootPath checks [gate] root_path: CKAN's ckan.root_path without its
+// {{LANG}} part, such as "/data"; "/" says the site has none.
+func checkRootPath(v string) string {
+	switch {
+	case !strings.HasPrefix(v, "/"):
+		return fmt.Sprintf("must start with /, such as \"/data\", found %q", v)
+	case len(v) > 200:
+		return "must be at most 200 bytes"
+	case strings.ContainsAny(v, "?#%\\ \t{}"):
+		return fmt.Sprintf("must be a plain path (no ?, #, %%, \\, spaces or {LANG}), found %q", v)
+	}
+	for _, seg := range strings.Split(strings.Trim(v, "/"), "/") {
+		if seg == "." || seg == ".." || (seg == "" && strings.Trim(v, "/") != "") {
+			return fmt.Sprintf("must not hold empty, . or .. segments, found %q", v)
+		}
+	}
+	return ""
+}

@@ -65,6 +65,7 @@ func TestLoadGateFull(t *testing.T) {
 			BypassCIDRs:    prefixes("10.1.0.0/16", "192.0.2.7/32", "2001:db8::/32"),
 			TrustedProxies: prefixes("127.0.0.1/32", "::1/128"),
 			CKANVersion:    "2.11",
+			LearnedFile:    filepath.Join(filepath.Dir(path), "learned", "prod.json"),
 		},
 		Checks: ChecksConfig{
 			CKANDB:      "postgresql://ckan:ckanpw@db.internal:5432/ckan",
@@ -100,6 +101,7 @@ func TestLoadGateFull(t *testing.T) {
 			ShutdownTimeout: dur(45 * time.Second),
 			RetryAfter:      dur(2 * time.Minute),
 			SiteTitle:       "Example Open Data",
+			RootPath:        "/data",
 		},
 		Runbook: RunbookConfig{JournalDir: "/srv/ckanops/journal", ExpectCKANVersion: "2.11.3", PollInterval: dur(time.Second), Lease: dur(45 * time.Second)},
 		Migrate: []Command{
@@ -149,7 +151,7 @@ func TestLoadGateDefaults(t *testing.T) {
 		{"gate.shutdown_timeout", g.Gate.ShutdownTimeout, dur(30 * time.Second)},
 		{"gate.retry_after", g.Gate.RetryAfter, dur(300 * time.Second)},
 		{"gate.site_title", g.Gate.SiteTitle, "prod"},
-		{"policy", g.Policy, PolicyConfig{CKANVersion: "auto"}},
+		{"policy", g.Policy, PolicyConfig{CKANVersion: "auto", LearnedFile: "/var/lib/ckanops/prod.learned.json"}},
 	}
 	for _, c := range checks {
 		if !reflect.DeepEqual(c.got, c.want) {
@@ -260,6 +262,7 @@ func init() {
 		"testdata/gate_commands_bad.toml:21: verify.name: required key is missing",
 		"testdata/gate_commands_bad.toml:23: verify.shell: unknown key ...",
 		"testdata/gate_commands_bad.toml:26: state.initial_mode: must be \"live\", \"read-only\" or \"down\"",
+		`testdata/gate_commands_bad.toml:29: gate.root_path: must start with /, such as "/data", found "data/../x"`,
 	}})
 }
 
