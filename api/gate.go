@@ -19,6 +19,11 @@ const (
 	PathJobsSuspend = "/-/ckanops/jobs/suspend"
 	PathJobsResume  = "/-/ckanops/jobs/resume"
 	PathAudit       = "/-/ckanops/audit"
+	// PathActions lists the actions the gate knows and the unknown ones
+	// it has seen (ActionList); PathActionsLearn asks CKAN about the
+	// unknown ones (POST).
+	PathActions      = "/-/ckanops/actions"
+	PathActionsLearn = "/-/ckanops/actions/learn"
 )
 
 // Mode is what a site lets through.
@@ -91,6 +96,12 @@ type Status struct {
 
 	// Surface says which CKAN surface the gate's rules come from, and why.
 	Surface *SurfaceInfo `json:"surface,omitempty"`
+	// UnknownActions are action names seen in traffic that the gate does
+	// not know (refused in read-only mode), most seen first, at most 20;
+	// UnknownActionCount counts them all. GET /-/ckanops/actions has the
+	// rest, and ckanops actions --learn asks CKAN about them.
+	UnknownActions     []string `json:"unknown_actions,omitempty"`
+	UnknownActionCount int      `json:"unknown_action_count,omitempty"`
 }
 
 // SurfaceInfo is the CKAN surface (actions, routes) a gate applies.
@@ -288,4 +299,48 @@ type AuditEntry struct {
 // AuditTail answers GET /-/ckanops/audit.
 type AuditTail struct {
 	Entries []AuditEntry `json:"entries"` // oldest first
+}
+
+// Action classes and sources of ActionInfo.
+const (
+	ActionRead    = "read"    // passes in read-only mode
+	ActionWrite   = "write"   // refused in read-only mode
+	ActionUnknown = "unknown" // not known to the gate: refused as a write
+
+	SourceSurface = "surface" // the CKAN surface data (side_effect_free)
+	SourcePolicy  = "policy"  // [policy] allow_actions / deny_actions
+	SourceLearned = "learned" // asked of CKAN (ckanops actions --learn)
+	SourceUnknown = "unknown" // seen in traffic only
+)
+
+// ActionList is GET /-/ckanops/actions: every action the gate knows and
+// every unknown one seen in traffic, unknown ones first.
+type ActionList struct {
+	Site string `json:"site"`
+	// Surface and CKANVersion say which rules apply (Status.Surface).
+	Surface     string       `json:"surface"`
+	CKANVersion string       `json:"ckan_version,omitempty"`
+	Actions     []ActionInfo `json:"actions"`
+	// Learned is set on the answer of POST /-/ckanops/actions/learn:
+	// what CKAN said of each action asked about.
+	Learned []LearnedAction `json:"learned,omitempty"`
+}
+
+// ActionInfo is one action: how the gate classes it and why, and, for an
+// action the surface data does not know, how often it was seen.
+type ActionInfo struct {
+	Name     string     `json:"name"`
+	Class    string     `json:"class"`  // ActionRead, ActionWrite or ActionUnknown
+	Source   string     `json:"source"` // SourceSurface, SourcePolicy, SourceLearned or SourceUnknown
+	Seen     int64      `json:"seen"`
+	Refused  int64      `json:"refused"`
+	LastSeen *time.Time `json:"last_seen,omitempty"`
+	Note     string     `json:"note,omitempty"` // what CKAN answered, for a learned one
+}
+
+// LearnedAction is CKAN's answer about one action.
+type LearnedAction struct {
+	Name   string `json:"name"`
+	Class  string `json:"class"`  // ActionRead, ActionWrite, or ActionUnknown (CKAN does not know it, or could not be asked)
+	Answer string `json:"answer"` // what CKAN answered, shortened
 }

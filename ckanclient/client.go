@@ -66,7 +66,10 @@ func ParseTokenStyle(s string) (TokenStyle, error) {
 
 // Defaults for Options.
 const (
-	DefaultTimeout   = 5 * time.Second
+	DefaultTimeout = 5 * time.Second
+	// SlowCallTimeout bounds a gate call that does work of its own
+	// (learning actions asks CKAN about each).
+	SlowCallTimeout  = 5 * time.Minute
 	DefaultRetries   = 2
 	DefaultRetryWait = 100 * time.Millisecond
 	DefaultUserAgent = "ckanops-ckanclient"
@@ -118,6 +121,7 @@ type Client struct {
 
 	read  *resty.Client // retries idempotent requests
 	write *resty.Client // never retries
+	slow  *resty.Client // never retries; SlowCallTimeout
 
 	stream  *http.Client      // for event streams: no overall timeout
 	idle    time.Duration     // an event stream silent this long is dropped
@@ -201,7 +205,9 @@ func New(baseURL string, opts Options) (*Client, error) {
 		}
 	}
 
-	newResty := func(retries int) *resty.Client {
+	var newRestyOn func(hc *http.Client, retries int) *resty.Client
+	newResty := func(retries int) *resty.Client { return newRestyOn(hc, retries) }
+	newRestyOn = func(hc *http.Client, retries int) *resty.Client {
 		r := resty.NewWithClient(hc).
 			SetLogger(restyLogger{c.log}).
 			SetDebug(false).
@@ -221,6 +227,9 @@ func New(baseURL string, opts Options) (*Client, error) {
 	}
 	c.read = newResty(retries)
 	c.write = newResty(0)
+	slowClient := *hc
+	slowClient.Timeout = SlowCallTimeout
+	c.slow = newRestyOn(&slowClient, 0)
 	streamClient := *hc
 	streamClient.Timeout = 0 // a stream lasts as long as its context
 	c.stream = &streamClient
@@ -262,6 +271,7 @@ type call struct {
 	query  url.Values
 	body   []byte // JSON; nil for none
 	retry  bool   // idempotent: may be retried
+	slow   bool   // the gate may take long (SlowCallTimeout): never retried
 	isGate bool   // the gate's control API, not CKAN's Action API
 	expect *int64 // SetMode's ExpectVersion, for ConflictError
 }
@@ -276,7 +286,10 @@ func (c *Client) do(ctx context.Context, k call) (*resty.Response, error) {
 		ctx = context.Background()
 	}
 	rc := c.write
-	if k.retry {
+	switch {
+	case k.slow:
+		rc = c.slow
+	case k.retry:
 		rc = c.read
 	}
 	req := rc.R().SetContext(ctx)

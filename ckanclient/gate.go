@@ -13,11 +13,12 @@ import (
 
 // Names of gate calls, as errors show them.
 const (
-	gateStatusCall = "gate status"
-	gateModeCall   = "gate mode"
-	gateHealthCall = "gate health"
-	gateJobsCall   = "gate jobs"
-	gateAuditCall  = "gate audit"
+	gateStatusCall  = "gate status"
+	gateModeCall    = "gate mode"
+	gateHealthCall  = "gate health"
+	gateJobsCall    = "gate jobs"
+	gateAuditCall   = "gate audit"
+	gateActionsCall = "gate actions"
 )
 
 // Status reads the gate's mode record (GET /-/ckanops/status). It sends
@@ -101,4 +102,24 @@ func (c *Client) AuditTail(ctx context.Context, n int) ([]api.AuditEntry, error)
 		return nil, err
 	}
 	return a.Entries, nil
+}
+
+// Actions lists the actions the gate knows and the unknown ones it has
+// seen (GET /-/ckanops/actions).
+func (c *Client) Actions(ctx context.Context) (*api.ActionList, error) {
+	var l api.ActionList
+	if err := c.gateCall(ctx, call{method: http.MethodGet, path: api.PathActions, name: gateActionsCall, retry: true}, &l); err != nil {
+		return nil, err
+	}
+	return &l, nil
+}
+
+// LearnActions makes the gate ask CKAN about every unknown action it has
+// seen (POST /-/ckanops/actions/learn); it may take minutes.
+func (c *Client) LearnActions(ctx context.Context) (*api.ActionList, error) {
+	var l api.ActionList
+	if err := c.gateCall(ctx, call{method: http.MethodPost, path: api.PathActionsLearn, name: gateActionsCall, slow: true}, &l); err != nil {
+		return nil, err
+	}
+	return &l, nil
 }

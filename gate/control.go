@@ -42,11 +42,13 @@ func (g *Gate) controlMux() http.Handler {
 	mux.HandleFunc("POST "+controlPrefix+"jobs/suspend", g.serveJobsSuspend)
 	mux.HandleFunc("POST "+controlPrefix+"jobs/resume", g.serveJobsResume)
 	mux.HandleFunc("GET "+controlPrefix+"audit", g.serveAudit)
+	mux.HandleFunc("GET "+controlPrefix+"actions", g.serveActions)
+	mux.HandleFunc("POST "+controlPrefix+"actions/learn", g.serveActionsLearn)
 	mux.Handle("GET "+controlPrefix+"metrics", g.metrics.handler())
 	mux.HandleFunc(controlPrefix+"runbook", g.serveRunbook)
 	mux.HandleFunc(controlPrefix+"runbook/", g.serveRunbook)
 	mux.HandleFunc(controlPrefix, func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such control endpoint: see GET /-/ckanops/status, POST /-/ckanops/mode, GET /-/ckanops/health, GET /-/ckanops/metrics, POST /-/ckanops/jobs/suspend, POST /-/ckanops/jobs/resume, GET /-/ckanops/audit, GET/POST /-/ckanops/runbook, GET /-/ckanops/runbook/events"})
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such control endpoint: see GET /-/ckanops/status, POST /-/ckanops/mode, GET /-/ckanops/health, GET /-/ckanops/metrics, POST /-/ckanops/jobs/suspend, POST /-/ckanops/jobs/resume, GET /-/ckanops/audit, GET /-/ckanops/actions, POST /-/ckanops/actions/learn, GET/POST /-/ckanops/runbook, GET /-/ckanops/runbook/events"})
 	})
 	return g.limitAuth(mux)
 }
@@ -415,6 +417,9 @@ func (s *storeHealth) get() (bool, time.Time) {
 	return s.ok.Load(), s.staleSince
 }
 
+// maxStatusUnknownActions bounds the unknown actions a status names.
+const maxStatusUnknownActions = 20
+
 // status builds the status record; full adds what only operators see.
 func (g *Gate) status(ctx context.Context, full bool) api.Status {
 	t := g.clock()
@@ -441,6 +446,10 @@ func (g *Gate) status(ctx context.Context, full bool) api.Status {
 	st.Gates = g.gates(ctx, api.GateInfo{ID: g.opts.GateID, Version: v.rec.Version, Phase: v.phase, InFlight: len(v.writes), Seen: t})
 	si := g.surfaceInfo()
 	st.Surface = &si
+	if u := g.unknownActions(); len(u) > 0 {
+		st.UnknownActionCount = len(u)
+		st.UnknownActions = u[:min(len(u), maxStatusUnknownActions)]
+	}
 	return st
 }
 

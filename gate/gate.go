@@ -47,7 +47,10 @@ type Options struct {
 	// CKANVersion is [policy] ckan_version: "auto" follows CKAN's
 	// version (WatchVersion), "2.11" pins that surface, "" applies
 	// Surface (version.go).
-	CKANVersion    string
+	CKANVersion string
+	// LearnedFile is [policy] learned_file: what CKAN said of actions the
+	// surface does not know (actions.go). Empty: kept in memory only.
+	LearnedFile    string
 	Policy         classify.Policy
 	BypassCIDRs    []netip.Prefix // clients served as in live while the site is down
 	TrustedProxies []netip.Prefix // peers whose X-Forwarded-For is believed
@@ -87,6 +90,9 @@ type Gate struct {
 	clock      func() time.Time
 	rules      atomic.Pointer[rules] // the classifier in force (version.go)
 	surfaces   surfaces
+	seen       seenActions // unknown actions seen in traffic (actions.go)
+	learned    *learned    // actions learned from CKAN
+	learnMu    sync.Mutex  // one learning at a time
 	proxy      *httputil.ReverseProxy
 	control    http.Handler
 	state      *modeState
@@ -161,7 +167,11 @@ func New(ctx context.Context, o Options) (*Gate, error) {
 	if o.HeartbeatTTL <= 0 {
 		o.HeartbeatTTL = 3 * o.SyncInterval
 	}
-	g := &Gate{opts: o, log: o.Logger.With("site", o.Site), clock: o.Clock, surfaces: surfaces{policy: o.Policy}}
+	g := &Gate{opts: o, log: o.Logger.With("site", o.Site), clock: o.Clock, surfaces: surfaces{policy: o.Policy, given: o.Surface}}
+	g.learned = loadLearned(o.LearnedFile)
+	if err := g.learned.problem(); err != nil {
+		g.log.Warn("learned actions not read: actions learned before stay refused until learned again", "file", o.LearnedFile, "err", err.Error())
+	}
 	if err := g.initialRules(); err != nil {
 		return nil, fmt.Errorf("gate: policy: %w", err)
 	}
@@ -308,6 +318,7 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.serveMaintenanceAction(w, r, d.Action)
 		return
 	}
+	g.sawAction(d.Action, false)
 	remote := g.clientAddr(r)
 	rec := g.state.current()
 
@@ -368,6 +379,7 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // refuse answers a request the mode does not let through.
 func (g *Gate) refuse(w http.ResponseWriter, r *http.Request, rec Record, d classify.Decision, why string) {
+	g.sawAction(d.Action, true)
 	t := g.clock()
 	f := refusal{
 		SiteTitle:  g.opts.SiteTitle,

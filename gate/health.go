@@ -91,6 +91,10 @@ func (g *Gate) gateCheck(ctx context.Context) api.CheckResult {
 		res.Summary += fmt.Sprintf("; the audit log cannot be written since %s (%d failed append(s) in all), last error: %v",
 			a.since.UTC().Format(time.RFC3339), a.failures, a.err)
 	}
+	if err := g.learned.problem(); err != nil {
+		res.Status = api.CheckWarn
+		res.Summary += "; learned actions not read: " + err.Error()
+	}
 	if w := st.Surface.Warning; w != "" {
 		res.Status = api.CheckWarn
 		res.Summary += "; " + w

@@ -78,6 +78,7 @@ func Run(ctx context.Context, cfg *config.Gate, log *slog.Logger, ready func(add
 			DenyGet:      cfg.Policy.DenyGet,
 		},
 		CKANVersion:      cfg.Policy.CKANVersion,
+		LearnedFile:      cfg.Policy.LearnedFile,
 		BypassCIDRs:      cfg.Policy.BypassCIDRs,
 		TrustedProxies:   cfg.Policy.TrustedProxies,
 		RetryAfter:       cfg.Gate.RetryAfter.Duration,

@@ -28,6 +28,11 @@ import (
 // VersionAuto is [policy] ckan_version's default: follow CKAN's version.
 const VersionAuto = "auto"
 
+// GateUserAgent is the User-Agent of the requests the gate itself sends
+// to CKAN (reading its version, learning actions), so that CKAN's logs
+// tell them from the traffic the gate forwards.
+const GateUserAgent = "ckanops-gate"
+
 // Timings of the version watch.
 var (
 	versionInterval = time.Minute     // how often CKAN's version is read again
@@ -36,57 +41,101 @@ var (
 
 // rules is the classifier the gate applies, and why.
 type rules struct {
+	key  string // the surfaces key it was built from (a version, strictestKey or givenKey)
 	cl   *classify.Classifier
+	sf   *surface.Surface
 	info api.SurfaceInfo
+	// known are the actions the policy or learning classes, beyond the
+	// surface: name -> api.SourcePolicy or api.SourceLearned.
+	known map[string]string
+	// learnedClass is what CKAN said of each learned action.
+	learnedClass map[string]string
 }
 
 // surfaces builds and keeps one classifier per surface (and the
-// strictest), all under the same policy.
+// strictest), all under the same policy and the learned reads of their
+// time (reset when learning changes them).
 type surfaces struct {
 	policy classify.Policy
+	given  *surface.Surface // Options.Surface, for givenKey
 
 	mu    sync.Mutex
-	built map[string]builtRules
+	built map[string]*rules
 }
 
-type builtRules struct {
-	cl   *classify.Classifier
-	name string // the surface's Version
-}
+// Keys of surfaces besides the versions.
+const (
+	strictestKey = "strictest" // the strictest combination of every known surface
+	givenKey     = "given"     // Options.Surface
+)
 
-// strictestKey names the strictest combination among the built ones.
-const strictestKey = "strictest"
-
-// classifier returns the classifier of a surface version (or
-// strictestKey), and the surface's name.
-func (s *surfaces) classifier(version string) (*classify.Classifier, string, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if b, ok := s.built[version]; ok {
-		return b.cl, b.name, nil
-	}
-	var sf *surface.Surface
-	if version == strictestKey {
+// load returns the surface of key.
+func (s *surfaces) load(key string) (*surface.Surface, error) {
+	switch key {
+	case strictestKey:
 		all := make([]*surface.Surface, 0, len(surface.Versions))
 		for _, v := range surface.Versions {
 			all = append(all, surface.MustLoad(v))
 		}
-		sf = surface.Strictest(all...)
-	} else {
-		var err error
-		if sf, err = surface.Load(version); err != nil {
-			return nil, "", err
+		return surface.Strictest(all...), nil
+	case givenKey:
+		return s.given, nil
+	}
+	return surface.Load(key)
+}
+
+// build returns the rules of key (a surface version, strictestKey or
+// givenKey) with the learned actions (name -> class), built once until
+// reset.
+func (s *surfaces) build(key, ckanVersion string, learned map[string]string) (*rules, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cacheKey := key + "|" + ckanVersion // what is learned holds for one CKAN version
+	if r, ok := s.built[cacheKey]; ok {
+		return r, nil
+	}
+	sf, err := s.load(key)
+	if err != nil {
+		return nil, err
+	}
+	p := s.policy
+	r := &rules{key: key, sf: sf, known: map[string]string{}, learnedClass: map[string]string{}}
+	if key != strictestKey {
+		// Learned reads pass as allow_actions do (deny_actions still
+		// wins); a learned write or unknown stays what it was: a write.
+		p.AllowActions = slices.Clone(p.AllowActions)
+		for name, class := range learned {
+			if _, inSurface := sf.Actions[name]; inSurface {
+				continue // the surface data knows better
+			}
+			r.known[name] = api.SourceLearned
+			r.learnedClass[name] = class
+			if class == api.ActionRead {
+				p.AllowActions = append(p.AllowActions, name)
+			}
 		}
 	}
-	cl, err := classify.New(sf, s.policy)
-	if err != nil {
-		return nil, "", err
+	for _, n := range s.policy.AllowActions {
+		r.known[n] = api.SourcePolicy
+	}
+	for _, n := range s.policy.DenyActions {
+		r.known[n] = api.SourcePolicy
+	}
+	if r.cl, err = classify.New(sf, p); err != nil {
+		return nil, err
 	}
 	if s.built == nil {
-		s.built = map[string]builtRules{}
+		s.built = map[string]*rules{}
 	}
-	s.built[version] = builtRules{cl, sf.Version}
-	return cl, sf.Version, nil
+	s.built[cacheKey] = r
+	return r, nil
+}
+
+// reset forgets every built rule set (what was learned changed).
+func (s *surfaces) reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.built = nil
 }
 
 // initialRules are the rules a new gate starts with: the pinned surface
@@ -103,31 +152,42 @@ func (g *Gate) initialRules() error {
 		}
 		return g.applyRules(o.CKANVersion, "", "pinned by [policy] ckan_version", "")
 	}
-	cl, err := classify.New(o.Surface, o.Policy)
-	if err != nil {
-		return err
-	}
-	g.rules.Store(&rules{cl: cl, info: api.SurfaceInfo{Applied: o.Surface.Version, Reason: "pinned"}})
-	return nil
+	return g.applyRules(givenKey, "", "pinned", "")
 }
 
-// applyRules makes the surface version (or strictestKey) the one the gate
-// applies; it logs a change.
-func (g *Gate) applyRules(version, ckanVersion, reason, warning string) error {
-	cl, name, err := g.surfaces.classifier(version)
+// applyRules makes the surface of key the one the gate applies; it logs a
+// change.
+func (g *Gate) applyRules(key, ckanVersion, reason, warning string) error {
+	var learned map[string]string
+	if key != strictestKey {
+		learned = g.learned.forVersion(ckanVersion)
+	}
+	r, err := g.surfaces.build(key, ckanVersion, learned)
 	if err != nil {
 		return err
 	}
-	info := api.SurfaceInfo{Applied: name, CKANVersion: ckanVersion, Reason: reason, Warning: warning}
-	old := g.rules.Swap(&rules{cl: cl, info: info})
+	info := api.SurfaceInfo{Applied: r.sf.Version, CKANVersion: ckanVersion, Reason: reason, Warning: warning}
+	nr := *r
+	nr.info = info
+	old := g.rules.Swap(&nr)
 	if old == nil || old.info.Applied != info.Applied || old.info.Warning != info.Warning {
 		if warning != "" {
-			g.log.Warn("CKAN surface applied", "surface", name, "ckan_version", ckanVersion, "reason", reason, "warning", warning)
+			g.log.Warn("CKAN surface applied", "surface", info.Applied, "ckan_version", ckanVersion, "reason", reason, "warning", warning)
 		} else {
-			g.log.Info("CKAN surface applied", "surface", name, "ckan_version", ckanVersion, "reason", reason)
+			g.log.Info("CKAN surface applied", "surface", info.Applied, "ckan_version", ckanVersion, "reason", reason)
 		}
 	}
 	return nil
+}
+
+// reapplyRules rebuilds the rules in force (learning changed what they
+// allow).
+func (g *Gate) reapplyRules() {
+	g.surfaces.reset()
+	r := g.rules.Load()
+	if err := g.applyRules(r.key, r.info.CKANVersion, r.info.Reason, r.info.Warning); err != nil {
+		g.log.Error("rules not rebuilt", "err", err.Error())
+	}
 }
 
 // classifier is the classifier in force.
@@ -192,6 +252,9 @@ func (g *Gate) WatchVersion(ctx context.Context) {
 				return
 			}
 			if err == nil {
+				if v != version && version != "" {
+					go g.relearnAfterUpgrade(ctx, v)
+				}
 				version, readErr = v, nil
 				nextRead = time.Now().Add(versionInterval)
 			} else {
@@ -240,6 +303,7 @@ func (g *Gate) readCKANVersion(ctx context.Context) (string, error) {
 		return "", err
 	}
 	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", GateUserAgent)
 	res, err := g.opts.Transport.RoundTrip(req)
 	if err != nil {
 		return "", fmt.Errorf("status_show: %w", err)

@@ -340,3 +340,31 @@ func TestColorFrameFits(t *testing.T) {
 	press(m, "?")
 	check("help")
 }
+
+// A site whose gate has seen actions it does not know, and applies a
+// surface that is not CKAN's own: the site view says both, and the
+// dashboard marks the site.
+func TestSiteViewUnknownActionsAndSurfaceWarning(t *testing.T) {
+	sites, gates := fourSites()
+	st := *gates["prod"].status
+	st.UnknownActions = []string{"harvest_source_list", "dcat_catalog_show"}
+	st.UnknownActionCount = 3
+	st.Surface = &api.SurfaceInfo{Applied: "2.12", CKANVersion: "2.13.0", Reason: "status_show reports CKAN 2.13.0, which has no surface of its own",
+		Warning: "surface 2.12 applied to CKAN 2.13.0; unknown actions are refused"}
+	m, _ := newTestModel(sites, 100, 40)
+	feed(m, []tea.Msg{refreshedMsg{site: "prod", status: &st, report: gates["prod"].report, at: t0}})
+	m.selected = "prod"
+	dash := frameOf(t, m)
+	if !strings.Contains(dash, "3 unknown actions") {
+		t.Errorf("the dashboard does not mark the site:\n%s", dash)
+	}
+	cmds := press(m, "enter")
+	feed(m, run(cmds[0]))
+	view := frameOf(t, m)
+	for _, want := range []string{"3 unknown, refused in read-only: harvest_source_list, dcat_catalog_show and 1 more",
+		"ckanops actions --learn prod", "WARNING surface 2.12 applied to CKAN 2.13.0"} {
+		if !strings.Contains(strings.Join(strings.Fields(view), " "), want) {
+			t.Errorf("the site view lacks %q:\n%s", want, view)
+		}
+	}
+}

@@ -256,6 +256,9 @@ func (m *Model) assess(s *siteState, now time.Time) (a assessment) {
 		word("warn", api.CheckWarn)
 		trouble(1, "state store ("+st.Store.Kind+") unreachable: mode changes are refused")
 	}
+	if n := st.UnknownActionCount; n > 0 {
+		trouble(1, plural(n, "unknown action", "unknown actions")+" refused in read-only")
+	}
 	if st.Surface != nil && st.Surface.Warning != "" {
 		word("warn", api.CheckWarn)
 		trouble(1, st.Surface.Warning)

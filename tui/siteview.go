@@ -161,6 +161,13 @@ func (m *Model) siteLines(s *siteState) []string {
 			}
 			wrapped(label("store"), store)
 		}
+		if n := st.UnknownActionCount; n > 0 {
+			names := strings.Join(st.UnknownActions, ", ")
+			if n > len(st.UnknownActions) {
+				names += fmt.Sprintf(" and %d more", n-len(st.UnknownActions))
+			}
+			wrapped(label("actions"), fmt.Sprintf("%d unknown, refused in read-only: %s · 'ckanops actions --learn %s' asks CKAN", n, names, st.Site))
+		}
 		if sf := st.Surface; sf != nil {
 			rules := sf.Applied + ": " + sf.Reason
 			if sf.Warning != "" {

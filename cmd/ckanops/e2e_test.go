@@ -242,7 +242,7 @@ func TestSIGTERMLetsInFlightRequestsFinish(t *testing.T) {
 	s.sim.SetLatency(0, 800*time.Millisecond)
 	done := make(chan int, 1)
 	go func() { done <- s.write("slow-write") }()
-	for i := 0; i < 200 && len(s.sim.Journal()) == 0; i++ {
+	for i := 0; i < 200 && len(clientRequests(s.sim)) == 0; i++ {
 		time.Sleep(10 * time.Millisecond)
 	}
 	s.cmd.Process.Signal(syscall.SIGTERM)
