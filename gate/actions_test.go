@@ -55,7 +55,7 @@ func TestSeenActionsAreBounded(t *testing.T) {
 // side_effect_free (a GET runs it), harvest_job_create is not (a GET gets
 // 400 "Please use POST method" before it runs). It counts the runs.
 type extensionCKAN struct {
-	sim     *ckansim.Sim
+	next    http.Handler // CKAN's own actions
 	created atomic.Int64 // harvest_job_create runs
 	listed  atomic.Int64 // harvest_source_list runs
 }
@@ -81,7 +81,7 @@ func (x *extensionCKAN) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json;charset=utf-8")
 		fmt.Fprint(w, `{"help": "h", "success": true, "result": {"id": "j1"}}`)
 	default:
-		x.sim.ServeHTTP(w, r)
+		x.next.ServeHTTP(w, r)
 	}
 }
 
@@ -94,7 +94,7 @@ func TestActionsSeenAndLearned(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ext := &extensionCKAN{sim: sim}
+	ext := &extensionCKAN{next: sim}
 	up := httptest.NewServer(ext)
 	t.Cleanup(up.Close)
 	learnedFile := filepath.Join(t.TempDir(), "prod.learned.json")
@@ -237,5 +237,42 @@ func TestLearnWithoutCKANsVersion(t *testing.T) {
 	r.do("GET", "/api/3/action/ext_show", nil)
 	if _, err := r.gate.Learn(context.Background(), "ops"); err == nil || !strings.Contains(err.Error(), "CKAN's version could not be read") {
 		t.Fatalf("learn: %v", err)
+	}
+}
+
+// After an upgrade, what was learned for the previous version is asked
+// again of the new one.
+func TestActionsLearnedAgainAfterAnUpgrade(t *testing.T) {
+	fastVersionWatch(t)
+	ckan := newUpgradingCKAN(t, "2.11", "2.12")
+	ext := &extensionCKAN{next: ckan.srv.Config.Handler}
+	up := httptest.NewServer(ext)
+	t.Cleanup(up.Close)
+	learnedFile := filepath.Join(t.TempDir(), "prod.learned.json")
+	r := newRig(t, func(o *Options) {
+		o.Upstream, _ = url.Parse(up.URL)
+		o.LearnedFile, o.CKANVersion = learnedFile, VersionAuto
+	})
+	watch(t, r.gate)
+	r.waitSurface("surface 2.11", applied("2.11"))
+	r.mustMode(api.ModeReadOnly, "upgrade")
+	r.do("GET", "/api/3/action/harvest_source_list", nil)
+	if _, err := r.gate.Learn(context.Background(), "ops"); err != nil {
+		t.Fatal(err)
+	}
+	if res := r.do("GET", "/api/3/action/harvest_source_list", nil); res.status != 200 {
+		t.Fatalf("learned on 2.11: %d", res.status)
+	}
+	ckan.set("2.12")
+	r.waitSurface("surface 2.12", applied("2.12"))
+	waitFor(t, "the actions to be learned for 2.12", func() bool {
+		b, _ := os.ReadFile(learnedFile)
+		return strings.Contains(string(b), `"2.12.0"`)
+	})
+	waitFor(t, "the learned read to pass on 2.12", func() bool {
+		return r.do("GET", "/api/3/action/harvest_source_list", nil).status == 200
+	})
+	if n := ext.listed.Load(); n < 2 {
+		t.Fatalf("CKAN was asked %d times", n)
 	}
 }
