@@ -115,6 +115,9 @@ type SurfaceInfo struct {
 	// Warning is set when the surface is not CKAN's own ("surface 2.12
 	// applied to CKAN 2.13.0; unknown actions are refused").
 	Warning string `json:"warning,omitempty"`
+	// RootPath is the path prefix CKAN is mounted under ("/data"), from
+	// [gate] root_path or learned from status_show; empty when none.
+	RootPath string `json:"root_path,omitempty"`
 }
 
 // InFlightWrite is one write request the gate admitted and is still forwarding.

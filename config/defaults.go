@@ -85,7 +85,7 @@ type defaultEntry struct {
 //	gate.toml   runbook.lease                   30s
 //	gate.toml   policy.ckan_version             auto
 //	gate.toml   policy.learned_file             <directory of state.file>/<site>.learned.json
-//	gate.toml   gate.root_path                  <from status_show's site_url>
+//	gate.toml   gate.root_path                  <from status_show>
 //	gate.toml   migrate.timeout                 1h
 //	gate.toml   migrate.mode                    read-only
 //	gate.toml   verify.timeout                  5m
@@ -118,7 +118,7 @@ var defaults = []defaultEntry{
 	{"gate.toml", "runbook.lease", shortDuration(DefaultLease)},
 	{"gate.toml", "policy.ckan_version", DefaultCKANVersion},
 	{"gate.toml", "policy.learned_file", "<directory of state.file>/<site>" + DefaultLearnedSuffix},
-	{"gate.toml", "gate.root_path", "<from status_show's site_url>"},
+	{"gate.toml", "gate.root_path", "<from status_show>"},
 	{"gate.toml", "migrate.timeout", shortDuration(DefaultMigrateTimeout)},
 	{"gate.toml", "migrate.mode", ckanReadOnly},
 	{"gate.toml", "verify.timeout", shortDuration(DefaultVerifyTimeout)},

@@ -697,7 +697,7 @@ func (g *Gate) serveAudit(w http.ResponseWriter, r *http.Request) {
 // maintenance_mode_update in CKAN's envelope, so ckanapi and scripts work.
 func (g *Gate) serveMaintenanceAction(w http.ResponseWriter, r *http.Request, action string) {
 	fail := func(status int, typ, msg string) {
-		writeJSON(w, status, ckanEnvelope{Help: helpURL(r, action), Error: &ckanError{Type: typ, Message: msg, Mode: g.state.current().Mode}})
+		writeJSON(w, status, ckanEnvelope{Help: g.helpURL(r, action), Error: &ckanError{Type: typ, Message: msg, Mode: g.state.current().Mode}})
 	}
 	actor, aerr := g.authenticate(r)
 	if aerr != nil {
@@ -710,7 +710,7 @@ func (g *Gate) serveMaintenanceAction(w http.ResponseWriter, r *http.Request, ac
 			fail(http.StatusMethodNotAllowed, "Validation Error", "use GET or POST")
 			return
 		}
-		writeJSON(w, http.StatusOK, ckanEnvelope{Help: helpURL(r, action), Success: true, Result: g.status(r.Context(), true)})
+		writeJSON(w, http.StatusOK, ckanEnvelope{Help: g.helpURL(r, action), Success: true, Result: g.status(r.Context(), true)})
 		return
 	}
 	if r.Method != http.MethodPost {
@@ -732,6 +732,6 @@ func (g *Gate) serveMaintenanceAction(w http.ResponseWriter, r *http.Request, ac
 	case err != nil:
 		fail(http.StatusConflict, "Validation Error", err.Error())
 	default:
-		writeJSON(w, http.StatusOK, ckanEnvelope{Help: helpURL(r, action), Success: true, Result: st})
+		writeJSON(w, http.StatusOK, ckanEnvelope{Help: g.helpURL(r, action), Success: true, Result: st})
 	}
 }

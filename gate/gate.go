@@ -10,6 +10,7 @@
 package gate
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -50,7 +51,10 @@ type Options struct {
 	CKANVersion string
 	// LearnedFile is [policy] learned_file: what CKAN said of actions the
 	// surface does not know (actions.go). Empty: kept in memory only.
-	LearnedFile    string
+	LearnedFile string
+	// RootPath is [gate] root_path: "/data" when CKAN is mounted there,
+	// "/" none, "" learned from status_show (WatchVersion).
+	RootPath       string
 	Policy         classify.Policy
 	BypassCIDRs    []netip.Prefix // clients served as in live while the site is down
 	TrustedProxies []netip.Prefix // peers whose X-Forwarded-For is believed
@@ -307,6 +311,13 @@ func (g *Gate) Mode() Record { return g.state.current() }
 // ServeHTTP is the gate: control API, or classify, admit or refuse, forward.
 func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := g.clock()
+	if root := g.classifier().RootPath(); root != "" && strings.HasPrefix(r.URL.Path, root+controlPrefix) {
+		// Clients that reach the site only under its prefix reach the
+		// control API there too.
+		r = r.Clone(r.Context())
+		r.URL.Path = strings.TrimPrefix(r.URL.Path, root)
+		r.URL.RawPath = ""
+	}
 	if strings.HasPrefix(r.URL.Path, controlPrefix) {
 		g.metrics.request("control", "control")
 		g.control.ServeHTTP(w, r)
@@ -400,6 +411,7 @@ func (g *Gate) refuse(w http.ResponseWriter, r *http.Request, rec Record, d clas
 	kind := "html"
 	if g.classifier().IsAPI(r.URL, r.Header) {
 		kind = "api"
+		f.Help = g.helpURL(r, d.Action)
 		writeAPIRefusal(w, r, d.Action, f)
 	} else {
 		if isFormPost(r) && rec.Mode == api.ModeReadOnly {
@@ -481,13 +493,21 @@ func isHTML(h http.Header) bool {
 // not a page, and is never annotated.
 var downloadEndpoints = map[string]bool{
 	"dataset_resource.download": true, "resource.download": true, "datastore.dump": true,
+	// CKAN 2.12's file storages (2.12/routes.tsv).
+	"file.download": true, "file.trusted_download": true, "file.public_download": true,
 }
 
 // isDownload reports whether CKAN routes path (or path without a locale
-// prefix) to a download.
+// prefix), below the root path if any, to a download.
 func (g *Gate) isDownload(path string) bool {
+	r := g.rules.Load()
+	if root := r.cl.RootPath(); root != "" {
+		if rest, ok := strings.CutPrefix(path, root); ok && (rest == "" || rest[0] == '/') {
+			path = cmp.Or(rest, "/")
+		}
+	}
 	for _, p := range []string{path, dropFirstSegment(path)} {
-		if r, _, _, found := g.opts.Surface.Lookup(http.MethodGet, p); found && downloadEndpoints[r.Endpoint] {
+		if route, _, _, found := r.sf.Lookup(http.MethodGet, p); found && downloadEndpoints[route.Endpoint] {
 			return true
 		}
 	}
@@ -548,7 +568,7 @@ func (g *Gate) badRequest(w http.ResponseWriter, r *http.Request, msg string) {
 func (g *Gate) answerError(w http.ResponseWriter, r *http.Request, status int, typ, heading, msg string) {
 	mode := g.state.current().Mode
 	if g.classifier().IsAPI(r.URL, r.Header) {
-		writeJSON(w, status, ckanEnvelope{Help: helpURL(r, ""), Error: &ckanError{Type: typ, Message: msg, Mode: mode}})
+		writeJSON(w, status, ckanEnvelope{Help: g.helpURL(r, ""), Error: &ckanError{Type: typ, Message: msg, Mode: mode}})
 		return
 	}
 	writeHTMLRefusal(w, refusal{SiteTitle: g.opts.SiteTitle, Heading: heading, Message: msg, Mode: mode, Status: status})

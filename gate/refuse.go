@@ -42,13 +42,14 @@ type ckanEnvelope struct {
 	Result  any        `json:"result,omitempty"`
 }
 
-// helpURL builds the "help" link CKAN puts in every envelope.
-func helpURL(r *http.Request, action string) string {
+// helpURL builds the "help" link CKAN puts in every envelope (with the
+// root path, as CKAN's url_for adds it).
+func (g *Gate) helpURL(r *http.Request, action string) string {
 	scheme := "http"
 	if r.TLS != nil {
 		scheme = "https"
 	}
-	u := url.URL{Scheme: scheme, Host: r.Host, Path: "/api/3/action/help_show"}
+	u := url.URL{Scheme: scheme, Host: r.Host, Path: g.classifier().RootPath() + "/api/3/action/help_show"}
 	if action != "" {
 		u.RawQuery = "name=" + url.QueryEscape(action)
 	}
@@ -60,6 +61,7 @@ var writeJSON = httpjson.Write
 
 // refusal describes one refused request, for either rendering.
 type refusal struct {
+	Help       string // the envelope's help URL (API refusals)
 	SiteTitle  string
 	Heading    string
 	Message    string
@@ -78,7 +80,7 @@ type echoField struct{ Name, Value string }
 func writeAPIRefusal(w http.ResponseWriter, r *http.Request, action string, f refusal) {
 	w.Header().Set("Retry-After", strconv.Itoa(f.RetryAfter))
 	writeJSON(w, f.Status, ckanEnvelope{
-		Help: helpURL(r, action),
+		Help: f.Help,
 		Error: &ckanError{
 			Type:    "Maintenance Error",
 			Message: f.Message,

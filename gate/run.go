@@ -76,7 +76,9 @@ func Run(ctx context.Context, cfg *config.Gate, log *slog.Logger, ready func(add
 			DenyActions:  cfg.Policy.DenyActions,
 			AllowPosts:   cfg.Policy.AllowPosts,
 			DenyGet:      cfg.Policy.DenyGet,
+			RootPath:     cfg.Gate.RootPath, // "/" none, "" learned (WatchVersion)
 		},
+		RootPath:         cfg.Gate.RootPath,
 		CKANVersion:      cfg.Policy.CKANVersion,
 		LearnedFile:      cfg.Policy.LearnedFile,
 		BypassCIDRs:      cfg.Policy.BypassCIDRs,

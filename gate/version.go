@@ -10,11 +10,13 @@ package gate
 // a warning in status, health and the console.
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -58,6 +60,10 @@ type rules struct {
 type surfaces struct {
 	policy classify.Policy
 	given  *surface.Surface // Options.Surface, for givenKey
+	// learnedRoot is the root path learned from status_show, used when
+	// policy.RootPath is not set; a root path classify refuses is
+	// dropped (logged by learnRoot).
+	learnedRoot string
 
 	mu    sync.Mutex
 	built map[string]*rules
@@ -90,7 +96,7 @@ func (s *surfaces) load(key string) (*surface.Surface, error) {
 func (s *surfaces) build(key, ckanVersion string, learned map[string]string) (*rules, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	cacheKey := key + "|" + ckanVersion // what is learned holds for one CKAN version
+	cacheKey := key + "|" + ckanVersion + "|" + s.learnedRoot // what is learned holds for one CKAN version
 	if r, ok := s.built[cacheKey]; ok {
 		return r, nil
 	}
@@ -99,6 +105,9 @@ func (s *surfaces) build(key, ckanVersion string, learned map[string]string) (*r
 		return nil, err
 	}
 	p := s.policy
+	if p.RootPath == "" {
+		p.RootPath = s.learnedRoot
+	}
 	r := &rules{key: key, sf: sf, known: map[string]string{}, learnedClass: map[string]string{}}
 	if key != strictestKey {
 		// Learned reads pass as allow_actions do (deny_actions still
@@ -166,7 +175,7 @@ func (g *Gate) applyRules(key, ckanVersion, reason, warning string) error {
 	if err != nil {
 		return err
 	}
-	info := api.SurfaceInfo{Applied: r.sf.Version, CKANVersion: ckanVersion, Reason: reason, Warning: warning}
+	info := api.SurfaceInfo{Applied: r.sf.Version, CKANVersion: ckanVersion, Reason: reason, Warning: warning, RootPath: r.cl.RootPath()}
 	nr := *r
 	nr.info = info
 	old := g.rules.Swap(&nr)
@@ -227,9 +236,11 @@ func (g *Gate) decideRules(ckanVersion string, readErr error, migrating bool) {
 }
 
 // WatchVersion follows CKAN's version until ctx ends, when [policy]
-// ckan_version is "auto"; otherwise it returns at once.
+// ckan_version is "auto", and learns the root path from status_show when
+// [gate] root_path is not set; otherwise it returns at once.
 func (g *Gate) WatchVersion(ctx context.Context) {
-	if g.opts.CKANVersion != VersionAuto {
+	auto, learnRoot := g.opts.CKANVersion == VersionAuto, g.opts.RootPath == ""
+	if !auto && !learnRoot {
 		return
 	}
 	var (
@@ -247,9 +258,13 @@ func (g *Gate) WatchVersion(ctx context.Context) {
 		}
 		migrating = m
 		if !migrating && !time.Now().Before(nextRead) {
-			v, err := g.readCKANVersion(ctx)
+			st, err := g.readStatusShow(ctx)
+			v := st.version
 			if ctx.Err() != nil {
 				return
+			}
+			if err == nil && learnRoot {
+				g.learnRoot(st.root)
 			}
 			if err == nil {
 				if v != version && version != "" {
@@ -263,7 +278,9 @@ func (g *Gate) WatchVersion(ctx context.Context) {
 				nextRead = time.Now().Add(5 * migrateInterval)
 			}
 		}
-		g.decideRules(version, readErr, migrating)
+		if auto {
+			g.decideRules(version, readErr, migrating)
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -293,36 +310,119 @@ func (g *Gate) migrating() bool {
 // readCKANVersion asks CKAN (upstream, not through the gate) for
 // status_show's ckan_version.
 func (g *Gate) readCKANVersion(ctx context.Context) (string, error) {
+	st, err := g.readStatusShow(ctx)
+	return st.version, err
+}
+
+// statusShow is what the gate reads of CKAN's status_show.
+type statusShow struct {
+	version string
+	// root is the root path CKAN's answer shows: the path of its help URL
+	// before /api/3/action/help_show (CKAN builds it with url_for and
+	// _external, which adds ckan.root_path: ckan/views/api.py,
+	// ckan/lib/helpers.py _local_url), else the path of site_url (which
+	// CKAN's config declaration says must not hold it); "/" none; ""
+	// not known.
+	root string
+}
+
+// readStatusShow asks CKAN for status_show: at upstream, and, when that
+// is not found and a root path is known, below it (a web server between
+// the gate and CKAN that strips the prefix).
+func (g *Gate) readStatusShow(ctx context.Context) (statusShow, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	st, status, err := g.getStatusShow(ctx, "")
+	if status == http.StatusNotFound {
+		if root := g.rootPath(); root != "" {
+			st, _, err = g.getStatusShow(ctx, root)
+		}
+	}
+	return st, err
+}
+
+func (g *Gate) getStatusShow(ctx context.Context, root string) (statusShow, int, error) {
 	u := *g.opts.Upstream
-	u.Path = strings.TrimSuffix(u.Path, "/") + "/api/3/action/status_show"
+	u.Path = strings.TrimSuffix(u.Path, "/") + root + "/api/3/action/status_show"
 	u.RawQuery = ""
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
-		return "", err
+		return statusShow{}, 0, err
 	}
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", GateUserAgent)
 	res, err := g.opts.Transport.RoundTrip(req)
 	if err != nil {
-		return "", fmt.Errorf("status_show: %w", err)
+		return statusShow{}, 0, fmt.Errorf("status_show: %w", err)
 	}
 	defer res.Body.Close()
 	if res.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("status_show answered %s", res.Status)
+		return statusShow{}, res.StatusCode, fmt.Errorf("status_show answered %s", res.Status)
 	}
 	var body struct {
-		Success bool `json:"success"`
+		Help    string `json:"help"`
+		Success bool   `json:"success"`
 		Result  struct {
 			CKANVersion string `json:"ckan_version"`
+			SiteURL     string `json:"site_url"`
 		} `json:"result"`
 	}
 	if err := json.NewDecoder(io.LimitReader(res.Body, 1<<20)).Decode(&body); err != nil {
-		return "", fmt.Errorf("status_show: %w", err)
+		return statusShow{}, res.StatusCode, fmt.Errorf("status_show: %w", err)
 	}
 	if !body.Success || body.Result.CKANVersion == "" {
-		return "", fmt.Errorf("status_show gave no ckan_version")
+		return statusShow{}, res.StatusCode, fmt.Errorf("status_show gave no ckan_version")
 	}
-	return body.Result.CKANVersion, nil
+	return statusShow{version: body.Result.CKANVersion, root: rootFromStatus(body.Help, body.Result.SiteURL)}, res.StatusCode, nil
+}
+
+// rootFromStatus reads the root path off status_show's help URL, else
+// off site_url's path; "" when neither says.
+func rootFromStatus(help, siteURL string) string {
+	if u, err := url.Parse(help); err == nil {
+		if p, ok := strings.CutSuffix(u.Path, "/api/3/action/help_show"); ok {
+			return cmp.Or(p, "/")
+		}
+	}
+	if u, err := url.Parse(siteURL); err == nil && strings.Trim(u.Path, "/") != "" {
+		return "/" + strings.Trim(u.Path, "/")
+	}
+	return ""
+}
+
+// rootPath is the root path in force: [gate] root_path, else the one
+// learned; "" none.
+func (g *Gate) rootPath() string {
+	return g.classifier().RootPath()
+}
+
+// learnRoot applies the root path status_show showed, when [gate]
+// root_path is not set and it changed. One that classify refuses (a CKAN
+// route, say) is ignored, with a warning: logins under it are then
+// refused, never a write passed.
+func (g *Gate) learnRoot(root string) {
+	if root == "" {
+		return // status_show did not say
+	}
+	if root == "/" {
+		root = ""
+	}
+	g.surfaces.mu.Lock()
+	same := g.surfaces.learnedRoot == root
+	g.surfaces.mu.Unlock()
+	if same {
+		return
+	}
+	if root != "" {
+		if _, err := classify.New(g.rules.Load().sf, classify.Policy{RootPath: root}); err != nil {
+			g.log.Warn("root path from status_show not used: set [gate] root_path", "root_path", root, "err", err.Error())
+			return
+		}
+	}
+	g.surfaces.mu.Lock()
+	g.surfaces.learnedRoot = root
+	g.surfaces.built = nil
+	g.surfaces.mu.Unlock()
+	g.log.Info("root path learned from status_show", "root_path", cmp.Or(root, "/"))
+	g.reapplyRules()
 }

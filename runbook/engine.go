@@ -1,6 +1,7 @@
 package runbook
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -314,24 +315,7 @@ func (e *Engine) copyLocked() *api.Runbook {
 func (e *Engine) Events(seq int64) (evs []api.RunbookEvent, more <-chan struct{}, done bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	i, _ := slices.BinarySearchFunc(e.events, seq+1, func(ev api.RunbookEvent, s int64) int {
-		switch {
-		case ev.Seq < s:
-			return -1
-		case ev.Seq > s:
-			return 1
-		}
-		return 0
-	})
-	j, _ := slices.BinarySearchFunc(e.events, e.shown+1, func(ev api.RunbookEvent, s int64) int {
-		switch {
-		case ev.Seq < s:
-			return -1
-		case ev.Seq > s:
-			return 1
-		}
-		return 0
-	})
+	i, j := firstAfter(e.events, seq), firstAfter(e.events, e.shown)
 	evs = slices.Clone(e.events[i:max(i, j)])
 	// Events are shown once written (so that a client never sees one a
 	// crash could lose, nor, with a shared store, one another gate cannot
@@ -339,6 +323,15 @@ func (e *Engine) Events(seq int64) (evs []api.RunbookEvent, more <-chan struct{}
 	// events.
 	done = e.rb == nil || (!e.rb.Active() && e.runner == nil && e.shown >= e.rb.Seq)
 	return evs, e.changed, done
+}
+
+// firstAfter is the index of the first event after seq in evs (in seq
+// order).
+func firstAfter(evs []api.RunbookEvent, seq int64) int {
+	i, _ := slices.BinarySearchFunc(evs, seq+1, func(ev api.RunbookEvent, s int64) int {
+		return cmp.Compare(ev.Seq, s)
+	})
+	return i
 }
 
 // stepNeedsConfirm says whether step waits for an operator before it runs.

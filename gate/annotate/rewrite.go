@@ -24,6 +24,14 @@ type Options struct {
 	// value as the action) and about the href of an element with CKAN's
 	// confirm-action module. A nil WouldRefuse refuses nothing: only the
 	// banner is inserted.
+	//
+	// The action is passed as the page wrote it (empty, relative,
+	// root-relative or absolute): resolving it against the page's URL is
+	// WouldRefuse's job. On a site mounted under a path prefix
+	// (ckan.root_path) the page's URL carries the prefix, so the login
+	// form's empty action is /data/user/login and a relative "new" is
+	// under /data too; the classifier must then know the prefix
+	// (classify.Policy.RootPath) to keep the login form.
 	WouldRefuse func(method, action string) bool
 }
 

@@ -92,10 +92,46 @@
 //     directly or after a first segment shaped like a CKAN locale ("fr",
 //     "pt_BR", "zh_Hant_TW", never a first segment of a CKAN route such as
 //     "api"), so that "/fr/user/login" is the login it is in CKAN while
-//     "/user/login/" or "/api/action//package_show" are refused.
-//   - "/_tracking" (also after a locale segment) is Tracking, whatever the
-//     method: page-view analytics, a database write that the gate answers
-//     with 204 in read-only and never forwards.
+//     "/user/login/" or "/api/action//package_show" are refused. With a
+//     root path (Policy.RootPath, below) it may also name it after the
+//     root path's segments, again with or without a locale segment after
+//     them: "/data/user/login", "/data/fr/user/login".
+//   - "/_tracking" (also after a locale segment, and both under the root
+//     path) is Tracking, whatever the method: page-view analytics, a
+//     database write that the gate answers with 204 in read-only and never
+//     forwards.
+//
+// # Root path
+//
+// CKAN may be mounted below "/" (ckan.root_path = "/data/{{LANG}}"). In
+// CKAN 2.10, 2.11 and 2.12 alike (ckan/config/middleware/flask_app.py,
+// make_flask_stack; common_middleware.py, RootPathMiddleware) CKAN itself
+// never strips the prefix: RootPathMiddleware empties SCRIPT_NAME and
+// CKAN routes PATH_INFO, which the web server in front (nginx
+// "location /data/ { proxy_pass http://ckan/; }", uWSGI's mount) has
+// already stripped of the prefix; I18nMiddleware then strips a locale
+// segment (handle_i18n, in ckan/views/__init__.py before 2.12). The prefix
+// is only put back when CKAN builds URLs (ckan/lib/helpers.py, _local_url:
+// root_path with "{{LANG}}" replaced by the locale, or dropped with its
+// slash for the default one), so its pages link to "/data/dataset/x" and
+// "/data/fr/dataset/x", and its forms post to "/data/user/login".
+// (The web server strips it before CKAN sees it: "/data/user/login"
+// reaching CKAN as it is would be a 404.)
+//
+// Policy.RootPath is that prefix without "{{LANG}}" ("/data"). It only
+// widens what a POST may name: a target also passes as the root path's
+// segments, then an optional locale segment, then the target. The prefix
+// matches whole segments exactly, in case too ("/database/user/login" and
+// "/Data/user/login" are not under "/data"). New refuses a root path that
+// CKAN would route itself, should a path under it reach CKAN unstripped:
+// one whose first segment, or second after a locale-shaped first, is the
+// first segment of a CKAN route ("/dataset", "/fr/api"). Nothing else
+// changes: writes are already found under any prefix, since every reading
+// is also judged with its leading segments dropped, and a target under
+// the prefix must hold in every reading, as above. A root path whose
+// locale comes first ("/{{LANG}}/data") or which goes on after it
+// ("/my/path/{{LANG}}/foo") is not understood: its POST targets with a
+// locale are refused, never passed.
 //
 // # Patterns
 //
@@ -106,7 +142,8 @@
 // against the readings of the path, segment by segment; they are decoded
 // paths, with no percent-escapes, dot segments, ';', '?', '#', '\', empty
 // segments or trailing slash, and '*' only as the whole last segment. AllowPosts matches exactly as written
-// (case-sensitive, from the first segment, or after a locale segment);
+// (case-sensitive, from the first segment, or after a locale segment,
+// and both under the root path: write them without the root path);
 // DenyGet matches in any case and at any depth, and refuses the path for
 // every method. AllowPosts does not apply to action calls: use
 // AllowActions.
@@ -185,6 +222,13 @@ type Policy struct {
 	// DenyGet are path patterns refused even for GET, HEAD and OPTIONS
 	// (views that write on GET).
 	DenyGet []string
+	// RootPath is the path prefix CKAN is mounted under: CKAN's
+	// ckan.root_path without its "{{LANG}}" part ("/data" for
+	// "/data/{{LANG}}"). "" or "/" is none. With it, the POST targets
+	// (login and logout, /util/redirect, AllowPosts) also pass under the
+	// prefix, and /_tracking is also recognised there. See "Root path" in
+	// the package doc.
+	RootPath string
 }
 
 // defaultDenyGet are the built-in deny_get patterns: GET routes that write
@@ -222,6 +266,8 @@ type Classifier struct {
 	// routeHeads are first segments of CKAN's own routes ("api",
 	// "dataset", ...): never a locale.
 	routeHeads map[string]bool
+	// root is Policy.RootPath cut into segments; nil when none.
+	root []string
 }
 
 type actionRule struct {
@@ -286,6 +332,22 @@ func New(s *surface.Surface, p Policy) (*Classifier, error) {
 			c.routeHeads[head] = true
 		}
 	}
+	root, err := parseRootPath(p.RootPath)
+	if err != nil {
+		return nil, err
+	}
+	// CKAN would route a path under such a root itself if it ever reached
+	// it unstripped ("/dataset/...", "/fr/dataset/..."): a target under it
+	// would not surely be the target.
+	for i, seg := range root {
+		if c.routeHeads[seg] {
+			return nil, fmt.Errorf("classify: root_path %q: /%s is a CKAN route, not a mount point", p.RootPath, seg)
+		}
+		if i > 0 || !c.localeShaped(seg) {
+			break
+		}
+	}
+	c.root = root
 	return c, nil
 }
 
@@ -542,20 +604,30 @@ func (c *Classifier) judge(segs []string, v *verdict) {
 				if !known {
 					why = "unknown action " + clip(name)
 				}
-				v.write, v.reason = true, suffixReason(k, sub, why)
+				v.write, v.reason = true, c.suffixReason(segs[:k], sub, why)
 				return
 			}
 		} else if foldedActionCall(sub) {
-			v.write, v.reason = true, suffixReason(k, sub, "path is an action call when case is ignored")
+			v.write, v.reason = true, c.suffixReason(segs[:k], sub, "path is an action call when case is ignored")
 			return
 		}
 		for i := range c.denyGet {
 			if c.denyGet[i].match(sub, true) {
-				v.write, v.reason = true, suffixReason(k, sub, c.denyGet[i].reason)
+				v.write, v.reason = true, c.suffixReason(segs[:k], sub, c.denyGet[i].reason)
 				return
 			}
 		}
 	}
+}
+
+func (c *Classifier) suffixReason(dropped, sub []string, why string) string {
+	if n := len(c.root); n > 0 && len(dropped) >= n && len(dropped) <= n+1 && equalSegs(dropped[:n], c.root) {
+		if len(dropped) == n {
+			return "reading " + clip(joinPath(sub)) + " under the root path is a write: " + why
+		}
+		return "locale-stripped reading " + clip(joinPath(sub)) + " under the root path is a write: " + why
+	}
+	return suffixReason(len(dropped), sub, why)
 }
 
 func suffixReason(dropped int, sub []string, why string) string {
@@ -619,8 +691,20 @@ func (c *Classifier) target(segs []string) (Class, string, bool) {
 	return Write, "", false
 }
 
-// postTarget is target, also after a first segment shaped like a locale.
+// postTarget is target, also after a first segment shaped like a locale,
+// and both of those under the root path when there is one.
 func (c *Classifier) postTarget(segs []string) (Class, string, bool) {
+	if class, reason, ok := c.localTarget(segs); ok {
+		return class, reason, true
+	}
+	if rest, ok := c.underRoot(segs); ok {
+		return c.localTarget(rest)
+	}
+	return Write, "", false
+}
+
+// localTarget is target, also after a first segment shaped like a locale.
+func (c *Classifier) localTarget(segs []string) (Class, string, bool) {
 	if class, reason, ok := c.target(segs); ok {
 		return class, reason, true
 	}
@@ -630,9 +714,82 @@ func (c *Classifier) postTarget(segs []string) (Class, string, bool) {
 	return Write, "", false
 }
 
+// underRoot returns segs without the root path when segs starts with
+// every one of its segments, exactly (case-sensitive, whole segments:
+// "/database/user/login" is not under "/data").
+func (c *Classifier) underRoot(segs []string) ([]string, bool) {
+	if len(c.root) == 0 || len(segs) < len(c.root) || !equalSegs(segs[:len(c.root)], c.root) {
+		return nil, false
+	}
+	return segs[len(c.root):], true
+}
+
 func (c *Classifier) isTracking(segs []string) bool {
+	if c.localTracking(segs) {
+		return true
+	}
+	rest, ok := c.underRoot(segs)
+	return ok && c.localTracking(rest)
+}
+
+func (c *Classifier) localTracking(segs []string) bool {
 	return (len(segs) == 1 && segs[0] == "_tracking") ||
 		(len(segs) == 2 && segs[1] == "_tracking" && c.localeShaped(segs[0]))
+}
+
+// RootPath returns the root path the Classifier was built with, as
+// "/data", or "" when there is none.
+func (c *Classifier) RootPath() string {
+	if len(c.root) == 0 {
+		return ""
+	}
+	return joinPath(c.root)
+}
+
+// parseRootPath checks Policy.RootPath and cuts it into segments. Like a
+// pattern, it is a decoded path: no percent-escapes, dot or empty
+// segments, ';', '?', '#', '*', '\', spaces or controls; "{{LANG}}" is
+// not part of it.
+func parseRootPath(text string) ([]string, error) {
+	if text == "" || text == "/" {
+		return nil, nil
+	}
+	bad := func(why string) ([]string, error) {
+		return nil, fmt.Errorf("classify: root_path %q: %s", text, why)
+	}
+	if !strings.HasPrefix(text, "/") {
+		return bad("a root path is a path starting with /, such as /data")
+	}
+	if len(text) > 512 {
+		return bad("longer than 512 bytes")
+	}
+	segs := strings.Split(strings.TrimSuffix(text[1:], "/"), "/")
+	if len(segs) > maxSegments/2 {
+		return bad("too many segments")
+	}
+	for _, seg := range segs {
+		switch seg {
+		case "":
+			return bad("empty segment")
+		case ".", "..":
+			return bad("dot segment")
+		}
+		if strings.Contains(seg, "{{") || strings.Contains(seg, "}}") {
+			return bad("leave out {{LANG}}: the locale after the root path is recognised by its shape")
+		}
+		for _, r := range seg {
+			if r <= ' ' || r == 0x7f {
+				return bad("control character or space")
+			}
+			if strings.ContainsRune("*;?#%\\", r) {
+				return bad(fmt.Sprintf("%q is not allowed (a root path is a decoded path)", r))
+			}
+		}
+		if why := scanChars("/" + seg); why != "" {
+			return bad(why)
+		}
+	}
+	return segs, nil
 }
 
 // localeShaped reports whether seg could be a CKAN locale ("fr", "pt_BR",
@@ -699,7 +856,8 @@ func (c *Classifier) FormWouldBeRefused(method, action string, base *url.URL) bo
 }
 
 // IsAPI reports whether a refusal should use CKAN's JSON envelope: the
-// normalised path is under /api (also after a locale segment), or the
+// normalised path is under /api (also after a locale segment, and both
+// under the root path), or the
 // request's Accept header prefers JSON to HTML.
 func (c *Classifier) IsAPI(u *url.URL, h http.Header) bool {
 	if u != nil {
@@ -708,6 +866,11 @@ func (c *Classifier) IsAPI(u *url.URL, h http.Header) bool {
 			norm := p.norm[:p.nNorm]
 			if (len(norm) > 0 && strings.EqualFold(norm[0], "api")) ||
 				(len(norm) > 1 && strings.EqualFold(norm[1], "api")) {
+				return true
+			}
+			if rest, ok := c.underRoot(norm); ok &&
+				((len(rest) > 0 && strings.EqualFold(rest[0], "api")) ||
+					(len(rest) > 1 && strings.EqualFold(rest[1], "api"))) {
 				return true
 			}
 		} else if hasAPIPrefix(u.Path) {

@@ -111,6 +111,15 @@ func readCorpus(t testing.TB, name string) []corpusLine {
 }
 
 func checkCorpus(t *testing.T, name string, mustRefuse bool) {
+	checkCorpusPolicy(t, name, mustRefuse, Policy{})
+}
+
+func checkCorpusPolicy(t *testing.T, name string, mustRefuse bool, p Policy) {
+	t.Helper()
+	cs := map[string]*Classifier{}
+	for _, v := range surface.Versions {
+		cs[v] = classifier(t, v, p)
+	}
 	for _, l := range readCorpus(t, name) {
 		if mustRefuse && (l.expect == "read" || l.expect == "login") {
 			t.Errorf("%s:%d: %s %s is expected to pass, but nothing in this corpus may pass", name, l.line, l.method, l.uri)
@@ -128,7 +137,7 @@ func checkCorpus(t *testing.T, name string, mustRefuse bool) {
 			continue
 		}
 		for _, v := range surface.Versions {
-			d := classifier(t, v, Policy{}).Classify(r.Method, r.Header, r.URL)
+			d := cs[v].Classify(r.Method, r.Header, r.URL)
 			if d.Class.String() != l.expect || (mustRefuse && d.Pass()) {
 				t.Errorf("%s:%d: CKAN %s: %s %q %v = %v (%s), want %s", name, l.line, v, l.method, l.uri, l.headers, d.Class, d.Reason, l.expect)
 			}
@@ -145,6 +154,122 @@ func TestObfuscation(t *testing.T) { checkCorpus(t, "obfuscation.txt", true) }
 
 // TestCases: reads, logins, refusals and their reasons.
 func TestCases(t *testing.T) { checkCorpus(t, "cases.txt", false) }
+
+// rootPolicy is the policy of testdata/cases_root.txt: a site mounted
+// under /data (ckan.root_path = /data/{{LANG}}), with one allow_posts
+// entry.
+var rootPolicy = Policy{RootPath: "/data", AllowPosts: []string{"/datatables/filtered-download"}}
+
+// TestCasesRoot: the same under a root path.
+func TestCasesRoot(t *testing.T) { checkCorpusPolicy(t, "cases_root.txt", false, rootPolicy) }
+
+// TestObfuscationRoot: a root path lets none of the obfuscation corpus
+// pass, nor any of it under the root path (with and without a locale).
+func TestObfuscationRoot(t *testing.T) {
+	checkCorpusPolicy(t, "obfuscation.txt", true, rootPolicy)
+	cs := map[string]*Classifier{}
+	for _, v := range surface.Versions {
+		cs[v] = classifier(t, v, rootPolicy)
+	}
+	for _, l := range readCorpus(t, "obfuscation.txt") {
+		if !strings.HasPrefix(l.uri, "/") {
+			continue
+		}
+		for _, prefix := range []string{"/data", "/data/fr"} {
+			r, err := readRequest(l.method, prefix+l.uri, l.headers)
+			if err != nil {
+				continue
+			}
+			for v, c := range cs {
+				if d := c.Classify(r.Method, r.Header, r.URL); d.Pass() {
+					t.Errorf("obfuscation.txt:%d: CKAN %s: %s %q passes as %v (%s)", l.line, v, l.method, prefix+l.uri, d.Class, d.Reason)
+				}
+			}
+		}
+	}
+}
+
+// TestRootPathPolicy: how Policy.RootPath is read.
+func TestRootPathPolicy(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"", ""}, {"/", ""}, {"/data", "/data"}, {"/data/", "/data"}, {"/ckan/portal", "/ckan/portal"},
+		{"/od", "/od"}, {"/od/data", "/od/data"}, {"/portal/dataset", "/portal/dataset"},
+	} {
+		if got := classifier(t, "2.11", Policy{RootPath: tc.in}).RootPath(); got != tc.want {
+			t.Errorf("RootPath %q: RootPath() = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+	for _, bad := range []string{
+		"data", "/data//x", "/data/../x", "/./data", "/data/{{LANG}}", "/{{LANG}}/data", "/da%74a",
+		"/da ta", "/data;x", "/data?x", "/data#x", "/data/*", "/da\\ta", "/da\tta", "/\u00adata", "/ｄata",
+		"/dataset", "/api", "/user", "/api/x", "/fr/dataset", "/pt_BR/api",
+	} {
+		if _, err := New(surface.MustLoad("2.11"), Policy{RootPath: bad}); err == nil {
+			t.Errorf("RootPath %q accepted", bad)
+		}
+	}
+}
+
+// TestRootPathTargets: under a root path, the POST targets pass exactly
+// under it (whole segments, in case), with or without a locale after it,
+// and nowhere else that they did not pass before.
+func TestRootPathTargets(t *testing.T) {
+	rooted := map[string]*Classifier{}
+	plain := map[string]*Classifier{}
+	for _, v := range surface.Versions {
+		rooted[v] = classifier(t, v, Policy{RootPath: "/ckan/portal"})
+		plain[v] = classifier(t, v, Policy{})
+	}
+	cases := []struct {
+		method, uri string
+		want        Class
+	}{
+		{"POST", "/ckan/portal/user/login", Login},
+		{"POST", "/ckan/portal/fr/user/login", Login},
+		{"POST", "/ckan/portal/pt_BR/user/_logout", Login},
+		{"POST", "/ckan/portal/util/redirect", Read},
+		{"POST", "/ckan/portal/fr/util/redirect", Read},
+		{"POST", "/ckan/portal/api/3/action/package_search", Read},
+		{"POST", "/ckan/portal/fr/api/action/package_show", Read},
+		{"POST", "/ckan/user/login", Write},
+		{"POST", "/portal/user/login", Write},
+		{"POST", "/ckan/portals/user/login", Write},
+		{"POST", "/ckan/Portal/user/login", Write},
+		{"POST", "/ckan/portal/fr/fr/user/login", Write},
+		{"POST", "/ckan/portal/api/user/login", Write},
+		{"POST", "/ckan/portal/user/login/", Write},
+		{"POST", "/ckan//portal/user/login", Write},
+		{"POST", "/ckan/portal/../portal/user/login", Write},
+		{"POST", "/ckan/portal/;x/user/login", Write},
+		{"POST", "/ckan/portal;x/user/login", Write},
+		{"POST", "/ckan/portal/dataset/new", Write},
+		{"POST", "/ckan/portal/fr/dataset/new", Write},
+		{"POST", "/ckan/portal/api/action/package_create", Write},
+		{"GET", "/ckan/portal/api/action/package_create", Write},
+		{"GET", "/ckan/portal/fr/api/3/action/package_create", Write},
+		{"GET", "/ckan/portal/group/follow/abc", Write},
+		{"GET", "/ckan/portal/dataset/abc", Read},
+		{"POST", "/ckan/portal/_tracking", Tracking},
+		{"POST", "/ckan/portal/fr/_tracking", Tracking},
+		{"GET", "/ckan/portal/_tracking", Tracking},
+		{"POST", "/ckan/_tracking", Write},
+		{"PUT", "/ckan/portal/user/login", Write},
+		{"POST", "/user/login", Login}, // still, as before
+		{"POST", "/fr/user/login", Login},
+	}
+	for _, tc := range cases {
+		for _, v := range surface.Versions {
+			d := classify(t, rooted[v], tc.method, tc.uri)
+			if d.Class != tc.want {
+				t.Errorf("CKAN %s, root /ckan/portal: %s %s = %v (%s), want %v", v, tc.method, tc.uri, d.Class, d.Reason, tc.want)
+			}
+			// A root path only ever lets through what is under it.
+			if p := classify(t, plain[v], tc.method, tc.uri); p.Pass() && !d.Pass() && d.Class != Tracking {
+				t.Errorf("CKAN %s: %s %s passes without a root path but not with one", v, tc.method, tc.uri)
+			}
+		}
+	}
+}
 
 // refAction is the reference rule for an action call, written from
 // docs/architecture.md independently of the classifier: only GET, HEAD, POST
@@ -630,8 +755,9 @@ func TestConcurrent(t *testing.T) {
 
 // TestReadsDoNotAllocate: the hot path of every request.
 func TestReadsDoNotAllocate(t *testing.T) {
-	c := classifier(t, "2.11", Policy{AllowPosts: []string{"/datatables/ajax/*"}})
-	for _, uri := range []string{"/", "/dataset/some-name", "/fr/dataset/", "/api/3/action/package_search?q=x", "/base/css/main.css", "/dataset/%C3%A9t%C3%A9"} {
+	c := classifier(t, "2.11", Policy{AllowPosts: []string{"/datatables/ajax/*"}, RootPath: "/data"})
+	for _, uri := range []string{"/", "/dataset/some-name", "/fr/dataset/", "/api/3/action/package_search?q=x", "/base/css/main.css", "/dataset/%C3%A9t%C3%A9",
+		"/data/fr/user/login", "/data/util/redirect", "/data/api/3/action/package_search"} {
 		for _, m := range []string{"GET", "HEAD", "POST"} {
 			r := mustRequest(t, m, uri, "Accept: text/html", "User-Agent: test", "Cookie: a=b")
 			want := c.Classify(r.Method, r.Header, r.URL)

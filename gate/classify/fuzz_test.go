@@ -49,6 +49,14 @@ var getWriters = map[string]bool{
 // oracleRead reports whether CKAN with surface s would run only reads for
 // method (plus the methods named in overrides) on request-URI uri.
 func oracleRead(s *surface.Surface, method string, overrides []string, uri string) (bool, string) {
+	return oracleReadRoot(s, "", method, overrides, uri)
+}
+
+// oracleReadRoot is oracleRead for a site mounted under root ("/data",
+// "" for none): the web server in front of CKAN strips root, when the
+// path starts with its segments, before CKAN sees the path, and CKAN
+// then strips a locale; or the path reaches CKAN as it is.
+func oracleReadRoot(s *surface.Surface, root, method string, overrides []string, uri string) (bool, string) {
 	p, ok := oraclePath(uri)
 	if !ok {
 		return false, "cannot model the request-URI"
@@ -72,7 +80,7 @@ func oracleRead(s *surface.Surface, method string, overrides []string, uri strin
 		if m != "GET" && m != "HEAD" && m != "POST" {
 			return false, "method " + m
 		}
-		for _, cand := range oracleCandidates(decoded) {
+		for _, cand := range oracleCandidatesRoot(decoded, root) {
 			if ok, why := oracleRoute(s, m, cand); !ok {
 				return false, m + " " + cand + ": " + why
 			}
@@ -161,6 +169,24 @@ func oracleCandidates(p string) []string {
 	return out
 }
 
+// oracleCandidatesRoot is oracleCandidates, plus, for every path that
+// starts with root's segments, the same path without them and its
+// candidates.
+func oracleCandidatesRoot(p, root string) []string {
+	out := oracleCandidates(p)
+	if root == "" {
+		return out
+	}
+	for _, cand := range out {
+		if cand == root {
+			out = append(out, oracleCandidates("/")...)
+		} else if rest, ok := strings.CutPrefix(cand, root+"/"); ok {
+			out = append(out, oracleCandidates("/"+rest)...)
+		}
+	}
+	return out
+}
+
 func oracleRoute(s *surface.Surface, method, p string) (bool, string) {
 	if p == "/_tracking" && method == "POST" {
 		return false, "tracking"
@@ -233,6 +259,30 @@ func TestOracle(t *testing.T) {
 		}
 		if got, why := oracleRead(s, tc.method, o, tc.uri); got != tc.read {
 			t.Errorf("oracle(%s %s, override %q) = %v (%s), want %v", tc.method, tc.uri, tc.override, got, why, tc.read)
+		}
+	}
+}
+
+// TestOracleRoot checks the oracle's reading of a root path: the web
+// server strips it, then CKAN strips a locale.
+func TestOracleRoot(t *testing.T) {
+	s := surface.MustLoad("2.11")
+	cases := []struct {
+		method, uri string
+		read        bool
+	}{
+		{"POST", "/data/user/login", true},
+		{"POST", "/data/fr/user/login", true},
+		{"POST", "/data/dataset/new", false},
+		{"POST", "/data/fr/dataset/new", false},
+		{"GET", "/data/fr/api/action/package_create", false},
+		{"GET", "/data/dataset/abc", true},
+		{"POST", "/data", true},
+		{"POST", "/data/_tracking", false},
+	}
+	for _, tc := range cases {
+		if got, why := oracleReadRoot(s, "/data", tc.method, nil, tc.uri); got != tc.read {
+			t.Errorf("oracle(root /data, %s %s) = %v (%s), want %v", tc.method, tc.uri, got, why, tc.read)
 		}
 	}
 }
@@ -329,8 +379,13 @@ var fuzzValues = []string{
 	"G E T", "GET DELETE", "poſt", "GET;DELETE", "HEAD,OPTIONS,GET",
 }
 
+// fuzzRoots are the root paths FuzzClassify also classifies with (besides
+// none): one segment and two.
+var fuzzRoots = []string{"/data", "/ckan/portal"}
+
 // FuzzClassify: whenever Classify lets a request pass, the oracle must say
-// that CKAN would run only reads for it.
+// that CKAN would run only reads for it, for a site at "/" and for sites
+// mounted under fuzzRoots.
 //
 // header chooses the request's headers (fuzzHeaderLines): none, one header
 // whose name fuzzHeader spells with override as its value, or any headers
@@ -352,7 +407,12 @@ func FuzzClassify(f *testing.F) {
 		for _, r := range surface.MustLoad(v).Routes {
 			f.Add("GET", uint8(0), "", r.Example())
 			f.Add("POST", uint8(1), "GET", "/fr"+r.Example())
+			f.Add("POST", uint8(0), "", fuzzRoots[0]+r.Example())
+			f.Add("POST", uint8(0), "", fuzzRoots[1]+"/fr"+r.Example())
 		}
+	}
+	for _, l := range readCorpus(f, "cases_root.txt") {
+		f.Add(l.method, uint8(0), "", l.uri)
 	}
 	for i, v := range fuzzValues {
 		for _, uri := range []string{"/dataset/abc", "/api/action/package_show", "/user/login", "/fr/group/abc"} {
@@ -365,11 +425,14 @@ func FuzzClassify(f *testing.F) {
 			f.Add("POST", uint8(128), "X_HTTP-Method_Override: "+v+"\nX-Http_Method:"+v, uri)
 		}
 	}
-	cs := map[string]*Classifier{}
+	type rooted struct{ version, root string }
+	cs := map[rooted]*Classifier{}
 	ss := map[string]*surface.Surface{}
 	for _, v := range surface.Versions {
-		cs[v] = classifier(f, v, Policy{})
 		ss[v] = surface.MustLoad(v)
+		for _, root := range append([]string{""}, fuzzRoots...) {
+			cs[rooted{v, root}] = classifier(f, v, Policy{RootPath: root})
+		}
 	}
 	f.Fuzz(func(t *testing.T, method string, header uint8, override, uri string) {
 		headers := fuzzHeaderLines(header, override)
@@ -390,16 +453,16 @@ func FuzzClassify(f *testing.F) {
 		}
 		// What net/http kept of the headers is what the gate sees.
 		overrides := oracleOverrides(r.Header)
-		for v, c := range cs {
+		for k, c := range cs {
 			d := c.Classify(r.Method, r.Header, r.URL)
 			if !d.Pass() {
 				continue
 			}
-			if ok, why := oracleRead(ss[v], r.Method, overrides, uri); !ok {
-				t.Fatalf("CKAN %s: %q %q (headers %q) passes as %v (%s), but CKAN would write: %s", v, method, uri, headers, d.Class, d.Reason, why)
+			if ok, why := oracleReadRoot(ss[k.version], k.root, r.Method, overrides, uri); !ok {
+				t.Fatalf("CKAN %s, root path %q: %q %q (headers %q) passes as %v (%s), but CKAN would write: %s", k.version, k.root, method, uri, headers, d.Class, d.Reason, why)
 			}
 			if strings.IndexFunc(uri, unicode.IsControl) >= 0 {
-				t.Fatalf("CKAN %s: %q %q passes with a control character in the request-URI", v, method, uri)
+				t.Fatalf("CKAN %s, root path %q: %q %q passes with a control character in the request-URI", k.version, k.root, method, uri)
 			}
 		}
 	})

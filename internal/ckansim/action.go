@@ -17,7 +17,9 @@ type actionCall struct {
 	who  caller
 	name string
 	data map[string]any
-	site string // site URL, for the links CKAN builds
+	site string // site URL, for the links CKAN builds (with the root path)
+	// siteURL is ckan.site_url for status_show; "" means site.
+	siteURL string
 
 	wrote bool // a side_effect_free action changed state (2.12's datastore_search)
 }

@@ -1,6 +1,7 @@
 package ckansim
 
 import (
+	"cmp"
 	"encoding/base64"
 	"fmt"
 	"slices"
@@ -15,7 +16,7 @@ func (c *actionCall) statusShow() (any, error) {
 	return map[string]any{
 		"site_title":       c.cat.config["ckan.site_title"],
 		"site_description": c.cat.config["ckan.site_description"],
-		"site_url":         c.site,
+		"site_url":         cmp.Or(c.siteURL, c.site),
 		"error_emails_to":  nil,
 		"locale_default":   c.cat.config["ckan.locale_default"],
 		"extensions":       slices.Clone(c.sim.plugins),

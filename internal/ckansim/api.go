@@ -117,7 +117,7 @@ func (x *exchange) serveAction() {
 		who = caller{}
 	}
 	x.entry.Write = !act.SideEffectFree
-	call := &actionCall{who: who, name: name, data: data, site: x.siteURL()}
+	call := &actionCall{who: who, name: name, data: data, site: x.siteURL(), siteURL: x.configuredSiteURL()}
 	result, err := x.sim.run(call)
 	if call.wrote {
 		x.entry.Write = true

@@ -25,7 +25,9 @@ type exchange struct {
 	form      url.Values         // a UI POST's form fields
 	files     map[string]*upload // and its files
 
-	path       string // the path CKAN routes: r.URL.Path without a locale prefix
+	rooted     string // the path the web server hands CKAN: r.URL.Path without the root path
+	outside    bool   // the path is not under the root path: nothing routes it
+	path       string // the path CKAN routes: rooted without a locale prefix
 	route      surface.Route
 	vars       map[string]string
 	methodOK   bool
@@ -36,12 +38,16 @@ type exchange struct {
 }
 
 func (s *Sim) newExchange(rw *response, r *http.Request, e *Entry) *exchange {
-	x := &exchange{sim: s, w: rw, r: r, entry: e, path: stripLocale(r.URL.Path)}
-	x.route, x.vars, x.methodOK, x.found = s.surface.Lookup(r.Method, x.path)
+	x := &exchange{sim: s, w: rw, r: r, entry: e}
+	x.rooted, x.outside = s.stripRoot(r.URL.Path)
+	x.path = stripLocale(x.rooted)
+	if !x.outside {
+		x.route, x.vars, x.methodOK, x.found = s.surface.Lookup(r.Method, x.path)
+	}
 	// CKAN's tracking middleware (ckan.tracking_enabled in 2.10, the
 	// tracking plugin in 2.11) answers this before Flask routes anything.
-	x.tracking = r.URL.Path == "/_tracking" && r.Method == http.MethodPost
-	if !x.tracking {
+	x.tracking = !x.outside && x.rooted == "/_tracking" && r.Method == http.MethodPost
+	if !x.tracking && !x.outside {
 		x.redirectTo = x.slashRedirect()
 	}
 	if x.found && x.redirectTo == "" && !x.tracking {
@@ -58,6 +64,31 @@ func (s *Sim) newExchange(rw *response, r *http.Request, e *Entry) *exchange {
 	}
 	s.cat.mu.RUnlock()
 	return x
+}
+
+// stripRoot returns p as the web server in front of CKAN hands it over
+// when CKAN is mounted under the root path: without the root path's
+// segments (whole segments: "/database" is not under "/data"; "/data"
+// itself is "/", as uWSGI's mount gives an empty PATH_INFO that Flask
+// routes as "/"). outside reports a path not under the root path, which
+// no route answers. CKAN itself never strips the prefix (CKAN 2.10-2.12,
+// ckan/config/middleware/common_middleware.py: RootPathMiddleware only
+// empties SCRIPT_NAME); it only adds it to the URLs it builds
+// (ckan/lib/helpers.py, _local_url).
+func (s *Sim) stripRoot(p string) (rooted string, outside bool) {
+	if s.root == "" {
+		return p, false
+	}
+	rest, ok := strings.CutPrefix(p, s.root)
+	switch {
+	case !ok:
+		return p, true
+	case rest == "":
+		return "/", false
+	case rest[0] != '/':
+		return p, true
+	}
+	return rest, false
 }
 
 // locales are the locale codes CKAN's I18nMiddleware strips from the
@@ -204,9 +235,10 @@ func (x *exchange) allowedMethods() string {
 	return strings.Join(list, ", ")
 }
 
-// siteURL is ckan.site_url as this request sees it. Real CKAN takes it
-// from its configuration; ckansim takes the host the client asked for.
-func (x *exchange) siteURL() string {
+// hostURL is the scheme and host of ckan.site_url as this request sees
+// it. Real CKAN takes it from its configuration; ckansim takes the host
+// the client asked for.
+func (x *exchange) hostURL() string {
 	scheme := "http"
 	if x.r.TLS != nil {
 		scheme = "https"
@@ -214,9 +246,33 @@ func (x *exchange) siteURL() string {
 	return scheme + "://" + x.r.Host
 }
 
+// siteURL is where CKAN's absolute URLs start (url_for with
+// _external=True): hostURL and the root path.
+func (x *exchange) siteURL() string { return x.hostURL() + x.sim.root }
+
+// configuredSiteURL is ckan.site_url, as status_show reports it: without
+// the root path unless Options.SiteURLWithRootPath.
+func (x *exchange) configuredSiteURL() string {
+	if x.sim.siteURLRoot {
+		return x.siteURL()
+	}
+	return x.hostURL()
+}
+
+// underRoot reports whether a root-relative URL path already starts with
+// the root path.
+func (s *Sim) underRoot(p string) bool {
+	rest, ok := strings.CutPrefix(p, s.root)
+	return s.root != "" && ok && (rest == "" || rest[0] == '/' || rest[0] == '?')
+}
+
 func (x *exchange) redirect(status int, location string) {
 	if strings.HasPrefix(location, "/") && !strings.HasPrefix(location, "//") {
-		location = x.siteURL() + location
+		if x.sim.underRoot(location) {
+			location = x.hostURL() + location
+		} else {
+			location = x.siteURL() + location
+		}
 	}
 	x.w.Header().Set("Location", location)
 	x.w.Header().Set("Content-Type", "text/html; charset=utf-8")

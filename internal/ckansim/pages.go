@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"html/template"
 	"net/http"
+	"regexp"
 	"strings"
 )
 
@@ -128,7 +129,22 @@ func (x *exchange) render(status int, name string, p *page) {
 	}
 	x.w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	x.w.WriteHeader(status)
-	x.w.Write(buf.Bytes())
+	x.w.Write(x.sim.rootLinks(buf.Bytes()))
+}
+
+// rootURLAttr is a root-relative URL in an href, src or action attribute
+// as the templates write them (double-quoted, "/" then not a second "/").
+var rootURLAttr = regexp.MustCompile(`(\s(?:href|src|action)=")/([^/])`)
+
+// rootLinks puts the root path in front of every root-relative link, form
+// action and script or stylesheet URL of a rendered page, as CKAN's
+// url_for and url_for_static do (ckan/lib/helpers.py, _local_url).
+// Absolute URLs are built from siteURL, which already has it.
+func (s *Sim) rootLinks(page []byte) []byte {
+	if s.root == "" {
+		return page
+	}
+	return rootURLAttr.ReplaceAll(page, []byte("${1}"+strings.ReplaceAll(s.root, "$", "$$")+"/${2}"))
 }
 
 // errorDescriptions are Werkzeug's default descriptions, which CKAN's
@@ -162,7 +178,7 @@ func (s *Sim) serveFailure(rw *response, status int) {
 		if err := s.pages.byName["error"].ExecuteTemplate(&buf, "base", p); err == nil {
 			rw.Header().Set("Content-Type", "text/html; charset=utf-8")
 			rw.WriteHeader(status)
-			rw.Write(buf.Bytes())
+			rw.Write(s.rootLinks(buf.Bytes()))
 			return
 		}
 	}

@@ -22,6 +22,20 @@ type Options struct {
 	Latency      time.Duration // added to every request
 	WriteLatency time.Duration // added to requests that write (slow writes, to show drains)
 	Logger       *slog.Logger  // nil: discard
+	// RootPath simulates a site mounted below "/" (ckan.root_path =
+	// "/data/{{LANG}}" behind a web server that serves it at /data/):
+	// "/data" answers CKAN's routes under /data (and /data/<locale>),
+	// CKAN's 404 page everywhere else, and puts the prefix in every link,
+	// form action and redirect it builds. "" or "/": none.
+	RootPath string
+	// SiteURLWithRootPath makes status_show's site_url end in the root
+	// path ("http://host/data"). CKAN's documentation says ckan.site_url
+	// must not include the mount point, so by default it does not; CKAN
+	// works either way (it takes only the scheme and host of site_url
+	// when it builds a URL), and some sites set it so. The action API's
+	// "help" URL always includes the root path, as CKAN builds it with
+	// url_for(_external=True).
+	SiteURLWithRootPath bool
 }
 
 // API tokens of the two seeded users. They look like CKAN's JWT tokens but
@@ -41,6 +55,8 @@ type Sim struct {
 	ckanVersion string   // e.g. "2.11.5", from the surface data's header
 	plugins     []string // ckan.plugins, from the surface data's header
 	siteID      string
+	root        string // Options.RootPath: "/data", or "" for none
+	siteURLRoot bool   // Options.SiteURLWithRootPath
 	log         *slog.Logger
 	cat         *catalogue
 	pages       *pages
@@ -69,6 +85,10 @@ func New(opts Options) (*Sim, error) {
 	if opts.Latency < 0 || opts.WriteLatency < 0 {
 		return nil, fmt.Errorf("ckansim: negative latency (%v, %v)", opts.Latency, opts.WriteLatency)
 	}
+	root, err := checkRootPath(opts.RootPath)
+	if err != nil {
+		return nil, err
+	}
 	sf, err := surface.Load(opts.Version)
 	if err != nil {
 		return nil, fmt.Errorf("ckansim: %w", err)
@@ -94,6 +114,8 @@ func New(opts Options) (*Sim, error) {
 		ckanVersion:  ckanVersion,
 		plugins:      plugins,
 		siteID:       opts.SiteID,
+		root:         root,
+		siteURLRoot:  opts.SiteURLWithRootPath,
 		log:          logger,
 		cat:          cat,
 		pages:        pg,
@@ -102,6 +124,27 @@ func New(opts Options) (*Sim, error) {
 		writeLatency: opts.WriteLatency,
 	}, nil
 }
+
+// checkRootPath checks Options.RootPath and returns it without a trailing
+// slash ("" for none).
+func checkRootPath(p string) (string, error) {
+	p = strings.TrimSuffix(p, "/")
+	if p == "" {
+		return "", nil
+	}
+	if !strings.HasPrefix(p, "/") || strings.ContainsAny(p, "?#%\\ \t{}") {
+		return "", fmt.Errorf("ckansim: root path %q: want a plain path such as /data", p)
+	}
+	for _, seg := range strings.Split(p[1:], "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return "", fmt.Errorf("ckansim: root path %q: empty or dot segment", p)
+		}
+	}
+	return p, nil
+}
+
+// RootPath returns the root path the Sim serves under ("/data"), or "".
+func (s *Sim) RootPath() string { return s.root }
 
 // dataHeader reads the CKAN version and plugin list off the first line of
 // the surface's actions.tsv ("# CKAN 2.11.5; plugins: a b c; ...").

@@ -359,8 +359,8 @@ func (x *exchange) subjectFeed(s subject) answer {
 
 func (x *exchange) atom(title string, keep func(*dataset) bool) answer {
 	site := x.siteURL()
-	f := atomFeed{Lang: "en", Title: x.siteTitle + " - " + title, ID: site + x.r.URL.Path,
-		Updated: ckanTime(now()) + "Z", Link: atomLink{Href: site + x.r.URL.Path, Rel: "self"}}
+	f := atomFeed{Lang: "en", Title: x.siteTitle + " - " + title, ID: site + x.rooted,
+		Updated: ckanTime(now()) + "Z", Link: atomLink{Href: site + x.rooted, Rel: "self"}}
 	for _, d := range x.sim.cat.visibleDatasets(nil, false) {
 		if keep(d) {
 			f.Entries = append(f.Entries, atomEntry{Title: d.Title, ID: site + "/dataset/" + d.ID,

@@ -16,7 +16,7 @@ func (x *exchange) formPage(s subject, errs []string) answer {
 	if f.ID == "" {
 		f.ID = strings.ReplaceAll(x.route.Endpoint, ".", "-")
 	}
-	f.Action = x.r.URL.Path
+	f.Action = x.rooted // render puts the root path back
 	p := x.newPage(heading)
 	p.Heading, p.Lead, p.Form = heading, lead, f
 	if x.route.Endpoint == "user.api_tokens" && s.user != nil {
@@ -216,10 +216,10 @@ func (x *exchange) loginPage(errs []string) answer {
 
 // localePrefix is the request's locale segment ("/fr"), or "".
 func (x *exchange) localePrefix() string {
-	if x.path == x.r.URL.Path {
+	if x.path == x.rooted {
 		return ""
 	}
-	segment, _, _ := strings.Cut(strings.TrimPrefix(x.r.URL.Path, "/"), "/")
+	segment, _, _ := strings.Cut(strings.TrimPrefix(x.rooted, "/"), "/")
 	return "/" + segment
 }
 
