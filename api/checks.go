@@ -33,6 +33,18 @@ const (
 	ProbeStorage     = "storage"
 )
 
+// ProbeDatabasePrefix starts the name of the check of each of the site's
+// other Postgres databases (gate.toml's [[database]]): "db:<name>",
+// reported after datastore_db, with PostgresDetails.
+const ProbeDatabasePrefix = "db:"
+
+// ProbeDatabase is the name of the check of the [[database]] called name.
+func ProbeDatabase(name string) string { return ProbeDatabasePrefix + name }
+
+// IsDatabaseProbe reports whether a check of this name is a Postgres
+// database's (ckan_db, datastore_db, db:<name>): what the drain waits on.
+func IsDatabaseProbe(name string) bool { return ProbeKind(name) == KindPostgres }
+
 // Kinds of check details: which of CheckResult's details fields a check's
 // details decode into.
 const (
@@ -60,6 +72,9 @@ func ProbeKind(name string) string {
 		return KindSolr
 	case ProbeStorage:
 		return KindStorage
+	}
+	if strings.HasPrefix(name, ProbeDatabasePrefix) && len(name) > len(ProbeDatabasePrefix) {
+		return KindPostgres
 	}
 	return ""
 }
@@ -92,7 +107,7 @@ type CKANDetails struct {
 	Version   *string  `json:"version,omitzero"`
 }
 
-// PostgresDetails are the details of ckan_db and datastore_db. Host,
+// PostgresDetails are the details of ckan_db, datastore_db and db:<name>. Host,
 // Database and User come from the configured URL; everything else is read
 // from the server (pg_stat_activity, in one query) and is nil when the
 // probe could not read it. Counts are of this database's client sessions

@@ -10,7 +10,8 @@ import (
 
 // Probes returns the probes gate.toml's [checks] table asks for, in the
 // order they are reported: ckan (status_show on upstream, CKAN's own
-// server), ckan_db, datastore_db, redis, solr, storage. A key left out
+// server), ckan_db, datastore_db, db:<name> for each [[database]],
+// redis, solr, storage. A key left out
 // gives a NotConfigured probe. Zero values take the defaults.
 func Probes(c config.ChecksConfig, upstream *url.URL) ([]Probe, error) {
 	timeout := c.Timeout.Duration
@@ -36,6 +37,9 @@ func Probes(c config.ChecksConfig, upstream *url.URL) ([]Probe, error) {
 		} else {
 			probes = append(probes, NewPostgres(db.name, db.dsn, limits))
 		}
+	}
+	for _, db := range c.Databases {
+		probes = append(probes, NewDatabase(db, limits))
 	}
 	if c.Redis == "" {
 		probes = append(probes, NotConfigured(api.ProbeRedis, "redis"))

@@ -46,7 +46,8 @@ func (l PostgresLimits) withDefaults() PostgresLimits {
 // Postgres probes one database: it connects, pings, and reads the server's
 // activity in one query, then disconnects. Two queries per check.
 type Postgres struct {
-	name    string // the check's name, also its gate.toml key: ckan_db, datastore_db
+	name    string // the check's name: ckan_db, datastore_db, db:<name>
+	key     string // where gate.toml sets its URL, for messages: "checks.ckan_db", "[[database]] datapusher's dsn"
 	dsn     config.SecretURL
 	limits  PostgresLimits
 	queries atomic.Int64
@@ -55,7 +56,13 @@ type Postgres struct {
 // NewPostgres returns the probe of the database at dsn, named name (the
 // [checks] key it comes from).
 func NewPostgres(name string, dsn config.SecretURL, limits PostgresLimits) *Postgres {
-	return &Postgres{name: name, dsn: dsn, limits: limits.withDefaults()}
+	return &Postgres{name: name, key: "checks." + name, dsn: dsn, limits: limits.withDefaults()}
+}
+
+// NewDatabase returns the probe of one of the site's other databases
+// (gate.toml's [[database]] db): the same probe, named db:<name>.
+func NewDatabase(db config.Database, limits PostgresLimits) *Postgres {
+	return &Postgres{name: api.ProbeDatabase(db.Name), key: "[[database]] " + db.Name + "'s dsn", dsn: db.DSN, limits: limits.withDefaults()}
 }
 
 func (p *Postgres) Name() string { return p.name }
@@ -105,7 +112,7 @@ func (p *Postgres) Check(ctx context.Context) api.CheckResult {
 	res := api.CheckResult{Status: api.CheckFail}
 	cfg, err := pgx.ParseConfig(p.dsn.Reveal())
 	if err != nil {
-		res.Summary = fmt.Sprintf("checks.%s is not a Postgres URL the probe can use: %s", p.name, scrub(err.Error(), p.dsn))
+		res.Summary = fmt.Sprintf("%s is not a Postgres URL the probe can use: %s", p.key, scrub(err.Error(), p.dsn))
 		return res
 	}
 	// Only application_name: PgBouncer refuses other startup parameters
@@ -248,11 +255,11 @@ func (p *Postgres) describe(ctx context.Context, where string, cfg *pgx.ConnConf
 		at := fmt.Sprintf("at Postgres %s, database %s", hostPort(cfg.Host, cfg.Port), cfg.Database)
 		switch pe.Code {
 		case "28P01": // invalid_password
-			return fmt.Sprintf("%s %s: check the password in checks.%s", msg, at, p.name)
+			return fmt.Sprintf("%s %s: check the password in %s", msg, at, p.key)
 		case "28000": // invalid_authorization_specification: pg_hba.conf, a role that may not log in
 			return fmt.Sprintf("%s %s: the server refuses this user from the gate's host; see its pg_hba.conf", msg, at)
 		case "3D000": // invalid_catalog_name
-			return fmt.Sprintf("%s %s: check the database name in checks.%s", msg, at, p.name)
+			return fmt.Sprintf("%s %s: check the database name in %s", msg, at, p.key)
 		case "53300": // too_many_connections
 			return fmt.Sprintf("%s %s: the server is out of connections", msg, at)
 		case "57014": // query_canceled: pgx cancelled it at the deadline

@@ -28,7 +28,7 @@ type Gate struct {
 	Auth     AuthConfig     // [auth]
 	Audit    AuditConfig    // [audit]
 	Policy   PolicyConfig   // [policy]
-	Checks   ChecksConfig   // [checks] (and [[storage]]: Checks.Storages)
+	Checks   ChecksConfig   // [checks] (and [[storage]]: Checks.Storages; [[database]]: Checks.Databases)
 	Snapshot SnapshotConfig // [snapshot]
 	Gate     GateTuning     // [gate]
 	Runbook  RunbookConfig  // [runbook]
@@ -107,8 +107,13 @@ type ChecksConfig struct {
 	// named "default", or an array of paths, each named by its last
 	// element) then every [[storage]] table, in order. Names are unique.
 	Storages []Storage
-	Timeout  Duration // timeout: per probe
-	Interval Duration // interval: how long a round of probes is reused (the cache period)
+	// Databases are the site's other Postgres databases, from the
+	// [[database]] tables in order (DataPusher's, xloader's, harvest's,
+	// an extension's own): each is probed like ckan_db, counted by the
+	// drain, dumped into the snapshot and compared by its verdict.
+	Databases []Database
+	Timeout   Duration // timeout: per probe
+	Interval  Duration // interval: how long a round of probes is reused (the cache period)
 
 	WarnConnectionsRatio  float64  // warn_connections_ratio: warn when connections reach this share of max_connections
 	WarnIdleInTransaction Duration // warn_idle_in_transaction: warn on a session idle in a transaction for longer
@@ -165,13 +170,33 @@ var LocalStorageTypes = []string{"ckan:fs", "ckan:fs:public"}
 // (storage-<name>.tar).
 var storageNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$`)
 
+// Database is one [[database]] table: another Postgres database of the
+// site, besides CKAN's (ckan_db) and the DataStore's (datastore_db).
+type Database struct {
+	// Name names the database in the health report (check "db:<name>"),
+	// the drain and the snapshot (<name>.dump, its manifest record):
+	// letters, digits, '_' and '-', unique, not a reserved name
+	// (ReservedDatabaseNames).
+	Name string
+	DSN  SecretURL // dsn: a postgres:// or postgresql:// URL
+}
+
+// ReservedDatabaseNames cannot name a [[database]]: the databases of
+// [checks] (ckan_db, datastore_db) and the storage's source in a
+// snapshot's manifest (storage).
+var ReservedDatabaseNames = []string{"ckan_db", "datastore_db", "storage"}
+
+// DatabaseNameRE is a [[database]] name: it names a file of the snapshot
+// (<name>.dump) and a check (db:<name>).
+var DatabaseNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$`)
+
 // GateTuning is the optional [gate] table.
 type GateTuning struct {
 	DrainTimeout    Duration // drain_timeout: how long a drain may wait for writes in flight
 	ShutdownTimeout Duration // shutdown_timeout: how long a stopping gate waits for requests to finish
 	RetryAfter      Duration // retry_after: Retry-After on refusals when no until is set (whole seconds, rounded up)
 	SiteTitle       string   // site_title: the name shown on refusal pages
-	RootPath        string   // root_path: the path CKAN is mounted under ("/data"); "/" none; "" learned from status_show's site_url
+	RootPath        string   // root_path: the path CKAN is mounted under ("/data"); "/" none; "" learned from status_show (its help URL, else site_url's path)
 }
 
 // LoadGate reads, validates and completes the gate configuration at path.
@@ -237,6 +262,7 @@ func LoadGate(path string) (*Gate, []Warning, error) {
 	g.Policy = readPolicy(t.table("policy"))
 	g.Checks = readChecks(t.table("checks"))
 	g.Checks.Storages = append(g.Checks.Storages, readStorages(t, g.Checks.Storages)...)
+	g.Checks.Databases = readDatabases(t, g.Checks)
 	for _, s := range g.Checks.Storages {
 		if s.Local() {
 			g.Checks.StoragePath = s.Path
@@ -380,16 +406,13 @@ func (g *Gate) crossCheck(d *decoder) {
 		}
 	}
 	// The file holds passwords: others should not read it.
-	for _, u := range []struct {
-		key []string
-		url SecretURL
-	}{
+	for _, u := range append([]keyedURL{
 		{[]string{"state", "redis_url"}, g.State.RedisURL},
 		{[]string{"checks", "ckan_db"}, g.Checks.CKANDB},
 		{[]string{"checks", "datastore_db"}, g.Checks.DatastoreDB},
 		{[]string{"checks", "redis"}, g.Checks.Redis},
 		{[]string{"checks", "solr"}, g.Checks.Solr},
-	} {
+	}, databaseSecrets(g.Checks.Databases)...) {
 		if hasSecret(string(u.url)) {
 			if fi, err := os.Stat(g.Path); err == nil && fi.Mode().Perm()&0o004 != 0 {
 				d.warn(u.key, "holds a password and others can read %s (mode %04o); run: chmod 640 %s", g.Path, fi.Mode().Perm(), g.Path)
@@ -548,6 +571,80 @@ func readStorages(t *table, earlier []Storage) []Storage {
 		}
 	}
 	return out
+}
+
+// keyedURL is a secret URL and the key it was read from.
+type keyedURL struct {
+	key []string
+	url SecretURL
+}
+
+func databaseSecrets(dbs []Database) []keyedURL {
+	var out []keyedURL
+	for _, db := range dbs {
+		out = append(out, keyedURL{[]string{"database", "dsn"}, db.DSN})
+	}
+	return out
+}
+
+// readDatabases reads the [[database]] tables: each a name (unique, not
+// reserved) and a dsn (a postgres:// URL) naming a database that neither
+// [checks] nor another table names.
+func readDatabases(t *table, c ChecksConfig) []Database {
+	var out []Database
+	others := []keyedURL{{[]string{"checks", "ckan_db"}, c.CKANDB}, {[]string{"checks", "datastore_db"}, c.DatastoreDB}}
+	for _, e := range t.tables("database") {
+		var db Database
+		e.need("name")
+		if n, ok := e.string("name"); ok {
+			switch {
+			case !DatabaseNameRE.MatchString(n):
+				e.d.problem(e.sub("name"), "%q is not a database name: letters, digits, '_' and '-', at most 63, such as \"datapusher\" (it names the check db:<name> and the snapshot's <name>.dump)", n)
+			case contains(ReservedDatabaseNames, n):
+				e.d.problem(e.sub("name"), "%q is reserved (%s): give CKAN's database as [checks] ckan_db and the DataStore's as [checks] datastore_db, and name the others otherwise", n, strings.Join(ReservedDatabaseNames, ", "))
+			case slices.ContainsFunc(out, func(o Database) bool { return o.Name == n }):
+				e.d.problem(e.sub("name"), "duplicate database name %q; names must be unique", n)
+			default:
+				db.Name = n
+			}
+		}
+		e.need("dsn")
+		if dsn, ok := e.url("dsn", postgresURL); ok {
+			db.DSN = SecretURL(dsn)
+			for _, o := range others {
+				if o.url != "" && samePostgres(string(o.url), dsn) {
+					e.d.problem(e.sub("dsn"), "names the same database as %s (%s); list each database once", dotted(o.key), o.url)
+					db.DSN = ""
+					break
+				}
+			}
+			if db.DSN != "" && db.Name != "" {
+				others = append(others, keyedURL{[]string{"database " + db.Name}, db.DSN})
+			}
+		}
+		e.done()
+		if db.Name != "" && db.DSN != "" {
+			out = append(out, db)
+		}
+	}
+	return out
+}
+
+// samePostgres reports whether two postgres:// URLs name the same
+// database: the same host, port (5432 when left out) and database name.
+func samePostgres(a, b string) bool {
+	key := func(s string) string {
+		u, err := url.Parse(s)
+		if err != nil {
+			return s
+		}
+		port := u.Port()
+		if port == "" {
+			port = "5432"
+		}
+		return strings.ToLower(u.Hostname()) + ":" + port + "/" + strings.TrimPrefix(u.Path, "/")
+	}
+	return key(a) == key(b)
 }
 
 // readExclude reads [snapshot] exclude_storages: names of storages.

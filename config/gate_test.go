@@ -80,8 +80,9 @@ func TestLoadGateFull(t *testing.T) {
 				{Name: "public", Path: "/var/lib/ckan-public", Type: "ckan:fs:public"},
 				{Name: "cloud", Type: "ckan:s3"},
 			},
-			Timeout:  dur(2 * time.Second),
-			Interval: dur(30 * time.Second),
+			Databases: []Database{{Name: "datapusher", DSN: "postgresql://datapusher:dppw@db.internal:5432/datapusher_jobs"}},
+			Timeout:   dur(2 * time.Second),
+			Interval:  dur(30 * time.Second),
 
 			WarnConnectionsRatio:  0.9,
 			WarnIdleInTransaction: dur(2 * time.Minute),
@@ -210,7 +211,7 @@ var gateErrorCases = []struct {
 	{"gate_many.toml", []string{
 		`testdata/gate_many.toml:1: site: "Prod Site" is not a valid site name: ...`,
 		`testdata/gate_many.toml:2: listen: "localhost" is not host:port; ...`,
-		"testdata/gate_many.toml:4: colour: unknown key (known keys here: site, listen, upstream, state, auth, audit, policy, checks, storage, snapshot, runbook, migrate, verify, gate)",
+		"testdata/gate_many.toml:4: colour: unknown key (known keys here: site, listen, upstream, state, auth, audit, policy, checks, storage, database, snapshot, runbook, migrate, verify, gate)",
 		`testdata/gate_many.toml:8: auth.sysadmin_cache_ttl: expected a duration string with a unit, such as "1m", found an integer`,
 		`testdata/gate_many.toml:11: policy.deny_get: entry 1: "group/follow/*" is not a path ...`,
 		`testdata/gate_many.toml:12: policy.trusted_proxies: entry 1: "not-an-ip" is not an IP address or a CIDR prefix ...`,

@@ -147,7 +147,7 @@ func (e *Engine) snapshotProblems() []string {
 		f.Close()
 		os.Remove(f.Name())
 	}
-	if e.o.Checks.CKANDB != "" || e.o.Checks.DatastoreDB != "" {
+	if e.o.Checks.CKANDB != "" || e.o.Checks.DatastoreDB != "" || len(e.o.Checks.Databases) > 0 {
 		prog := e.o.Snapshot.PGDump
 		if prog == "" {
 			prog = config.DefaultPGDump
@@ -212,7 +212,8 @@ func (e *Engine) enable(ctx context.Context, actor string) error {
 }
 
 // drain suspends RQ and waits until nothing writes: no write in flight on
-// any gate, no RQ job running, no write transaction in either database.
+// any gate, no RQ job running, no write transaction in any database
+// (ckan_db, datastore_db, and each [[database]], checked as db:<name>).
 func (e *Engine) drain(ctx context.Context, actor string) error {
 	const step = api.StepDrain
 	js, err := e.o.Site.SuspendJobs(ctx, actor, "runbook "+e.id()+": drain")
@@ -298,21 +299,28 @@ func (e *Engine) busy(ctx context.Context) ([]string, map[string]any) {
 		switch c.Name {
 		case api.ProbeRedis:
 			busy = append(busy, rqBusy(c, details)...)
-		case api.ProbeCKANDB, api.ProbeDatastoreDB:
-			busy = append(busy, dbBusy(c, details)...)
+		default:
+			if api.IsDatabaseProbe(c.Name) {
+				busy = append(busy, dbBusy(c, details)...)
+			}
 		}
 	}
 	// A probe the gate's configuration has and the report lacks (the
 	// probes could not be built) is as unknown as one that failed.
-	for _, p := range []struct {
+	type expected struct {
 		name       string
 		configured bool
 		what       string
-	}{
+	}
+	want := []expected{
 		{api.ProbeRedis, e.o.Checks.Redis != "", "RQ's running jobs are"},
 		{api.ProbeCKANDB, e.o.Checks.CKANDB != "", "its write transactions are"},
 		{api.ProbeDatastoreDB, e.o.Checks.DatastoreDB != "", "its write transactions are"},
-	} {
+	}
+	for _, db := range e.o.Checks.Databases {
+		want = append(want, expected{api.ProbeDatabase(db.Name), true, "its write transactions are"})
+	}
+	for _, p := range want {
 		if p.configured && !reported[p.name] {
 			busy = append(busy, fmt.Sprintf("%s: %s unknown: the checks report has no %s check", p.name, p.what, p.name))
 		}
@@ -349,8 +357,8 @@ func rqBusy(c api.CheckResult, details map[string]any) []string {
 	return busy
 }
 
-// dbBusy is what a database check (ckan_db, datastore_db) says still
-// writes. An unknown count keeps the drain waiting.
+// dbBusy is what a database check (ckan_db, datastore_db, db:<name>)
+// says still writes. An unknown count keeps the drain waiting.
 func dbBusy(c api.CheckResult, details map[string]any) []string {
 	d := c.Postgres
 	if d == nil {
@@ -426,7 +434,7 @@ func (e *Engine) snapshot(ctx context.Context) error {
 	}
 	spec := snapshot.Spec{
 		Site: e.o.Site.Name(), Dir: e.o.Snapshot.Dir, PGDump: e.o.Snapshot.PGDump,
-		CKANDB: e.o.Checks.CKANDB, DatastoreDB: e.o.Checks.DatastoreDB,
+		CKANDB: e.o.Checks.CKANDB, DatastoreDB: e.o.Checks.DatastoreDB, Databases: e.o.Checks.Databases,
 		// Every storage ([snapshot] Storages, resolved by config); a
 		// SnapshotConfig built without them archives StoragePath alone.
 		StoragePath: e.o.Snapshot.StoragePath, Storages: e.o.Snapshot.Storages, ExcludeStorages: e.o.Snapshot.ExcludeStorages,

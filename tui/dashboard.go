@@ -16,13 +16,12 @@ import (
 
 // Names of the checks the dashboard reads.
 const (
-	checkGate      = api.ProbeGate
-	checkCKAN      = api.ProbeCKAN
-	checkCKANDB    = api.ProbeCKANDB
-	checkDatastore = api.ProbeDatastoreDB
-	checkRedis     = api.ProbeRedis
-	checkSolr      = api.ProbeSolr
-	checkStorage   = api.ProbeStorage
+	checkGate    = api.ProbeGate
+	checkCKAN    = api.ProbeCKAN
+	checkCKANDB  = api.ProbeCKANDB
+	checkRedis   = api.ProbeRedis
+	checkSolr    = api.ProbeSolr
+	checkStorage = api.ProbeStorage
 )
 
 // column is one column of the dashboard.
@@ -218,12 +217,19 @@ func cellDB(_ *Model, r ranked, _ time.Time) string {
 	return fmt.Sprintf("%d/%d", *d.Connections, *d.MaxConnections)
 }
 
-// longestTx is the age of the oldest transaction open on either database.
+// longestTx is the age of the oldest transaction open on any database of
+// the site (CKAN's, the DataStore's, each [[database]]).
 func longestTx(rep *api.Report) (time.Duration, bool) {
 	var longest time.Duration
 	found := false
-	for _, name := range []string{checkCKANDB, checkDatastore} {
-		if c := check(rep, name); c != nil && c.Postgres != nil && c.Postgres.LongestTransactionSeconds != nil {
+	if rep == nil {
+		return 0, false
+	}
+	for _, c := range rep.Checks {
+		if !api.IsDatabaseProbe(c.Name) {
+			continue
+		}
+		if !c.IsNotConfigured() && c.Postgres != nil && c.Postgres.LongestTransactionSeconds != nil {
 			found = true
 			longest = max(longest, seconds(*c.Postgres.LongestTransactionSeconds))
 		}

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/ckanops/ckanops/api"
 	"github.com/ckanops/ckanops/config"
 )
 
@@ -179,13 +180,18 @@ func gateFacts(g *config.Gate, r *configReport) [][2]string {
 	f = append(f,
 		[2]string{"probe ckan_db", orNone(c.CKANDB.String())},
 		[2]string{"probe datastore_db", orNone(c.DatastoreDB.String())},
+	)
+	for _, db := range c.Databases {
+		f = append(f, [2]string{"probe " + api.ProbeDatabase(db.Name), db.DSN.String() + " ([[database]] " + db.Name + ": drained, snapshotted as " + db.Name + ".dump)"})
+	}
+	f = append(f,
 		[2]string{"probe redis", orNone(c.Redis.String()) + rqNote(c)},
 		[2]string{"probe solr", orNone(c.Solr.String())},
 		[2]string{"probe storage", storagesLine(c.Storages, c.StoragePath, nil)},
 	)
 	pgDump := g.Snapshot.PGDump
 	if p, err := exec.LookPath(pgDump); err != nil {
-		if c.CKANDB != "" || c.DatastoreDB != "" {
+		if c.CKANDB != "" || c.DatastoreDB != "" || len(c.Databases) > 0 {
 			r.Warnings = append(r.Warnings, fmt.Sprintf("snapshot.pg_dump: %s cannot be run here (%v): the runbook's snapshot step would fail", pgDump, errors.Unwrap(err)))
 		}
 		pgDump += " (NOT found)"

@@ -7,8 +7,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os/signal"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -24,12 +26,17 @@ to its end. Runs on the host that holds the snapshot; needs no gate.
 Exit status: 0 every file checks out; 1 a file does not; 2 bad usage or no
 manifest.`
 
-const snapshotRestoreUsage = `snapshot restore DIR [--ckan-db URL] [--datastore-db URL] [--storage [NAME=]PATH ...] [--all-storages] [--force] [--clean] [--pg-restore PROGRAM] [--json]
+const snapshotRestoreUsage = `snapshot restore DIR [--ckan-db URL] [--datastore-db URL] [--db NAME=URL ...] [--storage [NAME=]PATH ...] [--all-storages] [--force] [--clean] [--pg-restore PROGRAM] [--json]
 Puts a snapshot back: verifies it as 'snapshot verify' does, restores each
 dump given a target with pg_restore (--no-owner --no-privileges, in one
 transaction: a restore that fails leaves its database as it was), then
 unpacks each storage's tar into its directory (created when missing), with
 modes and times. Give at least one target; the others are left alone.
+
+Databases: --ckan-db and --datastore-db take CKAN's dump and the
+DataStore's; --db NAME=URL (repeatable) takes the dump of the site's
+other database NAME (gate.toml's [[database]]: DataPusher's, a
+harvester's...), NAME.dump in the snapshot, likewise.
 
 Storages: a snapshot holds one tar per storage of the site (CKAN 2.12's
 ckan.files.storage.<name>; 'default' for a lone storage_path). --storage
@@ -69,8 +76,8 @@ func init() {
 		usage: `snapshot verify|restore [flags] DIR
 Forms:
   ckanops snapshot verify [--json] [--pg-restore PROGRAM] DIR
-  ckanops snapshot restore DIR [--ckan-db URL] [--datastore-db URL] [--storage [NAME=]PATH ...]
-                           [--all-storages] [--force] [--clean] [--pg-restore PROGRAM] [--json]
+  ckanops snapshot restore DIR [--ckan-db URL] [--datastore-db URL] [--db NAME=URL ...]
+                           [--storage [NAME=]PATH ...] [--all-storages] [--force] [--clean] [--pg-restore PROGRAM] [--json]
 
 verify re-reads every file of the snapshot against its manifest (size and
 sha256), runs 'pg_restore --list' on each dump and reads each storage tar.
@@ -156,6 +163,9 @@ func snapshotVerify(e *env, args []string) error {
 		for _, c := range m.Changed {
 			fmt.Fprintf(e.stdout, "  changed: %s\n", c)
 		}
+		for _, d := range m.Databases {
+			fmt.Fprintf(e.stdout, "database %s: %s (%s, %d tables)\n", d.Name, d.Database, snapshot.DumpFileName(d.Name), len(d.After))
+		}
 		for _, st := range m.Storages {
 			fmt.Fprintf(e.stdout, "storage %s: %s (%s)\n", st.Name, st.Path, st.File)
 		}
@@ -194,6 +204,8 @@ func snapshotRestore(e *env, args []string) error {
 	fs := newFlags(e, subcommand("snapshot restore", "restore a snapshot into databases and a storage directory", snapshotRestoreUsage))
 	ckanDB := fs.String("ckan-db", "", "postgres:// `URL` of the database to restore CKAN's dump into (it must exist)")
 	datastoreDB := fs.String("datastore-db", "", "postgres:// `URL` of the database to restore the DataStore's dump into (it must exist)")
+	var dbs dbFlag
+	fs.Var(&dbs, "db", "`NAME=URL`: restore the dump of the site's other database NAME ([[database]]) into the database at the postgres:// URL (it must exist; repeatable)")
 	var storages storageFlag
 	fs.Var(&storages, "storage", "`PATH` to unpack the snapshot's storage into (created when missing, if its parent exists); NAME=PATH for the storage NAME of several (repeatable)")
 	allStorages := fs.Bool("all-storages", false, "restore every storage of the snapshot: into its --storage NAME=PATH, else the directory the manifest recorded")
@@ -211,10 +223,22 @@ func snapshotRestore(e *env, args []string) error {
 	if storages.err != nil {
 		return usageErr("%v", storages.err)
 	}
-	if *ckanDB == "" && *datastoreDB == "" && storages.path == "" && len(storages.named) == 0 && !*allStorages {
-		return usageErr("nothing to restore: give --ckan-db URL, --datastore-db URL or --storage PATH")
+	if dbs.err != nil {
+		return usageErr("%v", dbs.err)
 	}
-	for _, f := range []struct{ flag, url string }{{"--ckan-db", *ckanDB}, {"--datastore-db", *datastoreDB}} {
+	if *ckanDB == "" && *datastoreDB == "" && len(dbs.named) == 0 && storages.path == "" && len(storages.named) == 0 && !*allStorages {
+		return usageErr("nothing to restore: give --ckan-db URL, --datastore-db URL, --db NAME=URL or --storage PATH")
+	}
+	targets := []struct{ flag, url string }{{"--ckan-db", *ckanDB}, {"--datastore-db", *datastoreDB}}
+	var databases map[string]config.SecretURL
+	for _, name := range slices.Sorted(maps.Keys(dbs.named)) {
+		targets = append(targets, struct{ flag, url string }{"--db " + name, dbs.named[name]})
+		if databases == nil {
+			databases = map[string]config.SecretURL{}
+		}
+		databases[name] = config.SecretURL(dbs.named[name])
+	}
+	for _, f := range targets {
 		if f.url == "" {
 			continue
 		}
@@ -241,6 +265,7 @@ func snapshotRestore(e *env, args []string) error {
 		Dir:         dir,
 		CKANDB:      config.SecretURL(*ckanDB),
 		DatastoreDB: config.SecretURL(*datastoreDB),
+		Databases:   databases,
 		StoragePath: storages.path,
 		Storages:    storages.named,
 		AllStorages: *allStorages,
@@ -350,6 +375,45 @@ func (f *storageFlag) setErr(format string, a ...any) {
 	if f.err == nil {
 		f.err = fmt.Errorf(format, a...)
 	}
+}
+
+// dbFlag is --db NAME=URL, repeatable: the target of the site's other
+// database NAME.
+type dbFlag struct {
+	named map[string]string
+	err   error // the first bad value; reported as bad usage
+}
+
+func (f *dbFlag) String() string { return "" }
+
+func (f *dbFlag) Set(v string) error {
+	name, u, ok := strings.Cut(v, "=")
+	var err error
+	switch {
+	case !ok || u == "" || strings.Contains(name, "://"):
+		shown := v
+		if strings.Contains(v, "://") {
+			shown = config.SecretURL(v).String() // it may hold a password
+		}
+		err = fmt.Errorf("--db %s: give NAME=URL, such as --db datapusher=postgresql://ckan@127.0.0.1/datapusher_jobs", shown)
+	case !config.DatabaseNameRE.MatchString(name) || slices.Contains(config.ReservedDatabaseNames, name):
+		err = fmt.Errorf("--db %s=...: %q is not the name of one of the site's other databases (letters, digits, '_' and '-'; CKAN's and the DataStore's take --ckan-db and --datastore-db)", name, name)
+	default:
+		if _, dup := f.named[name]; dup {
+			err = fmt.Errorf("--db %s=...: the database %s is given twice", name, name)
+		}
+	}
+	if err != nil {
+		if f.err == nil {
+			f.err = err
+		}
+		return nil
+	}
+	if f.named == nil {
+		f.named = map[string]string{}
+	}
+	f.named[name] = u
+	return nil
 }
 
 // sizeString is a size for people: "12.3 MB".

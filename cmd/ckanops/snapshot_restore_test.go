@@ -128,7 +128,7 @@ func TestSnapshotRestoreBadUsage(t *testing.T) {
 	}{
 		{[]string{"--storage", target}, "give exactly one snapshot DIR"},
 		{[]string{dir, dir, "--storage", target}, "give exactly one snapshot DIR"},
-		{[]string{dir}, "nothing to restore: give --ckan-db URL, --datastore-db URL or --storage PATH"},
+		{[]string{dir}, "nothing to restore: give --ckan-db URL, --datastore-db URL, --db NAME=URL or --storage PATH"},
 		{[]string{dir, "--ckan-db", "mysql://ckan:hunter2222@db/ckan"}, "--ckan-db mysql://ckan:xxxxx@db/ckan is not a postgres:// URL"},
 		{[]string{dir, "--datastore-db", "host=db password=hunter2222"}, "is not a postgres:// URL"},
 		{[]string{t.TempDir(), "--storage", target}, "has no manifest.json: not a complete snapshot"},

@@ -11,15 +11,24 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"time"
 
 	"github.com/ckanops/ckanops/config"
 )
 
-// FormatVersion is the manifest format this package writes. It reads it
-// and format 1, whose one storage ("storage") it reads as the storage
-// "default" of storages.
+// FormatVersion is the manifest format this package writes for a site
+// without other databases. It reads it, format 1, whose one storage
+// ("storage") it reads as the storage "default" of storages, and
+// FormatDatabases.
 const FormatVersion = 2
+
+// FormatDatabases is the format of a manifest whose databases hold the
+// site's other databases (gate.toml's [[database]]: a record and a
+// <name>.dump each), besides ckan_db and datastore_db. It is format 2
+// otherwise; a ckanops that reads only formats 1 and 2 refuses it, rather
+// than restore a site without those databases unawares.
+const FormatDatabases = 3
 
 // formatOneStorage is the format written before several storages were
 // (format 1): it has "storage", one record, and no "storages".
@@ -128,14 +137,16 @@ type Times struct {
 type File struct {
 	Name   string `json:"name"`   // relative to the snapshot directory
 	Kind   string `json:"kind"`   // KindPGDump or KindTar
-	Source string `json:"source"` // SourceCKANDB, SourceDatastoreDB or SourceStorage
+	Source string `json:"source"` // SourceCKANDB, SourceDatastoreDB, SourceStorage or another database's name
 	Size   int64  `json:"size"`
 	SHA256 string `json:"sha256"` // hex
 }
 
 // Database is what a snapshot recorded of one database.
 type Database struct {
-	Name     string `json:"name"`     // SourceCKANDB or SourceDatastoreDB
+	// Name is SourceCKANDB, SourceDatastoreDB or, for one of the site's
+	// other databases, its [[database]] name; its dump is <Name>.dump.
+	Name     string `json:"name"`
 	Database string `json:"database"` // the database's name, no host or user
 	// Before and After are the row counters of every user table, keyed
 	// by "schema.table", read before the dump and after it.
@@ -314,7 +325,7 @@ func decodeManifest(b []byte) (*Manifest, error) {
 // validate checks what Load promises its callers.
 func (m *Manifest) validate() error {
 	switch m.Format {
-	case FormatVersion:
+	case FormatVersion, FormatDatabases:
 		if m.Storage != nil {
 			return fmt.Errorf("format %d has storages, not storage (format %d's)", FormatVersion, formatOneStorage)
 		}
@@ -335,7 +346,7 @@ func (m *Manifest) validate() error {
 			m.Storage = nil
 		}
 	default:
-		return fmt.Errorf("format %d is not one this ckanops reads (%d or %d)", m.Format, formatOneStorage, FormatVersion)
+		return fmt.Errorf("format %d is not one this ckanops reads (%d, %d or %d)", m.Format, formatOneStorage, FormatVersion, FormatDatabases)
 	}
 	if m.Site == "" {
 		return errors.New("no site")
@@ -389,9 +400,22 @@ func (m *Manifest) validate() error {
 		}
 		names[st.Name] = true
 	}
+	dbNames := map[string]bool{}
 	for _, d := range m.Databases {
-		if d.Name != SourceCKANDB && d.Name != SourceDatastoreDB {
-			return fmt.Errorf("database record %q is not %s or %s", d.Name, SourceCKANDB, SourceDatastoreDB)
+		if dbNames[d.Name] {
+			return fmt.Errorf("database record %q listed twice", d.Name)
+		}
+		dbNames[d.Name] = true
+		if !IsCoreDatabase(d.Name) {
+			switch {
+			case m.Format != FormatDatabases:
+				return fmt.Errorf("database record %q is not %s or %s (format %d has no others)", d.Name, SourceCKANDB, SourceDatastoreDB, m.Format)
+			case !config.DatabaseNameRE.MatchString(d.Name) || slices.Contains(config.ReservedDatabaseNames, d.Name):
+				return fmt.Errorf("database record %q: not a database name", d.Name)
+			}
+			if f, ok := fileByName(m.Files, DumpFileName(d.Name)); !ok || f.Kind != KindPGDump || f.Source != d.Name {
+				return fmt.Errorf("database record %s: the files list no %s dump of it", d.Name, DumpFileName(d.Name))
+			}
 		}
 		if s := d.Schema; s != nil {
 			for _, h := range []string{s.Before, s.After} {
@@ -402,6 +426,35 @@ func (m *Manifest) validate() error {
 		}
 	}
 	return nil
+}
+
+// IsCoreDatabase reports whether name is CKAN's database or the
+// DataStore's, as opposed to one of the site's other databases.
+func IsCoreDatabase(name string) bool {
+	return name == SourceCKANDB || name == SourceDatastoreDB
+}
+
+// DumpFileName is the dump of the database called name in a snapshot:
+// ckan_db.dump, datastore_db.dump, <name>.dump.
+func DumpFileName(name string) string { return name + ".dump" }
+
+// DatabaseByName is the database record called name, or nil.
+func (m *Manifest) DatabaseByName(name string) *Database {
+	for i := range m.Databases {
+		if m.Databases[i].Name == name {
+			return &m.Databases[i]
+		}
+	}
+	return nil
+}
+
+func fileByName(files []File, name string) (File, bool) {
+	for _, f := range files {
+		if f.Name == name {
+			return f, true
+		}
+	}
+	return File{}, false
 }
 
 // writeManifest writes dir/manifest.json and syncs it.

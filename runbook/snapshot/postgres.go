@@ -396,7 +396,7 @@ func (db *database) dumpArgs() []string {
 // Cancelling ctx kills pg_dump (its whole process group).
 // exited is called when pg_dump has exited, before its file is synced.
 func dump(ctx context.Context, db *database, pgDump, dir string, out *output, exited func()) (File, error) {
-	name := db.source + ".dump"
+	name := DumpFileName(db.source)
 	f := File{Name: name, Kind: KindPGDump, Source: db.source}
 	s, err := createSink(filepath.Join(dir, name))
 	if err != nil {

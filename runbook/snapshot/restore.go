@@ -36,7 +36,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os/exec"
+	"slices"
 	"strings"
 	"time"
 
@@ -65,6 +67,11 @@ type RestoreSpec struct {
 	// supply it.
 	CKANDB      config.SecretURL
 	DatastoreDB config.SecretURL
+	// Databases maps the site's other databases the snapshot holds
+	// (gate.toml's [[database]]), by name, to the postgres:// URL of the
+	// database to restore each one's dump into, as for CKANDB. A database
+	// not named is not restored.
+	Databases map[string]config.SecretURL
 	// StoragePath is the directory to unpack the storage archive into,
 	// when the snapshot holds one storage (whatever its name); with
 	// several, name each in Storages. Empty: not restored. A target may
@@ -120,7 +127,7 @@ type RestoreReport struct {
 
 // DatabaseRestore is what a restore did with one dump.
 type DatabaseRestore struct {
-	Name     string           `json:"name"`     // SourceCKANDB or SourceDatastoreDB
+	Name     string           `json:"name"`     // SourceCKANDB, SourceDatastoreDB or another database's name
 	Target   config.SecretURL `json:"target"`   // the target's URL, redacted when printed
 	Database string           `json:"database"` // the target database's name
 	File     string           `json:"file"`
@@ -209,17 +216,31 @@ func newRestorer(s RestoreSpec) (*restorer, error) {
 	if s.PGRestore == "" {
 		s.PGRestore = DefaultPGRestore
 	}
-	r := &restorer{RestoreSpec: s, out: &output{f: s.Output, secrets: []config.SecretURL{s.CKANDB, s.DatastoreDB}}}
+	secrets := []config.SecretURL{s.CKANDB, s.DatastoreDB}
+	for _, u := range s.Databases {
+		secrets = append(secrets, u)
+	}
+	r := &restorer{RestoreSpec: s, out: &output{f: s.Output, secrets: secrets}}
 	if s.Dir == "" {
 		return nil, errors.New("no snapshot directory")
 	}
-	if s.CKANDB == "" && s.DatastoreDB == "" && s.StoragePath == "" && len(s.Storages) == 0 && !s.AllStorages {
-		return nil, errors.New("nothing to restore: give a target for ckan_db, datastore_db or the storage")
+	if s.CKANDB == "" && s.DatastoreDB == "" && len(s.Databases) == 0 && s.StoragePath == "" && len(s.Storages) == 0 && !s.AllStorages {
+		return nil, errors.New("nothing to restore: give a target for ckan_db, datastore_db, another database or the storage")
 	}
-	for _, c := range []struct {
+	type target struct {
 		source string
 		url    config.SecretURL
-	}{{SourceCKANDB, s.CKANDB}, {SourceDatastoreDB, s.DatastoreDB}} {
+	}
+	targets := []target{{SourceCKANDB, s.CKANDB}, {SourceDatastoreDB, s.DatastoreDB}}
+	var others []config.Database
+	for _, name := range slices.Sorted(maps.Keys(s.Databases)) {
+		others = append(others, config.Database{Name: name, DSN: s.Databases[name]})
+		targets = append(targets, target{name, s.Databases[name]})
+	}
+	if err := checkDatabaseNames(others); err != nil {
+		return nil, err
+	}
+	for _, c := range targets {
 		if c.url == "" {
 			continue
 		}
@@ -230,8 +251,15 @@ func newRestorer(s RestoreSpec) (*restorer, error) {
 		db.conn.RuntimeParams["application_name"] = RestoreApplicationName
 		r.dbs = append(r.dbs, &dbTarget{db: db})
 	}
-	if len(r.dbs) == 2 && sameDatabase(r.dbs[0].db.conn, r.dbs[1].db.conn) {
-		return nil, fmt.Errorf("the ckan_db and datastore_db targets are the same database (%s): CKAN keeps them apart; give two databases", r.dbs[0].db.name)
+	for i, a := range r.dbs {
+		for _, b := range r.dbs[:i] {
+			if sameDatabase(a.db.conn, b.db.conn) {
+				if b.db.source == SourceCKANDB && a.db.source == SourceDatastoreDB {
+					return nil, fmt.Errorf("the ckan_db and datastore_db targets are the same database (%s): CKAN keeps them apart; give two databases", a.db.name)
+				}
+				return nil, fmt.Errorf("the %s and %s targets are the same database (%s): give each its own database", b.db.source, a.db.source, a.db.name)
+			}
+		}
 	}
 	if len(r.dbs) > 0 {
 		p, err := exec.LookPath(s.PGRestore)
@@ -292,6 +320,8 @@ func (r *restorer) run(ctx context.Context) error {
 			r.rep.Notes = append(r.rep.Notes, fmt.Sprintf("ckan_db: the restored objects belong to the role pg_restore connected as (--no-owner): connect CKAN to %s as that role, or hand them over (REASSIGN OWNED)", t.db.name))
 		case SourceDatastoreDB:
 			r.rep.Notes = append(r.rep.Notes, fmt.Sprintf("datastore_db: grants were not restored (--no-privileges): give the DataStore's read-only user its access again with `ckan datastore set-permissions`, applied to %s", t.db.name))
+		default:
+			r.rep.Notes = append(r.rep.Notes, fmt.Sprintf("%s: the restored objects belong to the role pg_restore connected as (--no-owner) and grants were not restored (--no-privileges): connect its program to %s as that role, or hand them over (REASSIGN OWNED) and grant again", t.db.source, t.db.name))
 		}
 	}
 	for _, st := range r.sts {

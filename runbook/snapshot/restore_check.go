@@ -45,7 +45,11 @@ func (r *restorer) check(ctx context.Context) error {
 	for _, t := range r.dbs {
 		f, ok := files[t.db.source]
 		if !ok || f.Kind != KindPGDump {
-			missing = append(missing, fmt.Sprintf("a %s target was given, but the snapshot holds no %s dump%s", t.db.source, t.db.source, notConfiguredNote(m, t.db.source)))
+			note := notConfiguredNote(m, t.db.source)
+			if !IsCoreDatabase(t.db.source) {
+				note = heldDatabases(m)
+			}
+			missing = append(missing, fmt.Sprintf("a %s target was given, but the snapshot holds no %s dump%s", t.db.source, t.db.source, note))
 			continue
 		}
 		t.file = f
@@ -209,6 +213,18 @@ func (r *restorer) storageTargets(m *Manifest) ([]*storageTarget, []string) {
 		out = append(out, &storageTarget{name: rec.Name, path: path, label: label})
 	}
 	return out, nil
+}
+
+// heldDatabases names the databases whose dumps the snapshot holds.
+func heldDatabases(m *Manifest) string {
+	var names []string
+	for _, d := range m.Databases {
+		names = append(names, d.Name)
+	}
+	if len(names) == 0 {
+		return " (it holds no database)"
+	}
+	return " (it holds " + strings.Join(names, ", ") + ")"
 }
 
 // notConfiguredNote says, when it did, that the manifest lists source as

@@ -45,6 +45,13 @@ type Spec struct {
 	// says so).
 	CKANDB      config.SecretURL
 	DatastoreDB config.SecretURL
+	// Databases are the site's other Postgres databases (gate.toml's
+	// [[database]]): each is counted and dumped like CKAN's, into
+	// <name>.dump, after CKAN's and the DataStore's; a change to any of
+	// them during the snapshot makes it inconsistent (none of their
+	// tables is bookkeeping). With any, the manifest is format
+	// FormatDatabases.
+	Databases []config.Database
 	// Storages are the site's file storages ([snapshot] Storages): each
 	// local one (with a Path) is archived into its own tar
 	// (StorageFileName), each other one is named in the manifest as not
@@ -147,13 +154,17 @@ func check(s Spec) (*plan, error) {
 	if s.StatsSettle == 0 {
 		s.StatsSettle = DefaultStatsSettle
 	}
-	p := &plan{Spec: s, out: &output{f: s.Output, secrets: []config.SecretURL{s.CKANDB, s.DatastoreDB}}}
+	secrets := []config.SecretURL{s.CKANDB, s.DatastoreDB}
+	for _, d := range s.Databases {
+		secrets = append(secrets, d.DSN)
+	}
+	p := &plan{Spec: s, out: &output{f: s.Output, secrets: secrets}}
 
 	if s.Site == "" || strings.ContainsAny(s.Site, `/\`) || strings.HasPrefix(s.Site, ".") {
 		return nil, fmt.Errorf("site name %q cannot name a snapshot directory", s.Site)
 	}
-	if s.CKANDB == "" && s.DatastoreDB == "" && s.StoragePath == "" && len(s.Storages) == 0 {
-		return nil, errors.New("nothing to snapshot: none of ckan_db, datastore_db and storage_path is configured")
+	if s.CKANDB == "" && s.DatastoreDB == "" && len(s.Databases) == 0 && s.StoragePath == "" && len(s.Storages) == 0 {
+		return nil, errors.New("nothing to snapshot: none of ckan_db, datastore_db, [[database]] and storage_path is configured")
 	}
 	for _, c := range []struct {
 		source string
@@ -168,6 +179,23 @@ func check(s Spec) (*plan, error) {
 			return nil, err
 		}
 		p.dbs = append(p.dbs, db)
+	}
+	if err := checkDatabaseNames(s.Databases); err != nil {
+		return nil, err
+	}
+	for _, d := range s.Databases {
+		db, err := newDatabase(d.Name, d.DSN)
+		if err != nil {
+			return nil, err
+		}
+		p.dbs = append(p.dbs, db)
+	}
+	for i, a := range p.dbs {
+		for _, b := range p.dbs[:i] {
+			if sameDatabase(a.conn, b.conn) {
+				return nil, fmt.Errorf("%s and %s are the same database (%s): list each database once", b.source, a.source, a.name)
+			}
+		}
 	}
 	if len(p.dbs) > 0 {
 		path, err := exec.LookPath(s.PGDump)
@@ -189,6 +217,24 @@ func check(s Spec) (*plan, error) {
 		return nil, err
 	}
 	return p, nil
+}
+
+// checkDatabaseNames checks the names of the site's other databases:
+// config's rule, unique, not reserved.
+func checkDatabaseNames(dbs []config.Database) error {
+	seen := map[string]bool{}
+	for _, d := range dbs {
+		switch {
+		case !config.DatabaseNameRE.MatchString(d.Name) || slices.Contains(config.ReservedDatabaseNames, d.Name):
+			return fmt.Errorf("database name %q is not valid (letters, digits, '_' and '-'; not %s)", d.Name, strings.Join(config.ReservedDatabaseNames, ", "))
+		case seen[d.Name]:
+			return fmt.Errorf("database name %q is given twice", d.Name)
+		case d.DSN == "":
+			return fmt.Errorf("database %s has no URL", d.Name)
+		}
+		seen[d.Name] = true
+	}
+	return nil
 }
 
 // checkStorages sorts the Spec's storages into those to archive, each a
@@ -370,6 +416,9 @@ func (p *plan) take(ctx context.Context, t *tempDir, started time.Time) (*Manife
 		dumpsEnd time.Time // when the last pg_dump exited: the statistics settle from then
 		walked1  int       // storages walked before their archive
 	)
+	if len(p.Databases) > 0 {
+		m.Format = FormatDatabases
+	}
 	if len(p.storages) == 0 && p.afterBefore != nil {
 		p.afterBefore()
 	}
