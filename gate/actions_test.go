@@ -276,3 +276,48 @@ func TestActionsLearnedAgainAfterAnUpgrade(t *testing.T) {
 		t.Fatalf("CKAN was asked %d times", n)
 	}
 }
+
+// Learning against ckansim with ckanext-harvest's actions, on CKAN's own
+// rule: the GETs that learn run nothing that writes; the reindexing
+// actions, which say side_effect_free, stay refused.
+func TestActionsLearnedFromASimulatedExtension(t *testing.T) {
+	sim, err := ckansim.New(ckansim.Options{Extensions: []string{"harvest"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := httptest.NewServer(sim)
+	t.Cleanup(up.Close)
+	r := newRig(t, func(o *Options) { o.Upstream, _ = url.Parse(up.URL) })
+	r.mustMode(api.ModeReadOnly, "upgrade")
+	for _, p := range []string{"/api/3/action/harvest_source_list", "/api/3/action/harvest_job_create", "/api/3/action/harvest_sources_reindex"} {
+		if res := r.do("GET", p, nil); res.status != http.StatusServiceUnavailable {
+			t.Fatalf("%s before learning: %d", p, res.status)
+		}
+	}
+	sim.ResetJournal()
+	list, err := r.gate.Learn(context.Background(), "ops")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, l := range list.Learned {
+		got[l.Name] = l.Class
+	}
+	if got["harvest_source_list"] != api.ActionRead || got["harvest_job_create"] != api.ActionWrite || got["harvest_sources_reindex"] != api.ActionRead {
+		t.Fatalf("learned %v", got)
+	}
+	if w := sim.Writes(); len(w) != 0 {
+		t.Fatalf("learning ran a write: %+v", w)
+	}
+	if res := r.do("GET", "/api/3/action/harvest_source_list", nil); res.status != 200 {
+		t.Fatalf("a learned read: %d", res.status)
+	}
+	if res := r.do("GET", "/api/3/action/harvest_sources_reindex", nil); res.status != http.StatusServiceUnavailable {
+		t.Fatalf("a reindexing action CKAN calls side_effect_free: %d", res.status)
+	}
+	for _, a := range r.gate.actionList().Actions {
+		if a.Name == "harvest_sources_reindex" && (a.Class != api.ActionWrite || a.Source != api.SourceLearned) {
+			t.Fatalf("listed as %+v", a)
+		}
+	}
+}

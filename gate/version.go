@@ -119,7 +119,7 @@ func (s *surfaces) build(key, ckanVersion string, learned map[string]string) (*r
 			}
 			r.known[name] = api.SourceLearned
 			r.learnedClass[name] = class
-			if class == api.ActionRead {
+			if _, denied := classify.DeniedByDefault(name); class == api.ActionRead && !denied {
 				p.AllowActions = append(p.AllowActions, name)
 			}
 		}

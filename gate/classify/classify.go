@@ -240,9 +240,34 @@ var defaultDenyGet = []string{
 	"/organization/unfollow/*",
 }
 
-// defaultDenyActions are side_effect_free in CKAN but write.
+// extensionDenyGet are built-in deny_get patterns of extensions: those of
+// ckanext-harvest, the most common one, whose views delete a source, start
+// a job (refresh), clear a source and abort a job on GET
+// (ckanext/harvest/views.py and utils.py of ckan/ckanext-harvest at
+// 1a9a987). They refuse nothing on a site without it.
+var extensionDenyGet = []string{
+	"/harvest/delete/*",
+	"/harvest/refresh/*",
+	"/harvest/clear/*",
+	"/harvest/*/job/*/abort",
+}
+
+// defaultDenyActions are side_effect_free but write: CKAN's get_site_user,
+// and ckanext-harvest's reindexing actions, which rebuild search index
+// entries (ckanext/harvest/logic/action/update.py at 1a9a987), so that
+// what CKAN says of them (ckanops actions --learn) does not let them pass.
 var defaultDenyActions = map[string]string{
-	"get_site_user": "action get_site_user is a write by default (it creates the site user)",
+	"get_site_user":           "action get_site_user is a write by default (it creates the site user)",
+	"harvest_source_reindex":  "action harvest_source_reindex is a write by default (it reindexes a harvest source although ckanext-harvest marks it side_effect_free)",
+	"harvest_sources_reindex": "action harvest_sources_reindex is a write by default (it reindexes every harvest source although ckanext-harvest marks it side_effect_free)",
+}
+
+// DeniedByDefault says whether action name is a write by default although
+// it is side_effect_free (why, when it is): what CKAN says of it must not
+// let it pass; only the operator's allow_actions does.
+func DeniedByDefault(name string) (string, bool) {
+	why, ok := defaultDenyActions[name]
+	return why, ok
 }
 
 // defaultAllowPosts are non-action paths whose POST writes nothing:
@@ -292,6 +317,9 @@ func New(s *surface.Surface, p Policy) (*Classifier, error) {
 			c.actions[name] = actionRule{false, "action " + name + " is not side_effect_free"}
 		}
 	}
+	for name, why := range defaultDenyActions {
+		c.actions[name] = actionRule{false, why} // also an extension's the surface does not know
+	}
 	for _, name := range p.AllowActions {
 		if err := checkActionName("allow_actions", name); err != nil {
 			return nil, err
@@ -304,7 +332,7 @@ func New(s *surface.Surface, p Policy) (*Classifier, error) {
 		}
 		c.actions[name] = actionRule{false, "action " + name + " is in deny_actions"}
 	}
-	for _, list := range [][]string{defaultDenyGet, p.DenyGet} {
+	for _, list := range [][]string{defaultDenyGet, extensionDenyGet, p.DenyGet} {
 		for _, text := range list {
 			pat, err := parsePattern("deny_get", text)
 			if err != nil {

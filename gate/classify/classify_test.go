@@ -770,3 +770,18 @@ func TestReadsDoNotAllocate(t *testing.T) {
 		}
 	}
 }
+
+// A whole-segment * may stand in deny_get (it can only refuse more), never
+// in allow_posts.
+func TestPatternSegmentWildcard(t *testing.T) {
+	c := classifier(t, "2.11", Policy{DenyGet: []string{"/showcase/*/delete"}})
+	if d := classify(t, c, "GET", "/showcase/x/delete"); d.Pass() {
+		t.Error("GET /showcase/x/delete passes")
+	}
+	if d := classify(t, c, "GET", "/showcase/x/y/delete"); !d.Pass() {
+		t.Error("* matched two segments")
+	}
+	if _, err := New(surface.MustLoad("2.11"), Policy{AllowPosts: []string{"/a/*/b"}}); err == nil {
+		t.Error("allow_posts took a * segment")
+	}
+}

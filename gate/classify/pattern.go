@@ -34,6 +34,9 @@ func parsePattern(list, text string) (pattern, error) {
 		pat.segs = strings.Split(body, "/")
 	}
 	for _, seg := range pat.segs {
+		if seg == "*" && list == "deny_get" {
+			continue // any one segment: deny_get may only refuse more
+		}
 		switch seg {
 		case "":
 			if strings.HasSuffix(text, "/") {
@@ -48,7 +51,7 @@ func parsePattern(list, text string) (pattern, error) {
 				return bad("control character or space")
 			}
 			if strings.ContainsRune("*;?#%\\", r) {
-				return bad(fmt.Sprintf("%q is not allowed (a pattern is a decoded path; * only as a final /*)", r))
+				return bad(fmt.Sprintf("%q is not allowed (a pattern is a decoded path; * only as a final /*, or in deny_get as a whole segment)", r))
 			}
 		}
 	}
@@ -66,7 +69,7 @@ func (p *pattern) match(segs []string, fold bool) bool {
 		return false
 	}
 	for i, s := range p.segs {
-		if s != segs[i] && !(fold && strings.EqualFold(s, segs[i])) {
+		if s != segs[i] && s != "*" && !(fold && strings.EqualFold(s, segs[i])) {
 			return false
 		}
 	}

@@ -28,6 +28,11 @@ type Options struct {
 	// CKAN's 404 page everywhere else, and puts the prefix in every link,
 	// form action and redirect it builds. "" or "/": none.
 	RootPath string
+	// Extensions adds the actions of CKAN extensions (extensions.go):
+	// "harvest" for ckanext-harvest's. Their actions answer as CKAN's
+	// action view answers any: a GET on one that is not side_effect_free
+	// gets 400 "Please use POST method" and never runs.
+	Extensions []string
 	// SiteURLWithRootPath makes status_show's site_url end in the root
 	// path ("http://host/data"). CKAN's documentation says ckan.site_url
 	// must not include the mount point, so by default it does not; CKAN
@@ -92,6 +97,9 @@ func New(opts Options) (*Sim, error) {
 	sf, err := surface.Load(opts.Version)
 	if err != nil {
 		return nil, fmt.Errorf("ckansim: %w", err)
+	}
+	if err := addExtensions(sf, opts.Extensions); err != nil {
+		return nil, err
 	}
 	ckanVersion, plugins, err := dataHeader(sf.Version)
 	if err != nil {
