@@ -192,7 +192,7 @@ func waitFor(t *testing.T, e *Engine, what string, cond func(*api.Runbook) bool)
 func events(t *testing.T, e *Engine) []api.RunbookEvent {
 	t.Helper()
 	rb, err := e.Current()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second) // generous: a loaded machine
 	for {
 		evs, _, _ := e.Events(0)
 		if err != nil || (len(evs) > 0 && evs[len(evs)-1].Seq >= rb.Seq) || time.Now().After(deadline) {
