@@ -210,7 +210,7 @@ func (m *Model) onModeAnswer(msg modeAnswerMsg) tea.Cmd {
 			err = errors.New("the gate sent an empty answer")
 		}
 		m.setFlash(fmt.Sprintf("%s: %s: %s", s.Name, msg.req.Mode, m.describeError(err)), true)
-		return m.startRefresh(s)
+		return m.afterChange(s)
 	}
 	st := msg.status
 	s.status, s.statusAt, s.err = st, msg.at, nil
@@ -219,7 +219,7 @@ func (m *Model) onModeAnswer(msg modeAnswerMsg) tea.Cmd {
 		text += fmt.Sprintf(", %s in flight", plural(len(st.InFlight), "write", "writes"))
 	}
 	m.setFlash(text, false)
-	return m.startRefresh(s)
+	return m.afterChange(s)
 }
 
 // describeError phrases an error for the flash line; a lost
@@ -280,7 +280,7 @@ func (m *Model) onJobsAnswer(msg jobsAnswerMsg) tea.Cmd {
 			err = errors.New("the gate sent an empty answer")
 		}
 		m.setFlash(fmt.Sprintf("%s: %s: %s", s.Name, what, m.describeError(err)), true)
-		return m.startRefresh(s)
+		return m.afterChange(s)
 	}
 	js := msg.state
 	state := "running"
@@ -307,5 +307,5 @@ func (m *Model) onJobsAnswer(msg jobsAnswerMsg) tea.Cmd {
 		}
 		s.report = &rep
 	}
-	return m.startRefresh(s)
+	return m.afterChange(s)
 }

@@ -37,6 +37,12 @@ type column struct {
 // columns lists the dashboard's columns in the order shown. The SITE
 // column's width is set from the names; NOTE takes what is left.
 var columns = []column{
+	{name: "!", width: 1, prio: 0, cell: func(_ *Model, r ranked, _ time.Time) string {
+		if r.a.needsYou {
+			return "!"
+		}
+		return ""
+	}, paint: func(m *Model, r ranked, c string) string { return m.st.paint(&m.st.fail, c) }},
 	{name: "SITE", prio: 0, cell: func(_ *Model, r ranked, _ time.Time) string { return r.Name }},
 	{name: "MODE", width: 9, prio: 1, cell: cellMode, paint: func(m *Model, r ranked, c string) string {
 		if r.status == nil {
@@ -44,40 +50,71 @@ var columns = []column{
 		}
 		return m.st.paint(m.st.forMode(r.status.Mode), c)
 	}},
-	{name: "PHASE", width: 8, prio: 3, cell: func(_ *Model, r ranked, _ time.Time) string {
+	{name: "RUNBOOK", width: 20, prio: 2, cell: cellRunbook, paint: func(m *Model, r ranked, c string) string {
+		if r.runbook == nil || !r.runbook.Active() {
+			return c
+		}
+		if r.runbook.State == api.RunbookRunning {
+			return m.st.paint(&m.st.warn, c)
+		}
+		return m.st.paint(&m.st.fail, c)
+	}},
+	{name: "PHASE", width: 8, prio: 8, cell: func(_ *Model, r ranked, _ time.Time) string {
 		if r.status == nil {
 			return "-"
 		}
 		return string(r.status.Phase)
 	}},
-	{name: "HEALTH", width: 7, prio: 2, cell: func(_ *Model, r ranked, _ time.Time) string { return r.a.word },
+	{name: "HEALTH", width: 7, prio: 3, cell: func(_ *Model, r ranked, _ time.Time) string { return r.a.word },
 		paint: func(m *Model, r ranked, c string) string { return m.st.paint(m.st.forStatus(r.a.status), c) }},
-	{name: "SINCE/ETA", width: 11, prio: 7, cell: cellSince},
+	{name: "SINCE/ETA", width: 11, prio: 10, cell: cellSince},
 	{name: "WR", width: 3, prio: 4, right: true, cell: cellWrites},
-	{name: "GATES", width: 5, prio: 6, right: true, cell: func(_ *Model, r ranked, _ time.Time) string {
+	{name: "GATES", width: 5, prio: 9, right: true, cell: func(_ *Model, r ranked, _ time.Time) string {
 		if r.status == nil || len(r.status.Gates) == 0 {
 			return "-"
 		}
 		applied, live, _ := r.status.Applied()
 		return fmt.Sprintf("%d/%d", applied, live)
 	}},
-	{name: "DB", width: 7, prio: 8, right: true, cell: cellDB},
-	{name: "TX", width: 6, prio: 9, right: true, cell: cellTX},
-	{name: "RQ", width: 10, prio: 10, cell: cellRQ},
-	{name: "SOLR", width: 4, prio: 11, cell: cellSolr, paint: func(m *Model, r ranked, c string) string {
+	{name: "DB", width: 7, prio: 5, right: true, cell: cellDB},
+	{name: "TX", width: 6, prio: 11, right: true, cell: cellTX},
+	{name: "RQ", width: 10, prio: 6, cell: cellRQ},
+	{name: "SOLR", width: 4, prio: 12, cell: cellSolr, paint: func(m *Model, r ranked, c string) string {
 		if st := strings.TrimSpace(c); st != "-" {
 			return m.st.paint(m.st.forStatus(api.CheckStatus(st)), c)
 		}
 		return c
 	}},
-	{name: "CKAN", width: 7, prio: 12, cell: cellCKAN},
-	{name: "AGE", width: 9, prio: 5, right: true, cell: cellAge, paint: func(m *Model, r ranked, c string) string {
+	{name: "CKAN", width: 7, prio: 13, cell: cellCKAN},
+	{name: "AGE", width: 9, prio: 7, right: true, cell: cellAge, paint: func(m *Model, r ranked, c string) string {
 		if r.a.stale {
 			return m.st.paint(&m.st.stale, c)
 		}
 		return c
 	}},
 }
+
+// runbookWords says where a site's runbook stands, for the dashboard:
+// "running at drain", "WAITING FOR YOU at enable", "FAILED at snapshot",
+// "INTERRUPTED at migrate"; "" when none ran or the last one ended.
+func runbookWords(rb *api.Runbook) string {
+	if rb == nil || !rb.Active() {
+		return ""
+	}
+	switch rb.State {
+	case api.RunbookRunning:
+		return "running at " + rb.Step
+	case api.RunbookWaiting:
+		return "WAITING FOR YOU at " + rb.Step
+	case api.RunbookFailed:
+		return "FAILED at " + rb.Step
+	case api.RunbookInterrupted:
+		return "INTERRUPTED at " + rb.Step
+	}
+	return string(rb.State) + " at " + rb.Step
+}
+
+func cellRunbook(_ *Model, r ranked, _ time.Time) string { return runbookWords(r.runbook) }
 
 // noteColumn holds the reason a site needs a look, or its message, when
 // the width leaves room for it.
@@ -99,26 +136,41 @@ func note(r ranked) string {
 const minNote = 12
 
 // layout picks the columns that fit in width, by priority, and sizes
-// SITE and NOTE.
+// SITE, RUNBOOK and NOTE. RUNBOOK is left out when no row has an active
+// runbook, and takes what is left when its full width does not fit.
 func layout(width int, rows []ranked) []column {
-	siteW := 8
+	siteW, rbW := 8, 0
 	for _, r := range rows {
 		siteW = max(siteW, len([]rune(r.Name)))
+		rbW = max(rbW, len([]rune(runbookWords(r.runbook))))
 	}
 	siteW = min(siteW, 20)
+	if rbW > 0 {
+		rbW = min(max(rbW, len("RUNBOOK")), 28)
+	}
 	keep := make([]bool, len(columns))
-	used := 2 // the selection marker
+	widths := make([]int, len(columns))
+	used := 1 // the selection marker
 	for prio := 0; prio < len(columns); prio++ {
 		for i, c := range columns {
 			if c.prio != prio {
 				continue
 			}
 			w := c.width
-			if c.name == "SITE" {
+			switch c.name {
+			case "SITE":
 				w = siteW
+			case "RUNBOOK":
+				if rbW == 0 {
+					continue
+				}
+				w = rbW
+				if rest := width - used - 1; used+w+1 > width && rest >= 6 {
+					w = rest
+				}
 			}
 			if used+w+1 <= width {
-				keep[i] = true
+				keep[i], widths[i] = true, w
 				used += w + 1
 			}
 		}
@@ -128,9 +180,7 @@ func layout(width int, rows []ranked) []column {
 		if !keep[i] {
 			continue
 		}
-		if c.name == "SITE" {
-			c.width = siteW
-		}
+		c.width = widths[i]
 		out = append(out, c)
 	}
 	if rest := width - used - 1; rest >= minNote {
@@ -299,15 +349,19 @@ func (m *Model) dashboardBody(f *frame, height int, rows []ranked, now time.Time
 	}
 	cols := layout(m.width, rows)
 	var hdr strings.Builder
-	hdr.WriteString("  ")
+	hdr.WriteString(" ")
 	for i, c := range cols {
 		if i > 0 {
 			hdr.WriteByte(' ')
 		}
+		name := c.name
+		if name == "!" { // the needs-you mark needs no heading
+			name = ""
+		}
 		if c.right {
-			hdr.WriteString(fitRight(c.name, c.width))
+			hdr.WriteString(fitRight(name, c.width))
 		} else {
-			hdr.WriteString(fit(c.name, c.width))
+			hdr.WriteString(fit(name, c.width))
 		}
 	}
 	f.add(m.st.paint(&m.st.heading, strings.TrimRight(hdr.String(), " ")))
@@ -323,6 +377,13 @@ func (m *Model) dashboardBody(f *frame, height int, rows []ranked, now time.Time
 				noteLines = noteLines[:3]
 				noteLines[2] = cut(noteLines[2]+" …", m.width-2)
 			}
+		}
+	}
+	// The rows come first: the note gets what they leave, up to 3 lines.
+	if room := height - len(rows) - 1; len(noteLines) > room {
+		noteLines = noteLines[:max(0, room)]
+		if n := len(noteLines); n > 0 {
+			noteLines[n-1] = cut(noteLines[n-1]+" …", m.width-2)
 		}
 	}
 	tableH := height
@@ -349,9 +410,9 @@ func (m *Model) dashboardBody(f *frame, height int, rows []ranked, now time.Time
 		r := rows[i]
 		b.Reset()
 		if i == sel {
-			b.WriteString("> ")
+			b.WriteString(">")
 		} else {
-			b.WriteString("  ")
+			b.WriteString(" ")
 		}
 		for j, c := range cols {
 			if j > 0 {
@@ -425,6 +486,14 @@ func (m *Model) dashboardKey(k tea.KeyPressMsg) tea.Cmd {
 	case key.Matches(k, m.keys.Filter):
 		m.filtering = true
 		return m.filter.Focus()
+	case key.Matches(k, m.keys.Sort):
+		m.troubleFirst = !m.troubleFirst
+		if m.troubleFirst {
+			m.setFlash("sorted trouble first (t: by name)", false)
+		} else {
+			m.setFlash("sorted by name (t: trouble first)", false)
+		}
+		return nil
 	case key.Matches(k, m.keys.Open):
 		if s := m.selectedSite(); s != nil {
 			return m.openSite(s)
@@ -432,6 +501,7 @@ func (m *Model) dashboardKey(k tea.KeyPressMsg) tea.Cmd {
 		return nil
 	case key.Matches(k, m.keys.Back):
 		if m.filter.Value() != "" {
+			m.pinSelection()
 			m.filter.Reset()
 		}
 		return nil
@@ -448,14 +518,26 @@ func (m *Model) filterKey(k tea.KeyPressMsg) tea.Cmd {
 	case key.Matches(k, m.keys.FilterApply):
 		m.filtering = false
 		m.filter.Blur()
+		m.pinSelection()
 		return nil
 	case key.Matches(k, m.keys.FilterClear):
 		m.filtering = false
+		m.pinSelection()
 		m.filter.Reset()
 		m.filter.Blur()
 		return nil
 	}
 	var cmd tea.Cmd
 	m.filter, cmd = m.filter.Update(k)
+	m.pinSelection()
 	return cmd
+}
+
+// pinSelection makes the row shown selected the selected site, so that
+// clearing the filter keeps the selection where the operator saw it.
+func (m *Model) pinSelection() {
+	rows := m.sortedSites()
+	if i := m.selectedIndex(rows); i >= 0 {
+		m.selected = rows[i].Name
+	}
 }

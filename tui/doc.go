@@ -1,5 +1,6 @@
 // Package tui is the console's terminal user interface: a dashboard of
-// every configured site, a site view (checks, in-flight writes, gates, the
+// every configured site (its mode, its runbook, and whether it needs the
+// operator), a site view (checks, in-flight writes, gates, the
 // mode record, the last runbook), the runbook view (checklist, live log,
 // confirmations) and the dialogs that change a site's mode.
 //

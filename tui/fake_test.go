@@ -344,3 +344,27 @@ func feed(m *Model, msgs []tea.Msg) []tea.Cmd {
 	}
 	return cmds
 }
+
+// streamNext returns the next stream message of the runbook view, given
+// the command Update answered the last one with: the stream's waiter,
+// alone or in a batch with refreshes (whose answers are dropped).
+func streamNext(cmd tea.Cmd) tea.Msg {
+	msg := cmd()
+	b, ok := msg.(tea.BatchMsg)
+	if !ok {
+		return msg
+	}
+	ch := make(chan tea.Msg, len(b))
+	for _, c := range b {
+		if c != nil {
+			go func() { ch <- c() }()
+		}
+	}
+	for msg := range ch {
+		switch msg.(type) {
+		case streamEventMsg, streamErrorMsg, streamEndedMsg, streamClosedMsg:
+			return msg
+		}
+	}
+	return nil
+}

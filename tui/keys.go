@@ -10,12 +10,12 @@ type keyMap struct {
 	Help, Quit, ForceQuit, Back, RefreshNow key.Binding
 
 	// Dashboard.
-	Up, Down, Open, Filter key.Binding
+	Up, Down, Open, Filter, Sort key.Binding
 	// Dashboard and site view.
 	Enable, Disable, Jobs, Runbook key.Binding
 
 	// Runbook view.
-	Confirm, Retry, Resume, Skip, Abort, DisableNow, NewRunbook key.Binding
+	Confirm, Retry, Resume, Skip, Abort, DisableNow, NewRunbook, Follow key.Binding
 
 	// Dialogs.
 	NextField, PrevField, Change, Submit, Yes, No key.Binding
@@ -39,6 +39,7 @@ func newKeyMap() keyMap {
 		Down:   b([]string{"down", "j"}, "↓/j", "down"),
 		Open:   b([]string{"enter"}, "enter", "open the site"),
 		Filter: b([]string{"/"}, "/", "filter by name"),
+		Sort:   b([]string{"t"}, "t", "sort by trouble / by name"),
 
 		Enable:  b([]string{"e"}, "e", "enable maintenance"),
 		Disable: b([]string{"d"}, "d", "disable maintenance (y/N)"),
@@ -52,6 +53,7 @@ func newKeyMap() keyMap {
 		Abort:      b([]string{"a"}, "a", "abort the runbook (y/N)"),
 		DisableNow: b([]string{"D"}, "D", "disable maintenance now"),
 		NewRunbook: b([]string{"n"}, "n", "start a runbook"),
+		Follow:     b([]string{"G", "end"}, "G/end", "follow the log again"),
 
 		NextField: b([]string{"tab", "down"}, "tab/↓", "next field"),
 		PrevField: b([]string{"shift+tab", "up"}, "shift+tab/↑", "previous field"),
@@ -71,7 +73,7 @@ func (k keyMap) global() []key.Binding {
 }
 
 func (k keyMap) dashboard() []key.Binding {
-	return []key.Binding{k.Up, k.Down, k.Open, k.Filter, k.Enable, k.Disable, k.Jobs, k.Runbook}
+	return []key.Binding{k.Up, k.Down, k.Open, k.Filter, k.Sort, k.Enable, k.Disable, k.Jobs, k.Runbook}
 }
 
 func (k keyMap) site() []key.Binding {
@@ -79,7 +81,7 @@ func (k keyMap) site() []key.Binding {
 }
 
 func (k keyMap) runbook() []key.Binding {
-	return []key.Binding{k.Up, k.Down, k.Confirm, k.Retry, k.Resume, k.Skip, k.Abort, k.DisableNow, k.NewRunbook}
+	return []key.Binding{k.Up, k.Down, k.Confirm, k.Retry, k.Resume, k.Skip, k.Abort, k.DisableNow, k.NewRunbook, k.Follow}
 }
 
 func (k keyMap) form() []key.Binding {

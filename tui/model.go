@@ -2,12 +2,15 @@ package tui
 
 import (
 	"context"
+	"fmt"
+	"sort"
 	"time"
 
 	"charm.land/bubbles/v2/key"
 	"charm.land/bubbles/v2/textinput"
 	tea "charm.land/bubbletea/v2"
 
+	"github.com/ckanops/ckanops/api"
 	"github.com/ckanops/ckanops/config"
 )
 
@@ -36,6 +39,10 @@ type Options struct {
 	MaxBackoff time.Duration
 	// UserAgent is sent by the gate clients Run builds.
 	UserAgent string
+	// OnQuit, if set, is called by Run after the console has left the
+	// terminal, with Model.QuitSummary: the runbooks still active, one
+	// line per site (nil when none), for the caller to print.
+	OnQuit func(summary []string)
 }
 
 // view is the screen shown.
@@ -69,6 +76,9 @@ type Model struct {
 
 	filter    textinput.Model
 	filtering bool
+	// troubleFirst sorts the dashboard by trouble instead of by name
+	// (key t); by name is the default, so rows do not move while read.
+	troubleFirst bool
 
 	dialog *form
 	flash  flash
@@ -194,6 +204,7 @@ func (m *Model) handleKey(k tea.KeyPressMsg) tea.Cmd {
 	if key.Matches(k, m.keys.ForceQuit) {
 		return m.quit()
 	}
+	m.flash = flash{} // a message lasts until the next key
 	switch {
 	case m.dialog != nil:
 		return m.dialogKey(k)
@@ -216,9 +227,6 @@ func (m *Model) handleKey(k tea.KeyPressMsg) tea.Cmd {
 		return nil
 	case key.Matches(k, m.keys.RefreshNow):
 		return m.refreshAllNow()
-	}
-	if m.tooSmall() {
-		return nil
 	}
 	switch m.view {
 	case viewSite:
@@ -253,10 +261,46 @@ func (m *Model) setFlash(text string, isErr bool) {
 	m.flash = flash{text: text, err: isErr, at: m.clock()}
 }
 
-// tooSmall reports whether the terminal is below 80x24.
-func (m *Model) tooSmall() bool { return m.width < minWidth || m.height < minHeight }
+// flashTTL is how long a message stays on the flash line, unless a key
+// clears it sooner.
+const flashTTL = 10 * time.Second
 
-const (
-	minWidth  = 80
-	minHeight = 24
-)
+// tiny reports whether the terminal is too small even for the compact
+// dashboard: then the screen lists the sites as far as it can.
+func (m *Model) tiny() bool { return m.width < 20 || m.height < 6 }
+
+// QuitSummary says, one line per site, which runbooks are still active
+// (running, waiting, failed or interrupted) as far as the console last
+// knew, and how to get back to them. The caller prints it after the
+// console has left the terminal; nil when no runbook is active.
+func (m *Model) QuitSummary() []string {
+	var out []string
+	for _, s := range m.sitesByName() {
+		rb := s.runbook
+		if rb == nil || !rb.Active() {
+			continue
+		}
+		var what string
+		switch rb.State {
+		case api.RunbookRunning:
+			what = "still running at " + rb.Step
+		case api.RunbookWaiting:
+			what = "still waiting for you at " + rb.Step
+		case api.RunbookFailed:
+			what = "still active, failed at " + rb.Step
+		case api.RunbookInterrupted:
+			what = "still active, interrupted at " + rb.Step
+		default:
+			what = "still " + string(rb.State) + " at " + rb.Step
+		}
+		out = append(out, fmt.Sprintf("%s on %s; `ckanops runbook %s` re-attaches", what, s.Name, s.Name))
+	}
+	return out
+}
+
+// sitesByName returns every site, sorted by name.
+func (m *Model) sitesByName() []*siteState {
+	out := append([]*siteState(nil), m.sites...)
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}

@@ -104,3 +104,24 @@ func TestSitesFromConfig(t *testing.T) {
 		t.Errorf("a site without token: %v", err)
 	}
 }
+
+// The console learns each site's runbook from its refresh rounds: the
+// dashboard shows it, and quitting sums up the ones still active.
+func TestProgramQuitSummary(t *testing.T) {
+	sites, gates := fourSites()
+	gates["data"].runbook = midDrainRunbook()
+	m := New(sites, Options{Clock: fixedClock, NoColor: true, Refresh: time.Hour})
+	m.loc = time.UTC
+	tm := teatest.NewTestModel(t, m, teatest.WithInitialTermSize(120, 30))
+	teatest.WaitFor(t, tm.Output(), func(b []byte) bool { return bytes.Contains(b, []byte("running at drain")) },
+		teatest.WithDuration(10*time.Second), teatest.WithCheckInterval(10*time.Millisecond))
+	tm.Type("q")
+	final := tm.FinalModel(t, teatest.WithFinalTimeout(10*time.Second)).(*Model)
+	want := "still running at drain on data; `ckanops runbook data` re-attaches"
+	if got := final.QuitSummary(); len(got) != 1 || got[0] != want {
+		t.Errorf("quit summary %q, want [%q]", got, want)
+	}
+	if n := gates["prod"].n("Runbook"); n != 1 {
+		t.Errorf("prod's runbook read %d times in one round, want 1", n)
+	}
+}

@@ -32,6 +32,7 @@ type siteState struct {
 
 	failures int       // refreshes failed in a row
 	fetching bool      // a refresh is in flight
+	again    bool      // refresh again as soon as the one in flight ends (it may predate an action)
 	gen      int       // the refresh schedule's generation: older ticks are ignored
 	nextAt   time.Time // when the next refresh is due
 
@@ -59,6 +60,8 @@ type refreshedMsg struct {
 	err       error
 	report    *api.Report
 	reportErr error
+	rb        *api.Runbook // the site's runbook record; nil: none ever ran (404)
+	rbErr     error        // why it could not be read; the last record read is kept
 	at        time.Time
 	canceled  bool // the console is closing
 }
@@ -74,8 +77,9 @@ func (m *Model) startRefresh(s *siteState) tea.Cmd {
 	return fetch(m.ctx, m.sem, s.Site, m.clock)
 }
 
-// fetch reads a site's status and checks report, concurrently, within the
-// site's timeout, once a slot of sem is free. It touches no model state.
+// fetch reads a site's status, checks report and runbook record,
+// concurrently, within the site's timeout, once a slot of sem is free.
+// It touches no model state.
 func fetch(ctx context.Context, sem chan struct{}, site Site, clock func() time.Time) tea.Cmd {
 	return func() tea.Msg {
 		select {
@@ -90,11 +94,17 @@ func fetch(ctx context.Context, sem chan struct{}, site Site, clock func() time.
 			wg        sync.WaitGroup
 			rep       *api.Report
 			reportErr error
+			rb        *api.Runbook
+			rbErr     error
 		)
-		wg.Add(1)
+		wg.Add(2)
 		go func() {
 			defer wg.Done()
 			rep, reportErr = site.Gate.Health(cctx)
+		}()
+		go func() {
+			defer wg.Done()
+			rb, rbErr = site.Gate.Runbook(cctx)
 		}()
 		st, err := site.Gate.Status(cctx)
 		wg.Wait()
@@ -106,7 +116,8 @@ func fetch(ctx context.Context, sem chan struct{}, site Site, clock func() time.
 		}
 		return refreshedMsg{
 			site: site.Name, status: st, err: timeoutError(err, site.Timeout),
-			report: rep, reportErr: timeoutError(reportErr, site.Timeout), at: clock(),
+			report: rep, reportErr: timeoutError(reportErr, site.Timeout),
+			rb: rb, rbErr: timeoutError(rbErr, site.Timeout), at: clock(),
 		}
 	}
 }
@@ -149,10 +160,25 @@ func (m *Model) onRefreshed(msg refreshedMsg) tea.Cmd {
 	case msg.report != nil:
 		s.report, s.reportAt, s.reportErr = msg.report, msg.at, nil
 	}
+	// The runbook is read every round, for the dashboard; a failed read
+	// keeps the record last read (a gate without runbooks answers 404,
+	// which the client turns into nil).
+	if msg.rbErr == nil && msg.err == nil {
+		s.runbook = newerRunbook(s.runbook, msg.rb)
+		s.runbookLoaded, s.runbookErr = true, nil
+	}
 	d := m.nextDelay(s.failures)
 	s.gen++
 	s.nextAt = msg.at.Add(d)
 	next := m.after(d, refreshDueMsg{site: s.Name, gen: s.gen})
+	if s.again {
+		s.again = false
+		next = m.startRefresh(s)
+	}
+	// The site view's audit tail follows its site line.
+	if m.view == viewSite && m.current == s && msg.err == nil {
+		next = tea.Batch(next, m.loadAudit(s))
+	}
 	// A runbook view that follows no stream looks for a runbook someone
 	// else started.
 	if m.view == viewRunbook && m.current == s && m.rb.stream == nil && !m.rb.loading && m.dialog == nil {
@@ -160,6 +186,22 @@ func (m *Model) onRefreshed(msg refreshedMsg) tea.Cmd {
 		return tea.Batch(next, m.loadRunbook(s))
 	}
 	return next
+}
+
+// afterChange is what follows an action's answer or a runbook event on
+// s: its status, checks and runbook are read again at once (or as soon
+// as the refresh in flight ends, since that one may predate the change),
+// and the audit tail too when the site or runbook view shows s. One
+// story per screen: nothing shown is older than the change.
+func (m *Model) afterChange(s *siteState) tea.Cmd {
+	cmd := m.startRefresh(s)
+	if cmd == nil {
+		s.again = true
+	}
+	if m.current == s && (m.view == viewSite || m.view == viewRunbook) {
+		cmd = tea.Batch(cmd, m.loadAudit(s))
+	}
+	return cmd
 }
 
 // nextDelay is the wait before the next refresh: the refresh period, or,
@@ -191,6 +233,9 @@ type assessment struct {
 	stale  bool            // the data shown is older than two refresh periods, or the site stopped answering
 	age    time.Duration
 	reason string // why, when not healthy
+	// needsYou: an operator must act: the site is unreachable, or its
+	// runbook waits for a confirmation, failed or was interrupted.
+	needsYou bool
 }
 
 func (m *Model) assess(s *siteState, now time.Time) (a assessment) {
@@ -215,7 +260,14 @@ func (m *Model) assess(s *siteState, now time.Time) (a assessment) {
 		}
 	}
 	defer func() { a.reason = strings.Join(reasons, "; ") }()
+	if rb := s.runbook; rb != nil && rb.Active() {
+		switch rb.State {
+		case api.RunbookWaiting, api.RunbookFailed, api.RunbookInterrupted:
+			a.needsYou = true
+		}
+	}
 	if s.err != nil {
+		a.needsYou = true
 		a.stale = s.status != nil
 		a.word, a.status = "unreach", api.CheckFail
 		trouble(0, "unreachable: "+oneLine(s.err.Error()))
@@ -227,6 +279,15 @@ func (m *Model) assess(s *siteState, now time.Time) (a assessment) {
 		return a
 	}
 	st := s.status
+	if rb := s.runbook; a.needsYou && rb != nil {
+		r := "runbook " + runbookWords(rb)
+		if rb.Waiting != nil && rb.Waiting.Prompt != "" {
+			r += ": " + oneLine(rb.Waiting.Prompt)
+		} else if rb.Error != "" {
+			r += ": " + oneLine(rb.Error)
+		}
+		trouble(0, r+" (r opens it)")
+	}
 	if s.report != nil {
 		switch s.report.Overall() {
 		case api.CheckFail:
@@ -294,9 +355,10 @@ type ranked struct {
 	a assessment
 }
 
-// sortedSites returns the sites the filter lets through, trouble first
-// (unreachable or failing, then those that need a look, then healthy
-// ones), by name within each group.
+// sortedSites returns the sites the filter lets through, by name; or,
+// when the operator asked (key t), trouble first: those that need you,
+// then unreachable or failing, then those that need a look, then healthy
+// ones, by name within each group.
 func (m *Model) sortedSites() []ranked {
 	return m.sortFilter(m.assessAll(m.clock()))
 }
@@ -321,6 +383,12 @@ func (m *Model) sortFilter(all []ranked) []ranked {
 		out = append(out, r)
 	}
 	sort.SliceStable(out, func(i, j int) bool {
+		if !m.troubleFirst {
+			return out[i].Name < out[j].Name
+		}
+		if out[i].a.needsYou != out[j].a.needsYou {
+			return out[i].a.needsYou
+		}
 		if out[i].a.rank != out[j].a.rank {
 			return out[i].a.rank < out[j].a.rank
 		}

@@ -80,6 +80,7 @@ func TestHungSiteDoesNotBlockOthers(t *testing.T) {
 	if !errors.Is(s.err, context.DeadlineExceeded) || !strings.Contains(s.err.Error(), "no answer within 2s (timeout)") {
 		t.Errorf("hung site error: %v", s.err)
 	}
+	press(m, "t") // trouble first
 	rows := m.sortedSites()
 	if rows[0].Name != "hung" || rows[0].a.word != "unreach" {
 		t.Errorf("the hung site is not first and unreachable: %s %s", rows[0].Name, rows[0].a.word)

@@ -15,7 +15,8 @@ import (
 // Run opens the console on the terminal (the alternate screen) for every
 // site of sites, and returns when the operator quits (q or ctrl+c) or ctx
 // ends. Unset Options take sites.toml's [console] values; $NO_COLOR turns
-// colour off.
+// colour off. Options.OnQuit, if set, gets Model.QuitSummary once the
+// terminal is restored.
 func Run(ctx context.Context, sites *config.Sites, opts Options) error {
 	if sites == nil || len(sites.Sites) == 0 {
 		return errors.New("tui: no sites to show: add a [[site]] to sites.toml")
@@ -36,6 +37,9 @@ func Run(ctx context.Context, sites *config.Sites, opts Options) error {
 		popts = append(popts, tea.WithColorProfile(colorprofile.Ascii))
 	}
 	_, err := tea.NewProgram(m, popts...).Run()
+	if opts.OnQuit != nil {
+		opts.OnQuit(m.QuitSummary())
+	}
 	switch {
 	case err == nil:
 		return nil

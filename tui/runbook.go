@@ -223,7 +223,13 @@ func (m *Model) onStream(msg tea.Msg) tea.Cmd {
 		}
 		m.rb.restarts = 0
 		m.rb.streamNote = fmt.Sprintf("following the journal (event %d)", msg.ev.Seq)
-		return tea.Batch(waitStream(cur.ch, cur.id), m.applyEvent(m.current, msg.ev))
+		cmds := []tea.Cmd{waitStream(cur.ch, cur.id), m.applyEvent(m.current, msg.ev)}
+		switch msg.ev.Kind {
+		case api.EventOutput, api.EventEvidence: // within a step: the next refresh will do
+		default: // a step began or ended, or the runbook changed: the site line and audit follow
+			cmds = append(cmds, m.afterChange(m.current))
+		}
+		return tea.Batch(cmds...)
 	case streamErrorMsg:
 		if !mine(msg.id) {
 			return nil
@@ -347,11 +353,7 @@ func (m *Model) eventText(ev api.RunbookEvent) string {
 		if ev.Evidence == nil {
 			return ev.Step + " evidence"
 		}
-		mark := "·" // a condition not met yet, or a fact
-		if ev.Evidence.OK {
-			mark = "✓"
-		}
-		return ev.Step + " " + mark + " " + oneLine(ev.Evidence.Summary)
+		return ev.Step + " " + evidenceMark(*ev.Evidence) + " " + oneLine(ev.Evidence.Summary)
 	case api.EventOutput:
 		return ev.Step + " | " + strings.TrimRight(ev.Message, "\n")
 	case api.EventConfirm:
@@ -382,15 +384,32 @@ func (m *Model) eventText(ev api.RunbookEvent) string {
 	return ev.Kind + " " + ev.Step + msg
 }
 
+// evidenceMark is ✓ for a condition met, - for a check that is not
+// configured (preflight counts it as passed, but nothing was probed), and
+// · for a condition not met yet, or a fact.
+func evidenceMark(e api.Evidence) string {
+	switch {
+	case e.Kind == api.EvidenceCheck && strings.Contains(e.Summary, ": not configured"):
+		return "-"
+	case e.OK:
+		return "✓"
+	}
+	return "·"
+}
+
 func (m *Model) logLine(t time.Time, text string) {
 	if t.IsZero() {
 		t = m.clock()
 	}
 	for _, l := range strings.Split(text, "\n") {
 		m.rb.log = append(m.rb.log, clockTime(t, m.loc)+" "+l)
+		if m.rb.logScroll > 0 { // paused: the lines shown stay put
+			m.rb.logScroll++
+		}
 	}
 	if over := len(m.rb.log) - maxLog; over > 0 {
 		m.rb.log = append([]string(nil), m.rb.log[over:]...)
+		m.rb.logScroll = min(m.rb.logScroll, max(0, len(m.rb.log)-1))
 	}
 }
 
@@ -412,6 +431,9 @@ func (m *Model) runbookKey(k tea.KeyPressMsg) tea.Cmd {
 		return nil
 	case key.Matches(k, m.keys.Down):
 		m.rb.logScroll = max(0, m.rb.logScroll-1)
+		return nil
+	case key.Matches(k, m.keys.Follow):
+		m.rb.logScroll = 0
 		return nil
 	case key.Matches(k, m.keys.NewRunbook):
 		if active {
@@ -565,7 +587,7 @@ func (m *Model) onRunbookAnswer(msg runbookAnswerMsg) tea.Cmd {
 	}
 	if msg.err != nil {
 		m.setFlash(fmt.Sprintf("%s: %s: %s", s.Name, msg.what, m.describeError(msg.err)), true)
-		return nil
+		return m.afterChange(s)
 	}
 	var cmds []tea.Cmd
 	if msg.rb != nil {
@@ -577,7 +599,7 @@ func (m *Model) onRunbookAnswer(msg runbookAnswerMsg) tea.Cmd {
 		}
 	}
 	// Aborting with disable, starting and confirming change the mode.
-	cmds = append(cmds, m.startRefresh(s))
+	cmds = append(cmds, m.afterChange(s))
 	return tea.Batch(cmds...)
 }
 
@@ -686,9 +708,12 @@ func (m *Model) runbookBody(f *frame, height int) {
 			top = append(top, "", cut(line, m.width))
 		}
 		if sn := rb.Snapshot; sn != nil {
-			top = append(top, "", cut(fmt.Sprintf("snapshot %s · %s · %s", strings.ToUpper(sn.Verdict), human.Bytes(sn.Bytes), sn.Dir), m.width))
+			top = append(top, "")
+			top = append(top, wrap(fmt.Sprintf("snapshot %s · %s · %s", strings.ToUpper(sn.Verdict), human.Bytes(sn.Bytes), sn.Dir), m.width)...)
 			if len(sn.Changed) > 0 {
-				top = append(top, cut("  changed during the snapshot: "+strings.Join(sn.Changed, ", "), m.width))
+				for _, l := range wrap("changed during the snapshot: "+strings.Join(sn.Changed, ", "), m.width-2) {
+					top = append(top, "  "+l)
+				}
 			}
 		}
 		if w := rb.Waiting; w != nil && rb.Active() {
@@ -722,6 +747,9 @@ func (m *Model) runbookBody(f *frame, height int) {
 	if note == "" {
 		note = "not following"
 	}
+	if m.rb.logScroll > 0 {
+		note = fmt.Sprintf("paused, %d newer lines below (G/end follows again) · %s", m.rb.logScroll, note)
+	}
 	f.add(m.st.paint(&m.st.heading, "LOG") + " " + m.st.paint(&m.st.faint, cut(note, m.width-5)))
 	log := m.rb.log
 	end := max(0, len(log)-m.rb.logScroll)
@@ -738,6 +766,9 @@ func (m *Model) runbookBody(f *frame, height int) {
 func (m *Model) runbookBar() []key.Binding {
 	k := m.keys
 	bs := []key.Binding{k.Back}
+	if m.rb.logScroll > 0 {
+		bs = append(bs, k.Follow)
+	}
 	rb := m.current.runbook
 	if rb == nil || !rb.Active() {
 		return append(bs, k.NewRunbook, k.Help, k.Quit)

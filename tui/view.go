@@ -61,8 +61,8 @@ func (m *Model) View() tea.View {
 // and the key bar. Every line is cut to the width, and there are exactly
 // height lines.
 func (m *Model) render() (string, *tea.Cursor) {
-	if m.tooSmall() {
-		return m.renderTooSmall(), nil
+	if m.tiny() {
+		return m.renderTiny(), nil
 	}
 	var f frame
 	now := m.clock()
@@ -131,16 +131,36 @@ func (m *Model) render() (string, *tea.Cursor) {
 	return b.String(), f.cursor
 }
 
-func (m *Model) renderTooSmall() string {
-	msg := []string{
-		"terminal too small (need 80x24)",
-		fmt.Sprintf("now %dx%d: enlarge the window, or press q to quit", m.width, m.height),
+// renderTiny is the screen of a terminal too small for any view: one
+// line per site (its needs-you mark, name, mode and runbook), as many as
+// fit. The keys still work.
+func (m *Model) renderTiny() string {
+	w, h := max(m.width, 1), max(m.height, 1)
+	rows := m.sortedSites()
+	sel := m.selectedIndex(rows)
+	first := 0
+	if sel >= h {
+		first = sel - h + 1
 	}
-	lines := make([]string, 0, max(m.height, 2))
-	for _, l := range msg {
-		lines = append(lines, cut(l, max(m.width, 1)))
+	lines := make([]string, 0, h)
+	for i := first; i < len(rows) && len(lines) < h; i++ {
+		r := rows[i]
+		mark := " "
+		if i == sel {
+			mark = ">"
+		}
+		if r.a.needsYou {
+			mark += "!"
+		} else {
+			mark += " "
+		}
+		line := mark + r.Name + " " + cellMode(m, r, time.Time{})
+		if rb := runbookWords(r.runbook); rb != "" {
+			line += " " + rb
+		}
+		lines = append(lines, cut(line, w))
 	}
-	for len(lines) < m.height {
+	for len(lines) < h {
 		lines = append(lines, "")
 	}
 	return strings.Join(lines, "\n")
@@ -157,12 +177,14 @@ func (m *Model) titleLine(all []ranked, now time.Time) string {
 	case m.view == viewRunbook && m.current != nil:
 		left += " › " + m.current.Name + " › runbook"
 	default:
-		var unreach, failing, look int
+		var needYou, unreach, failing, look int
 		for _, r := range all {
 			a := r.a
 			switch {
 			case a.word == "unreach":
 				unreach++
+			case a.needsYou:
+				needYou++
 			case a.rank == 0:
 				failing++
 			case a.rank == 1:
@@ -170,6 +192,9 @@ func (m *Model) titleLine(all []ranked, now time.Time) string {
 			}
 		}
 		parts := []string{plural(len(m.sites), "site", "sites")}
+		if needYou > 0 {
+			parts = append(parts, fmt.Sprintf("%d need you", needYou))
+		}
 		if unreach > 0 {
 			parts = append(parts, fmt.Sprintf("%d unreachable", unreach))
 		}
@@ -189,11 +214,11 @@ func (m *Model) titleLine(all []ranked, now time.Time) string {
 	return m.st.paint(&m.st.title, left) + strings.Repeat(" ", gap) + right
 }
 
-// flashLine shows the answer to the last action; answers that are no
-// error fade after 15 seconds.
+// flashLine shows the answer to the last action, or an error, for
+// flashTTL or until the next key.
 func (m *Model) flashLine() string {
 	fl := m.flash
-	if fl.text == "" || (!fl.err && m.clock().Sub(fl.at) > 15*time.Second) {
+	if fl.text == "" || m.clock().Sub(fl.at) > flashTTL {
 		return ""
 	}
 	t := cut(oneLine(fl.text), m.width)
@@ -221,7 +246,7 @@ func (m *Model) keyBar() string {
 	case m.view == viewRunbook:
 		bs = m.runbookBar()
 	default:
-		bs = []key.Binding{k.Open, k.Filter, k.Enable, k.Disable, k.Jobs, k.Runbook, k.Help, k.Quit}
+		bs = []key.Binding{k.Open, k.Filter, k.Sort, k.Enable, k.Disable, k.Jobs, k.Runbook, k.Help, k.Quit}
 	}
 	var parts []string
 	for _, b := range bs {
@@ -232,7 +257,11 @@ func (m *Model) keyBar() string {
 		}
 		parts = append(parts, m.st.paint(&m.st.key, h.Key)+" "+desc)
 	}
-	return cut(strings.Join(parts, "  "), m.width)
+	bar := strings.Join(parts, "  ")
+	if width(bar) > m.width {
+		bar = strings.Join(parts, " ")
+	}
+	return cut(bar, m.width)
 }
 
 // helpBody lists every key.
@@ -245,13 +274,12 @@ func (m *Model) helpBody(f *frame, height int) {
 	}
 	left := []section{
 		{"Everywhere", k.global(), nil},
-		{"Dashboard", k.dashboard(), [][2]string{{"esc", "clear the filter"}}},
+		{"Dashboard", k.dashboard(), [][2]string{{"enter, esc", "keep, clear the filter"}}},
 		{"Site view", nil, [][2]string{{"↑/↓", "scroll"}, {"e d s r", "as on the dashboard"}}},
 	}
 	right := []section{
 		{"Runbook view", k.runbook(), nil},
 		{"Dialogs", []key.Binding{k.NextField, k.PrevField, k.Change, k.Submit, k.Yes, k.No}, [][2]string{{"esc", "cancel: nothing is sent"}}},
-		{"Filter", []key.Binding{k.FilterApply, k.FilterClear}, nil},
 	}
 	render := func(ss []section, w int) []string {
 		var out []string
@@ -291,6 +319,8 @@ func (m *Model) helpBody(f *frame, height int) {
 var barWords = map[string]string{
 	"open the site":              "open",
 	"filter by name":             "filter",
+	"follow the log again":       "follow",
+	"sort by trouble / by name":  "sort",
 	"enable maintenance":         "enable",
 	"disable maintenance (y/N)":  "disable",
 	"suspend/resume RQ (y/N)":    "RQ jobs",

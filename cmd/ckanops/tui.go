@@ -41,6 +41,9 @@ it, s suspends or resumes RQ, r runs the runbook, ? lists every key.`,
 			if fs.NArg() > 0 {
 				return usageErr("the console takes no arguments (did you mean 'ckanops %s'?)", fs.Arg(0))
 			}
+			if err := e.stopIfDry(); err != nil {
+				return err
+			}
 			path := *cfgPath
 			if path == "" {
 				p, err := config.SitesPath()
@@ -68,5 +71,13 @@ func openConsole(e *env, sites *config.Sites) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
-	return tui.Run(ctx, sites, tui.Options{UserAgent: "ckanops/" + buildVersion()})
+	var active []string
+	err := tui.Run(ctx, sites, tui.Options{
+		UserAgent: "ckanops/" + buildVersion(),
+		OnQuit:    func(summary []string) { active = summary },
+	})
+	for _, line := range active {
+		fmt.Fprintln(e.stderr, line)
+	}
+	return err
 }
