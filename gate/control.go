@@ -567,6 +567,12 @@ func (g *Gate) changeMode(ctx context.Context, req api.ModeRequest, actor, remot
 	if req.ExpectVersion != nil && *req.ExpectVersion != cur.Version {
 		return api.Status{}, &ConflictError{Current: cur}
 	}
+	if req.Mode == api.ModeLive && cur.Mode == api.ModeLive {
+		// Nothing to reopen: no new version, nothing audited; the
+		// answer's unchanged version says so.
+		g.log.Info("mode change to live on a live site: nothing changed", "version", cur.Version, "actor", actor, "remote", remote)
+		return g.status(ctx, true), nil
+	}
 	next := Record{
 		Mode: req.Mode, Message: req.Message, Since: cur.Since, Until: until,
 		Version: cur.Version + 1, Actor: actor, Reason: req.Reason, Change: newChangeID(),

@@ -853,3 +853,20 @@ func TestInitialModeFromConfig(t *testing.T) {
 		t.Fatalf("after restart: %+v", st)
 	}
 }
+
+// Reopening a live site changes nothing: no new version, no audit entry.
+func TestLiveToLiveIsANoOp(t *testing.T) {
+	r := newRig(t)
+	before := r.status(true)
+	st := r.mustMode(api.ModeLive, "")
+	if st.Version != before.Version || st.Mode != api.ModeLive {
+		t.Fatalf("live to live: version %d -> %d", before.Version, st.Version)
+	}
+	if b, _ := os.ReadFile(r.audit); strings.Contains(string(b), `"to":"live"`) {
+		t.Fatalf("live to live was audited:\n%s", b)
+	}
+	r.mustMode(api.ModeReadOnly, "upgrade")
+	if st := r.mustMode(api.ModeLive, ""); st.Version != before.Version+2 {
+		t.Fatalf("read-only then live: version %d", st.Version)
+	}
+}
