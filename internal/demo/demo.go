@@ -65,6 +65,9 @@ type Demo struct {
 	// Notes say what the demo could not set up (a missing Postgres or
 	// Redis), for its banner.
 	Notes []string
+	// Kept is set by Close when it left Dir in place because a runbook
+	// took a snapshot there.
+	Kept bool
 
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
@@ -94,7 +97,14 @@ func Start(ctx context.Context, o Options) (*Demo, error) {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	d := &Demo{Dir: dir, cancel: cancel}
-	d.closers = append(d.closers, func() { os.RemoveAll(dir) })
+	d.closers = append(d.closers, func() {
+		// Snapshots an operator took are kept: the demo says where.
+		if d.snapshotsTaken() {
+			d.Kept = true
+			return
+		}
+		os.RemoveAll(dir)
+	})
 	if err := d.start(ctx, o); err != nil {
 		d.Close()
 		return nil, err
@@ -297,7 +307,15 @@ func seedStorage(dir string, i int) (string, error) {
 	return dir, nil
 }
 
-// Close stops the traffic, the gates and the sites, and removes the files.
+// snapshotsTaken reports whether a runbook left a snapshot in the demo's
+// directory.
+func (d *Demo) snapshotsTaken() bool {
+	m, _ := filepath.Glob(filepath.Join(d.Dir, "*", "snapshots", "*", "manifest.json"))
+	return len(m) > 0
+}
+
+// Close stops the traffic, the gates and the sites, and removes the files,
+// unless a snapshot was taken: then the directory stays and Kept says so.
 func (d *Demo) Close() {
 	d.cancel()
 	d.wg.Wait()

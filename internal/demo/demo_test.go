@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -164,5 +165,34 @@ func TestDemoSiteVersions(t *testing.T) {
 	}
 	for _, e := range s.Sim.Writes() {
 		t.Errorf("a write reached CKAN: %+v", e)
+	}
+}
+
+// The demo's directory outlives the demo when a runbook took a snapshot.
+func TestDemoKeepsItsSnapshots(t *testing.T) {
+	d, err := Start(context.Background(), Options{Sites: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap := filepath.Join(d.Dir, d.Sites[0].Name, "snapshots", "x-20261206T000000Z")
+	if err := os.MkdirAll(snap, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(snap, "manifest.json"), []byte("{}"), 0o640)
+	d.Close()
+	t.Cleanup(func() { os.RemoveAll(d.Dir) })
+	if !d.Kept {
+		t.Fatal("Kept not set")
+	}
+	if _, err := os.Stat(snap); err != nil {
+		t.Fatalf("the snapshot went: %v", err)
+	}
+	d2, err := Start(context.Background(), Options{Sites: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d2.Close()
+	if _, err := os.Stat(d2.Dir); !os.IsNotExist(err) || d2.Kept {
+		t.Fatalf("a demo without snapshots left %s (%v)", d2.Dir, err)
 	}
 }
