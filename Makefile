@@ -3,10 +3,16 @@ GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: build test lint bench demo fuzz-short clean
+.PHONY: build install test lint bench demo fuzz-short clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/ckanops ./cmd/ckanops
+
+# ckanops on your PATH: go install puts it in $GOBIN, else $(go env GOPATH)/bin.
+install:
+	$(GO) install -ldflags "$(LDFLAGS)" ./cmd/ckanops
+	@bin=$$($(GO) env GOBIN); [ -n "$$bin" ] || bin=$$($(GO) env GOPATH)/bin; \
+	echo "installed $$bin/ckanops (have $$bin on your PATH)"
 
 test:
 	$(GO) test -race -count=1 ./...

@@ -43,6 +43,9 @@ Exit status: 0 valid (warnings are printed); 1 invalid; 2 bad usage.`,
 			if fs.NArg() != 1 {
 				return usageErr("give exactly one configuration FILE")
 			}
+			if err := e.stopIfDry(); err != nil {
+				return err
+			}
 			return runConfigCheck(e, fs.Arg(0), *kind, *asJSON)
 		},
 	})

@@ -1,8 +1,9 @@
 package main
 
 import (
-	"flag"
 	"time"
+
+	flag "github.com/spf13/pflag"
 
 	"github.com/ckanops/ckanops/api"
 )
@@ -27,6 +28,9 @@ func init() {
 			}
 			if fs.NArg() > 1 {
 				return usageErr("give at most one SITE")
+			}
+			if err := e.stopIfDry(); err != nil {
+				return err
 			}
 			sites, err := loadSites(e, *cfgPath, fs.Arg(0))
 			if err != nil {
@@ -55,10 +59,6 @@ With --wait, return only when the site is quiesced (or --timeout passes).`,
 			if err := parse(e, fs, args); err != nil {
 				return err
 			}
-			site, err := oneSite(e, fs, *cfgPath)
-			if err != nil {
-				return err
-			}
 			if m := api.Mode(*mode); m != api.ModeReadOnly && m != api.ModeDown {
 				return usageErr("--mode %q: want read-only or down (use 'ckanops disable' to go live)", *mode)
 			}
@@ -75,6 +75,10 @@ With --wait, return only when the site is quiesced (or --timeout passes).`,
 			}
 			if err := req.Validate(); err != nil {
 				return usageErr("%v", err)
+			}
+			site, err := oneSite(e, fs, *cfgPath)
+			if err != nil {
+				return err
 			}
 			return runSetMode(e, site, req, *asJSON, *wait, *timeout)
 		},

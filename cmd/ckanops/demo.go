@@ -37,6 +37,9 @@ Ctrl-C, stops the demo and removes its temporary directory.`,
 			if err := parse(e, fs, args); err != nil {
 				return err
 			}
+			if err := e.stopIfDry(); err != nil {
+				return err
+			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 			defer stop()
 			if *stopAfter > 0 {
@@ -48,7 +51,12 @@ Ctrl-C, stops the demo and removes its temporary directory.`,
 			if err != nil {
 				return err
 			}
-			defer d.Close()
+			defer func() {
+				d.Close()
+				if d.Kept {
+					fmt.Fprintf(e.stderr, "ckanops demo: kept %s: it holds the snapshots your runbooks took (remove it when done)\n", d.Dir)
+				}
+			}()
 			if *infoFile != "" {
 				b, _ := json.Marshal(map[string]string{"sites_file": d.SitesFile, "info_url": d.InfoURL, "dir": d.Dir, "token": d.Token})
 				if err := os.WriteFile(*infoFile, b, 0o600); err != nil {

@@ -281,6 +281,25 @@ func TestCLIErrors(t *testing.T) {
 	}
 }
 
+// demoCommandLines returns the arguments of the `ckanops ...` lines the
+// headless demo prints for another shell.
+func demoCommandLines(t *testing.T, text string) [][]string {
+	t.Helper()
+	_, text, _ = strings.Cut(text, "In another shell:")
+	var out [][]string
+	for _, line := range strings.Split(text, "\n") {
+		words, err := shellWords(strings.TrimSpace(line))
+		if err != nil {
+			t.Errorf("the demo prints %q: %v", line, err)
+			continue
+		}
+		if len(words) > 0 && words[0] == "ckanops" {
+			out = append(out, words[1:])
+		}
+	}
+	return out
+}
+
 func TestDemoDrivenByTheCLI(t *testing.T) {
 	// Without the throwaway Postgres and Redis: this drives the CLI; the
 	// demo's backends are tested in internal/demo and by the tmux test.
@@ -318,6 +337,28 @@ func TestDemoDrivenByTheCLI(t *testing.T) {
 	}
 	if code, text := cli("enable", "--wait", "--timeout", "30s", "open-env"); code != 0 || !strings.Contains(text, "quiesced") {
 		t.Fatalf("enable on the demo: exit %d\n%s", code, text)
+	}
+	if code, text := cli("disable", "open-env"); code != 0 || !strings.Contains(text, "live") {
+		t.Fatalf("disable on the demo: exit %d\n%s", code, text)
+	}
+
+	// The command lines the demo prints parse, and its enable and disable
+	// lines work as printed.
+	lines := demoCommandLines(t, out.String())
+	ran := 0
+	for _, args := range lines {
+		if code, errOut := dryRun(t, args); code != 0 {
+			t.Errorf("the demo prints %q, which does not parse: exit %d\n%s", args, code, errOut)
+		}
+		if len(args) > 0 && (args[0] == "enable" || args[0] == "disable") {
+			if code, text := cli(args...); code != 0 {
+				t.Errorf("ckanops %s, as the demo prints it: exit %d\n%s", strings.Join(args, " "), code, text)
+			}
+			ran++
+		}
+	}
+	if len(lines) < 4 || ran != 2 {
+		t.Fatalf("found %d ckanops lines in the demo's text (%d enable or disable):\n%s", len(lines), ran, out)
 	}
 	demo.Process.Signal(syscall.SIGTERM)
 	if err := demo.Wait(); err != nil {

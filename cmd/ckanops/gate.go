@@ -31,6 +31,9 @@ gate.shutdown_timeout), exit. SIGHUP: reopen the audit log at its path
 			if *path == "" {
 				return usageErr("--config gate.toml is required (see docs/config.md)")
 			}
+			if err := e.stopIfDry(); err != nil {
+				return err
+			}
 			log, err := logFlags.logger(e.stderr)
 			if err != nil {
 				return err

@@ -1,9 +1,10 @@
 package main
 
 import (
-	"flag"
 	"io"
 	"log/slog"
+
+	flag "github.com/spf13/pflag"
 )
 
 // logFlags are the logging flags of long-running subcommands.

@@ -10,7 +10,6 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -18,6 +17,7 @@ import (
 	"strings"
 
 	"github.com/charmbracelet/x/term"
+	flag "github.com/spf13/pflag"
 )
 
 // command is one subcommand: its name, a one-line summary for the list,
@@ -35,6 +35,22 @@ type env struct {
 	stdin          io.Reader // nil reads as empty
 	stdout, stderr io.Writer
 	getenv         func(string) string
+	// dryRun makes a command stop with errDryRun once its command line is
+	// parsed and checked, before it reads a file or calls a gate: the
+	// tests parse the command lines the docs and the demo print.
+	dryRun bool
+}
+
+// errDryRun is what a command returns in a dry run once its command line
+// is known good; run reports it as success.
+var errDryRun = errors.New("dry run: the command line parses")
+
+// stopIfDry returns errDryRun in a dry run, else nil.
+func (e *env) stopIfDry() error {
+	if e.dryRun {
+		return errDryRun
+	}
+	return nil
 }
 
 // isTerminal reports whether r is a terminal (a person may answer).
@@ -116,7 +132,7 @@ func run(e *env, args []string) int {
 	switch {
 	case err == nil:
 		return 0
-	case errors.Is(err, flag.ErrHelp):
+	case errors.Is(err, flag.ErrHelp), errors.Is(err, errDryRun):
 		return 0
 	}
 	fmt.Fprintf(e.stderr, "ckanops %s: %v\n", name, err)
@@ -149,19 +165,23 @@ func printUsage(w io.Writer) {
 }
 
 // newFlags returns a FlagSet for a subcommand whose --help prints the
-// command's usage, its flags and its notes to stdout.
+// command's usage, its flags and its notes to stdout. Flags may stand
+// before, between and after the positional arguments (`enable SITE
+// --wait`); "--" ends them.
 func newFlags(e *env, c *command) *flag.FlagSet {
 	fs := flag.NewFlagSet("ckanops "+c.name, flag.ContinueOnError)
+	fs.SetInterspersed(true)
 	fs.SetOutput(e.stderr)
 	fs.Usage = func() {
 		out := fs.Output()
 		fmt.Fprintf(out, "%s\n\n", c.summary)
 		fmt.Fprintf(out, "Usage: ckanops %s\n", strings.TrimSpace(firstLine(c.usage)))
-		var hasFlags bool
-		fs.VisitAll(func(*flag.Flag) { hasFlags = true })
-		if hasFlags {
+		if fs.HasFlags() {
 			fmt.Fprintln(out, "\nFlags:")
-			fs.PrintDefaults()
+			// pflag writes a switch as "--json[=true|false]"; "--json" is
+			// how the docs spell it (the column stays aligned).
+			const boolValue = "[=true|false]"
+			fmt.Fprint(out, strings.ReplaceAll(fs.FlagUsages(), boolValue, strings.Repeat(" ", len(boolValue))))
 		}
 		if rest := restLines(c.usage); rest != "" {
 			fmt.Fprintf(out, "\n%s\n", rest)
@@ -183,10 +203,39 @@ func parse(e *env, fs *flag.FlagSet, args []string) error {
 			break
 		}
 	}
-	if err := fs.Parse(args); err != nil {
-		return &exitError{code: exitUsage, err: err}
+	if err := fs.Parse(singleDashLongFlags(fs, args)); err != nil {
+		return &exitError{code: exitUsage, err: fmt.Errorf("%w (see '%s --help')", err, fs.Name())}
 	}
 	return nil
+}
+
+// singleDashLongFlags spells -json and -config=FILE, which ckanops took
+// before its flags were pflag's, as --json and --config=FILE: pflag would
+// read "-json" as the one-letter flags j, s, o and n. Only the names of
+// fs's flags are rewritten, never a flag's value or what follows "--".
+func singleDashLongFlags(fs *flag.FlagSet, args []string) []string {
+	out := make([]string, 0, len(args))
+	valueNext := false // the previous argument is a flag that takes this one as its value
+	for i, a := range args {
+		if a == "--" {
+			return append(out, args[i:]...)
+		}
+		if valueNext {
+			valueNext = false
+			out = append(out, a)
+			continue
+		}
+		name, _, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		f := fs.Lookup(name)
+		if f != nil && len(name) > 1 && strings.HasPrefix(a, "-") && !strings.HasPrefix(a, "--") {
+			a = "-" + a
+		}
+		if f != nil && strings.HasPrefix(a, "--") && !hasValue && f.NoOptDefVal == "" {
+			valueNext = true
+		}
+		out = append(out, a)
+	}
+	return out
 }
 
 func firstLine(s string) string {

@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"io"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -111,5 +113,38 @@ func TestConsoleWithoutConfigShowsAnExample(t *testing.T) {
 	code, _, errOut := runCLI(t, "--config", bad)
 	if code != exitUsage || !strings.Contains(errOut, "sites.toml:5: site.colour: unknown key") {
 		t.Errorf("bad config: exit %d, stderr:\n%s", code, errOut)
+	}
+}
+
+// Flags stand anywhere among the positional arguments; "--" ends them;
+// -json, the spelling of Go's flag package, still means --json.
+func TestFlagsAnywhere(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		pos  []string
+		msg  string
+		json bool
+	}{
+		{args: []string{"data-city", "--message", "M", "--json"}, pos: []string{"data-city"}, msg: "M", json: true},
+		{args: []string{"--json", "data-city", "--message=M"}, pos: []string{"data-city"}, msg: "M", json: true},
+		{args: []string{"-json", "data-city", "-message", "M"}, pos: []string{"data-city"}, msg: "M", json: true},
+		{args: []string{"-message=M", "data-city"}, pos: []string{"data-city"}, msg: "M"},
+		// A value is never taken for a flag, nor what follows "--".
+		{args: []string{"data-city", "--message", "-json"}, pos: []string{"data-city"}, msg: "-json"},
+		{args: []string{"-message", "--json", "data-city"}, pos: []string{"data-city"}, msg: "--json"},
+		{args: []string{"--json", "--", "-json", "--message"}, pos: []string{"-json", "--message"}, json: true},
+		{args: []string{"data-city", "--", "--", "x"}, pos: []string{"data-city", "--", "x"}},
+	} {
+		e := &env{stdout: io.Discard, stderr: io.Discard}
+		fs := newFlags(e, commands["enable"])
+		asJSON := fs.Bool("json", false, "")
+		msg := fs.String("message", "", "")
+		if err := parse(e, fs, c.args); err != nil {
+			t.Errorf("%q: %v", c.args, err)
+			continue
+		}
+		if !slices.Equal(fs.Args(), c.pos) || *msg != c.msg || *asJSON != c.json {
+			t.Errorf("%q: args %q, --message %q, --json %v; want %q, %q, %v", c.args, fs.Args(), *msg, *asJSON, c.pos, c.msg, c.json)
+		}
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"strings"
 	"sync"
@@ -16,6 +15,7 @@ import (
 	"github.com/ckanops/ckanops/ckanclient"
 	"github.com/ckanops/ckanops/config"
 	"github.com/ckanops/ckanops/internal/human"
+	flag "github.com/spf13/pflag"
 )
 
 // siteClient is a configured site and its client.
@@ -75,6 +75,9 @@ func loadSites(e *env, path, only string) ([]siteClient, error) {
 func oneSite(e *env, fs *flag.FlagSet, path string) (siteClient, error) {
 	if fs.NArg() != 1 {
 		return siteClient{}, usageErr("give exactly one SITE (the name of a [[site]] in sites.toml)")
+	}
+	if err := e.stopIfDry(); err != nil {
+		return siteClient{}, err
 	}
 	s, err := loadSites(e, path, fs.Arg(0))
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"maps"
@@ -113,38 +112,19 @@ func subcommand(name, summary, usage string) *command {
 	return &command{name: name, summary: summary, usage: usage}
 }
 
-// parseInterspersed parses flags wherever they stand among the positional
-// arguments (`restore DIR --storage PATH`), and returns the positional
-// ones. After "--" everything is positional.
-func parseInterspersed(e *env, fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := parse(e, fs, args); err != nil {
-			return nil, err
-		}
-		rest := fs.Args()
-		// fs.Parse consumed a "--" if it stopped at one.
-		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
-			return append(pos, rest...), nil
-		}
-		if len(rest) == 0 {
-			return pos, nil
-		}
-		pos = append(pos, rest[0])
-		args = rest[1:]
-	}
-}
-
 func snapshotVerify(e *env, args []string) error {
 	fs := newFlags(e, subcommand("snapshot verify", "check a snapshot against its manifest", snapshotVerifyUsage))
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	pgRestore := fs.String("pg-restore", snapshot.DefaultPGRestore, "the pg_restore program")
-	pos, err := parseInterspersed(e, fs, args)
-	if err != nil {
+	if err := parse(e, fs, args); err != nil {
 		return err
 	}
+	pos := fs.Args()
 	if len(pos) != 1 {
 		return usageErr("give exactly one snapshot DIR")
+	}
+	if err := e.stopIfDry(); err != nil {
+		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -213,10 +193,10 @@ func snapshotRestore(e *env, args []string) error {
 	clean := fs.Bool("clean", false, "restore into targets that are not empty: drop and recreate the dump's objects; unpack over the directory's files")
 	pgRestore := fs.String("pg-restore", snapshot.DefaultPGRestore, "the pg_restore `PROGRAM`")
 	asJSON := fs.Bool("json", false, "print the report as JSON (progress goes to stderr)")
-	pos, err := parseInterspersed(e, fs, args)
-	if err != nil {
+	if err := parse(e, fs, args); err != nil {
 		return err
 	}
+	pos := fs.Args()
 	if len(pos) != 1 {
 		return usageErr("give exactly one snapshot DIR")
 	}
@@ -249,6 +229,9 @@ func snapshotRestore(e *env, args []string) error {
 		if len(u.Secrets()) > 0 {
 			fmt.Fprintf(e.stderr, "ckanops snapshot restore: warning: the %s URL holds a password, which other users can read in ps: leave it out and put it in PGPASSWORD or ~/.pgpass\n", f.flag)
 		}
+	}
+	if err := e.stopIfDry(); err != nil {
+		return err
 	}
 	dir := pos[0]
 	if _, err := snapshot.Load(dir); err != nil {
@@ -346,6 +329,7 @@ type storageFlag struct {
 }
 
 func (f *storageFlag) String() string { return "" }
+func (f *storageFlag) Type() string   { return "string" }
 
 func (f *storageFlag) Set(v string) error {
 	name, path, isNamed := strings.Cut(v, "=")
@@ -385,6 +369,7 @@ type dbFlag struct {
 }
 
 func (f *dbFlag) String() string { return "" }
+func (f *dbFlag) Type() string   { return "string" }
 
 func (f *dbFlag) Set(v string) error {
 	name, u, ok := strings.Cut(v, "=")

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -53,14 +54,33 @@ func (x tmux) keys(literal bool, keys ...string) {
 // waitScreen waits until the screen holds want.
 func (x tmux) waitScreen(want string) {
 	x.t.Helper()
+	x.waitFor(fmt.Sprintf("%q", want), func(s string) bool { return strings.Contains(s, want) })
+}
+
+// waitCursorOn waits until the dashboard's cursor (a row starting with
+// ">") is on the row of site, whatever columns stand between them.
+func (x tmux) waitCursorOn(site string) {
+	x.t.Helper()
+	x.waitFor("the cursor on "+site, func(s string) bool {
+		for _, line := range strings.Split(s, "\n") {
+			if rest, ok := strings.CutPrefix(strings.TrimSpace(line), ">"); ok && slices.Contains(strings.Fields(rest), site) {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+func (x tmux) waitFor(what string, ok func(screen string) bool) {
+	x.t.Helper()
 	deadline := time.Now().Add(60 * time.Second) // the demo starts a Postgres and a Redis first
 	for {
 		s := x.screen()
-		if strings.Contains(s, want) {
+		if ok(s) {
 			return
 		}
 		if time.Now().After(deadline) {
-			x.t.Fatalf("the screen never showed %q; it shows:\n%s", want, s)
+			x.t.Fatalf("the screen never showed %s; it shows:\n%s", what, s)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -114,7 +134,7 @@ func TestDemoInTmuxEnableByKeystrokes(t *testing.T) {
 	}
 	sites := demoSites(t, info.InfoURL)
 	target := sites[0] // data-city: the first row, where the cursor starts
-	xs.waitScreen("> " + target.Name)
+	xs.waitCursorOn(target.Name)
 	gate, _ := ckanclient.New(target.GateURL, ckanclient.Options{Retries: -1})
 
 	// e, keep read-only, a message, a duration, a wrong name, then the right one.
