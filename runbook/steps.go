@@ -96,7 +96,7 @@ func (e *Engine) preflight(ctx context.Context) error {
 		e.evidence(step, api.Evidence{Kind: api.EvidenceCheck, Summary: p})
 	}
 	if st := e.o.Site.Status(ctx); st.Mode != api.ModeLive {
-		warns = append(warns, fmt.Sprintf("the site is already %s since %s (by %s): the runbook keeps it so", st.Mode, st.Since.Format(time.RFC3339), st.Actor))
+		warns = append(warns, fmt.Sprintf("the site is already %s since %s (by %s): the runbook keeps it so", st.Mode, stamp(st.Since), st.Actor))
 	}
 	if len(fails) > 0 {
 		return fmt.Errorf("%d check(s) fail: %s", len(fails), strings.Join(fails, "; "))
@@ -203,7 +203,7 @@ func (e *Engine) enable(ctx context.Context, actor string) error {
 	mode := e.rbOptions().Mode
 	if cur := e.o.Site.Status(ctx); cur.Mode == mode {
 		e.evidence(step, api.Evidence{Kind: api.EvidenceMode, OK: true,
-			Summary: fmt.Sprintf("already %s since %s (version %d, by %s): kept as it is", cur.Mode, cur.Since.Format(time.RFC3339), cur.Version, cur.Actor),
+			Summary: fmt.Sprintf("already %s since %s (version %d, by %s): kept as it is", cur.Mode, stamp(cur.Since), cur.Version, cur.Actor),
 			Details: map[string]any{"mode": cur.Mode, "version": cur.Version, "since": cur.Since}})
 		return nil
 	}
@@ -241,7 +241,7 @@ func (e *Engine) drain(ctx context.Context, actor string) error {
 			details["drained_at"] = t
 			e.evidence(step, api.Evidence{Kind: api.EvidenceCheck, OK: true, Time: t,
 				DurationMS: time.Since(start).Milliseconds(), Details: details,
-				Summary: "drained at " + t.Format(time.RFC3339Nano) + ": no write in flight on any gate, no RQ job running, no write transaction"})
+				Summary: "drained at " + stamp(t) + ": no write in flight on any gate, no RQ job running, no write transaction"})
 			return nil
 		}
 		if s := strings.Join(busy, "; "); s != last {
@@ -276,7 +276,7 @@ func (e *Engine) busy(ctx context.Context) ([]string, map[string]any) {
 			// Cut off from the store, it may still enforce an older mode,
 			// possibly live: the site is not known to be quiet.
 			busy = append(busy, fmt.Sprintf("gate %s is gone (no heartbeat since %s): it may still let writes through; once it is stopped, say so: ckanops runbook %s --gate-stopped %s",
-				g.ID, g.Seen.UTC().Format(time.RFC3339), e.o.Site.Name(), g.ID))
+				g.ID, stamp(g.Seen), e.o.Site.Name(), g.ID))
 		case g.Version < st.Version:
 			busy = append(busy, fmt.Sprintf("gate %s has not applied mode version %d yet (it has %d)", g.ID, st.Version, g.Version))
 		case g.InFlight > 0:
@@ -637,3 +637,8 @@ func (e *Engine) disableNow(ctx context.Context, actor string) error {
 	defer cancel()
 	return e.reopen(ctx, api.StepDisable, actor, "disable now (abort)")
 }
+
+// stamp is a time as operators read it in the journal: to the second, in
+// UTC (the gate cannot know the reader's zone; the console shows its own
+// times in local time).
+func stamp(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") }

@@ -441,11 +441,12 @@ func formatEvent(ev api.RunbookEvent) string {
 		}
 		return s
 	case api.EventEvidence:
-		mark := "  "
-		if ev.Evidence != nil && ev.Evidence.OK {
+		mark := "--"
+		switch {
+		case ev.Evidence != nil && ev.Evidence.Kind == api.EvidenceCheck && strings.Contains(ev.Evidence.Summary, ": not configured"):
+			mark = " -" // not configured: neither passed nor failed
+		case ev.Evidence != nil && ev.Evidence.OK:
 			mark = "ok"
-		} else {
-			mark = "--"
 		}
 		return fmt.Sprintf("%s %s %s %s", t, step, mark, ev.Message)
 	default:

@@ -193,12 +193,17 @@ func appliedText(st *api.Status) string {
 // runSetMode changes a site's mode and, with wait, follows the drain.
 func runSetMode(e *env, s siteClient, req api.ModeRequest, asJSON, wait bool, timeout time.Duration) error {
 	ctx := context.Background()
-	if err := checkSiteIdentity(ctx, s); err != nil {
+	before, err := identifiedStatus(ctx, s)
+	if err != nil {
 		return err
 	}
 	st, err := s.client.SetMode(ctx, req)
 	if err != nil {
 		return err
+	}
+	if req.Mode == api.ModeLive && before.Mode == api.ModeLive && st.Version == before.Version && !asJSON {
+		fmt.Fprintf(e.stdout, "%s: live already, version %d: nothing was changed\n", s.site.Name, st.Version)
+		return nil
 	}
 	if wait && st.Phase == api.PhaseDraining {
 		if !asJSON {
@@ -266,12 +271,18 @@ func oneLine(s string, max int) string {
 // is another site: during an A/B switch the public URL may reach the
 // stand-in, and disabling maintenance there would open the wrong site.
 func checkSiteIdentity(ctx context.Context, s siteClient) error {
+	_, err := identifiedStatus(ctx, s)
+	return err
+}
+
+// identifiedStatus is checkSiteIdentity that also returns the status read.
+func identifiedStatus(ctx context.Context, s siteClient) (*api.Status, error) {
 	st, err := s.client.Status(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if st.Site != "" && st.Site != s.site.Name {
-		return &exitError{code: exitFail, err: fmt.Errorf("refused: sites.toml's %s has url %s, but the gate there is site %q (traffic switched to a stand-in?): nothing was changed; point %s's url at its own gate", s.site.Name, s.site.URL, st.Site, s.site.Name)}
+		return nil, &exitError{code: exitFail, err: fmt.Errorf("refused: sites.toml's %s has url %s, but the gate there is site %q (traffic switched to a stand-in?): nothing was changed; point %s's url at its own gate", s.site.Name, s.site.URL, st.Site, s.site.Name)}
 	}
-	return nil
+	return st, nil
 }
