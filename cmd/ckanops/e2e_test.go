@@ -369,3 +369,16 @@ func TestDemoDrivenByTheCLI(t *testing.T) {
 		t.Fatalf("the demo left %s behind", dir)
 	}
 }
+
+// Without a terminal, ckanops prints the status and says how to get the
+// console, instead of refusing.
+func TestConsoleWithoutATerminalPrintsTheStatus(t *testing.T) {
+	s := newSite(t)
+	s.startGate()
+	for _, args := range [][]string{nil, {"tui"}} {
+		code, out, errb := s.cli(args...)
+		if code != 0 || !strings.Contains(out, "e2e") || !strings.Contains(out, "live") || !strings.Contains(errb, "the console needs a terminal") {
+			t.Errorf("%v: exit %d\n%s\n%s", args, code, out, errb)
+		}
+	}
+}

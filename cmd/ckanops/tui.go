@@ -59,15 +59,22 @@ it, s suspends or resumes RQ, r runs the runbook, ? lists every key.`,
 			for _, w := range warns {
 				fmt.Fprintf(e.stderr, "warning: %s\n", w)
 			}
-			return openConsole(e, sites)
+			return openConsole(e, sites, path)
 		},
 	})
 }
 
 // openConsole runs the TUI until the operator quits or a signal comes.
-func openConsole(e *env, sites *config.Sites) error {
-	if !term.IsTerminal(os.Stdin.Fd()) || !term.IsTerminal(os.Stdout.Fd()) {
-		return usageErr("the console needs a terminal; for scripts use 'ckanops status', 'enable', 'disable', 'check' and 'runbook' (all with --json)")
+// Without a terminal (or with TERM=dumb, which cannot draw it) it prints
+// what 'ckanops status' prints, and says how to get the console.
+func openConsole(e *env, sites *config.Sites, path string) error {
+	if !term.IsTerminal(os.Stdin.Fd()) || !term.IsTerminal(os.Stdout.Fd()) || os.Getenv("TERM") == "dumb" {
+		fmt.Fprintln(e.stderr, "ckanops: the console needs a terminal that can draw it (not TERM=dumb): here is 'ckanops status' instead. Scripts use 'ckanops status', 'enable', 'disable', 'check' and 'runbook', all with --json.")
+		clients, err := loadSites(e, path, "")
+		if err != nil {
+			return err
+		}
+		return runStatus(e, clients, false)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
