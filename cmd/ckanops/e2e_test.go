@@ -382,3 +382,27 @@ func TestConsoleWithoutATerminalPrintsTheStatus(t *testing.T) {
 		}
 	}
 }
+
+// A sites.toml entry whose token file is missing shows as a row with its
+// error; every other site is shown; the exit status says something failed.
+func TestStatusWithABrokenSitesEntry(t *testing.T) {
+	s := newSite(t)
+	s.startGate()
+	f, err := os.OpenFile(s.sites, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("\n[[site]]\nname = \"broken\"\nurl = \"http://127.0.0.1:1\"\ntoken_file = \"missing.token\"\n")
+	f.Close()
+	code, out, errb := s.cli("status")
+	if code != 1 || !strings.Contains(out, "e2e") || !strings.Contains(out, "live") || !strings.Contains(out, "broken") || !strings.Contains(out, "missing.token") {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errb)
+	}
+	// One site asked by name still fails on its own error.
+	if code, _, errb := s.cli("status", "broken"); code != 1 || !strings.Contains(errb, "missing.token") {
+		t.Fatalf("status broken: exit %d %s", code, errb)
+	}
+	if code, out, _ := s.cli("status", "e2e"); code != 0 || !strings.Contains(out, "live") {
+		t.Fatalf("status e2e: exit %d %s", code, out)
+	}
+}

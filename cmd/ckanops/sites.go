@@ -22,6 +22,10 @@ import (
 type siteClient struct {
 	site   config.Site
 	client *ckanclient.Client
+	// err keeps a site whose client could not be built (its token file
+	// is missing, say) among all sites, as a row with its error: one bad
+	// entry must not hide the others. Only with every site listed.
+	err error
 }
 
 // loadSites reads sites.toml (from --config, else the usual places) and
@@ -55,16 +59,23 @@ func loadSites(e *env, path, only string) ([]siteClient, error) {
 		for _, w := range warns {
 			fmt.Fprintf(e.stderr, "warning: %s\n", w)
 		}
-		if err != nil {
-			return nil, err
+		var c *ckanclient.Client
+		if err == nil {
+			style := ckanclient.AuthBearer
+			if s.CKANAPIKeyHeader {
+				style = ckanclient.AuthAPIKey
+			}
+			c, err = ckanclient.New(s.URL, ckanclient.Options{Token: tok, TokenStyle: style, Timeout: s.Timeout.Duration, UserAgent: "ckanops/" + buildVersion()})
+			if err != nil {
+				err = fmt.Errorf("site %s: %w", s.Name, err)
+			}
 		}
-		style := ckanclient.AuthBearer
-		if s.CKANAPIKeyHeader {
-			style = ckanclient.AuthAPIKey
-		}
-		c, err := ckanclient.New(s.URL, ckanclient.Options{Token: tok, TokenStyle: style, Timeout: s.Timeout.Duration, UserAgent: "ckanops/" + buildVersion()})
 		if err != nil {
-			return nil, fmt.Errorf("site %s: %w", s.Name, err)
+			if only != "" {
+				return nil, err
+			}
+			out = append(out, siteClient{site: s, err: err})
+			continue
 		}
 		out = append(out, siteClient{site: s, client: c})
 	}
@@ -104,6 +115,10 @@ func runStatus(e *env, sites []siteClient, asJSON bool) error {
 		go func() {
 			defer wg.Done()
 			rows[i] = siteStatus{Site: s.site.Name, URL: s.site.URL}
+			if s.err != nil {
+				rows[i].Error = s.err.Error()
+				return
+			}
 			st, err := s.client.Status(context.Background())
 			if err != nil {
 				rows[i].Error = err.Error()
@@ -129,7 +144,7 @@ func runStatus(e *env, sites []siteClient, asJSON bool) error {
 		printStatus(e, rows)
 	}
 	if failed > 0 {
-		return &exitError{code: exitFail, err: fmt.Errorf("%d of %d sites did not answer", failed, len(rows))}
+		return &exitError{code: exitFail, err: fmt.Errorf("%d of %d sites did not answer (or could not be asked: see their rows)", failed, len(rows))}
 	}
 	return nil
 }
