@@ -214,3 +214,54 @@ func siteByName(s []demo.SiteInfo, name string) demo.SiteInfo {
 	}
 	return demo.SiteInfo{}
 }
+
+// A runbook waiting for an operator shows on the dashboard, with the
+// "needs you" mark, and still does in a narrow terminal, where the keys
+// keep working.
+func TestDemoInTmuxShowsAWaitingRunbook(t *testing.T) {
+	requireTmux(t)
+	dir := t.TempDir()
+	infoFile := filepath.Join(dir, "info.json")
+	name := fmt.Sprintf("ckanops-e2e-wait-%d", os.Getpid())
+	xs := tmux{t: t, sock: name, session: name}
+	xs.run("new-session", "-d", "-s", name, "-x", "140", "-y", "36",
+		fmt.Sprintf("%s demo --quiet --info %s 2>%s", binPath, infoFile, filepath.Join(dir, "demo.err")))
+	t.Cleanup(func() { exec.Command("tmux", "-L", name, "kill-server").Run() })
+	xs.waitScreen("ckanops console · 3 sites")
+	var info struct {
+		InfoURL string `json:"info_url"`
+		Token   string `json:"token"`
+	}
+	b, err := os.ReadFile(infoFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &info); err != nil {
+		t.Fatal(err)
+	}
+	target := demoSites(t, info.InfoURL)[1]
+	gate, err := ckanclient.New(target.GateURL, ckanclient.Options{Retries: -1, Token: info.Token, TokenStyle: ckanclient.AuthBearer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := gate.StartRunbook(t.Context(), api.RunbookOptions{Message: "tmux e2e"}); err != nil {
+		t.Fatal(err)
+	}
+	// The row says the runbook waits for you, and the title counts it.
+	xs.waitFor("the waiting runbook on the dashboard", func(s string) bool {
+		for _, line := range strings.Split(s, "\n") {
+			if strings.Contains(line, target.Name) && strings.Contains(line, "WAITING FOR YOU") && strings.Contains(line, "!") {
+				return true
+			}
+		}
+		return false
+	})
+	xs.waitScreen("1 need you")
+	// Narrow: the site and its waiting runbook are still there, and keys work.
+	xs.run("resize-window", "-t", name, "-x", "50", "-y", "15")
+	xs.waitFor("the compact list", func(s string) bool {
+		return strings.Contains(s, target.Name) && strings.Contains(s, "WAIT") && !strings.Contains(s, "too small")
+	})
+	xs.keys(false, "?")
+	xs.waitScreen("quit")
+}
