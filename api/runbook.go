@@ -6,7 +6,10 @@ package api
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
+
+	"github.com/ckanops/ckanops/internal/human"
 )
 
 // Paths of the runbook API.
@@ -252,6 +255,7 @@ const (
 	EventStep        = "step"        // a step changed state (Step, State)
 	EventEvidence    = "evidence"    // a step recorded evidence (Step, Evidence)
 	EventOutput      = "output"      // a line of a program's output (Step, Message)
+	EventProgress    = "progress"    // how far one part of a step has come (Step, Progress); not a state change, like output
 	EventConfirm     = "confirm"     // a step waits for confirmation (Confirmation)
 	EventConfirmed   = "confirmed"   // an operator confirmed (Step, Actor)
 	EventSkipped     = "skipped"     // an operator skipped a step
@@ -286,4 +290,75 @@ type RunbookEvent struct {
 	// runbook holds it (on an interrupted event for a lost lease, the one
 	// it lost).
 	Fence int64 `json:"fence,omitempty"`
+	// Progress, on progress events, is how far one part of the step has
+	// come (each database's dump, each storage's archive).
+	Progress *Progress `json:"progress,omitempty"`
 }
+
+// Progress is how far one part of a long step (a database's dump, a
+// storage's archive) has come. A runbook sends at most a few per second
+// per part, and always the part's last one (Ended).
+type Progress struct {
+	// Part names the part: "pg_dump ckan_db", "archive of storage uploads".
+	Part       string `json:"part"`
+	DoneBytes  int64  `json:"done_bytes"`
+	TotalBytes int64  `json:"total_bytes"` // 0: unknown (a dump's size is known only at its end)
+	DoneFiles  int64  `json:"done_files,omitempty"`
+	TotalFiles int64  `json:"total_files,omitempty"`
+	// RateBytesPerS is the part's average rate since it started.
+	RateBytesPerS float64 `json:"rate_bytes_per_s"`
+	// ETAS is the seconds left at that rate; 0 when the total is unknown.
+	ETAS float64 `json:"eta_s"`
+	// Ended: the part is over (done or failed); its last report.
+	Ended bool `json:"ended,omitempty"`
+}
+
+// NewProgress is the report of a part that has done done of total bytes
+// (total 0: unknown) in elapsed, with its rate and ETA.
+func NewProgress(part string, done, total int64, elapsed time.Duration) Progress {
+	p := Progress{Part: part, DoneBytes: done, TotalBytes: total}
+	if s := elapsed.Seconds(); s > 0 {
+		p.RateBytesPerS = float64(done) / s
+	}
+	if total > done && p.RateBytesPerS > 0 {
+		p.ETAS = float64(total-done) / p.RateBytesPerS
+	}
+	return p
+}
+
+// Fraction is how much of the part is done, from 0 to 1; -1 when its
+// total is unknown.
+func (p Progress) Fraction() float64 {
+	if p.TotalBytes <= 0 {
+		return -1
+	}
+	return min(1, max(0, float64(p.DoneBytes)/float64(p.TotalBytes)))
+}
+
+// Figures is the report without the part's name: "120/300 files, 12.3 MB
+// of 40.0 MB (31%), 5.1 MB/s, ETA 6s".
+func (p Progress) Figures() string {
+	var parts []string
+	if p.TotalFiles > 0 {
+		parts = append(parts, fmt.Sprintf("%d/%d files", p.DoneFiles, p.TotalFiles))
+	}
+	if f := p.Fraction(); f >= 0 {
+		parts = append(parts, fmt.Sprintf("%s of %s (%d%%)", human.Bytes(p.DoneBytes), human.Bytes(p.TotalBytes), int(f*100)))
+	} else {
+		parts = append(parts, human.Bytes(p.DoneBytes))
+	}
+	if p.RateBytesPerS > 0 {
+		parts = append(parts, human.Bytes(int64(p.RateBytesPerS))+"/s")
+	}
+	switch {
+	case p.Ended:
+		parts = append(parts, "ended")
+	case p.ETAS > 0:
+		parts = append(parts, "ETA "+human.Ago(time.Duration(p.ETAS*float64(time.Second))))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// String is the report as one line: "archive of storage: 120/300 files,
+// 12.3 MB of 40.0 MB (31%), 5.1 MB/s, ETA 6s".
+func (p Progress) String() string { return p.Part + ": " + p.Figures() }

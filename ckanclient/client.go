@@ -274,6 +274,7 @@ type call struct {
 	slow   bool   // the gate may take long (SlowCallTimeout): never retried
 	isGate bool   // the gate's control API, not CKAN's Action API
 	expect *int64 // SetMode's ExpectVersion, for ConflictError
+	accept string // the Accept header, when not JSON
 }
 
 func (k call) gate() bool { return k.isGate }
@@ -298,6 +299,9 @@ func (c *Client) do(ctx context.Context, k call) (*resty.Response, error) {
 	}
 	if k.body != nil {
 		req.SetHeader("Content-Type", "application/json").SetBody(k.body)
+	}
+	if k.accept != "" {
+		req.SetHeader("Accept", k.accept)
 	}
 	u := c.urlFor(k.path)
 	start := time.Now()

@@ -981,12 +981,58 @@ func (e *Engine) output(step, line string) {
 	}
 }
 
+// progress streams how far one part of a step has come into the journal,
+// as output lines are: not synced, not a state change.
+func (e *Engine) progress(step string, p api.Progress) {
+	e.mu.Lock()
+	e.emit(api.RunbookEvent{Kind: api.EventProgress, Step: step, Progress: &p, Message: p.String()})
+	closed := e.closed
+	e.mu.Unlock()
+	if !closed {
+		e.w.throttle(maxPending)
+	}
+}
+
+// progressEvery is how often, at most, the runbook emits the progress
+// of one part (its last report, Ended, always goes).
+const progressEvery = 500 * time.Millisecond
+
+// progressThrottle passes on at most one report per part every
+// progressEvery, and every part's last. Not safe for concurrent use (a
+// snapshot's reports never overlap).
+type progressThrottle struct {
+	every time.Duration
+	now   func() time.Time
+	last  map[string]time.Time
+}
+
+func newProgressThrottle(every time.Duration) *progressThrottle {
+	return &progressThrottle{every: every, now: time.Now, last: map[string]time.Time{}}
+}
+
+// pass says whether p should go out, and if so counts it as sent.
+func (t *progressThrottle) pass(p api.Progress) bool {
+	now := t.now()
+	if last, ok := t.last[p.Part]; ok && !p.Ended && now.Sub(last) < t.every {
+		return false
+	}
+	t.last[p.Part] = now
+	return true
+}
+
+// streamed says whether events of kind are streamed rather than state
+// changes: program output and progress. They are journaled without a
+// sync and without the record, and kept in memory only up to maxEvents.
+func streamed(kind string) bool {
+	return kind == api.EventOutput || kind == api.EventProgress
+}
+
 // maxEvents bounds the events kept in memory for one runbook; beyond it,
-// output lines are only in the journal file.
+// output lines and progress reports are only in the journal file.
 const maxEvents = 20000
 
 // emit numbers an event, queues it for the journal (synced unless it is
-// program output) with, for a state change, the record to save, and wakes
+// program output or progress) with, for a state change, the record to save, and wakes
 // the readers. It does not wait for the disk: the writer (writer.go) writes
 // in order, outside mu; see durable. Call with mu held.
 func (e *Engine) emit(ev api.RunbookEvent) {
@@ -995,7 +1041,7 @@ func (e *Engine) emit(ev api.RunbookEvent) {
 	ev.Time = e.o.Clock()
 	ev.Runbook = e.rb.ID
 	e.rb.Seq = e.seq
-	output := ev.Kind == api.EventOutput
+	output := streamed(ev.Kind)
 	if !output || len(e.events) < maxEvents {
 		e.events = append(e.events, ev)
 	}

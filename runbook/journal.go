@@ -328,7 +328,7 @@ func readEvents(path, id string) ([]api.RunbookEvent, error) {
 		if json.Unmarshal(line, &ev) != nil || ev.Runbook != id {
 			return
 		}
-		if ev.Kind != api.EventOutput || len(out) < maxEvents {
+		if !streamed(ev.Kind) || len(out) < maxEvents {
 			out, last = append(out, ev), nil
 			return
 		}

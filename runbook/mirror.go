@@ -61,7 +61,7 @@ func (e *Engine) applyEventsLocked(evs []api.RunbookEvent) {
 		if e.rb == nil || ev.Runbook != e.rb.ID {
 			continue
 		}
-		if ev.Kind != api.EventOutput || len(e.events) < maxEvents {
+		if !streamed(ev.Kind) || len(e.events) < maxEvents {
 			e.events = append(e.events, ev)
 			added = true
 		}
@@ -183,10 +183,10 @@ func (e *Engine) follow(ctx context.Context, after int64) {
 }
 
 // needsRecord says whether the events change the record (any but program
-// output).
+// output and progress).
 func needsRecord(evs []api.RunbookEvent) bool {
 	for _, ev := range evs {
-		if ev.Kind != api.EventOutput {
+		if !streamed(ev.Kind) {
 			return true
 		}
 	}

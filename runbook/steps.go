@@ -426,6 +426,7 @@ func (e *Engine) snapshot(ctx context.Context) error {
 		}
 	}
 	e.mu.Unlock()
+	throttle := newProgressThrottle(progressEvery)
 	version := ""
 	if s, err := e.o.Site.CKAN().StatusShow(ctx); err == nil {
 		version = s.CKANVersion
@@ -441,6 +442,11 @@ func (e *Engine) snapshot(ctx context.Context) error {
 		CKANVersion: version, ModeVersion: st.Version, Fence: e.fence.Load(), EnabledAt: st.Since, QuiescedAt: quiesced,
 		Clock: e.o.Clock, StatsSettle: e.o.StatsSettle,
 		Output: func(line string) { e.output(step, line) },
+		Progress: func(p api.Progress) {
+			if throttle.pass(p) {
+				e.progress(step, p)
+			}
+		},
 	}
 	start := time.Now()
 	m, err := snapshot.Take(ctx, spec)

@@ -79,6 +79,8 @@ var columns = []column{
 	{name: "DB", width: 7, prio: 5, right: true, cell: cellDB},
 	{name: "TX", width: 6, prio: 11, right: true, cell: cellTX},
 	{name: "RQ", width: 10, prio: 6, cell: cellRQ},
+	// The sparkline gives way first: it adds to what the row says.
+	{name: "REQ/S", width: reqRateWidth, prio: 14, cell: cellReqRate},
 	{name: "SOLR", width: 4, prio: 12, cell: cellSolr, paint: func(m *Model, r ranked, c string) string {
 		if st := strings.TrimSpace(c); st != "-" {
 			return m.st.paint(m.st.forStatus(api.CheckStatus(st)), c)

@@ -8,6 +8,8 @@ import (
 	"github.com/ckanops/ckanops/api"
 
 	tea "charm.land/bubbletea/v2"
+
+	"github.com/ckanops/ckanops/ckanclient"
 )
 
 // fakeGate is a Gate whose answers a test sets, and which counts calls.
@@ -31,6 +33,11 @@ type fakeGate struct {
 	sinces    []int64               // the since of every RunbookEvents call
 	started   []api.RunbookOptions
 	audit     []api.AuditEntry
+
+	// counters are what successive Metrics calls answer, one each; the
+	// last is repeated. None: the gate serves no metrics (404).
+	counters   []ckanclient.GateCounters
+	metricsErr error
 }
 
 func newFakeGate() *fakeGate { return &fakeGate{calls: map[string]int{}} }
@@ -150,6 +157,26 @@ func (g *fakeGate) AuditTail(_ context.Context, n int) ([]api.AuditEntry, error)
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.audit[max(0, len(g.audit)-n):], nil
+}
+
+func (g *fakeGate) Metrics(ctx context.Context) (*ckanclient.GateCounters, error) {
+	g.count("Metrics")
+	if err := g.wait(ctx); err != nil {
+		return nil, err
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.metricsErr != nil {
+		return nil, g.metricsErr
+	}
+	if len(g.counters) == 0 {
+		return nil, nil
+	}
+	c := g.counters[0]
+	if len(g.counters) > 1 {
+		g.counters = g.counters[1:]
+	}
+	return &c, nil
 }
 
 func (g *fakeGate) Runbook(context.Context) (*api.Runbook, error) {

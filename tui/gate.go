@@ -30,6 +30,9 @@ type Gate interface {
 	RunbookEvents(ctx context.Context, since int64, fn func(api.RunbookEvent) error) error
 
 	AuditTail(ctx context.Context, n int) ([]api.AuditEntry, error)
+	// Metrics reads the gate's counters; nil and no error when the gate
+	// serves no metrics (an older gate).
+	Metrics(ctx context.Context) (*ckanclient.GateCounters, error)
 }
 
 var _ Gate = (*ckanclient.Client)(nil)
@@ -129,5 +132,8 @@ func (g brokenGate) RunbookEvents(context.Context, int64, func(api.RunbookEvent)
 	return g.err
 }
 func (g brokenGate) AuditTail(context.Context, int) ([]api.AuditEntry, error) {
+	return nil, g.err
+}
+func (g brokenGate) Metrics(context.Context) (*ckanclient.GateCounters, error) {
 	return nil, g.err
 }

@@ -45,6 +45,8 @@ type siteState struct {
 	audit       []api.AuditEntry // the gate's audit tail, for the site view
 	auditErr    error
 	auditLoaded bool
+
+	traffic traffic // rates from the gate's metrics, writes in flight
 }
 
 // refreshDueMsg says a site's next refresh is due.
@@ -64,6 +66,13 @@ type refreshedMsg struct {
 	rbErr     error        // why it could not be read; the last record read is kept
 	at        time.Time
 	canceled  bool // the console is closing
+
+	// The gate's counters, read at metricsAt; neither they nor
+	// metricsErr nor noMetrics: not read this round.
+	metrics    *ckanclient.GateCounters
+	metricsAt  time.Time
+	metricsErr error
+	noMetrics  bool // the gate serves no metrics (404)
 }
 
 // startRefresh marks s as refreshing and returns the command that asks
@@ -77,9 +86,9 @@ func (m *Model) startRefresh(s *siteState) tea.Cmd {
 	return fetch(m.ctx, m.sem, s.Site, m.clock)
 }
 
-// fetch reads a site's status, checks report and runbook record,
-// concurrently, within the site's timeout, once a slot of sem is free.
-// It touches no model state.
+// fetch reads a site's status, checks report, runbook record and
+// metrics, concurrently, within the site's timeout, once a slot of sem
+// is free. It touches no model state.
 func fetch(ctx context.Context, sem chan struct{}, site Site, clock func() time.Time) tea.Cmd {
 	return func() tea.Msg {
 		select {
@@ -96,8 +105,11 @@ func fetch(ctx context.Context, sem chan struct{}, site Site, clock func() time.
 			reportErr error
 			rb        *api.Runbook
 			rbErr     error
+			mc        *ckanclient.GateCounters
+			mcAt      time.Time
+			mcErr     error
 		)
-		wg.Add(2)
+		wg.Add(3)
 		go func() {
 			defer wg.Done()
 			rep, reportErr = site.Gate.Health(cctx)
@@ -105,6 +117,11 @@ func fetch(ctx context.Context, sem chan struct{}, site Site, clock func() time.
 		go func() {
 			defer wg.Done()
 			rb, rbErr = site.Gate.Runbook(cctx)
+		}()
+		go func() {
+			defer wg.Done()
+			mc, mcErr = site.Gate.Metrics(cctx)
+			mcAt = clock()
 		}()
 		st, err := site.Gate.Status(cctx)
 		wg.Wait()
@@ -118,6 +135,7 @@ func fetch(ctx context.Context, sem chan struct{}, site Site, clock func() time.
 			site: site.Name, status: st, err: timeoutError(err, site.Timeout),
 			report: rep, reportErr: timeoutError(reportErr, site.Timeout),
 			rb: rb, rbErr: timeoutError(rbErr, site.Timeout), at: clock(),
+			metrics: mc, metricsAt: mcAt, metricsErr: mcErr, noMetrics: mc == nil && mcErr == nil,
 		}
 	}
 }
@@ -167,6 +185,7 @@ func (m *Model) onRefreshed(msg refreshedMsg) tea.Cmd {
 		s.runbook = newerRunbook(s.runbook, msg.rb)
 		s.runbookLoaded, s.runbookErr = true, nil
 	}
+	s.recordTraffic(msg)
 	d := m.nextDelay(s.failures)
 	s.gen++
 	s.nextAt = msg.at.Add(d)
@@ -395,4 +414,25 @@ func (m *Model) sortFilter(all []ranked) []ranked {
 		return out[i].Name < out[j].Name
 	})
 	return out
+}
+
+// recordTraffic adds a refresh round's points to the site's sparklines:
+// the rates since the last metrics read (a gap when the read failed) and
+// the writes in flight (a gap when the status could not be read).
+func (s *siteState) recordTraffic(msg refreshedMsg) {
+	t := &s.traffic
+	switch {
+	case msg.noMetrics:
+		t.metricsMissing()
+	case msg.metricsErr != nil:
+		t.metricsFailed()
+	case msg.metrics != nil:
+		t.addCounters(msg.metrics, msg.metricsAt)
+	}
+	switch {
+	case msg.err != nil:
+		t.inFlight.gap()
+	case msg.status != nil && (msg.status.InFlight != nil || msg.status.Store != nil):
+		t.inFlight.push(float64(len(msg.status.InFlight)))
+	}
 }

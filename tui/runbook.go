@@ -21,7 +21,8 @@ type runbookView struct {
 	loading    bool
 	offerStart bool // open the start form if the first read finds no active runbook
 	log        []string
-	logScroll  int // lines scrolled up from the newest
+	logScroll  int            // lines scrolled up from the newest
+	progress   []partProgress // the running parts' last progress reports (progress.go)
 
 	stream     *stream
 	streamID   int
@@ -225,7 +226,7 @@ func (m *Model) onStream(msg tea.Msg) tea.Cmd {
 		m.rb.streamNote = fmt.Sprintf("following the journal (event %d)", msg.ev.Seq)
 		cmds := []tea.Cmd{waitStream(cur.ch, cur.id), m.applyEvent(m.current, msg.ev)}
 		switch msg.ev.Kind {
-		case api.EventOutput, api.EventEvidence: // within a step: the next refresh will do
+		case api.EventOutput, api.EventEvidence, api.EventProgress: // within a step: the next refresh will do
 		default: // a step began or ended, or the runbook changed: the site line and audit follow
 			cmds = append(cmds, m.afterChange(m.current))
 		}
@@ -263,7 +264,10 @@ func (m *Model) onStream(msg tea.Msg) tea.Cmd {
 // applyEvent brings the runbook record up to date with one journal event
 // and logs it; events the record cannot follow cause a fresh read.
 func (m *Model) applyEvent(s *siteState, ev api.RunbookEvent) tea.Cmd {
-	m.logLine(ev.Time, m.eventText(ev))
+	m.rb.onProgressEvent(ev)
+	if ev.Kind != api.EventProgress { // shown as bars, not logged
+		m.logLine(ev.Time, m.eventText(ev))
+	}
 	rb := s.runbook
 	if rb == nil || (ev.Runbook != "" && ev.Runbook != rb.ID) {
 		return m.loadRunbook(s)
@@ -320,7 +324,7 @@ func (m *Model) applyEvent(s *siteState, ev api.RunbookEvent) tea.Cmd {
 		}
 		rb.Waiting = nil
 		return m.loadRunbook(s)
-	case api.EventOutput:
+	case api.EventOutput, api.EventProgress:
 	default: // started, skipped, retry, resumed, interrupted, aborted
 		if ev.Kind == api.EventAborted {
 			rb.State = api.RunbookAborted
@@ -696,6 +700,7 @@ func (m *Model) runbookBody(f *frame, height int) {
 				cur = "> "
 			}
 			top = append(top, cur+m.stepStyle(st.State)(stepMark(st.State))+" "+fit(st.Name, 10)+" "+cut(ev, evW))
+			top = append(top, progressLines(m.rb.progress, st.Name, m.width)...)
 		}
 		if st := s.status; st != nil {
 			line := "site: " + m.st.paint(m.st.forMode(st.Mode), modeWord(st.Mode)) + " · " + string(st.Phase)

@@ -199,6 +199,11 @@ func (m *Model) siteLines(s *siteState) []string {
 		add("%ssending %s… (the mode shown changes when the gate answers)", label("action"), s.pending)
 	}
 
+	if lines := m.trafficLines(s, w); len(lines) > 0 {
+		heading("TRAFFIC (a point per refresh, newest on the right)")
+		out = append(out, lines...)
+	}
+
 	if st := s.status; st != nil {
 		if st.InFlight != nil || st.Store != nil {
 			heading(fmt.Sprintf("IN-FLIGHT WRITES (%d)", len(st.InFlight)))

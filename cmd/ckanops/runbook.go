@@ -7,12 +7,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/charmbracelet/x/term"
+
 	"github.com/ckanops/ckanops/api"
+	"github.com/ckanops/ckanops/internal/human"
 )
 
 func init() {
@@ -103,6 +108,7 @@ type runbookUI struct {
 	terminal bool          // stdin is a terminal: a stopped runbook may ask what to do
 	enc      *json.Encoder
 	prompt   io.Writer // where questions go: stdout, or stderr with --json
+	progress *progressView
 }
 
 type lineRead struct {
@@ -121,7 +127,8 @@ func runRunbook(e *env, site siteClient, o runbookFlags) error {
 	if in == nil {
 		in = strings.NewReader("")
 	}
-	ui := &runbookUI{e: e, site: site, o: o, in: bufio.NewReader(in), prompt: e.stdout, terminal: isTerminal(in)}
+	ui := &runbookUI{e: e, site: site, o: o, in: bufio.NewReader(in), prompt: e.stdout, terminal: isTerminal(in),
+		progress: newProgressView(e.stdout)}
 	if o.json {
 		ui.enc = json.NewEncoder(e.stdout)
 		ui.prompt = e.stderr
@@ -304,6 +311,7 @@ func (ui *runbookUI) readLine(ctx context.Context) (string, error) {
 // done, and on a terminal without --yes asks. It reports whether the
 // runbook runs again (retried, skipped or resumed) and should be followed.
 func (ui *runbookUI) stopped(ctx context.Context, rb *api.Runbook) (bool, error) {
+	ui.progress.clear()
 	name := ui.site.site.Name
 	step := rb.StepByName(rb.Step)
 	reason := rb.Error
@@ -390,6 +398,7 @@ func (ui *runbookUI) stopped(ctx context.Context, rb *api.Runbook) (bool, error)
 }
 
 func (ui *runbookUI) note(s string) {
+	ui.progress.clear()
 	if ui.o.json {
 		fmt.Fprintln(ui.e.stderr, s)
 		return
@@ -399,12 +408,25 @@ func (ui *runbookUI) note(s string) {
 
 // event prints one journal event and answers a confirmation.
 func (ui *runbookUI) event(ctx context.Context, ev api.RunbookEvent) error {
-	if ui.enc != nil {
+	switch {
+	case ui.enc != nil:
 		if err := ui.enc.Encode(ev); err != nil {
 			return err
 		}
-	} else {
+	case ev.Kind == api.EventProgress:
+		if ev.Progress != nil {
+			ui.progress.update(ev.Step, *ev.Progress, ev.Time)
+		}
+	default:
+		ui.progress.clear()
 		fmt.Fprintln(ui.e.stdout, formatEvent(ev))
+		switch {
+		case ev.Kind == api.EventFinished || ev.Kind == api.EventAborted || ev.Kind == api.EventInterrupted:
+			ui.progress.active = nil
+		case ev.Kind == api.EventStep && ev.State != string(api.StepRunning):
+			ui.progress.stepEnded(ev.Step)
+		}
+		ui.progress.draw()
 	}
 	if rb := ui.halted(ctx, ev); rb != nil {
 		return stopped{rb}
@@ -457,6 +479,7 @@ func formatEvent(ev api.RunbookEvent) string {
 // confirm asks the operator and sends the answer. A "no" leaves the
 // runbook waiting at the step.
 func (ui *runbookUI) confirm(ctx context.Context, ev api.RunbookEvent) error {
+	ui.progress.clear()
 	conf := ev.Confirmation
 	name := ui.site.site.Name
 	w := ui.prompt
@@ -508,6 +531,7 @@ func (ui *runbookUI) summary(rb *api.Runbook) {
 	if ui.o.json {
 		return // the finished event says it all
 	}
+	ui.progress.clear()
 	w := ui.e.stdout
 	fmt.Fprintf(w, "\nrunbook %s: %s", rb.ID, strings.ToUpper(string(rb.State)))
 	if rb.Error != "" {
@@ -535,4 +559,115 @@ func (ui *runbookUI) exit(rb *api.Runbook) error {
 		why = "runbook done, but its snapshot is not consistent"
 	}
 	return &exitError{code: exitFail, err: errors.New(why)}
+}
+
+// progressLogEvery is how often, at most, a part's progress is printed
+// when the output is not a terminal (a log): its last report always is.
+const progressLogEvery = 10 * time.Second
+
+// progressView shows progress reports (api.Progress). On a terminal, the
+// active parts share one line, rewritten with \r, which other output
+// clears first; otherwise each part gets a plain line at most every
+// progressLogEvery of its reports' time, and one for its last report.
+type progressView struct {
+	w        io.Writer
+	terminal bool
+	width    int // the terminal's columns
+	active   []activePart
+	drawn    bool                 // the progress line is on the screen
+	logged   map[string]time.Time // per part: the time of its last printed report
+}
+
+type activePart struct {
+	step string
+	p    api.Progress
+}
+
+// newProgressView writes to w, rewriting one line if w is a terminal.
+func newProgressView(w io.Writer) *progressView {
+	v := &progressView{w: w, width: 80, logged: map[string]time.Time{}}
+	if f, ok := w.(*os.File); ok && term.IsTerminal(f.Fd()) {
+		v.terminal = true
+		if cols, _, err := term.GetSize(f.Fd()); err == nil && cols > 20 {
+			v.width = cols
+		}
+	}
+	return v
+}
+
+// update takes one report of step's part p, sent at t.
+func (v *progressView) update(step string, p api.Progress, t time.Time) {
+	i := slices.IndexFunc(v.active, func(a activePart) bool { return a.step == step && a.p.Part == p.Part })
+	switch {
+	case p.Ended && i >= 0:
+		v.active = slices.Delete(v.active, i, i+1)
+	case p.Ended:
+	case i >= 0:
+		v.active[i].p = p
+	default:
+		v.active = append(v.active, activePart{step, p})
+	}
+	if v.terminal {
+		v.draw()
+		return
+	}
+	key := step + "\x00" + p.Part
+	if last, ok := v.logged[key]; ok && !p.Ended && t.Sub(last) < progressLogEvery {
+		return
+	}
+	v.logged[key] = t
+	fmt.Fprintf(v.w, "%s %-9s > %s\n", t.Local().Format("15:04:05"), step, p)
+}
+
+// stepEnded forgets the parts of a step that is no longer running.
+func (v *progressView) stepEnded(step string) {
+	n := len(v.active)
+	v.active = slices.DeleteFunc(v.active, func(a activePart) bool { return a.step == step })
+	if v.terminal && len(v.active) != n {
+		v.draw()
+	}
+}
+
+// clear takes the progress line off the screen, before other output.
+func (v *progressView) clear() {
+	if v.drawn {
+		fmt.Fprintf(v.w, "\r%s\r", strings.Repeat(" ", v.width-1))
+		v.drawn = false
+	}
+}
+
+// draw writes the progress line of the active parts, if any, cut to the
+// terminal's width.
+func (v *progressView) draw() {
+	v.clear()
+	if !v.terminal || len(v.active) == 0 {
+		return
+	}
+	parts := make([]string, len(v.active))
+	for i, a := range v.active {
+		parts[i] = progressShort(a.p)
+	}
+	line := []rune(strings.Join(parts, " | "))
+	if len(line) > v.width-1 {
+		line = append(line[:v.width-2], '…')
+	}
+	fmt.Fprint(v.w, "\r"+string(line))
+	v.drawn = true
+}
+
+// progressShort is one part in a few words: "storage uploads 31% 12.3 MB
+// 5.1 MB/s ETA 6s" (an archive is named by its storage).
+func progressShort(p api.Progress) string {
+	s := strings.TrimPrefix(p.Part, "archive of ")
+	if f := p.Fraction(); f >= 0 {
+		s += fmt.Sprintf(" %d%%", int(f*100))
+	}
+	s += " " + human.Bytes(p.DoneBytes)
+	if p.RateBytesPerS > 0 {
+		s += " " + human.Bytes(int64(p.RateBytesPerS)) + "/s"
+	}
+	if p.ETAS > 0 {
+		s += " ETA " + human.Ago(time.Duration(p.ETAS*float64(time.Second)))
+	}
+	return s
 }

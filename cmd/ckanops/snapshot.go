@@ -12,7 +12,9 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+	"time"
 
+	"github.com/ckanops/ckanops/api"
 	"github.com/ckanops/ckanops/config"
 	"github.com/ckanops/ckanops/runbook/snapshot"
 )
@@ -244,6 +246,9 @@ func snapshotRestore(e *env, args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	// On a terminal, one progress line rewritten in place; otherwise a
+	// line per part now and then (runbook.go's progressView).
+	bars := newProgressView(progress)
 	rep, err := snapshot.Restore(ctx, snapshot.RestoreSpec{
 		Dir:         dir,
 		CKANDB:      config.SecretURL(*ckanDB),
@@ -255,8 +260,14 @@ func snapshotRestore(e *env, args []string) error {
 		PGRestore:   *pgRestore,
 		Force:       *force,
 		Clean:       *clean,
-		Output:      func(line string) { fmt.Fprintln(progress, line) },
+		Output: func(line string) {
+			bars.clear()
+			fmt.Fprintln(progress, line)
+			bars.draw()
+		},
+		Progress: func(p api.Progress) { bars.update("restore", p, time.Now()) },
 	})
+	bars.clear()
 	if *asJSON {
 		res := restoreResult{OK: err == nil, Refused: errors.Is(err, snapshot.ErrRefused), RestoreReport: rep}
 		if err != nil {

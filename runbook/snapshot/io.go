@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ckanops/ckanops/api"
 	"github.com/ckanops/ckanops/config"
 )
 
@@ -99,11 +100,66 @@ func syncDir(dir string) error {
 
 // output sends progress lines to the caller's function, one at a time
 // (the dumps and the archive run concurrently), with every secret of the
-// snapshot's databases scrubbed from them.
+// snapshot's databases scrubbed from them; and progress reports to the
+// caller's progress function, one at a time too.
 type output struct {
-	mu      sync.Mutex
-	f       func(string)
-	secrets []config.SecretURL
+	mu       sync.Mutex
+	f        func(string)
+	progress func(api.Progress)
+	secrets  []config.SecretURL
+}
+
+// progressReportEvery is how often, at most, one part reports its
+// progress (Spec.Progress).
+const progressReportEvery = 250 * time.Millisecond
+
+// meter reports one part's progress: at most every progressReportEvery,
+// and always its end. A nil meter, or one of an output without a
+// progress function, reports nothing.
+type meter struct {
+	out               *output
+	part              string
+	total, totalFiles int64
+	start, last       time.Time
+	ended             bool
+}
+
+// meter starts reporting the progress of part, of total bytes and
+// totalFiles files (0: unknown), with a first report at zero.
+func (o *output) meter(part string, total, totalFiles int64) *meter {
+	if o == nil || o.progress == nil {
+		return nil
+	}
+	m := &meter{out: o, part: part, total: total, totalFiles: totalFiles, start: time.Now()}
+	m.report(0, 0, false)
+	return m
+}
+
+// update reports done bytes and files, unless it reported less than
+// progressReportEvery ago.
+func (m *meter) update(done, files int64) {
+	if m == nil || m.ended || time.Since(m.last) < progressReportEvery {
+		return
+	}
+	m.report(done, files, false)
+}
+
+// end reports the part's last progress, once.
+func (m *meter) end(done, files int64) {
+	if m == nil || m.ended {
+		return
+	}
+	m.ended = true
+	m.report(done, files, true)
+}
+
+func (m *meter) report(done, files int64, ended bool) {
+	m.last = time.Now()
+	p := api.NewProgress(m.part, done, m.total, m.last.Sub(m.start))
+	p.DoneFiles, p.TotalFiles, p.Ended = files, m.totalFiles, ended
+	m.out.mu.Lock()
+	defer m.out.mu.Unlock()
+	m.out.progress(p)
 }
 
 func (o *output) line(format string, args ...any) {

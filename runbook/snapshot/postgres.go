@@ -403,6 +403,8 @@ func dump(ctx context.Context, db *database, pgDump, dir string, out *output, ex
 		return f, fmt.Errorf("pg_dump of %s: %w", db.what(), err)
 	}
 	defer s.abort()
+	mt := out.meter("pg_dump "+db.source, 0, 0)
+	defer func() { mt.end(s.n, 0) }()
 
 	cmd := exec.CommandContext(ctx, pgDump, db.dumpArgs()...)
 	cmd.Env = db.dumpEnv()
@@ -427,7 +429,7 @@ func dump(ctx context.Context, db *database, pgDump, dir string, out *output, ex
 	tail := make(chan []string, 1)
 	go func() { tail <- readStderr(stderr, db, out) }()
 
-	copyErr := copyOut(s, stdout, db, out)
+	copyErr := copyOut(s, stdout, db, out, mt)
 	if copyErr != nil {
 		kill() // it would block on a full pipe otherwise
 		copyErr = writeHint(copyErr, filepath.Dir(dir))
@@ -462,7 +464,7 @@ func dump(ctx context.Context, db *database, pgDump, dir string, out *output, ex
 // copyOut streams pg_dump's output into s, reporting the size now and then.
 // Only read errors of the pipe end the copy without error (pg_dump died;
 // Wait says why).
-func copyOut(s *sink, stdout io.Reader, db *database, out *output) error {
+func copyOut(s *sink, stdout io.Reader, db *database, out *output, mt *meter) error {
 	buf := make([]byte, copyBufferSize)
 	last := time.Now()
 	for {
@@ -471,6 +473,7 @@ func copyOut(s *sink, stdout io.Reader, db *database, out *output) error {
 			if _, err := s.Write(buf[:n]); err != nil {
 				return err
 			}
+			mt.update(s.n, 0)
 			if time.Since(last) >= progressEvery {
 				last = time.Now()
 				out.line("pg_dump %s: %s", db.source, human.Bytes(s.n))

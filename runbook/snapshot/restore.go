@@ -45,6 +45,8 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/ckanops/ckanops/config"
+
+	"github.com/ckanops/ckanops/api"
 )
 
 // RestoreApplicationName is the application_name of every session a
@@ -98,6 +100,11 @@ type RestoreSpec struct {
 	// Output, when set, gets one line per event. Lines never hold a
 	// password.
 	Output func(line string)
+	// Progress, when set, gets how far each part has come: each
+	// pg_restore (the bytes of its dump read), each archive (its bytes
+	// read): a first report at zero, then at most every 250 ms, and a last
+	// one (Ended). Calls never overlap, nor with Output's.
+	Progress func(api.Progress)
 }
 
 // RestoreReport says what a restore did. After a failure it says what was
@@ -220,7 +227,7 @@ func newRestorer(s RestoreSpec) (*restorer, error) {
 	for _, u := range s.Databases {
 		secrets = append(secrets, u)
 	}
-	r := &restorer{RestoreSpec: s, out: &output{f: s.Output, secrets: secrets}}
+	r := &restorer{RestoreSpec: s, out: &output{f: s.Output, progress: s.Progress, secrets: secrets}}
 	if s.Dir == "" {
 		return nil, errors.New("no snapshot directory")
 	}

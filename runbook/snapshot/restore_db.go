@@ -13,9 +13,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -117,8 +119,11 @@ func (r *restorer) restoreDB(ctx context.Context, t *dbTarget) error {
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("pg_restore of %s: cannot run %s: %w", db.what(), r.pgRestore, err)
 	}
+	stopWatch := r.watchRead(cmd.Process.Pid, "pg_restore "+db.source, filepath.Join(r.Dir, t.file.Name), t.file.Size)
 	lines := r.readRestoreStderr(stderr, db)
-	if err := cmd.Wait(); err != nil {
+	err = cmd.Wait()
+	stopWatch()
+	if err != nil {
 		if ctx.Err() != nil {
 			return fmt.Errorf("cancelled while pg_restore restored %s (its single transaction rolled back): %w", db.what(), context.Cause(ctx))
 		}
@@ -180,4 +185,70 @@ func (r *restorer) readRestoreStderr(rd io.Reader, db *database) []string {
 	}
 	_, _ = io.Copy(io.Discard, rd)
 	return tail
+}
+
+// watchRead reports, as part's progress, how far process pid has read the
+// file at path (of size bytes), from its file offset in /proc, until the
+// returned function is called (it reports the part's end).
+func (r *restorer) watchRead(pid int, part, path string, size int64) (stop func()) {
+	if r.out == nil || r.out.progress == nil {
+		return func() {}
+	}
+	if p, err := filepath.EvalSymlinks(path); err == nil {
+		path = p
+	}
+	if p, err := filepath.Abs(path); err == nil {
+		path = p
+	}
+	done, exited := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(exited)
+		mt := r.out.meter(part, size, 0)
+		var pos int64
+		t := time.NewTicker(progressReportEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				mt.end(pos, 0)
+				return
+			case <-t.C:
+				if p, ok := readOffset(pid, path); ok {
+					pos = max(pos, p)
+					mt.update(pos, 0)
+				}
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-exited
+	}
+}
+
+// readOffset is the offset at which process pid has the file at path
+// open, from /proc/<pid>/fdinfo (Linux); ok is false when it cannot be
+// read, or the file is not open.
+func readOffset(pid int, path string) (pos int64, ok bool) {
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	fds, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, false
+	}
+	for _, fd := range fds {
+		if l, err := os.Readlink(filepath.Join(dir, fd.Name())); err != nil || l != path {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/fdinfo/%s", pid, fd.Name()))
+		if err != nil {
+			return 0, false
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, found := strings.CutPrefix(line, "pos:"); found {
+				n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+				return n, err == nil
+			}
+		}
+	}
+	return 0, false
 }

@@ -432,7 +432,14 @@ func (r *restorer) unpack(ctx context.Context, st *storageTarget) error {
 	defer f.Close()
 
 	u := &unpacker{root: root, buf: make([]byte, copyBufferSize), owners: st.owners, users: map[string]int{}, groups: map[string]int{}}
-	tr := tar.NewReader(bufio.NewReaderSize(f, copyBufferSize))
+	mt := r.out.meter("unpack of "+st.label, st.file.Size, 0)
+	var read int64
+	defer func() { mt.end(read, rep.Files) }()
+	counted := countingReader{f, func(n int) {
+		read += int64(n)
+		mt.update(read, rep.Files)
+	}}
+	tr := tar.NewReader(bufio.NewReaderSize(counted, copyBufferSize))
 	var dirs []dirMeta
 	last := time.Now()
 	for {
@@ -696,4 +703,16 @@ func syncFS(dir string) error {
 	}
 	defer f.Close()
 	return unix.Syncfs(int(f.Fd()))
+}
+
+// countingReader passes reads from r and their sizes to f.
+type countingReader struct {
+	r io.Reader
+	f func(int)
+}
+
+func (c countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.f(n)
+	return n, err
 }

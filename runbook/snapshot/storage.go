@@ -106,8 +106,9 @@ func digest(entries map[string]entry) string {
 // links), named relative to root, with their modes and modification
 // times (to the second, as tar does; PAX headers only where a name or a
 // size needs them). Sockets, pipes and devices are left out and said so.
-// The archive is hashed as it is written.
-func writeTar(ctx context.Context, root, dir, name, label string, out *output) (File, error) {
+// The archive is hashed as it is written. mt, if not nil, gets the bytes
+// of content and the files archived so far.
+func writeTar(ctx context.Context, root, dir, name, label string, out *output, mt *meter) (File, error) {
 	f := File{Name: name, Kind: KindTar, Source: SourceStorage}
 	s, err := createSink(filepath.Join(dir, name))
 	if err != nil {
@@ -116,7 +117,12 @@ func writeTar(ctx context.Context, root, dir, name, label string, out *output) (
 	defer s.abort()
 	tw := tar.NewWriter(s)
 	buf := make([]byte, copyBufferSize)
-	var files, bytes int64
+	var files, bytes, content int64 // content: bytes, and what the current file has written
+	defer func() { mt.end(content, files) }()
+	onWrite := func(n int) {
+		content += int64(n)
+		mt.update(content, files)
+	}
 	lastReport := time.Now()
 	err = walkTree(ctx, root, func(path, rel string, info fs.FileInfo) error {
 		link := ""
@@ -143,7 +149,8 @@ func writeTar(ctx context.Context, root, dir, name, label string, out *output) (
 		if !info.Mode().IsRegular() {
 			return tw.WriteHeader(hdr)
 		}
-		n, archived, err := archiveFile(tw, hdr, path, buf)
+		n, archived, err := archiveFile(tw, hdr, path, buf, onWrite)
+		content = bytes
 		if err != nil || !archived {
 			return err
 		}
@@ -152,6 +159,8 @@ func writeTar(ctx context.Context, root, dir, name, label string, out *output) (
 		}
 		files++
 		bytes += hdr.Size
+		content = bytes
+		mt.update(content, files)
 		if time.Since(lastReport) >= progressEvery {
 			lastReport = time.Now()
 			out.line("archive of %s: %d files, %s", label, files, human.Bytes(s.n))
@@ -177,8 +186,9 @@ func writeTar(ctx context.Context, root, dir, name, label string, out *output) (
 // archiveFile writes one regular file: its header and hdr.Size bytes of
 // content. A file that shrank since it was looked at is padded with zeros
 // (n says how much was real); one that grew is cut at hdr.Size. A file
-// gone since the walk saw it is left out (archived is false).
-func archiveFile(tw *tar.Writer, hdr *tar.Header, path string, buf []byte) (n int64, archived bool, err error) {
+// gone since the walk saw it is left out (archived is false). onWrite, if
+// not nil, gets the size of each write of content.
+func archiveFile(tw *tar.Writer, hdr *tar.Header, path string, buf []byte, onWrite func(int)) (n int64, archived bool, err error) {
 	src, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return 0, false, nil
@@ -190,8 +200,12 @@ func archiveFile(tw *tar.Writer, hdr *tar.Header, path string, buf []byte) (n in
 	if err := tw.WriteHeader(hdr); err != nil {
 		return 0, false, err
 	}
+	var dst io.Writer = tw
+	if onWrite != nil {
+		dst = countingWriter{tw, onWrite}
+	}
 	// LimitReader also hides src's WriterTo, so that buf is the buffer used.
-	n, err = io.CopyBuffer(tw, io.LimitReader(src, hdr.Size), buf)
+	n, err = io.CopyBuffer(dst, io.LimitReader(src, hdr.Size), buf)
 	if err != nil {
 		return n, false, err
 	}
@@ -199,11 +213,23 @@ func archiveFile(tw *tar.Writer, hdr *tar.Header, path string, buf []byte) (n in
 		clear(buf)
 		for left := hdr.Size - n; left > 0; {
 			k := min(left, int64(len(buf)))
-			if _, err := tw.Write(buf[:k]); err != nil {
+			if _, err := dst.Write(buf[:k]); err != nil {
 				return n, false, err
 			}
 			left -= k
 		}
 	}
 	return n, true, nil
+}
+
+// countingWriter passes writes to w and their sizes to f.
+type countingWriter struct {
+	w io.Writer
+	f func(int)
+}
+
+func (c countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.f(n)
+	return n, err
 }

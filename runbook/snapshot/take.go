@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ckanops/ckanops/api"
 	"github.com/ckanops/ckanops/config"
 	"github.com/ckanops/ckanops/internal/human"
 )
@@ -78,6 +79,11 @@ type Spec struct {
 	// ckan_db: 12.3 MB"), pg_dump's stderr, the verdict. Calls never
 	// overlap; lines never hold a password.
 	Output func(line string)
+	// Progress, when set, gets how far each part (each database's
+	// pg_dump, each storage's archive) has come: a first report at zero,
+	// then at most every 250 ms while it runs, and a last one (Ended)
+	// when it ends, done or not. Calls never overlap, nor with Output's.
+	Progress func(api.Progress)
 	// StatsSettle is how long to wait before reading the counters after
 	// the dumps: PostgreSQL publishes a session's row counts up to about a
 	// second after it commits. Zero: DefaultStatsSettle. Take then also
@@ -158,7 +164,7 @@ func check(s Spec) (*plan, error) {
 	for _, d := range s.Databases {
 		secrets = append(secrets, d.DSN)
 	}
-	p := &plan{Spec: s, out: &output{f: s.Output, secrets: secrets}}
+	p := &plan{Spec: s, out: &output{f: s.Output, progress: s.Progress, secrets: secrets}}
 
 	if s.Site == "" || strings.ContainsAny(s.Site, `/\`) || strings.HasPrefix(s.Site, ".") {
 		return nil, fmt.Errorf("site name %q cannot name a snapshot directory", s.Site)
@@ -453,7 +459,8 @@ func (p *plan) take(ctx context.Context, t *tempDir, started time.Time) (*Manife
 			if last && p.afterBefore != nil {
 				p.afterBefore()
 			}
-			return writeTar(ctx, st.root, t.tmp, st.file, strings.TrimSuffix(st.prefix, ":"), out)
+			label = strings.TrimSuffix(st.prefix, ":")
+			return writeTar(ctx, st.root, t.tmp, st.file, label, out, out.meter("archive of "+label, tree.Bytes, tree.Files))
 		})
 	}
 	files := make([]File, len(parts))
