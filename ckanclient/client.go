@@ -313,7 +313,11 @@ func (c *Client) do(ctx context.Context, k call) (*resty.Response, error) {
 	c.log.Debug("ckanclient: request", "method", k.method, "url", redactURL(u), "call", k.name,
 		"status", status, "duration", time.Since(start), "err", errString(err))
 	if err != nil {
-		return nil, c.transportError(ctx, k, u, err)
+		te := c.transportError(ctx, k, u, err)
+		if t, ok := te.(*TransportError); ok {
+			t.spent = time.Since(start)
+		}
+		return nil, te
 	}
 	return resp, nil
 }

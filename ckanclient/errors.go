@@ -301,6 +301,7 @@ type TransportError struct {
 
 	kind  transportKind
 	limit time.Duration // the per-request timeout, for the message
+	spent time.Duration // how long the call took in all, retries included
 }
 
 type transportKind int
@@ -329,7 +330,11 @@ func (e *TransportError) Error() string {
 	case kindTLS:
 		return fmt.Sprintf("%s: TLS with %s failed — check the certificate, or whether the site speaks http rather than https (%v)", e.Op, host, e.Err)
 	case kindTimeout:
-		return fmt.Sprintf("%s: no answer within %s from %s — CKAN or the gate is hanging or overloaded; check it or raise the timeout", e.Op, e.limit, e.URL)
+		within := e.limit.String()
+		if e.spent >= 2*e.limit {
+			within += fmt.Sprintf(" a try (%s in all, with retries)", e.spent.Round(100*time.Millisecond))
+		}
+		return fmt.Sprintf("%s: no answer within %s from %s — CKAN or the gate is hanging or overloaded; check it or raise the timeout", e.Op, within, e.URL)
 	case kindDeadline:
 		return fmt.Sprintf("%s: no answer from %s before the caller's deadline — CKAN or the gate is slow or hanging", e.Op, e.URL)
 	case kindCanceled:

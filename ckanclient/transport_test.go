@@ -276,3 +276,13 @@ func quietTLSServer(t *testing.T) *httptest.Server {
 	t.Cleanup(srv.Close)
 	return srv
 }
+
+// With retries, a timeout says how long the call took in all, not only
+// the limit of one try.
+func TestTimeoutWithRetriesSaysTheTotal(t *testing.T) {
+	srv, _ := hanging(t)
+	c := newClient(t, srv.URL, ckanclient.Options{Token: testToken, Timeout: 200 * time.Millisecond, Retries: 2})
+	_, err := c.Status(ctx(t))
+	as[*ckanclient.TransportError](t, err)
+	checkErrText(t, err, "no answer within 200ms a try (", "in all, with retries)")
+}
