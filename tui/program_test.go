@@ -10,6 +10,7 @@ import (
 	tea "charm.land/bubbletea/v2"
 	"github.com/charmbracelet/x/exp/teatest/v2"
 
+	"github.com/ckanops/ckanops/api"
 	"github.com/ckanops/ckanops/config"
 )
 
@@ -123,5 +124,37 @@ func TestProgramQuitSummary(t *testing.T) {
 	}
 	if n := gates["prod"].n("Runbook"); n != 1 {
 		t.Errorf("prod's runbook read %d times in one round, want 1", n)
+	}
+}
+
+// The console as a program: after an action's answer, the site's status,
+// checks and audit tail are read again, so the screen tells one story.
+func TestProgramRefreshesAfterAnAction(t *testing.T) {
+	sites, gates := fourSites()
+	g := gates["data"]
+	m := New(sites, Options{Clock: fixedClock, NoColor: true, Refresh: time.Hour})
+	m.loc = time.UTC
+	tm := teatest.NewTestModel(t, m, teatest.WithInitialTermSize(120, 40))
+	waitFor := func(what string) {
+		t.Helper()
+		teatest.WaitFor(t, tm.Output(), func(b []byte) bool { return bytes.Contains(b, []byte(what)) },
+			teatest.WithDuration(10*time.Second), teatest.WithCheckInterval(10*time.Millisecond))
+	}
+	waitFor("READ-ONLY")
+	tm.Send(tea.KeyPressMsg{Code: tea.KeyDown}) // rows by name: archive, then data
+	tm.Send(tea.KeyPressMsg{Code: tea.KeyEnter})
+	waitFor("LAST RUNBOOK")
+	statusReads, auditReads := g.n("Status"), g.n("AuditTail")
+	g.mu.Lock()
+	g.audit = append(g.audit, api.AuditEntry{Time: t0, Event: "mode", Actor: "ops-token", From: "read-only", To: "live", Version: 13, Reason: "from the console"})
+	g.mu.Unlock()
+	tm.Type("d")
+	waitFor("y: yes, send it")
+	tm.Type("y")
+	waitFor("from the console") // the audit tail, read again after the answer
+	tm.Type("q")
+	tm.FinalModel(t, teatest.WithFinalTimeout(10*time.Second))
+	if g.n("Status") <= statusReads || g.n("AuditTail") <= auditReads {
+		t.Errorf("after the action: status read %d more times, audit %d more", g.n("Status")-statusReads, g.n("AuditTail")-auditReads)
 	}
 }
