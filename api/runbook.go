@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"strings"
 	"time"
-
-	"github.com/ckanops/ckanops/internal/human"
 )
 
 // Paths of the runbook API.
@@ -343,18 +341,18 @@ func (p Progress) Figures() string {
 		parts = append(parts, fmt.Sprintf("%d/%d files", p.DoneFiles, p.TotalFiles))
 	}
 	if f := p.Fraction(); f >= 0 {
-		parts = append(parts, fmt.Sprintf("%s of %s (%d%%)", human.Bytes(p.DoneBytes), human.Bytes(p.TotalBytes), int(f*100)))
+		parts = append(parts, fmt.Sprintf("%s of %s (%d%%)", sizeText(p.DoneBytes), sizeText(p.TotalBytes), int(f*100)))
 	} else {
-		parts = append(parts, human.Bytes(p.DoneBytes))
+		parts = append(parts, sizeText(p.DoneBytes))
 	}
 	if p.RateBytesPerS > 0 {
-		parts = append(parts, human.Bytes(int64(p.RateBytesPerS))+"/s")
+		parts = append(parts, sizeText(int64(p.RateBytesPerS))+"/s")
 	}
 	switch {
 	case p.Ended:
 		parts = append(parts, "ended")
 	case p.ETAS > 0:
-		parts = append(parts, "ETA "+human.Ago(time.Duration(p.ETAS*float64(time.Second))))
+		parts = append(parts, "ETA "+spanText(time.Duration(p.ETAS*float64(time.Second))))
 	}
 	return strings.Join(parts, ", ")
 }
@@ -362,3 +360,33 @@ func (p Progress) Figures() string {
 // String is the report as one line: "archive of storage: 120/300 files,
 // 12.3 MB of 40.0 MB (31%), 5.1 MB/s, ETA 6s".
 func (p Progress) String() string { return p.Part + ": " + p.Figures() }
+
+// sizeText and spanText write sizes and durations as internal/human does
+// (decimal units: 12.3 MB; 45s, 20m, 2h05m, 3d): package api is the
+// standard library only, so it keeps its own copy of these two.
+func sizeText(n int64) string {
+	const unit = 1000
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for v := n / unit; v >= unit; v /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %cB", float64(n)/float64(div), "kMGTPE"[exp])
+}
+
+func spanText(d time.Duration) string {
+	switch {
+	case d < 0:
+		return "0s"
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
+	}
+	return fmt.Sprintf("%dd", int(d.Hours()/24))
+}
