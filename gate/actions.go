@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
@@ -168,14 +169,15 @@ func (l *learned) problem() error {
 	return l.err
 }
 
-// forVersion returns the learned actions of CKAN version v: the entry of
-// v; with v unknown (""), the most recently learned entry.
+// forVersion returns a copy of the learned actions of CKAN version v: the
+// entry of v; with v unknown (""), the most recently learned entry. (A
+// copy: store changes the entries while rules are built from them.)
 func (l *learned) forVersion(v string) map[string]string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if v != "" {
 		if e := l.file.Versions[v]; e != nil {
-			return e.Actions
+			return maps.Clone(e.Actions)
 		}
 		return nil
 	}
@@ -188,7 +190,7 @@ func (l *learned) forVersion(v string) map[string]string {
 	if newest == nil {
 		return nil
 	}
-	return newest.Actions
+	return maps.Clone(newest.Actions)
 }
 
 // latest returns the most recently learned version's entry other than v,
@@ -208,7 +210,7 @@ func (l *learned) latestOther(v string) (string, map[string]string) {
 	if newest == nil {
 		return "", nil
 	}
-	return best, newest.Actions
+	return best, maps.Clone(newest.Actions)
 }
 
 // store records CKAN version v's answers and writes the file atomically.

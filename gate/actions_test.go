@@ -321,3 +321,27 @@ func TestActionsLearnedFromASimulatedExtension(t *testing.T) {
 		}
 	}
 }
+
+// What was learned is handed out as a copy: rules are built from it while
+// a learning stores new answers (go test -race).
+func TestLearnedCopiesWhileStoring(t *testing.T) {
+	l := loadLearned("")
+	l.store("2.11.5", []api.LearnedAction{{Name: "a", Class: api.ActionRead}}, time.Now())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 200 {
+			l.store("2.11.5", []api.LearnedAction{{Name: fmt.Sprintf("x%d", i), Class: api.ActionWrite}}, time.Now())
+		}
+	}()
+	for range 200 {
+		for range l.forVersion("2.11.5") {
+		}
+		for range l.forVersion("") {
+		}
+	}
+	<-done
+	if n := len(l.forVersion("2.11.5")); n != 201 {
+		t.Fatalf("%d actions learned", n)
+	}
+}
