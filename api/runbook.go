@@ -6,6 +6,7 @@ package api
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -389,4 +390,32 @@ func spanText(d time.Duration) string {
 		return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
 	}
 	return fmt.Sprintf("%dd", int(d.Hours()/24))
+}
+
+// PartProgress is the last progress report of one running part of a step.
+type PartProgress struct {
+	Step string
+	Progress
+}
+
+// TrackProgress applies a report of step's part to parts, the parts still
+// running, and returns them: the part's last report is replaced, a new
+// part is added, and an ended one goes.
+func TrackProgress(parts []PartProgress, step string, p Progress) []PartProgress {
+	i := slices.IndexFunc(parts, func(pp PartProgress) bool { return pp.Step == step && pp.Part == p.Part })
+	switch {
+	case p.Ended && i >= 0:
+		return slices.Delete(parts, i, i+1)
+	case p.Ended:
+		return parts
+	case i >= 0:
+		parts[i].Progress = p
+		return parts
+	}
+	return append(parts, PartProgress{step, p})
+}
+
+// ForgetStep drops the parts of a step that no longer runs.
+func ForgetStep(parts []PartProgress, step string) []PartProgress {
+	return slices.DeleteFunc(parts, func(pp PartProgress) bool { return pp.Step == step })
 }

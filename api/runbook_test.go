@@ -18,3 +18,22 @@ func TestProgressText(t *testing.T) {
 		t.Error(spanText(2*time.Hour + 5*time.Minute))
 	}
 }
+
+func TestTrackProgress(t *testing.T) {
+	var parts []PartProgress
+	parts = TrackProgress(parts, "snapshot", Progress{Part: "a", DoneBytes: 1})
+	parts = TrackProgress(parts, "snapshot", Progress{Part: "b", DoneBytes: 1})
+	parts = TrackProgress(parts, "snapshot", Progress{Part: "a", DoneBytes: 2})
+	if len(parts) != 2 || parts[0].DoneBytes != 2 {
+		t.Fatalf("%+v", parts)
+	}
+	parts = TrackProgress(parts, "snapshot", Progress{Part: "a", Ended: true})
+	parts = TrackProgress(parts, "snapshot", Progress{Part: "never seen", Ended: true})
+	if len(parts) != 1 || parts[0].Part != "b" {
+		t.Fatalf("after the end of a: %+v", parts)
+	}
+	parts = TrackProgress(parts, "restore", Progress{Part: "b"})
+	if parts = ForgetStep(parts, "snapshot"); len(parts) != 1 || parts[0].Step != "restore" {
+		t.Fatalf("after forgetting the snapshot: %+v", parts)
+	}
+}

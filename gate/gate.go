@@ -412,7 +412,7 @@ func (g *Gate) refuse(w http.ResponseWriter, r *http.Request, rec Record, d clas
 	if g.classifier().IsAPI(r.URL, r.Header) {
 		kind = "api"
 		f.Help = g.helpURL(r, d.Action)
-		writeAPIRefusal(w, r, d.Action, f)
+		writeAPIRefusal(w, f)
 	} else {
 		if isFormPost(r) && rec.Mode == api.ModeReadOnly {
 			f.FormPost = true

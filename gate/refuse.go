@@ -77,7 +77,7 @@ type refusal struct {
 type echoField struct{ Name, Value string }
 
 // writeAPIRefusal answers in CKAN's JSON envelope.
-func writeAPIRefusal(w http.ResponseWriter, r *http.Request, action string, f refusal) {
+func writeAPIRefusal(w http.ResponseWriter, f refusal) {
 	w.Header().Set("Retry-After", strconv.Itoa(f.RetryAfter))
 	writeJSON(w, f.Status, ckanEnvelope{
 		Help: f.Help,

@@ -421,8 +421,7 @@ func (g *Gate) learnRoot(root string) {
 	}
 	g.surfaces.mu.Lock()
 	g.surfaces.learnedRoot = root
-	g.surfaces.built = nil
 	g.surfaces.mu.Unlock()
 	g.log.Info("root path learned from status_show", "root_path", cmp.Or(root, "/"))
-	g.reapplyRules()
+	g.reapplyRules() // forgets the rules built, with the old root
 }

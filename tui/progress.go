@@ -6,19 +6,12 @@ package tui
 
 import (
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/ckanops/ckanops/api"
 	"github.com/ckanops/ckanops/internal/human"
 )
-
-// partProgress is the last progress report of one running part.
-type partProgress struct {
-	step string
-	p    api.Progress
-}
 
 // progressBarWidth is the width of a bar, brackets included.
 const progressBarWidth = 22
@@ -32,20 +25,10 @@ func (v *runbookView) onProgressEvent(ev api.RunbookEvent) {
 		if ev.Progress == nil {
 			return
 		}
-		p := *ev.Progress
-		i := slices.IndexFunc(v.progress, func(pp partProgress) bool { return pp.step == ev.Step && pp.p.Part == p.Part })
-		switch {
-		case p.Ended && i >= 0:
-			v.progress = slices.Delete(v.progress, i, i+1)
-		case p.Ended:
-		case i >= 0:
-			v.progress[i].p = p
-		default:
-			v.progress = append(v.progress, partProgress{step: ev.Step, p: p})
-		}
+		v.progress = api.TrackProgress(v.progress, ev.Step, *ev.Progress)
 	case api.EventStep:
 		if ev.State != string(api.StepRunning) {
-			v.progress = slices.DeleteFunc(v.progress, func(pp partProgress) bool { return pp.step == ev.Step })
+			v.progress = api.ForgetStep(v.progress, ev.Step)
 		}
 	case api.EventFinished, api.EventAborted, api.EventInterrupted:
 		v.progress = nil
@@ -57,13 +40,13 @@ func (v *runbookView) onProgressEvent(ev api.RunbookEvent) {
 //
 //	storage uploads        [███████░░░░░░░░░░░░░]  33% 21.0 MB, 2.1 MB/s, ETA 20s
 //	pg_dump ckan_db        [  size unknown      ] 21.0 MB, 2.1 MB/s
-func progressLines(parts []partProgress, step string, w int) []string {
+func progressLines(parts []api.PartProgress, step string, w int) []string {
 	var out []string
 	for _, pp := range parts {
-		if pp.step != step {
+		if pp.Step != step {
 			continue
 		}
-		p := pp.p
+		p := pp.Progress
 		name := fit(strings.TrimPrefix(p.Part, "archive of "), 22)
 		inner := progressBarWidth - 2
 		var bar, figs string

@@ -21,8 +21,8 @@ type runbookView struct {
 	loading    bool
 	offerStart bool // open the start form if the first read finds no active runbook
 	log        []string
-	logScroll  int            // lines scrolled up from the newest
-	progress   []partProgress // the running parts' last progress reports (progress.go)
+	logScroll  int                // lines scrolled up from the newest
+	progress   []api.PartProgress // the running parts' last progress reports (progress.go)
 
 	stream     *stream
 	streamID   int

@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -573,14 +572,9 @@ type progressView struct {
 	w        io.Writer
 	terminal bool
 	width    int // the terminal's columns
-	active   []activePart
+	active   []api.PartProgress
 	drawn    bool                 // the progress line is on the screen
 	logged   map[string]time.Time // per part: the time of its last printed report
-}
-
-type activePart struct {
-	step string
-	p    api.Progress
 }
 
 // newProgressView writes to w, rewriting one line if w is a terminal.
@@ -597,16 +591,7 @@ func newProgressView(w io.Writer) *progressView {
 
 // update takes one report of step's part p, sent at t.
 func (v *progressView) update(step string, p api.Progress, t time.Time) {
-	i := slices.IndexFunc(v.active, func(a activePart) bool { return a.step == step && a.p.Part == p.Part })
-	switch {
-	case p.Ended && i >= 0:
-		v.active = slices.Delete(v.active, i, i+1)
-	case p.Ended:
-	case i >= 0:
-		v.active[i].p = p
-	default:
-		v.active = append(v.active, activePart{step, p})
-	}
+	v.active = api.TrackProgress(v.active, step, p)
 	if v.terminal {
 		v.draw()
 		return
@@ -622,7 +607,7 @@ func (v *progressView) update(step string, p api.Progress, t time.Time) {
 // stepEnded forgets the parts of a step that is no longer running.
 func (v *progressView) stepEnded(step string) {
 	n := len(v.active)
-	v.active = slices.DeleteFunc(v.active, func(a activePart) bool { return a.step == step })
+	v.active = api.ForgetStep(v.active, step)
 	if v.terminal && len(v.active) != n {
 		v.draw()
 	}
@@ -645,7 +630,7 @@ func (v *progressView) draw() {
 	}
 	parts := make([]string, len(v.active))
 	for i, a := range v.active {
-		parts[i] = progressShort(a.p)
+		parts[i] = progressShort(a.Progress)
 	}
 	line := []rune(strings.Join(parts, " | "))
 	if len(line) > v.width-1 {
