@@ -254,22 +254,6 @@ func (l *learned) answer(v, name string) string {
 	return ""
 }
 
-// learnedReads are the learned reads that apply now: those of the CKAN
-// version the rules follow, never under the strictest rules.
-func (g *Gate) learnedReads(surfaceVersion, ckanVersion string) []string {
-	if strings.HasPrefix(surfaceVersion, "strictest") {
-		return nil
-	}
-	var out []string
-	for name, class := range g.learned.forVersion(ckanVersion) {
-		if class == api.ActionRead {
-			out = append(out, name)
-		}
-	}
-	sort.Strings(out)
-	return out
-}
-
 // knows reports whether the rules in force know action name: the surface
 // data, the policy's lists or a learned answer.
 func (r *rules) knows(name string) bool {
