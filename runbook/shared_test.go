@@ -270,3 +270,26 @@ func TestSharedPublishIsFenced(t *testing.T) {
 		t.Fatalf("events %+v, %v", evs, err)
 	}
 }
+
+// The gate named by the lock never takes the action (it hangs, or died
+// with its key still in Redis): the operator is told which gate, that
+// nothing was done, and to ask again; the action is taken back.
+func TestSharedActionToAHungHolder(t *testing.T) {
+	old := forwardWait
+	forwardWait = 300 * time.Millisecond
+	t.Cleanup(func() { forwardWait = old })
+	srv := testredis.Start(t)
+	site := newFakeSite(t)
+	b, rdb := sharedGate(t, site, srv, "web-2", time.Second, nil)
+	sh := NewShared(rdb, "prod")
+	if err := rdb.Set(context.Background(), sh.lockKey, "web-9 runbook r1", time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	_, err := b.Confirm(api.RunbookAction{}, "bob")
+	if err == nil || !strings.Contains(err.Error(), "(web-9) did not answer") || !strings.Contains(err.Error(), "nothing was done") {
+		t.Fatalf("confirm through a hung holder: %v", err)
+	}
+	if n, _ := rdb.LLen(context.Background(), sh.actionsKey).Result(); n != 0 {
+		t.Fatalf("%d action(s) left queued for the hung gate", n)
+	}
+}
