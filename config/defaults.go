@@ -53,6 +53,15 @@ const (
 	DefaultSiteTimeout = 5 * time.Second // console.timeout, the default of each site's timeout
 )
 
+// Console defaults: `ckanops serve`, the [serve] table of sites.toml.
+const (
+	DefaultServeListen        = "127.0.0.1:2222"   // serve.listen
+	DefaultServeHostKeyName   = "ssh_host_ed25519" // serve.host_key is this name beside sites.toml
+	DefaultServeIdleTimeout   = 30 * time.Minute   // serve.idle_timeout
+	DefaultServeMaxSessions   = 32                 // serve.max_sessions
+	DefaultServeShutdownGrace = 5 * time.Second    // serve.shutdown_grace
+)
+
 // defaultEntry is one row of the defaults table.
 type defaultEntry struct {
 	File, Key, Value string
@@ -93,6 +102,11 @@ type defaultEntry struct {
 //	sites.toml  console.timeout                 5s
 //	sites.toml  site.timeout                    <console.timeout>
 //	sites.toml  site.ckan_api_key_header        false
+//	sites.toml  serve.listen                    127.0.0.1:2222
+//	sites.toml  serve.host_key                  <directory of sites.toml>/ssh_host_ed25519
+//	sites.toml  serve.idle_timeout              30m
+//	sites.toml  serve.max_sessions              32
+//	sites.toml  serve.shutdown_grace            5s
 var defaults = []defaultEntry{
 	{"gate.toml", "state.file", DefaultStateDir + "/<site>.state.json"},
 	{"gate.toml", "state.initial_mode", DefaultInitialMode},
@@ -126,4 +140,9 @@ var defaults = []defaultEntry{
 	{"sites.toml", "console.timeout", shortDuration(DefaultSiteTimeout)},
 	{"sites.toml", "site.timeout", "<console.timeout>"},
 	{"sites.toml", "site.ckan_api_key_header", "false"},
+	{"sites.toml", "serve.listen", DefaultServeListen},
+	{"sites.toml", "serve.host_key", "<directory of sites.toml>/" + DefaultServeHostKeyName},
+	{"sites.toml", "serve.idle_timeout", shortDuration(DefaultServeIdleTimeout)},
+	{"sites.toml", "serve.max_sessions", strconv.Itoa(DefaultServeMaxSessions)},
+	{"sites.toml", "serve.shutdown_grace", shortDuration(DefaultServeShutdownGrace)},
 }

@@ -28,8 +28,10 @@ func Kind(path string) string {
 	if _, ok := root["site"].([]map[string]any); ok {
 		return KindSites
 	}
-	if _, ok := root["console"]; ok {
-		return KindSites
+	for _, k := range []string{"console", "serve"} {
+		if _, ok := root[k]; ok {
+			return KindSites
+		}
 	}
 	for _, k := range []string{"site", "listen", "upstream", "auth", "state"} {
 		if _, ok := root[k]; ok {

@@ -16,6 +16,7 @@ type Sites struct {
 	Path     string          // the file, as passed to LoadSites
 	Sites    []Site          // [[site]], in file order
 	Defaults ConsoleDefaults // [console]
+	Serve    Serve           // [serve]: `ckanops serve`, the console over SSH
 }
 
 // ConsoleDefaults is the optional [console] table.
@@ -72,6 +73,8 @@ func LoadSites(path string) (*Sites, []Warning, error) {
 	s.Defaults.Refresh = con.duration("refresh", DefaultRefresh, false)
 	s.Defaults.Timeout = con.duration("timeout", DefaultSiteTimeout, false)
 	con.done()
+
+	s.Serve = readServe(t.table("serve"))
 
 	entries := t.tables("site")
 	if v, ok := root["site"]; !ok || isEmptyArray(v) {

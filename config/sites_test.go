@@ -20,9 +20,11 @@ func TestLoadSitesFull(t *testing.T) {
 		t.Errorf("warnings: %v", warns)
 	}
 	file := "testdata/sites_full.toml"
+	dir, _ := filepath.Abs("testdata")
 	want := &Sites{
 		Path:     file,
 		Defaults: ConsoleDefaults{Refresh: dur(10 * time.Second), Timeout: dur(8 * time.Second)},
+		Serve:    defaultServe(dir), // no [serve]: the defaults, Present false
 		Sites: []Site{
 			{Name: "prod", URL: "https://data.example.org", TokenFile: "/etc/ckanops/prod.token",
 				Timeout: dur(3 * time.Second), CKANAPIKeyHeader: true, file: file},

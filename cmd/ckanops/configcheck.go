@@ -24,7 +24,9 @@ Loads FILE as the gate or the console would (telling a gate.toml from a
 sites.toml by its keys), prints every problem with its line and key, and
 what the configuration would do: the upstream, the state store, the
 probes configured, the snapshot and runbook settings, and whether each
-token file exists with safe permissions. Secrets are never printed.
+token file exists with safe permissions; for a sites.toml, each site and
+what ckanops serve would do ([serve]: its address, host key and the keys
+in its operators and viewers files). Secrets are never printed.
 
 Exit status: 0 valid (warnings are printed); 1 invalid; 2 bad usage.`,
 		run: func(e *env, args []string) error {
@@ -268,7 +270,108 @@ func sitesFacts(s *config.Sites, r *configReport) [][2]string {
 		}
 		f = append(f, [2]string{site.Name, fmt.Sprintf("%s (timeout %s), %s", site.URL, site.Timeout, tok)})
 	}
-	return f
+	return append(f, serveFacts(s, r)...)
+}
+
+// serveFacts says what `ckanops serve` would do with the [serve] table:
+// where it listens, its host key, and how many keys each authorized_keys
+// file holds. A keys file that is named but missing or unreadable is a
+// problem (the command would not start); a host key that others may read
+// is a warning.
+func serveFacts(s *config.Sites, r *configReport) [][2]string {
+	sv := s.Serve
+	if !sv.Present {
+		return [][2]string{{"serve", "not configured (no [serve]; ckanops serve would need --operators)"}}
+	}
+	f := [][2]string{
+		{"serve listen", sv.Listen + " (ssh)"},
+		{"serve host key", hostKeyNote(s.Path, sv.HostKey, r)},
+		{"serve operators", keysNote(s.Path, sv.Operators, "serve.operators", r)},
+	}
+	if sv.Viewers != "" {
+		f = append(f, [2]string{"serve viewers", keysNote(s.Path, sv.Viewers, "serve.viewers", r)})
+	} else {
+		f = append(f, [2]string{"serve viewers", "none (only operators may log in)"})
+	}
+	metrics := "off"
+	if sv.MetricsListen != "" {
+		metrics = "/metrics on " + sv.MetricsListen
+	}
+	return append(f,
+		[2]string{"serve idle timeout", sv.IdleTimeout.String()},
+		[2]string{"serve max sessions", fmt.Sprint(sv.MaxSessions)},
+		[2]string{"serve shutdown grace", sv.ShutdownGrace.String()},
+		[2]string{"serve metrics", metrics},
+	)
+}
+
+// hostKeyNote describes the SSH host key, warning when group or others
+// may read or write it.
+func hostKeyNote(file, path string, r *configReport) string {
+	fi, err := os.Stat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return path + ": does not exist yet (made on first start)"
+	case err != nil:
+		r.Problems = append(r.Problems, fmt.Sprintf("%s: serve.host_key: %v", file, err))
+		return path + ": NOT usable"
+	case !fi.Mode().IsRegular():
+		r.Problems = append(r.Problems, fmt.Sprintf("%s: serve.host_key: %s is not a regular file", file, path))
+		return path + ": NOT a regular file"
+	}
+	mode := fi.Mode().Perm()
+	if mode&0o077 != 0 {
+		r.Warnings = append(r.Warnings, config.Warning{File: file, Key: "serve.host_key",
+			Message: fmt.Sprintf("host key %s is open to group or others (mode %04o): whoever reads it can pose as this server; run: chmod 600 %s", path, mode, path)}.String())
+		return fmt.Sprintf("%s: exists, mode %04o (too open)", path, mode)
+	}
+	return fmt.Sprintf("%s: exists, mode %04o", path, mode)
+}
+
+// keysNote describes an authorized_keys file: how many keys it holds
+// (its lines that are neither blank nor comments; they are not parsed
+// here).
+func keysNote(file, path, key string, r *configReport) string {
+	n, err := countKeys(path)
+	if err != nil {
+		r.Problems = append(r.Problems, fmt.Sprintf("%s: %s: %v: ckanops serve would not start", file, key, err))
+		return path + ": NOT usable"
+	}
+	note := fmt.Sprintf("%s: %d key(s)%s", path, n, permNote(path))
+	if n == 0 {
+		r.Warnings = append(r.Warnings, fmt.Sprintf("%s: %s: %s holds no keys: nobody could log in with it", file, key, path))
+	}
+	return note
+}
+
+// maxKeysFile bounds how much of an authorized_keys file is read.
+const maxKeysFile = 1 << 20
+
+// countKeys counts the lines of an authorized_keys file that are neither
+// blank nor comments.
+func countKeys(path string) (int, error) {
+	fi, err := os.Stat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return 0, fmt.Errorf("%s does not exist", path)
+	case err != nil:
+		return 0, err
+	case !fi.Mode().IsRegular():
+		return 0, fmt.Errorf("%s is not a regular file", path)
+	case fi.Size() > maxKeysFile:
+		return 0, fmt.Errorf("%s is larger than %d bytes; is it an authorized_keys file?", path, maxKeysFile)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, line := range strings.Split(string(data), "\n") {
+		if l := strings.TrimSpace(line); l != "" && !strings.HasPrefix(l, "#") {
+			n++
+		}
+	}
+	return n, nil
 }
 
 // storagesLine names the site's storages: "name path" for a local one,
