@@ -2,10 +2,10 @@
 // (/api/3/action/NAME) and the ckanops gate's control API (/-/ckanops/*).
 //
 // Every failure comes back as one of a few typed errors (APIError,
-// BadRequestError, ConflictError, HTTPError, TransportError, DecodeError)
-// whose message says what happened, where, and what to do next. Reads are
-// retried with backoff on connection errors, timeouts and 502/503/504;
-// writes (POST) never are.
+// BadRequestError, ConflictError, HTTPError, TransportError, DecodeError,
+// ReadOnlyError) whose message says what happened, where, and what to do
+// next. Reads are retried with backoff on connection errors, timeouts and
+// 502/503/504; writes (POST) never are.
 //
 // The package must not log or return the token: resty's debug output stays
 // off, requests are logged without headers, and server text quoted in an
@@ -17,12 +17,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
 
 	"github.com/go-resty/resty/v2"
+
+	"github.com/ckanops/ckanops/api"
 )
 
 // TokenStyle says how the token is sent.
@@ -106,6 +109,32 @@ type Options struct {
 	// connection is taken for half-open and dropped. The gate sends a
 	// keep-alive comment every 15s. Zero means DefaultStreamIdle.
 	StreamIdle time.Duration
+	// Actor names the person behind this client's calls, for the gate's
+	// audit log (a console serving several people with one ops token):
+	// every call to the gate's control API carries it as the
+	// Ckanops-Actor header (api.ActorHeader), and the gate records
+	// "<Actor> via ops-token". Calls to CKAN's own API never carry it.
+	// The gate refuses it (403) with any credentials but the ops token.
+	// Empty sends none; New refuses a value api.CheckActor refuses.
+	Actor string
+	// ReadOnly, when not empty, makes the client refuse every call to the
+	// gate's control API that is not a GET or HEAD, before anything is
+	// sent, with a *ReadOnlyError whose Reason is ReadOnly (say, "ssh:bob
+	// is a viewer (changing a site needs the operator permission: a key
+	// in operators.keys)"). Calls to CKAN's own API are unaffected.
+	ReadOnly string
+}
+
+// ReadOnlyError is a gate control call that a client made with
+// Options.ReadOnly refused to send: it would change the site.
+type ReadOnlyError struct {
+	Method string // the call's method (POST)
+	Path   string // the call's path below the site URL (/-/ckanops/mode)
+	Reason string // Options.ReadOnly: why this client may not change the site
+}
+
+func (e *ReadOnlyError) Error() string {
+	return fmt.Sprintf("%s: %s %s would change the site; nothing was sent", e.Reason, e.Method, e.Path)
 }
 
 // DefaultStreamIdle is three of the gate's keep-alive periods.
@@ -123,9 +152,14 @@ type Client struct {
 	write *resty.Client // never retries
 	slow  *resty.Client // never retries; SlowCallTimeout
 
-	stream  *http.Client      // for event streams: no overall timeout
-	idle    time.Duration     // an event stream silent this long is dropped
-	headers map[string]string // sent with every request
+	stream *http.Client  // for event streams: no overall timeout
+	idle   time.Duration // an event stream silent this long is dropped
+	// headers are sent with every event stream request (a gate call):
+	// those of every request, and the actor's (Options.Actor).
+	headers map[string]string
+
+	actor    string // Options.Actor: sent with every gate call
+	readOnly string // Options.ReadOnly: gate calls that change the site are refused
 }
 
 // New returns a Client for the site at baseURL: CKAN's root URL (with
@@ -151,12 +185,20 @@ func New(baseURL string, opts Options) (*Client, error) {
 		return nil, fmt.Errorf("ckanclient: site url %q: give CKAN's root URL, without /api/...", baseURL)
 	}
 
+	if opts.Actor != "" {
+		if err := api.CheckActor(opts.Actor); err != nil {
+			return nil, fmt.Errorf("ckanclient: actor (Options.Actor, sent to the gate as %s): %w", api.ActorHeader, err)
+		}
+	}
+
 	c := &Client{
-		base:    u,
-		baseStr: u.String(),
-		token:   opts.Token,
-		timeout: opts.Timeout,
-		log:     opts.Logger,
+		base:     u,
+		baseStr:  u.String(),
+		token:    opts.Token,
+		timeout:  opts.Timeout,
+		log:      opts.Logger,
+		actor:    opts.Actor,
+		readOnly: opts.ReadOnly,
 	}
 	if c.timeout <= 0 {
 		c.timeout = DefaultTimeout
@@ -237,7 +279,12 @@ func New(baseURL string, opts Options) (*Client, error) {
 	if c.idle <= 0 {
 		c.idle = DefaultStreamIdle
 	}
-	c.headers = headers
+	// The event stream is a gate call: it carries the actor too. Every
+	// other request gets it in do, for gate calls only.
+	c.headers = maps.Clone(headers)
+	if c.actor != "" {
+		c.headers[api.ActorHeader] = c.actor
+	}
 	return c, nil
 }
 
@@ -286,6 +333,9 @@ func (c *Client) do(ctx context.Context, k call) (*resty.Response, error) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
+	if k.isGate && c.readOnly != "" && k.method != http.MethodGet && k.method != http.MethodHead {
+		return nil, &ReadOnlyError{Method: k.method, Path: k.path, Reason: c.readOnly}
+	}
 	rc := c.write
 	switch {
 	case k.slow:
@@ -302,6 +352,9 @@ func (c *Client) do(ctx context.Context, k call) (*resty.Response, error) {
 	}
 	if k.accept != "" {
 		req.SetHeader("Accept", k.accept)
+	}
+	if k.isGate && c.actor != "" {
+		req.SetHeader(api.ActorHeader, c.actor)
 	}
 	u := c.urlFor(k.path)
 	start := time.Now()

@@ -54,15 +54,17 @@ func (g *Gate) controlMux() http.Handler {
 }
 
 // authError is a failed authentication: 401 (no or wrong credentials),
-// 403 (a valid CKAN user who is not a sysadmin), 429 (the client's
-// address failed too often: see authlimit.go), or 503 (CKAN could not be
-// asked).
+// 403 (a valid CKAN user who is not a sysadmin, or a CKAN sysadmin naming
+// another actor), 429 (the client's address failed too often: see
+// authlimit.go), 503 (CKAN could not be asked), or 400 (a bad
+// Ckanops-Actor header: see actorFor).
 type authError struct {
 	status     int
 	msg        string
 	reason     string        // for a failure that counts: not-token, unknown-token, not-sysadmin
 	user       string        // the CKAN user of a not-sysadmin failure
 	retryAfter time.Duration // with 429
+	ckanType   string        // the __type of CKAN's envelope, when not "Authorization Error"
 }
 
 func (e *authError) Error() string { return e.msg }
@@ -147,10 +149,51 @@ func (g *Gate) authenticate(r *http.Request) (string, *authError) {
 	actor, aerr := g.checkCredentials(r)
 	if aerr == nil || aerr.reason == "" {
 		tk.end(false, g.clock())
+		if aerr == nil {
+			return g.actorFor(r, actor)
+		}
 		return actor, aerr
 	}
 	g.authFailed(r, tk, aerr)
 	return "", aerr
+}
+
+// opsTokenActor is the actor of the ops token.
+const opsTokenActor = api.OpsTokenActor
+
+// actorFor returns the actor of an authenticated request whose
+// credentials are actor's: actor itself, or, when the request names the
+// person behind it in a Ckanops-Actor header (api.ActorHeader) and the
+// credentials are the ops token, "<name> via ops-token". The header is
+// refused, and nothing is done, when the credentials are a CKAN
+// sysadmin's (403: a CKAN user acts as itself), when it is sent more than
+// once, or when its value is not one api.CheckActor accepts (400). None
+// of these counts as a failed authentication: the credentials were good.
+func (g *Gate) actorFor(r *http.Request, actor string) (string, *authError) {
+	names := r.Header.Values(api.ActorHeader)
+	if len(names) == 0 {
+		return actor, nil
+	}
+	remote := g.clientAddr(r)
+	if actor != opsTokenActor {
+		g.log.Warn("a "+api.ActorHeader+" header refused: only the ops token may name another actor",
+			"actor", actor, "remote", remote, "method", r.Method, "path", r.URL.Path)
+		return "", &authError{status: http.StatusForbidden,
+			msg: fmt.Sprintf("only the ops token may name another actor (%s); %s acts as itself: nothing was changed", api.ActorHeader, actor)}
+	}
+	if len(names) > 1 {
+		g.log.Warn("a "+api.ActorHeader+" header refused: sent more than once",
+			"count", len(names), "remote", remote, "method", r.Method, "path", r.URL.Path)
+		return "", &authError{status: http.StatusBadRequest, ckanType: "Validation Error",
+			msg: fmt.Sprintf("%d %s headers: send one, naming the person behind the change: nothing was changed", len(names), api.ActorHeader)}
+	}
+	if err := api.CheckActor(names[0]); err != nil {
+		// The error quotes a bounded, escaped prefix of the value only.
+		g.log.Warn("a "+api.ActorHeader+" header refused", "err", err.Error(), "remote", remote, "method", r.Method, "path", r.URL.Path)
+		return "", &authError{status: http.StatusBadRequest, ckanType: "Validation Error",
+			msg: fmt.Sprintf("bad %s header: %v: nothing was changed", api.ActorHeader, err)}
+	}
+	return api.ActorViaOpsToken(names[0]), nil
 }
 
 // checkCredentials finds whose credentials r carries: the ops token, or a
@@ -168,7 +211,7 @@ func (g *Gate) checkCredentials(r *http.Request) (string, *authError) {
 	}
 	// Compared in constant time, whatever the value's shape.
 	if tokenEqual(tok, g.opts.OpsToken) {
-		return "ops-token", nil
+		return opsTokenActor, nil
 	}
 	if scheme, _, _ := strings.Cut(authz, " "); strings.EqualFold(scheme, "Basic") {
 		return "", &authError{status: http.StatusUnauthorized, reason: failNotToken,
@@ -708,7 +751,11 @@ func (g *Gate) serveMaintenanceAction(w http.ResponseWriter, r *http.Request, ac
 	actor, aerr := g.authenticate(r)
 	if aerr != nil {
 		setRetryAfter(w, aerr)
-		fail(aerr.status, "Authorization Error", aerr.msg)
+		typ := "Authorization Error"
+		if aerr.ckanType != "" {
+			typ = aerr.ckanType
+		}
+		fail(aerr.status, typ, aerr.msg)
 		return
 	}
 	if action == "maintenance_mode_show" {
