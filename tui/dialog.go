@@ -68,7 +68,12 @@ func (m *Model) textFieldOf(label, placeholder, hint string) field {
 }
 
 // openDialog shows f and focuses its first field.
+// Every dialog changes a site; a read-only console opens none.
 func (m *Model) openDialog(f *form) tea.Cmd {
+	if m.opts.ReadOnly != "" {
+		m.setFlash(m.opts.ReadOnly+": nothing was changed", true)
+		return nil
+	}
 	m.dialog = f
 	f.resize(m.width)
 	return f.setFocus(0)

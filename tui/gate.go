@@ -57,7 +57,10 @@ type Site struct {
 // whose token cannot be read, or whose client cannot be built, is still
 // returned, with a gate that answers every call with that error, so one
 // broken site never stops the console.
-func SitesFromConfig(sites *config.Sites, userAgent string) []Site {
+//
+// base gives the clients' common options (UserAgent, Actor, ReadOnly);
+// each site's token, token style, timeout and retries are its own.
+func SitesFromConfig(sites *config.Sites, base ckanclient.Options) []Site {
 	out := make([]Site, 0, len(sites.Sites))
 	for _, s := range sites.Sites {
 		timeout := s.Timeout.Duration
@@ -81,9 +84,9 @@ func SitesFromConfig(sites *config.Sites, userAgent string) []Site {
 		if s.CKANAPIKeyHeader {
 			style = ckanclient.AuthAPIKey
 		}
-		c, err := ckanclient.New(s.URL, ckanclient.Options{
-			Token: tok, TokenStyle: style, Timeout: timeout, Retries: -1, UserAgent: userAgent,
-		})
+		o := base
+		o.Token, o.TokenStyle, o.Timeout, o.Retries = tok, style, timeout, -1
+		c, err := ckanclient.New(s.URL, o)
 		if err != nil {
 			site.Gate = brokenGate{fmt.Errorf("site %s: %w", s.Name, err)}
 		} else {

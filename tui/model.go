@@ -43,7 +43,18 @@ type Options struct {
 	// terminal, with Model.QuitSummary: the runbooks still active, one
 	// line per site (nil when none), for the caller to print.
 	OnQuit func(summary []string)
+	// Who names the person at the console, shown on the title line (the
+	// SSH console sets it: "alice (operator)").
+	Who string
+	// ReadOnly, when set, makes the console look-only: every action that
+	// would change a site is refused before its dialog opens, with this
+	// text as the reason (and the gate clients refuse such calls too).
+	ReadOnly string
 }
+
+// NoticeMsg puts a line on the console's message line: what the SSH
+// server says to a session (shutting down, say).
+type NoticeMsg struct{ Text string }
 
 // view is the screen shown.
 type view int
@@ -176,6 +187,9 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		return m, m.handleKey(msg)
 	case tea.PasteMsg:
 		return m, m.paste(msg)
+	case NoticeMsg:
+		m.setFlash(msg.Text, true)
+		return m, nil
 	case clockTickMsg:
 		return m, m.after(time.Second, clockTickMsg{})
 	case refreshDueMsg:

@@ -11,6 +11,7 @@ import (
 	"github.com/charmbracelet/x/exp/teatest/v2"
 
 	"github.com/ckanops/ckanops/api"
+	"github.com/ckanops/ckanops/ckanclient"
 	"github.com/ckanops/ckanops/config"
 )
 
@@ -91,7 +92,7 @@ func TestSitesFromConfig(t *testing.T) {
 		},
 		Defaults: config.ConsoleDefaults{Timeout: config.Duration{Duration: 3 * time.Second}},
 	}
-	sites := SitesFromConfig(cfg, "test")
+	sites := SitesFromConfig(cfg, ckanclient.Options{UserAgent: "test"})
 	if len(sites) != 2 {
 		t.Fatalf("%d sites", len(sites))
 	}

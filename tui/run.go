@@ -9,6 +9,7 @@ import (
 	tea "charm.land/bubbletea/v2"
 	"github.com/charmbracelet/colorprofile"
 
+	"github.com/ckanops/ckanops/ckanclient"
 	"github.com/ckanops/ckanops/config"
 )
 
@@ -30,7 +31,7 @@ func Run(ctx context.Context, sites *config.Sites, opts Options) error {
 	if opts.UserAgent == "" {
 		opts.UserAgent = "ckanops-console"
 	}
-	m := New(SitesFromConfig(sites, opts.UserAgent), opts)
+	m := New(SitesFromConfig(sites, ckanclient.Options{UserAgent: opts.UserAgent}), opts)
 	defer m.Close()
 	popts := []tea.ProgramOption{tea.WithContext(ctx)}
 	if opts.NoColor {

@@ -2,6 +2,7 @@ package tui
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -207,6 +208,9 @@ func (m *Model) titleLine(all []ranked, now time.Time) string {
 		left += " · " + strings.Join(parts, " · ")
 	}
 	right := fmt.Sprintf("refresh %s · %s", config.Duration{Duration: m.opts.Refresh}.String(), clockTime(now, m.loc))
+	if m.opts.Who != "" {
+		right = m.opts.Who + " · " + right
+	}
 	gap := m.width - width(left) - width(right)
 	if gap < 1 {
 		return m.st.paint(&m.st.title, cut(left, m.width))
@@ -228,6 +232,18 @@ func (m *Model) flashLine() string {
 	return t
 }
 
+// changes reports whether b is a key that changes a site (a read-only
+// console does not offer it).
+func (m *Model) changes(b key.Binding) bool {
+	k := m.keys
+	for _, c := range []key.Binding{k.Enable, k.Disable, k.Jobs, k.Confirm, k.Retry, k.Resume, k.Skip, k.Abort, k.DisableNow, k.NewRunbook} {
+		if slices.Equal(b.Keys(), c.Keys()) {
+			return true
+		}
+	}
+	return false
+}
+
 // keyBar lists the keys of the current context on one line.
 func (m *Model) keyBar() string {
 	k := m.keys
@@ -247,6 +263,9 @@ func (m *Model) keyBar() string {
 		bs = m.runbookBar()
 	default:
 		bs = []key.Binding{k.Open, k.Filter, k.Sort, k.Enable, k.Disable, k.Jobs, k.Runbook, k.Help, k.Quit}
+	}
+	if m.opts.ReadOnly != "" {
+		bs = slices.DeleteFunc(bs, m.changes)
 	}
 	var parts []string
 	for _, b := range bs {

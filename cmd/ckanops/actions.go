@@ -55,14 +55,14 @@ func runActions(e *env, s siteClient, asJSON, all, learn bool) error {
 		err error
 	)
 	if learn {
-		ctx, cancel := context.WithTimeout(context.Background(), ckanclient.SlowCallTimeout)
+		ctx, cancel := context.WithTimeout(e.context(), ckanclient.SlowCallTimeout)
 		defer cancel()
 		if err := checkSiteIdentity(ctx, s); err != nil {
 			return &exitError{code: exitFail, err: err}
 		}
 		l, err = s.client.LearnActions(ctx)
 	} else {
-		l, err = s.client.Actions(context.Background())
+		l, err = s.client.Actions(e.context())
 	}
 	if err != nil {
 		return &exitError{code: exitFail, err: fmt.Errorf("site %s: %w", s.site.Name, err)}

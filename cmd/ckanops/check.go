@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -38,7 +37,7 @@ type checkError struct {
 
 // runCheck asks the gate for the site's checks report and prints it.
 func runCheck(e *env, s siteClient, asJSON bool) error {
-	rep, err := s.client.Health(context.Background())
+	rep, err := s.client.Health(e.context())
 	if err != nil {
 		if asJSON {
 			if jerr := writeIndented(e, checkError{Site: s.site.Name, Error: err.Error()}); jerr != nil {

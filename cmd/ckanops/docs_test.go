@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/ckanops/ckanops/serve"
 )
 
 // Every `ckanops ...` command line in the README and docs/*.md parses:
@@ -88,6 +90,11 @@ type commandLine struct {
 // with backslash continuations joined and comments and quoted text
 // (which may hold anything) dropped.
 func commandLines(t *testing.T, path string) []commandLine {
+	return programLines(t, path, "ckanops")
+}
+
+// programLines is commandLines for the lines that run prog.
+func programLines(t *testing.T, path, prog string) []commandLine {
 	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
@@ -121,7 +128,7 @@ func commandLines(t *testing.T, path string) []commandLine {
 			t.Errorf("%s:%d: %v", path, start, err)
 			continue
 		}
-		if len(words) > 0 && words[0] == "ckanops" {
+		if len(words) > 0 && words[0] == prog {
 			out = append(out, commandLine{start, strings.Join(words, " "), words[1:]})
 		}
 	}
@@ -173,4 +180,47 @@ func shellWords(line string) ([]string, error) {
 		}
 	}
 	return words, nil
+}
+
+// Every `ssh -p 2222 ... HOST COMMAND` line the docs print (port 2222 is
+// the console's; other ssh lines reach other hosts) runs over `ckanops
+// serve` for an operator: the command is served over SSH and its command
+// line parses. A line without a command opens the console.
+func TestDocumentedSSHLinesAreServed(t *testing.T) {
+	files, _ := filepath.Glob("../../docs/*.md")
+	files = append(files, "../../README.md")
+	operator := serve.Identity{Name: "alice", Role: serve.RoleOperator}
+	n := 0
+	for _, f := range files {
+		for _, cl := range programLines(t, f, "ssh") {
+			if !slices.Contains(cl.args, "2222") {
+				continue
+			}
+			args := cl.args
+			for len(args) > 0 && strings.HasPrefix(args[0], "-") {
+				if slices.Contains([]string{"-p", "-i", "-o", "-l", "-F", "-L", "-R", "-J"}, args[0]) {
+					args = args[1:]
+				}
+				args = args[1:]
+			}
+			if len(args) == 0 {
+				t.Errorf("%s:%d: %q names no host", f, cl.line, cl.text)
+				continue
+			}
+			cmd := args[1:]
+			n++
+			if len(cmd) == 0 {
+				continue // the console
+			}
+			if why := refuseOverSSH(operator, cmd); why != "" {
+				t.Errorf("%s:%d: %q is not served: %s", f, cl.line, cl.text, why)
+			}
+			if code, errOut := dryRun(t, cmd); code != 0 {
+				t.Errorf("%s:%d: %q does not parse: exit %d\n%s", f, cl.line, cl.text, code, errOut)
+			}
+		}
+	}
+	if n < 3 {
+		t.Fatalf("only %d ssh lines found in the docs: is the extraction broken?", n)
+	}
 }

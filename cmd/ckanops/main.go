@@ -9,12 +9,15 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"sort"
 	"strings"
+	"syscall"
 
 	"github.com/charmbracelet/x/term"
 	flag "github.com/spf13/pflag"
@@ -39,6 +42,34 @@ type env struct {
 	// parsed and checked, before it reads a file or calls a gate: the
 	// tests parse the command lines the docs and the demo print.
 	dryRun bool
+
+	// The SSH console (serve.go) runs commands for the people connected:
+	// ctx ends with their session (nil: the process's, ended by its
+	// signals); sitesPath is the host's sites.toml (--config is refused);
+	// actor names the person to the gates; readOnly, for a viewer, makes
+	// the gate clients refuse every change with this reason.
+	ctx       context.Context
+	sitesPath string
+	actor     string
+	readOnly  string
+}
+
+// context returns the context a command's calls run under.
+func (e *env) context() context.Context {
+	if e.ctx != nil {
+		return e.ctx
+	}
+	return context.Background()
+}
+
+// interruptible returns a context that ends with the command: on SIGINT
+// or SIGTERM for the process, or with the SSH session (whose signals are
+// not the process's).
+func (e *env) interruptible() (context.Context, context.CancelFunc) {
+	if e.ctx != nil {
+		return context.WithCancel(e.ctx)
+	}
+	return signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 }
 
 // errDryRun is what a command returns in a dry run once its command line

@@ -8,9 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/charmbracelet/x/term"
@@ -120,7 +118,7 @@ type lineRead struct {
 const exitDetached = 130
 
 func runRunbook(e *env, site siteClient, o runbookFlags) error {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	ctx, stop := e.interruptible()
 	defer stop()
 	in := e.stdin
 	if in == nil {

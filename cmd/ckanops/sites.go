@@ -31,6 +31,9 @@ type siteClient struct {
 // loadSites reads sites.toml (from --config, else the usual places) and
 // returns a client for every site, or for the one named.
 func loadSites(e *env, path, only string) ([]siteClient, error) {
+	if e.sitesPath != "" {
+		path = e.sitesPath // the SSH console's host: refuseOverSSH keeps --config out
+	}
 	if path == "" {
 		p, err := config.SitesPath()
 		if err != nil {
@@ -65,7 +68,8 @@ func loadSites(e *env, path, only string) ([]siteClient, error) {
 			if s.CKANAPIKeyHeader {
 				style = ckanclient.AuthAPIKey
 			}
-			c, err = ckanclient.New(s.URL, ckanclient.Options{Token: tok, TokenStyle: style, Timeout: s.Timeout.Duration, UserAgent: "ckanops/" + buildVersion()})
+			c, err = ckanclient.New(s.URL, ckanclient.Options{Token: tok, TokenStyle: style, Timeout: s.Timeout.Duration, UserAgent: "ckanops/" + buildVersion(),
+				Actor: e.actor, ReadOnly: e.readOnly})
 			if err != nil {
 				err = fmt.Errorf("site %s: %w", s.Name, err)
 			}
@@ -119,7 +123,7 @@ func runStatus(e *env, sites []siteClient, asJSON bool) error {
 				rows[i].Error = s.err.Error()
 				return
 			}
-			st, err := s.client.Status(context.Background())
+			st, err := s.client.Status(e.context())
 			if err != nil {
 				rows[i].Error = err.Error()
 				return
@@ -207,7 +211,7 @@ func appliedText(st *api.Status) string {
 
 // runSetMode changes a site's mode and, with wait, follows the drain.
 func runSetMode(e *env, s siteClient, req api.ModeRequest, asJSON, wait bool, timeout time.Duration) error {
-	ctx := context.Background()
+	ctx := e.context()
 	before, err := identifiedStatus(ctx, s)
 	if err != nil {
 		return err

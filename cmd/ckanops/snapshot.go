@@ -1,17 +1,14 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"maps"
-	"os/signal"
 	"regexp"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/ckanops/ckanops/api"
@@ -128,7 +125,7 @@ func snapshotVerify(e *env, args []string) error {
 	if err := e.stopIfDry(); err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	ctx, stop := e.interruptible()
 	defer stop()
 	rep, err := snapshot.Verify(ctx, pos[0], *pgRestore)
 	if err != nil {
@@ -244,7 +241,7 @@ func snapshotRestore(e *env, args []string) error {
 	if *asJSON {
 		progress = e.stderr
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	ctx, stop := e.interruptible()
 	defer stop()
 	// On a terminal, one progress line rewritten in place; otherwise a
 	// line per part now and then (runbook.go's progressView).
