@@ -10,9 +10,12 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -126,7 +129,8 @@ func TestServeOverSSH(t *testing.T) {
 	alice, bob, eve := newSSHPerson(t, "alice"), newSSHPerson(t, "bob"), newSSHPerson(t, "eve")
 	os.WriteFile(filepath.Join(s.dir, "operators.keys"), []byte(alice.authorized()), 0o600)
 	os.WriteFile(filepath.Join(s.dir, "viewers.keys"), []byte(bob.authorized()), 0o600)
-	srv := startServe(t, s.sites, s.dir, "")
+	metricsAddr := freePort(t)
+	srv := startServe(t, s.sites, s.dir, "", "--metrics-listen", metricsAddr)
 
 	// A stranger cannot connect.
 	if _, err := srv.dial(eve); err == nil {
@@ -193,9 +197,38 @@ func TestServeOverSSH(t *testing.T) {
 
 	// The console: alice's name on the title line; a viewer's change
 	// refused in the console too.
-	screen := consoleScreen(t, srv, bob, "e")
+	screen := consoleScreen(t, srv, bob, "e", "xterm-256color")
 	if !strings.Contains(screen, "bob (viewer)") || !strings.Contains(screen, "needs the operator permission") {
 		t.Fatalf("bob's console after e:\n%s", screen)
+	}
+
+	// Colour follows the client's terminal: a 256-colour terminal gets
+	// colours, one with NO_COLOR gets none, nor does a dumb one.
+	colour := regexp.MustCompile(`\x1b\[[0-9;]*(3[0-7]|38;[25];[0-9;]+|9[0-7])m`)
+	if !colour.MatchString(screen) {
+		t.Errorf("no colour for an xterm-256color client:\n%q", screen)
+	}
+	for _, plain := range []string{consoleScreen(t, srv, alice, "", "xterm-256color", "NO_COLOR=1"), consoleScreen(t, srv, alice, "", "dumb")} {
+		if colour.MatchString(plain) {
+			t.Errorf("colour sent to a client that wants none:\n%q", plain)
+		}
+	}
+
+	// The metrics count the sessions and the stranger.
+	res, err := http.Get("http://" + metricsAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mb, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	for _, want := range []string{`ckanops_serve_refused_total{reason="authentication"} 1`, `ckanops_serve_keys{role="operator"} 1`,
+		`ckanops_serve_sessions{kind="command",role="operator"} 0`} {
+		if !strings.Contains(string(mb), want) {
+			t.Errorf("the metrics lack %q:\n%s", want, mb)
+		}
+	}
+	if !regexp.MustCompile(`ckanops_serve_sessions_total\{kind="command",role="viewer"\} [1-9]`).Match(mb) {
+		t.Errorf("no viewer command session counted:\n%s", mb)
 	}
 
 	// The log: who, from where, what, how long.
@@ -216,7 +249,8 @@ func TestServeOverSSH(t *testing.T) {
 
 // consoleScreen opens the console as who, presses keys once it is drawn,
 // and returns what it showed.
-func consoleScreen(t *testing.T, srv *serveProc, who sshPerson, keys string) string {
+// env is the client's environment (NAME=VALUE), as SendEnv sends it.
+func consoleScreen(t *testing.T, srv *serveProc, who sshPerson, keys, term string, env ...string) string {
 	t.Helper()
 	c, err := srv.dial(who)
 	if err != nil {
@@ -230,7 +264,13 @@ func consoleScreen(t *testing.T, srv *serveProc, who sshPerson, keys string) str
 	out := &syncBuffer{}
 	sess.Stdout, sess.Stderr = out, out
 	in, _ := sess.StdinPipe()
-	if err := sess.RequestPty("xterm", 30, 140, gossh.TerminalModes{}); err != nil {
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		if err := sess.Setenv(k, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := sess.RequestPty(term, 30, 140, gossh.TerminalModes{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := sess.Shell(); err != nil {
