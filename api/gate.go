@@ -102,6 +102,14 @@ type Status struct {
 	// rest, and ckanops actions --learn asks CKAN about them.
 	UnknownActions     []string `json:"unknown_actions,omitempty"`
 	UnknownActionCount int      `json:"unknown_action_count,omitempty"`
+
+	// Schedule is the planned maintenance window, while one is set (in
+	// the public status too).
+	Schedule *Schedule `json:"schedule,omitempty"`
+	// Overrun is true while the site is in maintenance past its planned
+	// end (Until): the work takes longer than planned. Nothing switches
+	// back by itself.
+	Overrun bool `json:"overrun,omitempty"`
 }
 
 // SurfaceInfo is the CKAN surface (actions, routes) a gate applies.

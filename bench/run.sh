@@ -627,4 +627,5 @@ grep -c 'buffered to a temporary file' "$work/nginx-proxy.err" >"$work/nginx-pro
 } >>"$commands"
 sed -i "s#$work/bin/##g; s#$work#\$WORK#g" "$commands"
 "$bin/report" -dir "$work" -out "$OUT"
+OUT="$OUT" "$(dirname "$0")/announce.sh"
 log "wrote $OUT"

@@ -7,18 +7,20 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"time"
 
 	"github.com/ckanops/ckanops/api"
 )
 
 // Names of gate calls, as errors show them.
 const (
-	gateStatusCall  = "gate status"
-	gateModeCall    = "gate mode"
-	gateHealthCall  = "gate health"
-	gateJobsCall    = "gate jobs"
-	gateAuditCall   = "gate audit"
-	gateActionsCall = "gate actions"
+	gateStatusCall   = "gate status"
+	gateModeCall     = "gate mode"
+	gateHealthCall   = "gate health"
+	gateJobsCall     = "gate jobs"
+	gateAuditCall    = "gate audit"
+	gateActionsCall  = "gate actions"
+	gateScheduleCall = "gate schedule"
 )
 
 // Status reads the gate's mode record (GET /-/ckanops/status). It sends
@@ -46,6 +48,54 @@ func (c *Client) SetMode(ctx context.Context, req api.ModeRequest) (*api.Status,
 	}
 	var s api.Status
 	k := call{method: http.MethodPost, path: api.PathMode, name: gateModeCall, body: body, expect: req.ExpectVersion}
+	if err := c.gateCall(ctx, k, &s); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// Schedule reads the site's planned window (GET /-/ckanops/schedule;
+// needs the token).
+func (c *Client) Schedule(ctx context.Context) (*api.ScheduleState, error) {
+	var s api.ScheduleState
+	if err := c.gateCall(ctx, call{method: http.MethodGet, path: api.PathSchedule, name: gateScheduleCall, retry: true}, &s); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// SetSchedule plans a maintenance window (POST /-/ckanops/schedule) and
+// returns the site's status with it; never retried. With
+// req.ExpectVersion, a concurrent change is a *ConflictError.
+func (c *Client) SetSchedule(ctx context.Context, req api.ScheduleRequest) (*api.Status, error) {
+	if err := req.Validate(time.Now()); err != nil {
+		return nil, fmt.Errorf("%s at %s: %w", gateScheduleCall, redactURL(c.urlFor(api.PathSchedule)), err)
+	}
+	body, err := json.Marshal(req)
+	if err != nil {
+		return nil, fmt.Errorf("%s: encode request: %w", gateScheduleCall, err)
+	}
+	var s api.Status
+	k := call{method: http.MethodPost, path: api.PathSchedule, name: gateScheduleCall, body: body, expect: req.ExpectVersion}
+	if err := c.gateCall(ctx, k, &s); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// CancelSchedule drops the site's planned window (DELETE
+// /-/ckanops/schedule); expect, when not nil, makes it a compare-and-set.
+// Never retried.
+func (c *Client) CancelSchedule(ctx context.Context, expect *int64, reason string) (*api.Status, error) {
+	q := url.Values{}
+	if expect != nil {
+		q.Set("expect_version", strconv.FormatInt(*expect, 10))
+	}
+	if reason != "" {
+		q.Set("reason", reason)
+	}
+	var s api.Status
+	k := call{method: http.MethodDelete, path: api.PathSchedule, name: gateScheduleCall, query: q, expect: expect}
 	if err := c.gateCall(ctx, k, &s); err != nil {
 		return nil, err
 	}

@@ -31,6 +31,7 @@ const (
 	DefaultDrainTimeout     = 10 * time.Minute             // gate.drain_timeout
 	DefaultShutdownTimeout  = 30 * time.Second             // gate.shutdown_timeout
 	DefaultRetryAfter       = 300 * time.Second            // gate.retry_after
+	DefaultNoticePoll       = 30 * time.Second             // gate.notice_poll
 	DefaultInitialMode      = "live"                       // state.initial_mode
 	DefaultPollInterval     = 500 * time.Millisecond       // runbook.poll_interval
 	DefaultLease            = 30 * time.Second             // runbook.lease
@@ -88,6 +89,7 @@ type defaultEntry struct {
 //	gate.toml   gate.drain_timeout              10m
 //	gate.toml   gate.shutdown_timeout           30s
 //	gate.toml   gate.retry_after                5m
+//	gate.toml   gate.notice_poll                30s
 //	gate.toml   gate.site_title                 <site>
 //	gate.toml   runbook.journal_dir             <directory of state.file>/<site>.runbook
 //	gate.toml   runbook.poll_interval           500ms
@@ -126,6 +128,7 @@ var defaults = []defaultEntry{
 	{"gate.toml", "gate.drain_timeout", shortDuration(DefaultDrainTimeout)},
 	{"gate.toml", "gate.shutdown_timeout", shortDuration(DefaultShutdownTimeout)},
 	{"gate.toml", "gate.retry_after", shortDuration(DefaultRetryAfter)},
+	{"gate.toml", "gate.notice_poll", shortDuration(DefaultNoticePoll)},
 	{"gate.toml", "gate.site_title", "<site>"},
 	{"gate.toml", "runbook.journal_dir", "<directory of state.file>/<site>.runbook"},
 	{"gate.toml", "runbook.poll_interval", shortDuration(DefaultPollInterval)},

@@ -195,6 +195,7 @@ type GateTuning struct {
 	DrainTimeout    Duration // drain_timeout: how long a drain may wait for writes in flight
 	ShutdownTimeout Duration // shutdown_timeout: how long a stopping gate waits for requests to finish
 	RetryAfter      Duration // retry_after: Retry-After on refusals when no until is set (whole seconds, rounded up)
+	NoticePoll      Duration // notice_poll: how often announced and annotated pages poll the status
 	SiteTitle       string   // site_title: the name shown on refusal pages
 	RootPath        string   // root_path: the path CKAN is mounted under ("/data"); "/" none; "" learned from status_show (its help URL, else site_url's path)
 }
@@ -301,6 +302,10 @@ func LoadGate(path string) (*Gate, []Warning, error) {
 	g.Gate.DrainTimeout = tune.duration("drain_timeout", DefaultDrainTimeout, false)
 	g.Gate.ShutdownTimeout = tune.duration("shutdown_timeout", DefaultShutdownTimeout, false)
 	g.Gate.RetryAfter = tune.duration("retry_after", DefaultRetryAfter, false)
+	g.Gate.NoticePoll = tune.duration("notice_poll", DefaultNoticePoll, false)
+	if p := g.Gate.NoticePoll.Duration; tune.has("notice_poll") && (p < time.Second || p > time.Hour) {
+		tune.d.problem(tune.sub("notice_poll"), "must be from 1s to 1h, found %s", g.Gate.NoticePoll)
+	}
 	g.Gate.SiteTitle, _ = tune.string("site_title")
 	if v, ok := tune.string("root_path"); ok {
 		if msg := checkRootPath(v); msg != "" {

@@ -101,6 +101,7 @@ func TestLoadGateFull(t *testing.T) {
 			DrainTimeout:    dur(20 * time.Minute),
 			ShutdownTimeout: dur(45 * time.Second),
 			RetryAfter:      dur(2 * time.Minute),
+			NoticePoll:      dur(30 * time.Second),
 			SiteTitle:       "Example Open Data",
 			RootPath:        "/data",
 		},

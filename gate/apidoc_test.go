@@ -131,11 +131,13 @@ func TestAPIDocIsTrue(t *testing.T) {
 	t.Cleanup(func() { e.Close() })
 	r.gate.AttachRunbook(e)
 
+	// $AT is a window's start in the future, as the schedule examples need.
+	at := time.Now().Add(72 * time.Hour).UTC().Truncate(time.Hour).Format(time.RFC3339)
 	for _, ex := range parseAPIDoc(t, "../docs/api.md") {
 		if strings.HasPrefix(ex.path, "/-/ckanops/runbook") {
 			waitRunbookRests(t, e)
 		}
-		body := strings.NewReplacer("$OPS_TOKEN", opsToken, "$CKAN_TOKEN", ckansim.SysadminToken).Replace(ex.body)
+		body := strings.NewReplacer("$OPS_TOKEN", opsToken, "$CKAN_TOKEN", ckansim.SysadminToken, "$AT", at).Replace(ex.body)
 		req, _ := http.NewRequest(ex.method, r.srv.URL+ex.path, strings.NewReader(body))
 		for k, vs := range ex.header {
 			for _, v := range vs {

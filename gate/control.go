@@ -45,10 +45,12 @@ func (g *Gate) controlMux() http.Handler {
 	mux.HandleFunc("GET "+controlPrefix+"actions", g.serveActions)
 	mux.HandleFunc("POST "+controlPrefix+"actions/learn", g.serveActionsLearn)
 	mux.Handle("GET "+controlPrefix+"metrics", g.metrics.handler())
+	mux.HandleFunc(controlPrefix+"schedule", g.serveSchedule)
+	mux.HandleFunc("GET "+api.PathNoticeScript, serveNoticeScript) // public: pages load it
 	mux.HandleFunc(controlPrefix+"runbook", g.serveRunbook)
 	mux.HandleFunc(controlPrefix+"runbook/", g.serveRunbook)
 	mux.HandleFunc(controlPrefix, func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such control endpoint: see GET /-/ckanops/status, POST /-/ckanops/mode, GET /-/ckanops/health, GET /-/ckanops/metrics, POST /-/ckanops/jobs/suspend, POST /-/ckanops/jobs/resume, GET /-/ckanops/audit, GET /-/ckanops/actions, POST /-/ckanops/actions/learn, GET/POST /-/ckanops/runbook, GET /-/ckanops/runbook/events"})
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such control endpoint: see GET /-/ckanops/status, GET /-/ckanops/notice.js, POST /-/ckanops/mode, GET/POST/DELETE /-/ckanops/schedule, GET /-/ckanops/health, GET /-/ckanops/metrics, POST /-/ckanops/jobs/suspend, POST /-/ckanops/jobs/resume, GET /-/ckanops/audit, GET /-/ckanops/actions, POST /-/ckanops/actions/learn, GET/POST /-/ckanops/runbook, GET /-/ckanops/runbook/events"})
 	})
 	return g.limitAuth(mux)
 }
@@ -475,6 +477,14 @@ func (g *Gate) status(ctx context.Context, full bool) api.Status {
 		q := v.quiescedAt
 		st.QuiescedAt = &q
 	}
+	st.Overrun = v.rec.overrun(t)
+	if s := v.rec.Schedule; s != nil {
+		sc := *s
+		if !full {
+			sc = sc.Public()
+		}
+		st.Schedule = &sc
+	}
 	if !full {
 		return st
 	}
@@ -543,7 +553,8 @@ func (g *Gate) serveMode(w http.ResponseWriter, r *http.Request) {
 // will start in (draining for maintenance).
 func (g *Gate) recordStatus(rec Record) api.Status {
 	st := api.Status{Site: g.opts.Site, Mode: rec.Mode, Message: rec.Message, Since: rec.Since,
-		Until: rec.Until, Version: rec.Version, Actor: rec.Actor, Reason: rec.Reason, Phase: api.PhaseLive}
+		Until: rec.Until, Version: rec.Version, Actor: rec.Actor, Reason: rec.Reason, Phase: api.PhaseLive,
+		Schedule: rec.Schedule, Overrun: rec.overrun(g.clock())}
 	if g.state.current().Version == rec.Version {
 		phase, q := g.state.phase()
 		st.Phase = phase
@@ -619,6 +630,7 @@ func (g *Gate) changeMode(ctx context.Context, req api.ModeRequest, actor, remot
 	next := Record{
 		Mode: req.Mode, Message: req.Message, Since: cur.Since, Until: until,
 		Version: cur.Version + 1, Actor: actor, Reason: req.Reason, Change: newChangeID(),
+		Schedule: cur.Schedule, // a planned window stays planned
 	}
 	if next.Mode != cur.Mode || next.Since.IsZero() {
 		next.Since = t

@@ -10,16 +10,20 @@
 package gate
 
 import (
+	"bytes"
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -82,6 +86,13 @@ type Options struct {
 	SyncInterval time.Duration // with a SharedStore: how often to re-read and heartbeat; default 2s
 	HeartbeatTTL time.Duration // a gate silent for longer is shown as gone; default 3 x SyncInterval
 
+	// NoticePoll is how often the notice script of announced and
+	// annotated pages polls the status ([gate] notice_poll); default 30s.
+	NoticePoll time.Duration
+	// ScheduleTick is how often RunSchedule looks for a window to start;
+	// default 1s.
+	ScheduleTick time.Duration
+
 	Transport http.RoundTripper // default: a tuned http.Transport
 	Logger    *slog.Logger
 	Clock     func() time.Time
@@ -118,6 +129,7 @@ type ctxKey struct{}
 
 type reqInfo struct {
 	rec    Record
+	action string // the CKAN action called, if any (status_show gains the window)
 	start  time.Time
 	remote string
 	body   *bodyWatch // nil without a body
@@ -164,6 +176,12 @@ func New(ctx context.Context, o Options) (*Gate, error) {
 	}
 	if o.GateID == "" {
 		o.GateID = hostname()
+	}
+	if o.NoticePoll <= 0 {
+		o.NoticePoll = 30 * time.Second
+	}
+	if o.ScheduleTick <= 0 {
+		o.ScheduleTick = defaultScheduleTick
 	}
 	if o.SyncInterval <= 0 {
 		o.SyncInterval = 2 * time.Second
@@ -384,7 +402,7 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	g.metrics.request(d.Class.String(), outcome)
 	body := watchBody(r)
-	ctx = context.WithValue(ctx, ctxKey{}, reqInfo{rec: rec, start: start, remote: remote, body: body})
+	ctx = context.WithValue(ctx, ctxKey{}, reqInfo{rec: rec, action: d.Action, start: start, remote: remote, body: body})
 	g.proxy.ServeHTTP(w, r.WithContext(ctx))
 }
 
@@ -430,6 +448,11 @@ func (g *Gate) refuse(w http.ResponseWriter, r *http.Request, rec Record, d clas
 func (g *Gate) rewrite(pr *httputil.ProxyRequest) {
 	pr.SetURL(g.opts.Upstream)
 	pr.Out.Host = pr.In.Host
+	if info, _ := pr.In.Context().Value(ctxKey{}).(reqInfo); info.action == "status_show" && (info.rec.Schedule != nil || info.rec.maintenance()) {
+		// The answer gains the window (augmentStatusShow): ask for it
+		// unencoded, so it can be read (it is a few hundred bytes).
+		pr.Out.Header.Del("Accept-Encoding")
+	}
 	peer := peerAddr(pr.In)
 	trusted := g.trusted(peer)
 	// CKAN must route the request judged (forward.go): nothing that could
@@ -459,29 +482,152 @@ func (g *Gate) rewrite(pr *httputil.ProxyRequest) {
 	pr.SetXForwarded()
 }
 
-// modifyResponse annotates HTML pages in read-only mode. In live and down
-// (bypass) modes it returns at once: the response passes untouched.
+// modifyResponse tells clients of the maintenance in the responses it
+// lets through. In read-only mode it annotates HTML pages; while a
+// planned window is announced (the site live) it puts the announcement
+// on pages; in both, status_show gains result.maintenance and API
+// responses the window header. Live without a window announced, and down
+// (bypass), it returns at once: the response passes untouched.
 func (g *Gate) modifyResponse(resp *http.Response) error {
 	info, _ := resp.Request.Context().Value(ctxKey{}).(reqInfo)
-	if info.rec.Mode != api.ModeReadOnly || !isHTML(resp.Header) || g.isDownload(resp.Request.URL.Path) {
+	rec := info.rec
+	var now time.Time
+	announced := false
+	switch rec.Mode {
+	case api.ModeReadOnly:
+		now = g.clock()
+	case api.ModeLive:
+		if rec.Schedule == nil {
+			return nil
+		}
+		now = g.clock()
+		if announced = rec.Schedule.Announcing(now); !announced {
+			return nil
+		}
+	default:
+		return nil
+	}
+	m := maintenanceOf(rec, now)
+	if info.action == "status_show" {
+		return augmentStatusShow(resp, m)
+	}
+	if !isHTML(resp.Header) {
+		if info.action != "" || g.classifier().IsAPI(resp.Request.URL, resp.Request.Header) {
+			resp.Header.Set(api.HeaderWindow, windowHeader(m))
+		}
+		return nil
+	}
+	if g.isDownload(resp.Request.URL.Path) {
 		return nil
 	}
 	// A page with the maintenance banner must not outlive the maintenance
 	// in a shared cache (nginx proxy_cache, a CDN).
 	resp.Header.Set("Cache-Control", "no-store")
 	base := resp.Request.URL
-	return annotate.Response(resp, annotate.Options{
+	opts := annotate.Options{
 		Notice: annotate.Notice{
 			SiteTitle: g.opts.SiteTitle,
-			Message:   messageOr(info.rec.Message),
-			Until:     info.rec.Until,
-			Mode:      string(info.rec.Mode),
+			Message:   messageOr(rec.Message),
+			Until:     rec.Until,
+			Mode:      string(rec.Mode),
+			Overrun:   m.Overrun,
 		},
 		WouldRefuse: func(method, action string) bool {
 			return g.classifier().FormWouldBeRefused(method, action, base)
 		},
-	})
+		Script:     g.classifier().RootPath() + api.PathNoticeScript,
+		ScriptPoll: g.opts.NoticePoll,
+	}
+	if announced {
+		s := rec.Schedule
+		opts.Notice.Message, opts.Notice.Until = s.Message, nil
+		opts.Announce = &annotate.Window{At: s.At, End: s.End(), Mode: string(s.Mode), Message: s.Message}
+	}
+	return annotate.Response(resp, opts)
 }
+
+// maintenanceOf is the window rec announces or is in at now.
+func maintenanceOf(rec Record, now time.Time) api.Maintenance {
+	if rec.maintenance() {
+		return api.Maintenance{Active: true, Mode: rec.Mode, Message: rec.Message, Start: rec.Since, End: rec.Until, Overrun: rec.overrun(now)}
+	}
+	s := rec.Schedule
+	end, from := s.End(), s.AnnounceFrom
+	return api.Maintenance{Mode: s.Mode, Message: s.Message, Start: s.At, End: &end, AnnounceFrom: &from}
+}
+
+// windowHeader is the Ckanops-Maintenance-Window value for m:
+// "mode=read-only; start=<RFC 3339>; end=<RFC 3339>; state=announced"
+// (end left out when unknown; state announced, active or overrun).
+func windowHeader(m api.Maintenance) string {
+	h := "mode=" + string(m.Mode) + "; start=" + stamp(m.Start)
+	if m.End != nil {
+		h += "; end=" + stamp(*m.End)
+	}
+	switch {
+	case m.Overrun:
+		h += "; state=overrun"
+	case m.Active:
+		h += "; state=active"
+	default:
+		h += "; state=announced"
+	}
+	return h
+}
+
+// maxStatusShow bounds the status_show answer the gate rewrites; a
+// larger one passes untouched.
+const maxStatusShow = 1 << 20
+
+// augmentStatusShow adds result.maintenance to CKAN's status_show answer,
+// so API clients and harvesters learn of the window. Anything it cannot
+// read as CKAN's JSON envelope (an error, another encoding, too large)
+// passes as it came, with only the window header.
+func augmentStatusShow(resp *http.Response, m api.Maintenance) error {
+	resp.Header.Set(api.HeaderWindow, windowHeader(m))
+	if resp.StatusCode != http.StatusOK || resp.Body == nil || resp.Body == http.NoBody ||
+		(resp.Request != nil && resp.Request.Method == http.MethodHead) {
+		return nil
+	}
+	if ce := resp.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
+		return nil
+	}
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxStatusShow+1))
+	passThrough := func() error {
+		resp.Body = readCloser{io.MultiReader(bytes.NewReader(raw), resp.Body), resp.Body}
+		return nil
+	}
+	if err != nil || len(raw) > maxStatusShow {
+		return passThrough()
+	}
+	var env map[string]json.RawMessage
+	var result map[string]json.RawMessage
+	if json.Unmarshal(raw, &env) != nil || json.Unmarshal(env["result"], &result) != nil || result == nil {
+		return passThrough()
+	}
+	mj, _ := json.Marshal(m)
+	result["maintenance"] = mj
+	env["result"], _ = json.Marshal(result)
+	out, err := json.Marshal(env)
+	if err != nil {
+		return passThrough()
+	}
+	resp.Body.Close()
+	resp.Body = io.NopCloser(bytes.NewReader(out))
+	resp.ContentLength = int64(len(out))
+	resp.Header.Set("Content-Length", strconv.Itoa(len(out)))
+	resp.Header.Del("Etag")
+	resp.Header.Set("Cache-Control", "no-store")
+	return nil
+}
+
+// readCloser reads from r and closes c.
+type readCloser struct {
+	io.Reader
+	c io.Closer
+}
+
+func (r readCloser) Close() error { return r.c.Close() }
 
 // isHTML reports whether a response is a page (the only kind annotated).
 func isHTML(h http.Header) bool {

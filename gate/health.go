@@ -95,6 +95,15 @@ func (g *Gate) gateCheck(ctx context.Context) api.CheckResult {
 		res.Status = api.CheckWarn
 		res.Summary += "; learned actions not read: " + err.Error()
 	}
+	if st.Overrun && st.Until != nil {
+		res.Status = api.CheckWarn
+		res.Summary += fmt.Sprintf("; overrun: %s past its planned end (%s), still %s; ending it is an operator's call",
+			t.Sub(*st.Until).Round(time.Second), st.Until.UTC().Format(time.RFC3339), st.Mode)
+	}
+	if s := st.Schedule; s != nil && s.Due(t) {
+		res.Status = api.CheckWarn
+		res.Summary += fmt.Sprintf("; the window planned for %s has not started yet (the state store must answer for it to start)", s.At.UTC().Format(time.RFC3339))
+	}
 	if w := st.Surface.Warning; w != "" {
 		res.Status = api.CheckWarn
 		res.Summary += "; " + w

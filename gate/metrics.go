@@ -2,6 +2,7 @@ package gate
 
 import (
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/ckanops/ckanops/api"
@@ -21,6 +22,10 @@ type metrics struct {
 	upErrors  prometheus.Counter
 	dropped   *prometheus.CounterVec
 	badBodies prometheus.Counter
+	overruns  prometheus.Counter
+	// overrunSeen is the version of the last record counted as overrun
+	// (each maintenance counts once).
+	overrunSeen atomic.Int64
 }
 
 func newMetrics(g *Gate) *metrics {
@@ -45,7 +50,19 @@ func newMetrics(g *Gate) *metrics {
 	m.badBodies = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "ckanops_bad_request_bodies_total", Help: "Requests answered 400 because their body was malformed or cut off (aborted upstream, never completed).",
 	})
-	m.reg.MustRegister(m.requests, m.refusals, m.upstream, m.upErrors, m.dropped, m.badBodies,
+	m.overruns = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "ckanops_overruns_total", Help: "Maintenances that went past their planned end (until) while still on; each counts once.",
+	})
+	m.reg.MustRegister(m.requests, m.refusals, m.upstream, m.upErrors, m.dropped, m.badBodies, m.overruns,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ckanops_overrun", Help: "1 while the site is in maintenance past its planned end (until)."},
+			func() float64 { return b2f(g.state.current().overrun(g.clock())) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ckanops_schedule_start_timestamp_seconds", Help: "Start of the planned maintenance window (Unix time); 0 when none is planned."},
+			func() float64 {
+				if s := g.state.current().Schedule; s != nil {
+					return float64(s.At.Unix())
+				}
+				return 0
+			}),
 		enumGauge{
 			desc:    prometheus.NewDesc("ckanops_mode", "1 for the mode the gate enforces, 0 for the others.", []string{"mode"}, nil),
 			values:  []string{string(api.ModeLive), string(api.ModeReadOnly), string(api.ModeDown)},
@@ -89,6 +106,16 @@ func b2f(b bool) float64 {
 		return 1
 	}
 	return 0
+}
+
+// setOverrun counts rec once when it is an overrun at now.
+func (m *metrics) setOverrun(rec Record, now time.Time) {
+	if !rec.overrun(now) {
+		return
+	}
+	if prev := m.overrunSeen.Load(); prev != rec.Version && m.overrunSeen.CompareAndSwap(prev, rec.Version) {
+		m.overruns.Inc()
+	}
 }
 
 func (m *metrics) handler() http.Handler {

@@ -22,6 +22,15 @@ type Record struct {
 	// a gate whose compare-and-set timed out finds by it whether the write
 	// ran after all, and audits it once.
 	Change string `json:"change,omitempty"`
+	// Schedule is the site's planned maintenance window, if any
+	// (schedule.go). Mode changes keep it; it goes when it starts, when
+	// it is cancelled, or when it is missed.
+	Schedule *api.Schedule `json:"schedule,omitempty"`
+}
+
+// overrun reports whether the record is a maintenance past its planned end.
+func (r Record) overrun(now time.Time) bool {
+	return r.maintenance() && r.Until != nil && now.After(*r.Until)
 }
 
 // initialRecord is the record of a site whose store has never been written:
@@ -63,6 +72,11 @@ func (r Record) validate() error {
 	}
 	if r.Since.IsZero() {
 		return errors.New("since is missing")
+	}
+	if s := r.Schedule; s != nil {
+		if s.At.IsZero() || s.Duration() <= 0 || (s.Mode != api.ModeReadOnly && s.Mode != api.ModeDown) {
+			return fmt.Errorf("the schedule is malformed (at %v, for %q, mode %q)", s.At, s.For, s.Mode)
+		}
 	}
 	return nil
 }

@@ -84,6 +84,7 @@ func Run(ctx context.Context, cfg *config.Gate, log *slog.Logger, ready func(add
 		BypassCIDRs:      cfg.Policy.BypassCIDRs,
 		TrustedProxies:   cfg.Policy.TrustedProxies,
 		RetryAfter:       cfg.Gate.RetryAfter.Duration,
+		NoticePoll:       cfg.Gate.NoticePoll.Duration,
 		SysadminCacheTTL: adminTTL,
 		Checks:           cfg.Checks,
 		InitialMode:      cfg.State.InitialMode,
@@ -131,6 +132,9 @@ func Run(ctx context.Context, cfg *config.Gate, log *slog.Logger, ready func(add
 		}()
 		defer func() { <-stopped }()
 	}
+
+	// After the runbook engine: a window may start the runbook.
+	go g.RunSchedule(ctx)
 
 	mode := g.Mode()
 	log.Info("gate listening", "site", cfg.Site, "listen", ln.Addr().String(), "upstream", up.Redacted(),

@@ -37,8 +37,8 @@ type jobsAnswerMsg struct {
 // the site view.
 func (m *Model) actionKey(k tea.KeyPressMsg, s *siteState) tea.Cmd {
 	switch {
-	case key.Matches(k, m.keys.Enable, m.keys.Disable, m.keys.Jobs, m.keys.Runbook) && s.status != nil && s.status.Site != "" && s.status.Site != s.Name:
-		m.setFlash(fmt.Sprintf("refused: the gate at %s is site %q, not %s (traffic switched to a stand-in?): point %s's url at its own gate", s.URL, s.status.Site, s.Name, s.Name), true)
+	case key.Matches(k, m.keys.Enable, m.keys.Disable, m.keys.Jobs, m.keys.Runbook) && otherSiteRefusal(s) != "":
+		m.setFlash(otherSiteRefusal(s), true)
 		return nil
 	case key.Matches(k, m.keys.Enable, m.keys.Disable, m.keys.Jobs) && s.pending != "":
 		m.setFlash(s.Name+": still waiting for the gate's answer ("+s.pending+")", true)

@@ -50,14 +50,21 @@ var columns = []column{
 		}
 		return m.st.paint(m.st.forMode(r.status.Mode), c)
 	}},
-	{name: "RUNBOOK", width: 20, prio: 2, cell: cellRunbook, paint: func(m *Model, r ranked, c string) string {
-		if r.runbook == nil || !r.runbook.Active() {
-			return c
-		}
-		if r.runbook.State == api.RunbookRunning {
+	// The plan column: an overrun, the active runbook, or the planned
+	// window (planWords); headed RUNBOOK, WINDOW or both (planHeader).
+	{name: "RUNBOOK", width: 20, prio: 2, cell: cellPlan, paint: func(m *Model, r ranked, c string) string {
+		switch {
+		case r.status != nil && r.status.Overrun:
+			return m.st.paint(&m.st.fail, c)
+		case r.runbook != nil && r.runbook.Active():
+			if r.runbook.State == api.RunbookRunning {
+				return m.st.paint(&m.st.warn, c)
+			}
+			return m.st.paint(&m.st.fail, c)
+		case r.status != nil && r.status.Schedule != nil && r.status.Schedule.Due(m.clock()):
 			return m.st.paint(&m.st.warn, c)
 		}
-		return m.st.paint(&m.st.fail, c)
+		return c
 	}},
 	{name: "PHASE", width: 8, prio: 8, cell: func(_ *Model, r ranked, _ time.Time) string {
 		if r.status == nil {
@@ -116,18 +123,24 @@ func runbookWords(rb *api.Runbook) string {
 	return string(rb.State) + " at " + rb.Step
 }
 
-func cellRunbook(_ *Model, r ranked, _ time.Time) string { return runbookWords(r.runbook) }
+func cellPlan(_ *Model, r ranked, now time.Time) string { return planWords(r, now) }
 
 // noteColumn holds the reason a site needs a look, or its message, when
 // the width leaves room for it.
-var noteColumn = column{name: "NOTE", prio: 99, cell: func(_ *Model, r ranked, _ time.Time) string { return note(r) }}
+var noteColumn = column{name: "NOTE", prio: 99, cell: func(m *Model, r ranked, now time.Time) string { return m.note(r, now) }}
 
 // note says what is going on with a site: an action waiting for the
-// gate's answer, why the site needs a look, or the operator's message.
-func note(r ranked) string {
+// gate's answer, why the site needs a look, or the operator's message;
+// and its planned window.
+func (m *Model) note(r ranked, now time.Time) string {
 	text := r.a.reason
 	if text == "" && r.status != nil && r.status.Message != "" {
 		text = "message: " + oneLine(r.status.Message)
+	}
+	if r.status != nil && r.status.Schedule != nil {
+		sc := r.status.Schedule
+		w := "window planned: " + windowSpan(sc, now, m.loc) + ", " + announceWords(sc, now, m.loc)
+		text = strings.TrimPrefix(text+"; "+w, "; ")
 	}
 	if r.pending != "" {
 		text = strings.TrimSuffix("sending "+r.pending+", waiting for the gate's answer; "+text, "; ")
@@ -138,17 +151,20 @@ func note(r ranked) string {
 const minNote = 12
 
 // layout picks the columns that fit in width, by priority, and sizes
-// SITE, RUNBOOK and NOTE. RUNBOOK is left out when no row has an active
-// runbook, and takes what is left when its full width does not fit.
-func layout(width int, rows []ranked) []column {
+// SITE, RUNBOOK and NOTE. RUNBOOK (the plan column: runbooks, planned
+// windows, overruns) is left out when no row has any of them, and takes
+// what is left when its full width does not fit.
+func layout(width int, rows []ranked, now time.Time) []column {
 	siteW, rbW := 8, 0
 	for _, r := range rows {
 		siteW = max(siteW, len([]rune(r.Name)))
-		rbW = max(rbW, len([]rune(runbookWords(r.runbook))))
+		rbW = max(rbW, len([]rune(planWords(r, now))))
 	}
 	siteW = min(siteW, 20)
+	planName := "RUNBOOK"
 	if rbW > 0 {
-		rbW = min(max(rbW, len("RUNBOOK")), 28)
+		planName = planHeader(rows)
+		rbW = min(max(rbW, len(planName)), 28)
 	}
 	keep := make([]bool, len(columns))
 	widths := make([]int, len(columns))
@@ -183,6 +199,9 @@ func layout(width int, rows []ranked) []column {
 			continue
 		}
 		c.width = widths[i]
+		if c.name == "RUNBOOK" {
+			c.name = planName
+		}
 		out = append(out, c)
 	}
 	if rest := width - used - 1; rest >= minNote {
@@ -349,7 +368,7 @@ func (m *Model) dashboardBody(f *frame, height int, rows []ranked, now time.Time
 		f.addInput("", m.filter, m.filtering, 0, "")
 		height--
 	}
-	cols := layout(m.width, rows)
+	cols := layout(m.width, rows, now)
 	var hdr strings.Builder
 	hdr.WriteString(" ")
 	for i, c := range cols {
@@ -373,7 +392,7 @@ func (m *Model) dashboardBody(f *frame, height int, rows []ranked, now time.Time
 	var noteLines []string
 	if sel >= 0 {
 		r := rows[sel]
-		if text := note(r); text != "" {
+		if text := m.note(r, now); text != "" {
 			noteLines = wrap(r.Name+": "+text, m.width-2)
 			if len(noteLines) > 3 {
 				noteLines = noteLines[:3]

@@ -208,7 +208,9 @@ func (m *Model) dialogBox(d *frame, boxW int) {
 	}
 	if f.err != "" {
 		row("")
-		row(m.st.paint(&m.st.errText, "✗ "+f.err))
+		for _, l := range wrap("✗ "+f.err, inner) {
+			row(m.st.paint(&m.st.errText, l))
+		}
 	}
 	d.add(border("╰" + strings.Repeat("─", max(0, boxW-2)) + "╯"))
 }

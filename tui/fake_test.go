@@ -27,6 +27,10 @@ type fakeGate struct {
 	modeReqs []api.ModeRequest
 	modeErr  error
 
+	scheduleReqs []api.ScheduleRequest
+	cancels      []*int64 // the expected version of every CancelSchedule
+	scheduleErr  error    // the answer of SetSchedule and CancelSchedule
+
 	runbook   *api.Runbook
 	rbActions []string
 	events    chan api.RunbookEvent // RunbookEvents sends what arrives here
@@ -137,6 +141,40 @@ func (g *fakeGate) SetMode(_ context.Context, req api.ModeRequest) (*api.Status,
 	for i := range st.Gates {
 		st.Gates[i].Version, st.Gates[i].Phase = st.Version, st.Phase
 	}
+	g.status = &st
+	out := st
+	return &out, nil
+}
+
+// SetSchedule plans the window as the gate would at t0.
+func (g *fakeGate) SetSchedule(_ context.Context, req api.ScheduleRequest) (*api.Status, error) {
+	g.count("SetSchedule")
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.scheduleReqs = append(g.scheduleReqs, req)
+	if g.scheduleErr != nil {
+		return nil, g.scheduleErr
+	}
+	st := *g.status
+	sc := req.Schedule(t0)
+	st.Schedule = &sc
+	st.Version++
+	g.status = &st
+	out := st
+	return &out, nil
+}
+
+func (g *fakeGate) CancelSchedule(_ context.Context, expect *int64, _ string) (*api.Status, error) {
+	g.count("CancelSchedule")
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.cancels = append(g.cancels, expect)
+	if g.scheduleErr != nil {
+		return nil, g.scheduleErr
+	}
+	st := *g.status
+	st.Schedule = nil
+	st.Version++
 	g.status = &st
 	out := st
 	return &out, nil

@@ -134,3 +134,18 @@ func plural(n int, one, many string) string {
 	}
 	return fmt.Sprintf("%d %s", n, many)
 }
+
+// shortTime writes a time to the minute ("17:10", or "17:10:30" when it
+// has seconds), with its date when it is not today ("Mar 15 17:10"):
+// how planned windows are written.
+func shortTime(t, now time.Time, loc *time.Location) string {
+	t, now = t.In(loc), now.In(loc)
+	layout := "15:04"
+	if t.Second() != 0 {
+		layout = "15:04:05"
+	}
+	if t.YearDay() != now.YearDay() || t.Year() != now.Year() {
+		layout = "Jan 2 " + layout
+	}
+	return t.Format(layout)
+}

@@ -17,6 +17,11 @@ type Gate interface {
 	Status(ctx context.Context) (*api.Status, error)
 	Health(ctx context.Context) (*api.Report, error)
 	SetMode(ctx context.Context, req api.ModeRequest) (*api.Status, error)
+	// SetSchedule plans a maintenance window and CancelSchedule drops it;
+	// both answer the site's status. The planned window itself comes
+	// with every status (api.Status.Schedule).
+	SetSchedule(ctx context.Context, req api.ScheduleRequest) (*api.Status, error)
+	CancelSchedule(ctx context.Context, expect *int64, reason string) (*api.Status, error)
 	SuspendJobs(ctx context.Context, req api.JobsRequest) (*api.JobsState, error)
 	ResumeJobs(ctx context.Context, req api.JobsRequest) (*api.JobsState, error)
 
@@ -104,6 +109,12 @@ type brokenGate struct{ err error }
 func (g brokenGate) Status(context.Context) (*api.Status, error) { return nil, g.err }
 func (g brokenGate) Health(context.Context) (*api.Report, error) { return nil, g.err }
 func (g brokenGate) SetMode(context.Context, api.ModeRequest) (*api.Status, error) {
+	return nil, g.err
+}
+func (g brokenGate) SetSchedule(context.Context, api.ScheduleRequest) (*api.Status, error) {
+	return nil, g.err
+}
+func (g brokenGate) CancelSchedule(context.Context, *int64, string) (*api.Status, error) {
 	return nil, g.err
 }
 func (g brokenGate) SuspendJobs(context.Context, api.JobsRequest) (*api.JobsState, error) {

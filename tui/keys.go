@@ -13,6 +13,8 @@ type keyMap struct {
 	Up, Down, Open, Filter, Sort key.Binding
 	// Dashboard and site view.
 	Enable, Disable, Jobs, Runbook key.Binding
+	// Site view: plan or cancel a maintenance window.
+	Schedule, Unschedule key.Binding
 
 	// Runbook view.
 	Confirm, Retry, Resume, Skip, Abort, DisableNow, NewRunbook, Follow key.Binding
@@ -46,6 +48,9 @@ func newKeyMap() keyMap {
 		Jobs:    b([]string{"s"}, "s", "suspend/resume RQ (y/N)"),
 		Runbook: b([]string{"r"}, "r", "runbook"),
 
+		Schedule:   b([]string{"w"}, "w", "plan a maintenance window"),
+		Unschedule: b([]string{"W"}, "W", "cancel the planned window"),
+
 		Confirm:    b([]string{"c"}, "c", "confirm the waiting step"),
 		Retry:      b([]string{"R"}, "R", "retry the failed step"),
 		Resume:     b([]string{"u"}, "u", "resume the runbook"),
@@ -77,7 +82,7 @@ func (k keyMap) dashboard() []key.Binding {
 }
 
 func (k keyMap) site() []key.Binding {
-	return []key.Binding{k.Up, k.Down, k.Enable, k.Disable, k.Jobs, k.Runbook}
+	return []key.Binding{k.Up, k.Down, k.Enable, k.Disable, k.Jobs, k.Runbook, k.Schedule, k.Unschedule}
 }
 
 func (k keyMap) runbook() []key.Binding {

@@ -200,6 +200,8 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		return m, m.onModeAnswer(msg)
 	case jobsAnswerMsg:
 		return m, m.onJobsAnswer(msg)
+	case scheduleAnswerMsg:
+		return m, m.onScheduleAnswer(msg)
 	case runbookLoadedMsg:
 		return m, m.onRunbookLoaded(msg)
 	case auditLoadedMsg:

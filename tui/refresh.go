@@ -255,6 +255,9 @@ type assessment struct {
 	// needsYou: an operator must act: the site is unreachable, or its
 	// runbook waits for a confirmation, failed or was interrupted.
 	needsYou bool
+	// overrun: the site is in maintenance past its planned end; it
+	// needs a look, and sorts first among those that do.
+	overrun bool
 }
 
 func (m *Model) assess(s *siteState, now time.Time) (a assessment) {
@@ -318,7 +321,11 @@ func (m *Model) assess(s *siteState, now time.Time) (a assessment) {
 	} else if s.reportErr != nil {
 		a.word, a.status = "?", api.CheckUnknown
 	}
-	if st.Mode != api.ModeLive {
+	if st.Overrun {
+		a.overrun = true
+		trouble(1, "OVERRUN, "+overrunText(st, now, m.loc)+" (ending it stays your call: d disables)")
+	}
+	if st.Mode != api.ModeLive && !st.Overrun { // an overrun says the mode already
 		r := string(st.Mode)
 		switch st.Phase {
 		case api.PhaseDraining:
@@ -376,8 +383,8 @@ type ranked struct {
 
 // sortedSites returns the sites the filter lets through, by name; or,
 // when the operator asked (key t), trouble first: those that need you,
-// then unreachable or failing, then those that need a look, then healthy
-// ones, by name within each group.
+// then unreachable or failing, then those that need a look (overruns
+// first), then healthy ones, by name within each group.
 func (m *Model) sortedSites() []ranked {
 	return m.sortFilter(m.assessAll(m.clock()))
 }
@@ -410,6 +417,9 @@ func (m *Model) sortFilter(all []ranked) []ranked {
 		}
 		if out[i].a.rank != out[j].a.rank {
 			return out[i].a.rank < out[j].a.rank
+		}
+		if out[i].a.overrun != out[j].a.overrun {
+			return out[i].a.overrun
 		}
 		return out[i].Name < out[j].Name
 	})

@@ -86,6 +86,8 @@ func (m *Model) siteKey(k tea.KeyPressMsg) tea.Cmd {
 	case key.Matches(k, m.keys.Down):
 		m.siteScroll++
 		return nil
+	case key.Matches(k, m.keys.Schedule, m.keys.Unschedule):
+		return m.windowKey(key.Matches(k, m.keys.Unschedule), m.current)
 	}
 	return m.actionKey(k, m.current)
 }
@@ -150,6 +152,15 @@ func (m *Model) siteLines(s *siteState) []string {
 		}
 		if st.Message != "" {
 			wrapped(label("message"), oneLine(st.Message))
+		}
+		for _, l := range windowLines(st, now, m.loc) {
+			n := len(out)
+			wrapped(label(l[0]), l[1])
+			if l[0] == "OVERRUN" { // in the failure colour, line by line
+				for i := n; i < len(out); i++ {
+					out[i] = m.st.paint(&m.st.fail, out[i])
+				}
+			}
 		}
 		if st.Store != nil {
 			store := st.Store.Kind + ", ok"

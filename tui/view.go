@@ -137,7 +137,8 @@ func (m *Model) render() (string, *tea.Cursor) {
 // fit. The keys still work.
 func (m *Model) renderTiny() string {
 	w, h := max(m.width, 1), max(m.height, 1)
-	rows := m.sortedSites()
+	now := m.clock()
+	rows := m.sortFilter(m.assessAll(now))
 	sel := m.selectedIndex(rows)
 	first := 0
 	if sel >= h {
@@ -156,7 +157,7 @@ func (m *Model) renderTiny() string {
 			mark += " "
 		}
 		line := mark + r.Name + " " + cellMode(m, r, time.Time{})
-		if rb := runbookWords(r.runbook); rb != "" {
+		if rb := planWords(r, now); rb != "" {
 			line += " " + rb
 		}
 		lines = append(lines, cut(line, w))
@@ -236,7 +237,7 @@ func (m *Model) flashLine() string {
 // console does not offer it).
 func (m *Model) changes(b key.Binding) bool {
 	k := m.keys
-	for _, c := range []key.Binding{k.Enable, k.Disable, k.Jobs, k.Confirm, k.Retry, k.Resume, k.Skip, k.Abort, k.DisableNow, k.NewRunbook} {
+	for _, c := range []key.Binding{k.Enable, k.Disable, k.Jobs, k.Schedule, k.Unschedule, k.Confirm, k.Retry, k.Resume, k.Skip, k.Abort, k.DisableNow, k.NewRunbook} {
 		if slices.Equal(b.Keys(), c.Keys()) {
 			return true
 		}
@@ -258,7 +259,11 @@ func (m *Model) keyBar() string {
 	case m.help:
 		bs = []key.Binding{k.Back, k.Quit}
 	case m.view == viewSite:
-		bs = []key.Binding{k.Back, k.Enable, k.Disable, k.Jobs, k.Runbook, k.Help, k.Quit}
+		bs = []key.Binding{k.Back, k.Enable, k.Disable, k.Jobs, k.Runbook, k.Schedule}
+		if m.current != nil && m.current.status != nil && m.current.status.Schedule != nil {
+			bs = append(bs, k.Unschedule) // only when there is a window to cancel
+		}
+		bs = append(bs, k.Help, k.Quit)
 	case m.view == viewRunbook:
 		bs = m.runbookBar()
 	default:
@@ -294,7 +299,7 @@ func (m *Model) helpBody(f *frame, height int) {
 	left := []section{
 		{"Everywhere", k.global(), nil},
 		{"Dashboard", k.dashboard(), [][2]string{{"enter, esc", "keep, clear the filter"}}},
-		{"Site view", nil, [][2]string{{"↑/↓", "scroll"}, {"e d s r", "as on the dashboard"}}},
+		{"Site view", []key.Binding{k.Schedule, k.Unschedule}, [][2]string{{"e d s r ↑/↓", "as on the dashboard"}}},
 	}
 	right := []section{
 		{"Runbook view", k.runbook(), nil},
@@ -350,6 +355,8 @@ var barWords = map[string]string{
 	"abort the runbook (y/N)":    "abort",
 	"disable maintenance now":    "disable now",
 	"start a runbook":            "new runbook",
+	"plan a maintenance window":  "window",
+	"cancel the planned window":  "cancel",
 	"next field":                 "next",
 	"change a choice":            "change",
 	"next field, or send":        "next/send",

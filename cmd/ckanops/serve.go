@@ -136,6 +136,7 @@ type sshCommands struct {
 var sshAllowed = map[string]bool{
 	"status": false, "check": false, "actions": false, "version": false, "help": false,
 	"enable": true, "disable": true, "runbook": true,
+	"schedule": true, // showing the window is a look: see refuseOverSSH
 }
 
 // refuseOverSSH says why a command line may not run for who, or "".
@@ -159,6 +160,13 @@ func refuseOverSSH(who serve.Identity, args []string) string {
 		if name == "actions" && (a == "--learn" || strings.HasPrefix(a, "--learn=")) {
 			changes = true
 		}
+	}
+	if name == "schedule" {
+		// Showing the planned window looks; any flag but --json plans or
+		// cancels (deny by default).
+		changes = slices.ContainsFunc(flags, func(a string) bool {
+			return strings.HasPrefix(a, "-") && a != "--json" && a != "--json=true"
+		})
 	}
 	for _, a := range flags {
 		if a == "--help" || a == "-h" {
@@ -196,7 +204,10 @@ func printSSHUsage(w io.Writer, who serve.Identity) {
 			continue
 		}
 		note := ""
-		if sshAllowed[n] && who.Role != serve.RoleOperator {
+		switch {
+		case n == "schedule" && who.Role != serve.RoleOperator:
+			note = " (viewers: show only)"
+		case sshAllowed[n] && who.Role != serve.RoleOperator:
 			note = " (operators only)"
 		}
 		fmt.Fprintf(w, "    %-9s %s%s\n", n, c.summary, note)

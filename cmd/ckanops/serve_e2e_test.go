@@ -147,7 +147,11 @@ func TestServeOverSSH(t *testing.T) {
 	if code != 0 || json.Unmarshal([]byte(out), &rows) != nil || len(rows) != 1 || rows[0].Status == nil || rows[0].Status.Mode != api.ModeLive {
 		t.Fatalf("bob's status: %d %s", code, out)
 	}
-	for _, cl := range []string{"enable e2e --message hi", "disable e2e", "runbook e2e --yes", "actions e2e --learn"} {
+	if _, errOut, code := srv.run(bob, "schedule e2e"); code != 0 {
+		t.Errorf("bob may look at the schedule: exit %d %s", code, errOut)
+	}
+	for _, cl := range []string{"enable e2e --message hi", "disable e2e", "runbook e2e --yes", "actions e2e --learn",
+		"schedule e2e --at +2h --for 1h", "schedule e2e --cancel"} {
 		_, errOut, code := srv.run(bob, cl)
 		if code != exitUsage || !strings.Contains(errOut, "bob is a viewer") || !strings.Contains(errOut, "needs the operator permission") {
 			t.Errorf("bob %q: exit %d, %q", cl, code, errOut)

@@ -194,6 +194,11 @@ func printStatus(e *env, rows []siteStatus) {
 				fmt.Fprintf(e.stdout, "%s: gate %s is gone (no heartbeat since %s ago)\n", r.Site, g.ID, human.Ago(now.Sub(g.Seen)))
 			}
 		}
+		for _, line := range windowLines(st, now) {
+			if line != "no window planned" {
+				fmt.Fprintf(e.stdout, "%s: %s\n", r.Site, line)
+			}
+		}
 		if st.Store != nil && !st.Store.OK {
 			since := ""
 			if st.Store.StaleSince != nil {

@@ -35,6 +35,24 @@
 //     not (see rewriter.submitterRefused). A hidden form stays hidden
 //     whatever its buttons say.
 //
+// With Options.Script, the banner is followed by the tag of the gate's
+// notice script (<script src="..." defer data-ckanops-poll="SECONDS">),
+// which polls the gate's public status and tells the open page when the
+// maintenance starts, ends or overruns. With Notice.Overrun the banner and
+// the form notices say that the work is taking longer than planned.
+//
+// While a planned window is announced (Options.Announce; the site is
+// live), the rewrite is different: the banner is the announce banner
+// (data-ckanops-mode="announce": when the window starts, how long it
+// lasts, when it ends, the message), and nothing is hidden or disabled.
+// Every form, submit button and control that would be replaced, disabled
+// or hidden in read-only mode (as WouldRefuse judges them, and, as nothing
+// is hidden, also those inside such forms and controls) gets a
+// data-ckanops-write attribute right after its tag name, so that the
+// notice script can disable them if the maintenance starts while the page
+// is open. Everything else about the rewrite (streaming, byte for byte,
+// where the banner goes) is the same.
+//
 // Every byte outside those changes is copied through unchanged: each
 // token's raw bytes (the page split as golang.org/x/net/html's Tokenizer
 // splits it) are written as they came, so comments, doctypes, <script> and
@@ -55,14 +73,17 @@
 //   - touch anything that is not an HTML page: Response leaves non-HTML
 //     bodies, HEAD responses, 1xx/204/205/206/304 responses, attachments and
 //     unknown content encodings exactly as they are (same Body value).
-//   - run in live mode. The gate calls it only while the mode is read-only;
-//     this package does not look at the mode and rewrites whatever it is given.
+//   - run in live mode, but to announce a window. The gate calls it only
+//     while the mode is read-only, or with Options.Announce while a window
+//     is announced; this package does not look at the mode and rewrites
+//     whatever it is given.
 //   - enforce anything. Replacing a form is a courtesy to the reader; refusing
 //     the write is the gate's job, which it does whether or not a page was
 //     annotated.
 //
-// The operator's message and the site title are untrusted: they are
-// HTML-escaped wherever they appear, and the inserted fragments are plain
-// ASCII (other characters become numeric character references) so they read
-// the same whatever charset the page declares.
+// The operator's message (and the window's) and the site title are
+// untrusted: they are HTML-escaped wherever they appear (so is the script's
+// URL), and the inserted fragments are plain ASCII (other characters become
+// numeric character references) so they read the same whatever charset the
+// page declares.
 package annotate

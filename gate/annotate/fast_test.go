@@ -167,6 +167,7 @@ type choices struct {
 	zeroReads bool       // the source sometimes returns (0, nil)
 	maxRead   int
 	readSize  func() int // size of the next Read on the rewriter, ≤ maxRead
+	announce  bool       // Options.Announce: mark instead of hiding
 	desc      string
 }
 
@@ -230,8 +231,9 @@ func makeChoicesChunk(in string, seed uint64, chunk int) choices {
 	c.zeroReads = rng.IntN(8) == 0
 	c.maxRead = sizes[rng.IntN(len(sizes))]
 	c.readSize = func() int { return 1 + rng.IntN(c.maxRead) }
-	c.desc = fmt.Sprintf("cap %d, refuse mode %d, chunks ≤ %d (EOF with data %v, end %v, zero reads %v), reads ≤ %d",
-		c.maxToken, mode, maxChunk, c.withEOF, c.endErr, c.zeroReads, c.maxRead)
+	c.announce = rng.IntN(4) == 0
+	c.desc = fmt.Sprintf("cap %d, refuse mode %d, chunks ≤ %d (EOF with data %v, end %v, zero reads %v), reads ≤ %d, announce %v",
+		c.maxToken, mode, maxChunk, c.withEOF, c.endErr, c.zeroReads, c.maxRead, c.announce)
 	return c
 }
 
@@ -307,6 +309,9 @@ func runDiffChunk(t testing.TB, in string, seed uint64, chunk int) {
 		c := makeChoicesChunk(in, seed, chunk)
 		var calls []call
 		opts := Options{Notice: testNotice}
+		if c.announce {
+			opts.Announce, opts.Script = &testWindow, testScript
+		}
 		if c.refuse != nil {
 			opts.WouldRefuse = func(method, action string) bool {
 				r := c.refuse(method, action)

@@ -15,6 +15,18 @@ type Notice struct {
 	Message   string     // the operator's message: untrusted text, always escaped
 	Until     *time.Time // expected end of the maintenance, optional
 	Mode      string     // "read-only" (the refusal pages also pass "down")
+	// Overrun: the maintenance is past its planned end (Until) and still
+	// on. The banner says the work is taking longer than planned instead
+	// of how far away the end is.
+	Overrun bool
+}
+
+// Window is a planned maintenance window, as the announce banner shows it
+// (Options.Announce).
+type Window struct {
+	At, End time.Time // the planned start and end (End zero: not given)
+	Mode    string    // what the site will be: "read-only" or "down"
+	Message string    // the operator's message: untrusted text, always escaped
 }
 
 // Inline styles: the fragments must look acceptable on any CKAN theme (and on
@@ -27,6 +39,11 @@ const (
 		"background:#fff3cd;color:#3d2f00;border:1px solid #d9a400;border-radius:4px;" +
 		"font:15px/1.4 system-ui,-apple-system,'Segoe UI',sans-serif"
 	messageStyle = "white-space:pre-line"
+	// The announce banner: the same shape as the maintenance banner, in
+	// blue, which says "coming" rather than "now".
+	announceStyle = "box-sizing:border-box;margin:0;padding:10px 16px;" +
+		"background:#e7f1fb;color:#0b2e4f;border-bottom:2px solid #3b82c4;" +
+		"font:15px/1.4 system-ui,-apple-system,'Segoe UI',sans-serif;text-align:center"
 	// The note before a disabled submit button is a <span> (phrasing
 	// content, valid wherever a button is, and closing no <p>) shown as a
 	// block.
@@ -67,31 +84,48 @@ func bannerAt(n Notice, now time.Time) string {
 	return b.String()
 }
 
-// fragments returns bannerAt(n, now) and formNoticeAt(n, now) as bytes that
-// are never written to. Every page in a maintenance gets the same two
-// fragments until the notice or the ETA's wording changes, so the last pair
-// is kept and handed out again while its key matches.
-func fragments(n Notice, now time.Time) (banner, notice []byte) {
-	key := fragmentKey{site: n.SiteTitle, message: n.Message, mode: n.Mode}
-	if n.Until != nil {
-		key.until, key.hasUntil, key.eta = *n.Until, true, etaKey(n.Until.Sub(now))
+// fragments returns insertAt(opts, now) (the banner and the script tag)
+// and, unless opts.Announce is set, formNoticeAt(opts.Notice, now), as
+// bytes that are never written to. Every page in a maintenance (or of an
+// announced window) gets the same fragments until the options or the
+// wording of the time left change, so the last pair is kept and handed out
+// again while its key matches.
+func fragments(opts *Options, now time.Time) (banner, notice []byte) {
+	n := &opts.Notice
+	key := fragmentKey{site: n.SiteTitle, script: opts.Script, poll: pollSeconds(opts.ScriptPoll)}
+	if a := opts.Announce; a != nil {
+		key.announce, key.at, key.end, key.mode, key.message = true, a.At, a.End, a.Mode, a.Message
+		key.eta = etaKey(a.At.Sub(now))
+	} else {
+		key.mode, key.message, key.overrun = n.Mode, n.Message, n.Overrun
+		if n.Until != nil {
+			key.end, key.hasUntil, key.eta = *n.Until, true, etaKey(n.Until.Sub(now))
+		}
 	}
 	if f := lastFragments.Load(); f != nil && f.key == key {
 		return f.banner, f.notice
 	}
-	f := &fragmentPair{key: key, banner: []byte(bannerAt(n, now)), notice: []byte(formNoticeAt(n, now))}
+	f := &fragmentPair{key: key, banner: []byte(insertAt(opts, now))}
+	if opts.Announce == nil {
+		f.notice = []byte(formNoticeAt(*n, now))
+	}
 	lastFragments.Store(f)
 	return f.banner, f.notice
 }
 
-// fragmentKey is what bannerAt and formNoticeAt depend on. Two equal keys
+// fragmentKey is what insertAt and formNoticeAt depend on. Two equal keys
 // give the same fragments; two different ones may too (a time.Time in
-// another location), which only costs a rebuild.
+// another location), which only costs a rebuild. With announce, at, end,
+// mode and message are the window's; without, end is the notice's Until
+// (when hasUntil).
 type fragmentKey struct {
 	site, message, mode string
-	until               time.Time
+	script              string
+	poll                int64
+	at, end             time.Time
 	hasUntil            bool
-	eta                 int64 // etaKey of the time left
+	announce, overrun   bool
+	eta                 int64 // etaKey of the time left (to Until, or to the window's start)
 }
 
 type fragmentPair struct {
@@ -100,6 +134,100 @@ type fragmentPair struct {
 }
 
 var lastFragments atomic.Pointer[fragmentPair]
+
+// insertAt is what goes right after <body>: the banner (the announce
+// banner when opts.Announce is set) and, when opts.Script is set, the
+// notice script's tag.
+func insertAt(opts *Options, now time.Time) string {
+	var s string
+	if opts.Announce != nil {
+		s = announceAt(opts.Notice.SiteTitle, *opts.Announce, now)
+	} else {
+		s = bannerAt(opts.Notice, now)
+	}
+	if opts.Script != "" {
+		s += scriptTag(opts.Script, opts.ScriptPoll)
+	}
+	return s
+}
+
+// DefaultScriptPoll is the poll interval the notice script is given when
+// Options.ScriptPoll is zero.
+const DefaultScriptPoll = 30 * time.Second
+
+// pollSeconds is a poll interval in whole seconds, rounded up, at least
+// one; zero is DefaultScriptPoll.
+func pollSeconds(d time.Duration) int64 {
+	if d == 0 {
+		d = DefaultScriptPoll
+	}
+	return max(1, int64((d+time.Second-1)/time.Second))
+}
+
+// scriptTag is the notice script's tag: deferred, so it runs once the page
+// is parsed, whatever the page's own scripts do.
+func scriptTag(src string, poll time.Duration) string {
+	var b strings.Builder
+	b.WriteString(`<script src="`)
+	writeText(&b, src)
+	b.WriteString(`" defer data-ckanops-poll="`)
+	b.WriteString(strconv.FormatInt(pollSeconds(poll), 10))
+	b.WriteString(`"></script>`)
+	return b.String()
+}
+
+// announceAt is the announce banner: a <div role="status"
+// class="ckanops-banner" data-ckanops-mode="announce"> that says when the
+// window starts (RFC 3339, and how far away), how long it lasts and when
+// it ends, what the site will be, and the operator's message (escaped).
+func announceAt(site string, win Window, now time.Time) string {
+	var b strings.Builder
+	b.WriteString(`<div role="status" class="ckanops-banner" data-ckanops-mode="announce" style="`)
+	b.WriteString(announceStyle)
+	b.WriteString(`"><strong>`)
+	writeText(&b, siteName(Notice{SiteTitle: site}, "This site"))
+	if win.Mode == "down" {
+		b.WriteString(` will be down for maintenance`)
+	} else {
+		b.WriteString(` will be read-only for maintenance`)
+	}
+	b.WriteString(`</strong> from `)
+	writeTime(&b, win.At)
+	if d := win.End.Sub(win.At); !win.End.IsZero() && d > 0 {
+		b.WriteString(` for `)
+		b.WriteString(humanDuration(d))
+		b.WriteString(` (ends `)
+		writeTime(&b, win.End)
+		b.WriteString(`)`)
+	}
+	b.WriteString(` <span class="ckanops-eta">(starts `)
+	b.WriteString(humanUntil(win.At.Sub(now)))
+	b.WriteString(`)</span>.`)
+	if win.Mode == "down" {
+		b.WriteString(` The site will not be available until the maintenance is over.`)
+	} else {
+		b.WriteString(` You will still be able to browse and download data, but changes cannot be saved during the maintenance: save your work before it starts.`)
+	}
+	if strings.TrimSpace(win.Message) != "" {
+		b.WriteString(` <span class="ckanops-message" style="`)
+		b.WriteString(messageStyle)
+		b.WriteString(`">`)
+		writeText(&b, win.Message)
+		b.WriteString(`</span>`)
+	}
+	b.WriteString(`</div>`)
+	return b.String()
+}
+
+// writeTime writes t as a <time> element, RFC 3339 inside and out.
+func writeTime(b *strings.Builder, t time.Time) {
+	stamp := t.Format(time.RFC3339)
+	b.WriteString(`<time datetime="`)
+	writeText(b, stamp)
+	b.WriteString(`">`)
+	writeText(b, stamp)
+	b.WriteString(`</time>`)
+}
 
 // etaKey is equal for two durations exactly when humanUntil says the same
 // of them.
@@ -171,15 +299,19 @@ func writeMessageAndETA(b *strings.Builder, n Notice, now time.Time) {
 		writeText(b, n.Message)
 		b.WriteString(`</span>`)
 	}
-	if n.Until != nil {
-		stamp := n.Until.Format(time.RFC3339)
-		b.WriteString(` <span class="ckanops-eta">Expected back <time datetime="`)
-		writeText(b, stamp)
-		b.WriteString(`">`)
-		writeText(b, stamp)
-		b.WriteString(`</time> (`)
-		b.WriteString(humanUntil(n.Until.Sub(now)))
-		b.WriteString(`).</span>`)
+	switch {
+	case n.Until != nil:
+		b.WriteString(` <span class="ckanops-eta">Expected back `)
+		writeTime(b, *n.Until)
+		if n.Overrun {
+			b.WriteString(` &#8212; the work is taking longer than planned.</span>`)
+		} else {
+			b.WriteString(` (`)
+			b.WriteString(humanUntil(n.Until.Sub(now)))
+			b.WriteString(`).</span>`)
+		}
+	case n.Overrun:
+		b.WriteString(` <span class="ckanops-eta">The work is taking longer than planned.</span>`)
 	}
 }
 
@@ -238,10 +370,16 @@ func humanUntil(d time.Duration) string {
 	if d < time.Minute {
 		return "in under a minute"
 	}
-	mins := int64((d + time.Minute - 1) / time.Minute) // round up
+	return "in " + humanDuration(d)
+}
+
+// humanDuration says how long d is, in whole minutes rounded up: "1h30m",
+// "45m", "2d3h" (a day's minutes are left out), "1m" for less than a
+// minute.
+func humanDuration(d time.Duration) string {
+	mins := max(1, int64((d+time.Minute-1)/time.Minute)) // round up
 	days, hours, minutes := mins/(24*60), mins/60%24, mins%60
 	var b strings.Builder
-	b.WriteString("in ")
 	if days > 0 {
 		b.WriteString(strconv.FormatInt(days, 10) + "d")
 		if hours > 0 {

@@ -200,32 +200,54 @@ func text(n *html.Node) string {
 	return b.String()
 }
 
-// TestFragments: the cached fragments are always what bannerAt and
-// formNoticeAt write for the notice and the time at hand.
+// TestFragments: the cached fragments are always what insertAt and
+// formNoticeAt write for the options and the time at hand.
 func TestFragments(t *testing.T) {
 	until := testNow.Add(90 * time.Minute)
 	later := until.Add(time.Hour)
 	base := Notice{SiteTitle: "Example", Message: "Back soon.", Until: &until, Mode: "read-only"}
+	win := Window{At: until, End: later, Mode: "read-only", Message: "Upgrade"}
+	with := func(f func(o *Options)) Options {
+		o := Options{Notice: base}
+		f(&o)
+		return o
+	}
 	steps := []struct {
-		n   Notice
+		o   Options
 		now time.Time
 	}{
-		{base, testNow},
-		{base, testNow.Add(10 * time.Second)}, // same wording
-		{base, testNow.Add(time.Minute)},      // one minute less
-		{base, until.Add(-30 * time.Second)},  // under a minute
-		{base, until.Add(time.Second)},        // shortly
-		{Notice{SiteTitle: "Example", Message: "Back soon.", Until: &later, Mode: "read-only"}, testNow},
-		{Notice{SiteTitle: "Example", Message: "Back later.", Until: &until, Mode: "read-only"}, testNow},
-		{Notice{SiteTitle: "Other", Message: "Back soon.", Mode: "read-only"}, testNow},
-		{Notice{SiteTitle: "Other", Message: "Back soon.", Mode: "down"}, testNow},
-		{base, testNow},
+		{Options{Notice: base}, testNow},
+		{Options{Notice: base}, testNow.Add(10 * time.Second)}, // same wording
+		{Options{Notice: base}, testNow.Add(time.Minute)},      // one minute less
+		{Options{Notice: base}, until.Add(-30 * time.Second)},  // under a minute
+		{Options{Notice: base}, until.Add(time.Second)},        // shortly
+		{Options{Notice: Notice{SiteTitle: "Example", Message: "Back soon.", Until: &later, Mode: "read-only"}}, testNow},
+		{Options{Notice: Notice{SiteTitle: "Example", Message: "Back later.", Until: &until, Mode: "read-only"}}, testNow},
+		{Options{Notice: Notice{SiteTitle: "Other", Message: "Back soon.", Mode: "read-only"}}, testNow},
+		{Options{Notice: Notice{SiteTitle: "Other", Message: "Back soon.", Mode: "down"}}, testNow},
+		{Options{Notice: Notice{SiteTitle: "Other", Message: "Back soon.", Mode: "down", Overrun: true}}, testNow},
+		{with(func(o *Options) { o.Notice.Overrun = true }), until.Add(time.Minute)},
+		{with(func(o *Options) { o.Script = "/-/ckanops/notice.js" }), testNow},
+		{with(func(o *Options) { o.Script = "/data/-/ckanops/notice.js" }), testNow},
+		{with(func(o *Options) { o.Script = "/data/-/ckanops/notice.js"; o.ScriptPoll = time.Second }), testNow},
+		{with(func(o *Options) { o.Announce = &win }), testNow},
+		{with(func(o *Options) { o.Announce = &win }), testNow.Add(time.Minute)},
+		{with(func(o *Options) { o.Announce = &win; o.Script = "/-/ckanops/notice.js" }), testNow},
+		{with(func(o *Options) { w := win; w.Mode = "down"; o.Announce = &w }), testNow},
+		{with(func(o *Options) { w := win; w.Message = "Other"; o.Announce = &w }), testNow},
+		{with(func(o *Options) { w := win; w.End = until.Add(3 * time.Hour); o.Announce = &w }), testNow},
+		{with(func(o *Options) { w := win; w.At = testNow.Add(time.Hour); o.Announce = &w }), testNow},
+		{with(func(o *Options) { o.Announce = &win; o.Notice.Mode = "down"; o.Notice.Overrun = true }), testNow}, // Notice's mode is not used
+		{Options{Notice: base}, testNow},
 	}
 	for i, s := range steps {
 		for range 2 {
-			banner, notice := fragments(s.n, s.now)
-			if string(banner) != bannerAt(s.n, s.now) || string(notice) != formNoticeAt(s.n, s.now) {
-				t.Fatalf("step %d: fragments differ from bannerAt and formNoticeAt", i)
+			banner, notice := fragments(&s.o, s.now)
+			if string(banner) != insertAt(&s.o, s.now) {
+				t.Fatalf("step %d: banner differs from insertAt:\n%s\n%s", i, banner, insertAt(&s.o, s.now))
+			}
+			if s.o.Announce == nil && string(notice) != formNoticeAt(s.o.Notice, s.now) {
+				t.Fatalf("step %d: notice differs from formNoticeAt", i)
 			}
 		}
 	}

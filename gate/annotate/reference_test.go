@@ -22,6 +22,11 @@ import (
 // to both rewriters at once: here every start tag's attributes are read,
 // with no prefilter (mayBeControl).
 //
+// The same again for the announce mode (Options.Announce: mark, with
+// data-ckanops-write, what would be refused, and hide nothing), added to
+// both rewriters at once; the banner and notices come from the same
+// functions as the rewriter's (insertAt, formNoticeAt), without its cache.
+//
 // The original said: rewriter is the io.Reader transform. Output is a queue
 // of at most two segments that point either into the tokenizer's buffer (the
 // current token's raw bytes, valid until the next call to Next) or at the
@@ -70,6 +75,7 @@ type refRewriter struct {
 	snote    []byte
 	cnote    []byte
 	note     Notice
+	mark     bool     // Options.Announce
 	owner    *refForm // the output's form element pointer
 	formByID map[string]*refForm
 	nIDs     int
@@ -89,7 +95,8 @@ func newReference(r io.Reader, opts Options, now time.Time, maxToken int) *refRe
 		src:      r,
 		z:        z,
 		refuse:   opts.WouldRefuse,
-		banner:   []byte(bannerAt(opts.Notice, now)),
+		banner:   []byte(insertAt(&opts, now)),
+		mark:     opts.Announce != nil,
 		notice:   []byte(formNoticeAt(opts.Notice, now)),
 		snote:    []byte(submitNoticeAt(opts.Notice)),
 		note:     opts.Notice,
@@ -280,6 +287,10 @@ func (w *refRewriter) startTag(raw []byte) {
 	}
 	attrs := w.attrs()
 	if a == atom.Form && w.formRefused(attrs) {
+		if w.mark {
+			w.emitMarked(pre, raw, name)
+			return
+		}
 		w.suppress, w.ctrl = true, false
 		w.open = w.open[:0]
 		w.deep = false
@@ -290,6 +301,10 @@ func (w *refRewriter) startTag(raw []byte) {
 	case atom.Form, atom.Html, atom.Head, atom.Body, atom.Frameset, atom.Template, atom.Script, atom.Style:
 	default:
 		if w.controlRefused(attrs) {
+			if w.mark {
+				w.emitMarked(pre, raw, name)
+				return
+			}
 			if w.cnote == nil {
 				w.cnote = []byte(controlNoticeAt(w.note))
 			}
@@ -303,11 +318,22 @@ func (w *refRewriter) startTag(raw []byte) {
 		}
 	}
 	if (a == atom.Button || a == atom.Input) && w.submitterRefused(a, attrs) {
+		if w.mark {
+			w.emitMarked(pre, raw, name)
+			return
+		}
 		n := 1 + len(tagName(raw, 1))
 		w.emitAll(pre, w.snote, raw[:n], []byte(" disabled"), raw[n:])
 		return
 	}
 	w.emit2(pre, raw)
+}
+
+// emitMarked queues pre and the start tag raw with " data-ckanops-write"
+// after its name.
+func (w *refRewriter) emitMarked(pre, raw, name []byte) {
+	n := 1 + len(name)
+	w.emitAll(pre, raw[:n], []byte(" data-ckanops-write"), raw[n:])
 }
 
 func (w *refRewriter) endTag(raw []byte) {
@@ -361,17 +387,16 @@ func (w *refRewriter) contentStarts() []byte {
 }
 
 // formRefused reads the current <form> tag's method and action. A kept
-// form becomes the owner of the buttons that follow, unless one is open.
+// form becomes the owner of the buttons that follow, unless one is open;
+// so does a refused one that is only marked (mark).
 func (w *refRewriter) formRefused(attrs map[string]string) bool {
 	if w.refuse == nil {
 		return false
 	}
 	// A missing or invalid method is GET; "dialog" submits nothing.
 	method := refMethod(attrs["method"])
-	if method == "post" && w.refuse("POST", attrs["action"]) {
-		return true
-	}
-	if w.htmxRefused(attrs) {
+	refused := method == "post" && w.refuse("POST", attrs["action"]) || w.htmxRefused(attrs)
+	if refused && !w.mark {
 		return true
 	}
 	if w.owner == nil {
@@ -386,7 +411,7 @@ func (w *refRewriter) formRefused(attrs map[string]string) bool {
 			w.formByID[id] = &g
 		}
 	}
-	return false
+	return refused
 }
 
 // attrs returns the current tag's attributes; the tokenizer lowers the

@@ -6,6 +6,7 @@ import (
 	"io"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/net/html"
 	"golang.org/x/net/html/atom"
@@ -33,6 +34,21 @@ type Options struct {
 	// under /data too; the classifier must then know the prefix
 	// (classify.Policy.RootPath) to keep the login form.
 	WouldRefuse func(method, action string) bool
+
+	// Script, when not empty, is the URL of the gate's notice script (the
+	// site's root path + "/-/ckanops/notice.js"): a
+	// <script src="..." defer data-ckanops-poll="SECONDS"></script> is inserted
+	// right after the banner. ScriptPoll is the poll interval it is given
+	// (in whole seconds, rounded up; zero is DefaultScriptPoll).
+	Script     string
+	ScriptPoll time.Duration
+	// Announce, when set, makes the banner announce a planned window instead
+	// of a maintenance under way; nothing is hidden or disabled, but every
+	// form, submit button and control that WouldRefuse says a read-only
+	// site would refuse is marked with a data-ckanops-write attribute, for
+	// the script. The banner then names Notice.SiteTitle and says what the
+	// window says; Notice's other fields are not used.
+	Announce *Window
 }
 
 // maxTokenBytes caps the one token the rewriter holds. A longer token (a
@@ -113,6 +129,11 @@ func NewReader(r io.Reader, opts Options) io.ReadCloser {
 // other buttons, stay as they are. A form that is hidden is hidden with all
 // its buttons, whatever they say (a formmethod="get" does not bring a POST
 // form back). See submitterRefused for how the button's form is found.
+//
+// Announcing (mark), nothing is hidden: a refused form, control or submit
+// button is kept with writeAttr after its tag name, and the rewriter goes
+// on into it as into any kept element (a marked form is a kept form: it
+// sets owner and is remembered by id).
 type rewriter struct {
 	src    io.Reader
 	z      lexer
@@ -120,6 +141,7 @@ type rewriter struct {
 	banner []byte
 	notice []byte
 	note   Notice // for the submit button note, built when first needed
+	mark   bool   // Options.Announce: mark what would be refused, hide nothing
 	snote  []byte // submitNoticeAt(note), or nil
 	cnote  []byte // controlNoticeAt(note), or nil
 
@@ -175,8 +197,8 @@ type formID struct {
 }
 
 func newRewriter(r io.Reader, opts Options, now time.Time, maxToken int) *rewriter {
-	w := &rewriter{src: r, refuse: opts.WouldRefuse, note: opts.Notice}
-	w.banner, w.notice = fragments(opts.Notice, now)
+	w := &rewriter{src: r, refuse: opts.WouldRefuse, note: opts.Notice, mark: opts.Announce != nil}
+	w.banner, w.notice = fragments(&opts, now)
 	w.z.init(r, maxToken)
 	return w
 }
@@ -418,22 +440,32 @@ func (w *rewriter) startTag(raw []byte) {
 		var has [len(formKeys)]bool
 		tagAttrs(raw, formKeys[:], vals[:], has[:])
 		method, action, id := parseMethod(vals[0]), vals[1], vals[2]
-		if method == methodPost && w.refuse("POST", string(action)) || w.htmxRefused(vals[3:], has[3:]) {
+		refused := method == methodPost && w.refuse("POST", string(action)) || w.htmxRefused(vals[3:], has[3:])
+		if refused && !w.mark {
 			w.suppress, w.ctrl = true, false
 			w.open = w.open[:0]
 			w.deep = false
 			w.emit2(pre, w.notice)
 			return
 		}
+		// Kept (or, announcing, kept and marked).
 		if !w.hasOwner {
 			w.ownerAction = append(w.ownerAction[:0], action...)
 			w.owner, w.hasOwner = formRef{method: method, action: w.ownerAction, known: true}, true
 			w.remember(id, method, action)
 		}
+		if refused {
+			w.emitMarked(pre, raw, len(name))
+			return
+		}
 	case atom.Html, atom.Head, atom.Body, atom.Frameset, atom.Template, atom.Script, atom.Style:
 		// Never hidden as a control.
 	default:
 		if w.controlRefused(raw) {
+			if w.mark {
+				w.emitMarked(pre, raw, len(name))
+				return
+			}
 			if w.cnote == nil {
 				w.cnote = []byte(controlNoticeAt(w.note))
 			}
@@ -446,6 +478,10 @@ func (w *rewriter) startTag(raw []byte) {
 			return
 		}
 		if (a == atom.Button || a == atom.Input) && w.submitterRefused(raw) {
+			if w.mark {
+				w.emitMarked(pre, raw, len(name))
+				return
+			}
 			if w.snote == nil {
 				w.snote = []byte(submitNoticeAt(w.note))
 			}
@@ -462,6 +498,17 @@ func (w *rewriter) startTag(raw []byte) {
 // attribute's value, and if the tag has a disabled attribute already, either
 // one disables it.
 var disabledAttr = []byte(" disabled")
+
+// writeAttr marks, while a window is announced (Options.Announce), a form,
+// submit button or control that would send a write a read-only site
+// refuses; it goes right after the tag name, as disabledAttr does.
+var writeAttr = []byte(" data-ckanops-write")
+
+// emitMarked queues pre and a start tag (raw, whose name is n bytes long)
+// with writeAttr after its name.
+func (w *rewriter) emitMarked(pre, raw []byte, n int) {
+	w.emit5(pre, raw[:1+n], writeAttr, raw[1+n:], nil)
+}
 
 func (w *rewriter) endTag(raw []byte) {
 	name := tagName(raw, 2)
@@ -562,7 +609,14 @@ func (w *rewriter) controlRefused(raw []byte) bool {
 	}
 	var vals [len(controlKeys)][]byte
 	var has [len(controlKeys)]bool
-	tagAttrs(raw, controlKeys[:], vals[:], has[:])
+	if !plainAttrs(raw, controlKeys[:], vals[:], has[:]) {
+		// The tag needs decoding, by a Tokenizer of its own: only when
+		// it may be a control after all.
+		if !mayBeControlDecoded(raw) {
+			return false
+		}
+		tagAttrs(raw, controlKeys[:], vals[:], has[:])
+	}
 	if w.htmxRefused(vals[:len(htmxKeys)], has[:len(htmxKeys)]) {
 		return true
 	}
@@ -570,13 +624,78 @@ func (w *rewriter) controlRefused(raw []byte) bool {
 	return has[module] && hasModule(vals[module], "confirm-action") && w.refuse("POST", string(vals[href]))
 }
 
-// hasModule reports whether a data-module value (module names separated by
-// white space) names module.
-func hasModule(v []byte, module string) bool {
-	for _, f := range bytes.Fields(v) {
-		if string(f) == module {
+// mayBeControlDecoded reports false when a tag that mayBeControl let
+// through cannot be a control after all, without decoding it: a tag that
+// needs decoding (see plainAttrs) and has no htmx verb attribute is a
+// control only when its data-module value names confirm-action, which its
+// raw value does literally or through a character reference ('&'). NUL
+// and CR decode to U+FFFD and a newline, which make no letters. A tag
+// whose attribute names may be htmx verbs, or that needs no decoding, is
+// left to controlRefused.
+func mayBeControlDecoded(raw []byte) bool {
+	if len(raw) < 2 || !bytes.ContainsAny(raw, "&\x00\r") || hasHTMXName(raw) {
+		return true
+	}
+	var vals [1][]byte
+	var has [1]bool
+	rawAttrs(raw, moduleKey[:], vals[:], has[:])
+	return has[0] && (bytes.IndexByte(vals[0], '&') >= 0 || bytes.Contains(vals[0], []byte("confirm-action")))
+}
+
+var moduleKey = [...]string{"data-module"}
+
+// hasHTMXName reports whether raw holds "hx-p" or "hx-d" (in any case),
+// as an htmx verb attribute's name does (see mayBeControl).
+func hasHTMXName(raw []byte) bool {
+	for i := 0; ; {
+		j := bytes.IndexByte(raw[i:], '-')
+		if j < 0 {
+			return false
+		}
+		j += i
+		if j >= 2 && j+1 < len(raw) && raw[j-2]|0x20 == 'h' && raw[j-1]|0x20 == 'x' && (raw[j+1]|0x20 == 'p' || raw[j+1]|0x20 == 'd') {
 			return true
 		}
+		i = j + 1
+	}
+}
+
+// hasModule reports whether a data-module value (module names separated by
+// white space, as bytes.Fields splits them) names module. An ASCII value
+// is split without allocating.
+func hasModule(v []byte, module string) bool {
+	for _, c := range v {
+		if c >= utf8.RuneSelf {
+			for _, f := range bytes.Fields(v) { // Unicode white space too
+				if string(f) == module {
+					return true
+				}
+			}
+			return false
+		}
+	}
+	for len(v) > 0 {
+		i := 0
+		for i < len(v) && asciiSpace(v[i]) {
+			i++
+		}
+		j := i
+		for j < len(v) && !asciiSpace(v[j]) {
+			j++
+		}
+		if j > i && string(v[i:j]) == module {
+			return true
+		}
+		v = v[j:]
+	}
+	return false
+}
+
+// asciiSpace is bytes.Fields' white space in ASCII.
+func asciiSpace(c byte) bool {
+	switch c {
+	case ' ', '\t', '\n', '\v', '\f', '\r':
+		return true
 	}
 	return false
 }
@@ -591,7 +710,8 @@ func hasModule(v []byte, module string) bool {
 // "confirm-action" nor '&' is let through.
 func mayBeControl(raw []byte) bool {
 	// Both spellings hold a '-': look only around each (IndexByte is
-	// fast, and most tags hold few).
+	// fast, and most tags hold few), and first at the byte before it,
+	// which is an 'x' or an 'a' (CKAN's class names hold many a '-').
 	module := false
 	for i := 0; ; {
 		j := bytes.IndexByte(raw[i:], '-')
@@ -599,13 +719,20 @@ func mayBeControl(raw []byte) bool {
 			break
 		}
 		j += i
-		if j >= 2 && j+1 < len(raw) && raw[j-2]|0x20 == 'h' && raw[j-1]|0x20 == 'x' && (raw[j+1]|0x20 == 'p' || raw[j+1]|0x20 == 'd') {
-			return true
-		}
-		if !module && j >= 4 && j+len("module") < len(raw) && equalLower(raw[j-4:j+1+len("module")], "data-module") {
-			module = true
-		}
 		i = j + 1
+		if j < 2 || j+1 >= len(raw) {
+			continue
+		}
+		switch raw[j-1] | 0x20 {
+		case 'x':
+			if raw[j-2]|0x20 == 'h' && (raw[j+1]|0x20 == 'p' || raw[j+1]|0x20 == 'd') {
+				return true
+			}
+		case 'a':
+			if !module && raw[j+1]|0x20 == 'm' && j >= 4 && j+len("module") < len(raw) && equalLower(raw[j-4:j+1+len("module")], "data-module") {
+				module = true
+			}
+		}
 	}
 	return module && (bytes.Contains(raw, []byte("confirm-action")) || bytes.IndexByte(raw, '&') >= 0)
 }
@@ -766,6 +893,15 @@ func plainAttrs(raw []byte, keys []string, vals [][]byte, has []bool) bool {
 	if len(raw) < 2 || bytes.ContainsAny(raw, "&\x00\r") {
 		return false
 	}
+	rawAttrs(raw, keys, vals, has)
+	return true
+}
+
+// rawAttrs is plainAttrs without the check: the values are the bytes as
+// written, not decoded. Where each attribute begins and ends does not
+// depend on decoding, so the attributes found are the Tokenizer's, and a
+// value is its decoded value's source. raw is at least 2 bytes long.
+func rawAttrs(raw []byte, keys []string, vals [][]byte, has []bool) {
 	b := raw[2:] // after "<x"
 	n, i := len(b), 0
 	for i < n && tagByte[b[i]]&endsName == 0 {
@@ -779,7 +915,7 @@ func plainAttrs(raw []byte, keys []string, vals [][]byte, has []bool) bool {
 			i++
 		}
 		if i == n || b[i] == '>' {
-			return true
+			return
 		}
 		k := i
 		if b[i] == '=' {

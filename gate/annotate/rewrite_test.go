@@ -28,6 +28,15 @@ var (
 	}
 	testBanner     = bannerAt(testNotice, testNow)
 	testFormNotice = formNoticeAt(testNotice, testNow)
+
+	// testWindow is a window announced 3h20m ahead, for 2h.
+	testWindow = Window{
+		At:      testNow.Add(3*time.Hour + 20*time.Minute),
+		End:     testNow.Add(5*time.Hour + 20*time.Minute),
+		Mode:    "read-only",
+		Message: "Upgrading to CKAN 2.12 <soon>.",
+	}
+	testScript = "/-/ckanops/notice.js"
 )
 
 // policy is a stand-in for the gate's FormWouldBeRefused: the action is
