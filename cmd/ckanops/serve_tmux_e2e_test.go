@@ -166,6 +166,9 @@ func TestSSHConsoleRunsTheRunbookInTmux(t *testing.T) {
 		}
 		if err == nil && rb != nil && rb.Waiting != nil && !confirmed[rb.Waiting.Step] {
 			w := rb.Waiting
+			// The console learns of the wait from its own event stream,
+			// a moment after the gate: c before that confirms nothing.
+			xs.waitScreen("WAITING FOR YOU: " + w.Step)
 			xs.keys(false, "c")
 			xs.waitScreen("Confirm " + w.Step + " on " + target.Name)
 			if w.TypeSiteName {
