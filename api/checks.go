@@ -153,9 +153,11 @@ type PostgresTransaction struct {
 	WaitingOnLock   bool    `json:"waiting_on_lock"`
 }
 
-// ReplayLag is a Postgres replica's replay lag. Its JSON is a number of
-// seconds, or null on a primary (or a replica that has replayed nothing
-// yet); the zero ReplayLag is not read, and left out (omitzero).
+// ReplayLag is a Postgres replica's replay lag: 0 while it has replayed
+// all the WAL it received (an idle primary is no lag), else the time since
+// the last transaction it replayed. Its JSON is a number of seconds, or
+// null on a primary (or a replica with WAL to replay and no transaction
+// replayed yet); the zero ReplayLag is not read, and left out (omitzero).
 type ReplayLag struct {
 	Read    bool     // the probe read it: the key is present, maybe null
 	Seconds *float64 // nil: a primary, or nothing replayed yet

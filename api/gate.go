@@ -110,6 +110,9 @@ type Status struct {
 	// end (Until): the work takes longer than planned. Nothing switches
 	// back by itself.
 	Overrun bool `json:"overrun,omitempty"`
+	// Triggers are gate.toml's [[trigger]] as this gate sees them (with a
+	// token; none when none is configured).
+	Triggers []TriggerState `json:"triggers,omitempty"`
 }
 
 // SurfaceInfo is the CKAN surface (actions, routes) a gate applies.

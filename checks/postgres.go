@@ -98,7 +98,10 @@ SELECT
   coalesce((SELECT extract(epoch FROM max(now() - xact_start)) FROM here), 0)::float8,
   (SELECT count(*) FROM here WHERE wait_event_type = 'Lock')::int,
   pg_is_in_recovery(),
-  CASE WHEN pg_is_in_recovery() THEN extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8 END,
+  CASE WHEN pg_is_in_recovery() THEN
+    CASE WHEN pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_last_wal_replay_lsn() THEN 0
+         ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp()) END
+  END::float8,
   pg_database_size(current_database()),
   (SELECT coalesce(json_agg(t ORDER BY t.age_seconds DESC), '[]')::text FROM (
      SELECT pid, usename AS "user", application_name, state, backend_xid IS NOT NULL AS writing,

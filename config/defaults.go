@@ -32,6 +32,7 @@ const (
 	DefaultShutdownTimeout  = 30 * time.Second             // gate.shutdown_timeout
 	DefaultRetryAfter       = 300 * time.Second            // gate.retry_after
 	DefaultNoticePoll       = 30 * time.Second             // gate.notice_poll
+	DefaultTriggerFor       = 30 * time.Second             // trigger.for
 	DefaultInitialMode      = "live"                       // state.initial_mode
 	DefaultPollInterval     = 500 * time.Millisecond       // runbook.poll_interval
 	DefaultLease            = 30 * time.Second             // runbook.lease
@@ -90,6 +91,8 @@ type defaultEntry struct {
 //	gate.toml   gate.shutdown_timeout           30s
 //	gate.toml   gate.retry_after                5m
 //	gate.toml   gate.notice_poll                30s
+//	gate.toml   trigger.for                     30s
+//	gate.toml   trigger.mode                    read-only
 //	gate.toml   gate.site_title                 <site>
 //	gate.toml   runbook.journal_dir             <directory of state.file>/<site>.runbook
 //	gate.toml   runbook.poll_interval           500ms
@@ -129,6 +132,8 @@ var defaults = []defaultEntry{
 	{"gate.toml", "gate.shutdown_timeout", shortDuration(DefaultShutdownTimeout)},
 	{"gate.toml", "gate.retry_after", shortDuration(DefaultRetryAfter)},
 	{"gate.toml", "gate.notice_poll", shortDuration(DefaultNoticePoll)},
+	{"gate.toml", "trigger.for", shortDuration(DefaultTriggerFor)},
+	{"gate.toml", "trigger.mode", "read-only"},
 	{"gate.toml", "gate.site_title", "<site>"},
 	{"gate.toml", "runbook.journal_dir", "<directory of state.file>/<site>.runbook"},
 	{"gate.toml", "runbook.poll_interval", shortDuration(DefaultPollInterval)},

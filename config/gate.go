@@ -34,6 +34,21 @@ type Gate struct {
 	Runbook  RunbookConfig  // [runbook]
 	Migrate  []Command      // [[migrate]]: the runbook's migrate step, in order
 	Verify   []Command      // [[verify]]: extra checks of the runbook's verify step, in order
+	Triggers []Trigger      // [[trigger]]: automatic maintenance from the probes (opt-in)
+}
+
+// Trigger is one [[trigger]]: when a probe's detail compares as When for
+// For, the gate puts the site in Mode; once clear for Recover (if set),
+// and only if the trigger still holds the mode, back to live.
+type Trigger struct {
+	Name    string        // name: unique; in the audit log (trigger:NAME), console, metrics
+	Check   string        // check: a probe (ckan_db, datastore_db, db:NAME, redis, storage, solr, ckan)
+	When    string        // when: one comparison on a detail of the probe
+	Cond    api.Condition // When, parsed and checked against the probe's details
+	For     Duration      // for: how long it must hold before acting
+	Mode    api.Mode      // mode: read-only (default) or down
+	Message string        // message: what users and API clients are told
+	Recover Duration      // recover: back to live once clear this long; 0: never by itself
 }
 
 // RunbookConfig is the optional [runbook] table.
@@ -297,6 +312,7 @@ func LoadGate(path string) (*Gate, []Warning, error) {
 	rb.done()
 	g.Migrate = readCommands(t, "migrate", DefaultMigrateTimeout, true)
 	g.Verify = readCommands(t, "verify", DefaultVerifyTimeout, false)
+	g.Triggers = readTriggers(t, g.Checks)
 
 	tune := t.table("gate")
 	g.Gate.DrainTimeout = tune.duration("drain_timeout", DefaultDrainTimeout, false)
@@ -913,6 +929,108 @@ func checkRootPath(v string) string {
 		if seg == "." || seg == ".." || (seg == "" && strings.Trim(v, "/") != "") {
 			return fmt.Sprintf("must not hold empty, . or .. segments, found %q", v)
 		}
+	}
+	return ""
+}
+
+// triggerNameRE is what a trigger may be called: it becomes a metric label
+// and part of the audit actor.
+var triggerNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+
+// MinTriggerFor is the shortest "for" a trigger may have: at least one
+// probe round must see the condition.
+const MinTriggerFor = time.Second
+
+// readTriggers reads [[trigger]], checking each "when" against the details
+// its check reports and each check against what [checks] configures.
+func readTriggers(t *table, c ChecksConfig) []Trigger {
+	var out []Trigger
+	names := map[string]bool{}
+	for _, e := range t.tables("trigger") {
+		var tr Trigger
+		e.need("name")
+		if n, ok := e.string("name"); ok {
+			switch {
+			case !triggerNameRE.MatchString(n):
+				e.d.problem(e.sub("name"), "%q is not a trigger name: lowercase letters, digits, '_' and '-', at most 63, such as \"replica-lag\"", n)
+			case names[n]:
+				e.d.problem(e.sub("name"), "duplicate trigger name %q; names must be unique", n)
+			default:
+				tr.Name = n
+			}
+			names[n] = true
+		}
+		e.need("check")
+		if ck, ok := e.string("check"); ok {
+			if msg := triggerCheck(ck, c); msg != "" {
+				e.d.problem(e.sub("check"), "%s", msg)
+			} else {
+				tr.Check = ck
+			}
+		}
+		e.need("when")
+		if w, ok := e.string("when"); ok {
+			tr.When = w
+			if tr.Check != "" {
+				cond, err := api.ParseCondition(tr.Check, w)
+				if err != nil {
+					e.d.problem(e.sub("when"), "%v", err)
+				} else {
+					tr.Cond = cond
+				}
+			}
+		}
+		tr.For = e.duration("for", DefaultTriggerFor, false)
+		if e.has("for") && tr.For.Duration < MinTriggerFor {
+			e.d.problem(e.sub("for"), "must be at least %s (the condition must be seen holding), found %s", MinTriggerFor, tr.For)
+		}
+		tr.Mode = api.ModeReadOnly
+		if m, ok := e.string("mode"); ok {
+			switch m {
+			case ckanReadOnly, ckanDown:
+				tr.Mode = api.Mode(m)
+			default:
+				e.d.problem(e.sub("mode"), "must be \"read-only\" or \"down\"")
+			}
+		}
+		tr.Message, _ = e.string("message")
+		tr.Recover = e.duration("recover", 0, false)
+		if e.has("recover") && tr.Recover.Duration <= 0 {
+			e.d.problem(e.sub("recover"), "must be more than 0s; leave it out for a trigger that never returns the site to live by itself")
+		}
+		e.done()
+		out = append(out, tr)
+	}
+	return out
+}
+
+// triggerCheck says what is wrong with a trigger's check, or "".
+func triggerCheck(ck string, c ChecksConfig) string {
+	if api.TriggerDetails(ck) == nil {
+		return fmt.Sprintf("%q is not a probe a trigger can watch: ckan_db, datastore_db, db:NAME (a [[database]]), redis, storage, solr or ckan", ck)
+	}
+	unset := func(key string) string {
+		return fmt.Sprintf("%q is not probed: set [checks] %s, or the trigger could never see anything", ck, key)
+	}
+	switch {
+	case ck == api.ProbeCKANDB && c.CKANDB == "":
+		return unset("ckan_db")
+	case ck == api.ProbeDatastoreDB && c.DatastoreDB == "":
+		return unset("datastore_db")
+	case ck == api.ProbeRedis && c.Redis == "":
+		return unset("redis")
+	case ck == api.ProbeSolr && c.Solr == "":
+		return unset("solr")
+	case ck == api.ProbeStorage && c.StoragePath == "" && len(c.Storages) == 0:
+		return unset("storage_path")
+	case strings.HasPrefix(ck, api.ProbeDatabasePrefix):
+		name := strings.TrimPrefix(ck, api.ProbeDatabasePrefix)
+		for _, d := range c.Databases {
+			if d.Name == name {
+				return ""
+			}
+		}
+		return fmt.Sprintf("%q names no [[database]] called %q", ck, name)
 	}
 	return ""
 }

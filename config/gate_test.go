@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ckanops/ckanops/api"
 )
 
 func dur(d time.Duration) Duration { return Duration{d} }
@@ -111,6 +113,9 @@ func TestLoadGateFull(t *testing.T) {
 			{Name: "search index", Argv: []string{"ckan", "-c", "/etc/ckan/ckan.ini", "search-index", "rebuild"}, Dir: "/srv/ckan", Timeout: dur(time.Hour), Mode: "read-only"},
 		},
 		Verify: []Command{{Name: "front page", Argv: []string{"curl", "-fsS", "http://127.0.0.1:5000/"}, Timeout: dur(30 * time.Second)}},
+		Triggers: []Trigger{{Name: "replica-lag", Check: "ckan_db", When: "replay_lag_seconds > 30",
+			Cond: api.Condition{Key: "replay_lag_seconds", Op: ">", Num: 30, IsNum: true}, For: dur(45 * time.Second), Mode: api.ModeDown,
+			Message: "The database is catching up; editing is paused.", Recover: dur(10 * time.Minute)}},
 	}
 	if !reflect.DeepEqual(g, want) {
 		t.Errorf("got  %#v\nwant %#v", g, want)
@@ -212,7 +217,7 @@ var gateErrorCases = []struct {
 	{"gate_many.toml", []string{
 		`testdata/gate_many.toml:1: site: "Prod Site" is not a valid site name: ...`,
 		`testdata/gate_many.toml:2: listen: "localhost" is not host:port; ...`,
-		"testdata/gate_many.toml:4: colour: unknown key (known keys here: site, listen, upstream, state, auth, audit, policy, checks, storage, database, snapshot, runbook, migrate, verify, gate)",
+		"testdata/gate_many.toml:4: colour: unknown key (known keys here: site, listen, upstream, state, auth, audit, policy, checks, storage, database, snapshot, runbook, migrate, verify, trigger, gate)",
 		`testdata/gate_many.toml:8: auth.sysadmin_cache_ttl: expected a duration string with a unit, such as "1m", found an integer`,
 		`testdata/gate_many.toml:11: policy.deny_get: entry 1: "group/follow/*" is not a path ...`,
 		`testdata/gate_many.toml:12: policy.trusted_proxies: entry 1: "not-an-ip" is not an IP address or a CIDR prefix ...`,

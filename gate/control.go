@@ -499,6 +499,7 @@ func (g *Gate) status(ctx context.Context, full bool) api.Status {
 	st.Gates = g.gates(ctx, api.GateInfo{ID: g.opts.GateID, Version: v.rec.Version, Phase: v.phase, InFlight: len(v.writes), Seen: t})
 	si := g.surfaceInfo()
 	st.Surface = &si
+	st.Triggers = g.triggerStates()
 	if u := g.unknownActions(); len(u) > 0 {
 		st.UnknownActionCount = len(u)
 		st.UnknownActions = u[:min(len(u), maxStatusUnknownActions)]

@@ -89,6 +89,13 @@ type Options struct {
 	// NoticePoll is how often the notice script of announced and
 	// annotated pages polls the status ([gate] notice_poll); default 30s.
 	NoticePoll time.Duration
+	// Triggers are gate.toml's [[trigger]] (trigger.go); TriggerTick is
+	// how often they look (default [checks] interval, else 15s);
+	// TriggerLease, with several gates, makes one of them act (nil: this
+	// gate alone, always acting).
+	Triggers     []config.Trigger
+	TriggerTick  time.Duration
+	TriggerLease TriggerLease
 	// ScheduleTick is how often RunSchedule looks for a window to start;
 	// default 1s.
 	ScheduleTick time.Duration
@@ -116,6 +123,7 @@ type Gate struct {
 	metrics    *metrics
 	storeState storeHealth
 	probes     healthProbes // the checks Runner, built on first use (health.go)
+	trig       *triggers    // [[trigger]] states (trigger.go)
 	runbook    atomic.Pointer[runbook.Engine]
 	// runbookDown says why this gate could not open its runbook engine
 	// (its journal or record): the runbook API answers 503 with it and the
@@ -180,6 +188,9 @@ func New(ctx context.Context, o Options) (*Gate, error) {
 	if o.NoticePoll <= 0 {
 		o.NoticePoll = 30 * time.Second
 	}
+	if o.TriggerTick <= 0 {
+		o.TriggerTick = cmp.Or(o.Checks.Interval.Duration, config.DefaultCheckInterval)
+	}
 	if o.ScheduleTick <= 0 {
 		o.ScheduleTick = defaultScheduleTick
 	}
@@ -189,7 +200,8 @@ func New(ctx context.Context, o Options) (*Gate, error) {
 	if o.HeartbeatTTL <= 0 {
 		o.HeartbeatTTL = 3 * o.SyncInterval
 	}
-	g := &Gate{opts: o, log: o.Logger.With("site", o.Site), clock: o.Clock, surfaces: surfaces{policy: o.Policy, given: o.Surface}}
+	g := &Gate{opts: o, log: o.Logger.With("site", o.Site), clock: o.Clock, surfaces: surfaces{policy: o.Policy, given: o.Surface},
+		trig: newTriggers(o.Triggers)}
 	g.learned = loadLearned(o.LearnedFile)
 	if err := g.learned.problem(); err != nil {
 		g.log.Warn("learned actions not read: actions learned before stay refused until learned again", "file", o.LearnedFile, "err", err.Error())

@@ -104,6 +104,16 @@ func (g *Gate) gateCheck(ctx context.Context) api.CheckResult {
 		res.Status = api.CheckWarn
 		res.Summary += fmt.Sprintf("; the window planned for %s has not started yet (the state store must answer for it to start)", s.At.UTC().Format(time.RFC3339))
 	}
+	for _, ts := range st.Triggers {
+		switch ts.State {
+		case api.TriggerFired, api.TriggerRecovering:
+			res.Status = api.CheckWarn
+			res.Summary += fmt.Sprintf("; trigger %s holds the site %s (%s, fired on %s)", ts.Name, ts.Mode, ts.When, ts.FiredValue)
+		case api.TriggerBlind:
+			res.Status = api.CheckWarn
+			res.Summary += "; trigger " + ts.Name + " is blind: " + ts.Note
+		}
+	}
 	if w := st.Surface.Warning; w != "" {
 		res.Status = api.CheckWarn
 		res.Summary += "; " + w

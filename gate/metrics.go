@@ -23,6 +23,7 @@ type metrics struct {
 	dropped   *prometheus.CounterVec
 	badBodies prometheus.Counter
 	overruns  prometheus.Counter
+	trigSw    *prometheus.CounterVec
 	// overrunSeen is the version of the last record counted as overrun
 	// (each maintenance counts once).
 	overrunSeen atomic.Int64
@@ -53,7 +54,18 @@ func newMetrics(g *Gate) *metrics {
 	m.overruns = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "ckanops_overruns_total", Help: "Maintenances that went past their planned end (until) while still on; each counts once.",
 	})
-	m.reg.MustRegister(m.requests, m.refusals, m.upstream, m.upErrors, m.dropped, m.badBodies, m.overruns,
+	m.trigSw = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "ckanops_trigger_switches_total", Help: "Mode changes made by a trigger, by trigger and direction (maintenance, live).",
+	}, []string{"trigger", "to"})
+	for _, t := range g.opts.Triggers {
+		m.trigSw.WithLabelValues(t.Name, "maintenance")
+		m.trigSw.WithLabelValues(t.Name, "live")
+	}
+	m.reg.MustRegister(triggerCollector{g: g,
+		state: prometheus.NewDesc("ckanops_trigger_state", "1 for each trigger's state (armed, pending, fired, recovering, blind, stood-down), 0 for the others.", []string{"trigger", "state"}, nil),
+		value: prometheus.NewDesc("ckanops_trigger_value", "The value each trigger last read of its detail (true: 1, false: 0); absent while unknown.", []string{"trigger"}, nil),
+	})
+	m.reg.MustRegister(m.requests, m.refusals, m.upstream, m.upErrors, m.dropped, m.badBodies, m.overruns, m.trigSw,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ckanops_overrun", Help: "1 while the site is in maintenance past its planned end (until)."},
 			func() float64 { return b2f(g.state.current().overrun(g.clock())) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ckanops_schedule_start_timestamp_seconds", Help: "Start of the planned maintenance window (Unix time); 0 when none is planned."},
@@ -107,6 +119,8 @@ func b2f(b bool) float64 {
 	}
 	return 0
 }
+
+func (m *metrics) triggerSwitch(name, to string) { m.trigSw.WithLabelValues(name, to).Inc() }
 
 // setOverrun counts rec once when it is an overrun at now.
 func (m *metrics) setOverrun(rec Record, now time.Time) {

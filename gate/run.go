@@ -1,11 +1,13 @@
 package gate
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/url"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -62,6 +64,14 @@ func Run(ctx context.Context, cfg *config.Gate, log *slog.Logger, ready func(add
 	if adminTTL == 0 {
 		adminTTL = -1 // 0s in gate.toml turns the cache off
 	}
+	gateID := hostname() + ":" + portOf(ln.Addr())
+	var lease TriggerLease
+	if rs, ok := store.(*RedisStore); ok && len(cfg.Triggers) > 0 {
+		// One gate of the site acts for the triggers; a lease three
+		// rounds long passes to another gate when its holder stops.
+		tick := cmp.Or(cfg.Checks.Interval.Duration, config.DefaultCheckInterval)
+		lease = NewRedisTriggerLease(rs.rdb, cfg.Site, gateID, max(3*tick, 5*time.Second))
+	}
 	g, err := New(ctx, Options{
 		Site:      cfg.Site,
 		SiteTitle: cfg.Gate.SiteTitle,
@@ -69,7 +79,7 @@ func Run(ctx context.Context, cfg *config.Gate, log *slog.Logger, ready func(add
 		Store:     store,
 		Local:     local,
 		Audit:     audit,
-		GateID:    hostname() + ":" + portOf(ln.Addr()),
+		GateID:    gateID,
 		OpsToken:  token,
 		Policy: classify.Policy{
 			AllowActions: cfg.Policy.AllowActions,
@@ -85,6 +95,8 @@ func Run(ctx context.Context, cfg *config.Gate, log *slog.Logger, ready func(add
 		TrustedProxies:   cfg.Policy.TrustedProxies,
 		RetryAfter:       cfg.Gate.RetryAfter.Duration,
 		NoticePoll:       cfg.Gate.NoticePoll.Duration,
+		Triggers:         cfg.Triggers,
+		TriggerLease:     lease,
 		SysadminCacheTTL: adminTTL,
 		Checks:           cfg.Checks,
 		InitialMode:      cfg.State.InitialMode,
@@ -135,6 +147,7 @@ func Run(ctx context.Context, cfg *config.Gate, log *slog.Logger, ready func(add
 
 	// After the runbook engine: a window may start the runbook.
 	go g.RunSchedule(ctx)
+	go g.RunTriggers(ctx)
 
 	mode := g.Mode()
 	log.Info("gate listening", "site", cfg.Site, "listen", ln.Addr().String(), "upstream", up.Redacted(),

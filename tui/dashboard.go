@@ -50,11 +50,12 @@ var columns = []column{
 		}
 		return m.st.paint(m.st.forMode(r.status.Mode), c)
 	}},
-	// The plan column: an overrun, the active runbook, or the planned
-	// window (planWords); headed RUNBOOK, WINDOW or both (planHeader).
+	// The plan column: an overrun, a maintenance a trigger set, the
+	// active runbook, or the planned window (planWords); headed RUNBOOK,
+	// WINDOW or both (planHeader).
 	{name: "RUNBOOK", width: 20, prio: 2, cell: cellPlan, paint: func(m *Model, r ranked, c string) string {
 		switch {
-		case r.status != nil && r.status.Overrun:
+		case r.status != nil && r.status.Overrun, triggerWords(r.status) != "":
 			return m.st.paint(&m.st.fail, c)
 		case r.runbook != nil && r.runbook.Active():
 			if r.runbook.State == api.RunbookRunning {
@@ -152,8 +153,9 @@ const minNote = 12
 
 // layout picks the columns that fit in width, by priority, and sizes
 // SITE, RUNBOOK and NOTE. RUNBOOK (the plan column: runbooks, planned
-// windows, overruns) is left out when no row has any of them, and takes
-// what is left when its full width does not fit.
+// windows, overruns, a maintenance a trigger set) is left out when no
+// row has any of them, and takes what is left when its full width does
+// not fit.
 func layout(width int, rows []ranked, now time.Time) []column {
 	siteW, rbW := 8, 0
 	for _, r := range rows {

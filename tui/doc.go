@@ -1,10 +1,11 @@
 // Package tui is the console's terminal user interface: a dashboard of
 // every configured site (its mode, its runbook or planned maintenance
-// window, an overrun, and whether it needs the operator), a site view
-// (checks, in-flight writes, gates, the mode record, the planned window,
-// the last runbook), the runbook view (checklist, live log,
-// confirmations) and the dialogs that change a site's mode or plan and
-// cancel its maintenance window.
+// window, an overrun or a maintenance a trigger set, and whether it
+// needs the operator), a site view (checks, in-flight writes, gates, the
+// mode record, the planned window, the site's triggers, the last
+// runbook), the runbook view (checklist, live log, confirmations) and
+// the dialogs that change a site's mode or plan and cancel its
+// maintenance window.
 //
 // It knows a site only through its gate's control API (package
 // ckanclient), behind the Gate interface so tests use fakes; it never

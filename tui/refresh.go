@@ -258,6 +258,9 @@ type assessment struct {
 	// overrun: the site is in maintenance past its planned end; it
 	// needs a look, and sorts first among those that do.
 	overrun bool
+	// triggered: a trigger put the site in maintenance; like an overrun,
+	// it needs a look and sorts first among those that do.
+	triggered bool
 }
 
 func (m *Model) assess(s *siteState, now time.Time) (a assessment) {
@@ -325,7 +328,14 @@ func (m *Model) assess(s *siteState, now time.Time) (a assessment) {
 		a.overrun = true
 		trouble(1, "OVERRUN, "+overrunText(st, now, m.loc)+" (ending it stays your call: d disables)")
 	}
-	if st.Mode != api.ModeLive && !st.Overrun { // an overrun says the mode already
+	name, triggered := triggeredBy(st)
+	if triggered {
+		a.triggered = true
+		trouble(1, triggeredText(st, name, now))
+	}
+	// An overrun says the mode already; so does a trigger's maintenance
+	// (the MODE column), unless it is still draining.
+	if st.Mode != api.ModeLive && !st.Overrun && (!triggered || st.Phase == api.PhaseDraining) {
 		r := string(st.Mode)
 		switch st.Phase {
 		case api.PhaseDraining:
@@ -384,7 +394,8 @@ type ranked struct {
 // sortedSites returns the sites the filter lets through, by name; or,
 // when the operator asked (key t), trouble first: those that need you,
 // then unreachable or failing, then those that need a look (overruns
-// first), then healthy ones, by name within each group.
+// and maintenance a trigger set first), then healthy ones, by name
+// within each group.
 func (m *Model) sortedSites() []ranked {
 	return m.sortFilter(m.assessAll(m.clock()))
 }
@@ -418,8 +429,8 @@ func (m *Model) sortFilter(all []ranked) []ranked {
 		if out[i].a.rank != out[j].a.rank {
 			return out[i].a.rank < out[j].a.rank
 		}
-		if out[i].a.overrun != out[j].a.overrun {
-			return out[i].a.overrun
+		if ai, aj := out[i].a.overrun || out[i].a.triggered, out[j].a.overrun || out[j].a.triggered; ai != aj {
+			return ai
 		}
 		return out[i].Name < out[j].Name
 	})

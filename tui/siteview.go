@@ -153,10 +153,10 @@ func (m *Model) siteLines(s *siteState) []string {
 		if st.Message != "" {
 			wrapped(label("message"), oneLine(st.Message))
 		}
-		for _, l := range windowLines(st, now, m.loc) {
+		for _, l := range append(triggeredLines(st, now), windowLines(st, now, m.loc)...) {
 			n := len(out)
 			wrapped(label(l[0]), l[1])
-			if l[0] == "OVERRUN" { // in the failure colour, line by line
+			if l[0] == "OVERRUN" || l[0] == "TRIGGERED" { // in the failure colour, line by line
 				for i := n; i < len(out); i++ {
 					out[i] = m.st.paint(&m.st.fail, out[i])
 				}
@@ -208,6 +208,13 @@ func (m *Model) siteLines(s *siteState) []string {
 	}
 	if s.pending != "" {
 		add("%ssending %s… (the mode shown changes when the gate answers)", label("action"), s.pending)
+	}
+
+	// The triggers: what each watches and where it stands (before the
+	// traffic: a trigger that fired is why the site is in maintenance).
+	if head, lines := m.triggerBlock(s.status, now, w); len(lines) > 0 {
+		heading(head)
+		out = append(out, lines...)
 	}
 
 	if lines := m.trafficLines(s, w); len(lines) > 0 {

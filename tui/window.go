@@ -16,7 +16,8 @@ import (
 
 // Planned maintenance windows (api.Schedule) and overruns: how the
 // dashboard and the site view show them, and the dialogs that plan (w)
-// and cancel (W) a window.
+// and cancel (W) a window. The plan column also holds a maintenance a
+// trigger set (trigger.go).
 
 // windowWords says where a site's planned window stands, for the
 // dashboard: "window in 2h10m", "window in 2h10m, announced" once pages
@@ -46,16 +47,24 @@ func overrunWords(st *api.Status, now time.Time) string {
 }
 
 // planWords is the dashboard's cell for what a site is doing or is
-// planned to do: an overrun first, then its active runbook, then its
-// planned window; "" when none.
+// planned to do: an overrun first, then a maintenance a trigger set,
+// then its active runbook (after either: "OVERRUN, FAILED at migrate",
+// "TRIGGERED, running at drain"), then its planned window; "" when none.
 func planWords(r ranked, now time.Time) string {
 	rb := runbookWords(r.runbook)
 	st := r.status
+	trig := triggerWords(st)
 	switch {
 	case st != nil && st.Overrun && rb != "":
 		return "OVERRUN, " + rb
+	case st != nil && st.Overrun && trig != "":
+		return "OVERRUN, " + trig
 	case st != nil && st.Overrun:
 		return overrunWords(st, now)
+	case trig != "" && rb != "":
+		return "TRIGGERED, " + rb
+	case trig != "":
+		return trig
 	case rb != "":
 		return rb
 	case st != nil:
@@ -64,14 +73,15 @@ func planWords(r ranked, now time.Time) string {
 	return ""
 }
 
-// planHeader names the dashboard's plan column after what it holds.
+// planHeader names the dashboard's plan column after what it holds: a
+// maintenance a trigger set counts as a window (one nobody planned).
 func planHeader(rows []ranked) string {
 	var runbooks, windows bool
 	for _, r := range rows {
 		if runbookWords(r.runbook) != "" {
 			runbooks = true
 		}
-		if st := r.status; st != nil && (st.Overrun || st.Schedule != nil) {
+		if st := r.status; st != nil && (st.Overrun || st.Schedule != nil || triggerWords(st) != "") {
 			windows = true
 		}
 	}

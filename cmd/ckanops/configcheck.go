@@ -218,6 +218,13 @@ func gateFacts(g *config.Gate, r *configReport) [][2]string {
 	if g.Runbook.ExpectCKANVersion != "" {
 		f = append(f, [2]string{"verify", "CKAN reports version " + g.Runbook.ExpectCKANVersion})
 	}
+	for _, t := range g.Triggers {
+		back := "never by itself (an operator ends it)"
+		if t.Recover.Duration > 0 {
+			back = "after " + t.Recover.String() + " clear"
+		}
+		f = append(f, [2]string{"trigger", fmt.Sprintf("%s: %s when %s for %s; back to live %s", t.Name, t.Mode, t.Check+" "+t.Cond.String(), t.For, back)})
+	}
 	p := g.Policy
 	f = append(f, [2]string{"policy", fmt.Sprintf("%d allowed and %d denied action(s), %d allowed POST path(s), %d denied GET path(s), %d bypass CIDR(s), %d trusted prox(ies) beyond the built-in lists",
 		len(p.AllowActions), len(p.DenyActions), len(p.AllowPosts), len(p.DenyGet), len(p.BypassCIDRs), len(p.TrustedProxies))})

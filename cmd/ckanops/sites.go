@@ -194,6 +194,9 @@ func printStatus(e *env, rows []siteStatus) {
 				fmt.Fprintf(e.stdout, "%s: gate %s is gone (no heartbeat since %s ago)\n", r.Site, g.ID, human.Ago(now.Sub(g.Seen)))
 			}
 		}
+		for _, line := range triggerLines(st, now) {
+			fmt.Fprintf(e.stdout, "%s: %s\n", r.Site, line)
+		}
 		for _, line := range windowLines(st, now) {
 			if line != "no window planned" {
 				fmt.Fprintf(e.stdout, "%s: %s\n", r.Site, line)
@@ -309,4 +312,44 @@ func identifiedStatus(ctx context.Context, s siteClient) (*api.Status, error) {
 		return nil, &exitError{code: exitFail, err: fmt.Errorf("refused: sites.toml's %s has url %s, but the gate there is site %q (traffic switched to a stand-in?): nothing was changed; point %s's url at its own gate", s.site.Name, s.site.URL, st.Site, s.site.Name)}
 	}
 	return st, nil
+}
+
+// triggerLines says what each [[trigger]] of the site does now; an armed
+// trigger with nothing to say is left out.
+func triggerLines(st *api.Status, now time.Time) []string {
+	var out []string
+	for _, ts := range st.Triggers {
+		head := fmt.Sprintf("trigger %s (%s: %s)", ts.Name, ts.Check, ts.When)
+		ago := func(t *time.Time) string {
+			if t == nil {
+				return ""
+			}
+			return " " + human.Ago(now.Sub(*t)) + " ago"
+		}
+		var line string
+		switch ts.State {
+		case api.TriggerArmed:
+			if ts.Note == "" {
+				continue
+			}
+			line = head + ": armed"
+		case api.TriggerPending:
+			line = head + ": pending since" + ago(ts.Since) + ", value " + ts.Value
+		case api.TriggerFired:
+			line = head + ": FIRED" + ago(ts.FiredAt) + " on " + ts.FiredValue + ", the site is " + string(ts.Mode)
+		case api.TriggerRecovering:
+			line = head + ": recovering, clear since" + ago(ts.Since)
+		case api.TriggerBlind:
+			line = head + ": blind since" + ago(ts.Since)
+		case api.TriggerStood:
+			line = head + ": stood down"
+		default:
+			line = head + ": " + ts.State
+		}
+		if ts.Note != "" {
+			line += " (" + ts.Note + ")"
+		}
+		out = append(out, line)
+	}
+	return out
 }

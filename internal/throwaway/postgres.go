@@ -23,6 +23,11 @@ package throwaway
 //
 // The postmaster is started directly (not through `pg_ctl start`, which
 // detaches it), through StartProcess.
+//
+// A cluster can replicate: initdb's defaults (wal_level replica,
+// max_wal_senders 10, a pg_hba.conf line letting local connections
+// replicate with trust) are kept, and StartStandby (standby.go) starts a
+// streaming standby of it.
 
 import (
 	"context"
@@ -65,6 +70,7 @@ type Postgres struct {
 	dataDir string
 	logPath string
 	cred    *syscall.Credential // nil unless running as root
+	primary *Postgres           // the cluster this one streams from (StartStandby), nil for a primary
 
 	mu      sync.Mutex
 	port    int
@@ -113,6 +119,9 @@ func (c *Postgres) launch() error {
 		"-E", "UTF8", "--locale=C", "--no-sync",
 	).CombinedOutput(); err != nil {
 		return fmt.Errorf("throwaway: initdb: %v\n%s", err, out)
+	}
+	if err := allowLocalReplication(c.dataDir); err != nil { // for StartStandby
+		return fmt.Errorf("throwaway: initdb: %w", err)
 	}
 	err := StartOnFreePort(startTries, func(port int) error {
 		c.mu.Lock()
