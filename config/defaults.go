@@ -32,6 +32,7 @@ const (
 	DefaultShutdownTimeout  = 30 * time.Second             // gate.shutdown_timeout
 	DefaultRetryAfter       = 300 * time.Second            // gate.retry_after
 	DefaultNoticePoll       = 30 * time.Second             // gate.notice_poll
+	DefaultMaxUpstreamConns = 256                          // gate.max_upstream_conns
 	DefaultTriggerFor       = 30 * time.Second             // trigger.for
 	DefaultInitialMode      = "live"                       // state.initial_mode
 	DefaultPollInterval     = 500 * time.Millisecond       // runbook.poll_interval
@@ -91,6 +92,7 @@ type defaultEntry struct {
 //	gate.toml   gate.shutdown_timeout           30s
 //	gate.toml   gate.retry_after                5m
 //	gate.toml   gate.notice_poll                30s
+//	gate.toml   gate.max_upstream_conns         256
 //	gate.toml   trigger.for                     30s
 //	gate.toml   trigger.mode                    read-only
 //	gate.toml   gate.site_title                 <site>
@@ -132,6 +134,7 @@ var defaults = []defaultEntry{
 	{"gate.toml", "gate.shutdown_timeout", shortDuration(DefaultShutdownTimeout)},
 	{"gate.toml", "gate.retry_after", shortDuration(DefaultRetryAfter)},
 	{"gate.toml", "gate.notice_poll", shortDuration(DefaultNoticePoll)},
+	{"gate.toml", "gate.max_upstream_conns", strconv.Itoa(DefaultMaxUpstreamConns)},
 	{"gate.toml", "trigger.for", shortDuration(DefaultTriggerFor)},
 	{"gate.toml", "trigger.mode", "read-only"},
 	{"gate.toml", "gate.site_title", "<site>"},

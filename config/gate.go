@@ -207,12 +207,13 @@ var DatabaseNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$`)
 
 // GateTuning is the optional [gate] table.
 type GateTuning struct {
-	DrainTimeout    Duration // drain_timeout: how long a drain may wait for writes in flight
-	ShutdownTimeout Duration // shutdown_timeout: how long a stopping gate waits for requests to finish
-	RetryAfter      Duration // retry_after: Retry-After on refusals when no until is set (whole seconds, rounded up)
-	NoticePoll      Duration // notice_poll: how often announced and annotated pages poll the status
-	SiteTitle       string   // site_title: the name shown on refusal pages
-	RootPath        string   // root_path: the path CKAN is mounted under ("/data"); "/" none; "" learned from status_show (its help URL, else site_url's path)
+	DrainTimeout     Duration // drain_timeout: how long a drain may wait for writes in flight
+	ShutdownTimeout  Duration // shutdown_timeout: how long a stopping gate waits for requests to finish
+	RetryAfter       Duration // retry_after: Retry-After on refusals when no until is set (whole seconds, rounded up)
+	NoticePoll       Duration // notice_poll: how often announced and annotated pages poll the status
+	MaxUpstreamConns int      // max_upstream_conns: connections to CKAN at most; requests beyond wait for one
+	SiteTitle        string   // site_title: the name shown on refusal pages
+	RootPath         string   // root_path: the path CKAN is mounted under ("/data"); "/" none; "" learned from status_show (its help URL, else site_url's path)
 }
 
 // LoadGate reads, validates and completes the gate configuration at path.
@@ -319,6 +320,7 @@ func LoadGate(path string) (*Gate, []Warning, error) {
 	g.Gate.ShutdownTimeout = tune.duration("shutdown_timeout", DefaultShutdownTimeout, false)
 	g.Gate.RetryAfter = tune.duration("retry_after", DefaultRetryAfter, false)
 	g.Gate.NoticePoll = tune.duration("notice_poll", DefaultNoticePoll, false)
+	g.Gate.MaxUpstreamConns = tune.integer("max_upstream_conns", DefaultMaxUpstreamConns, 1)
 	if p := g.Gate.NoticePoll.Duration; tune.has("notice_poll") && (p < time.Second || p > time.Hour) {
 		tune.d.problem(tune.sub("notice_poll"), "must be from 1s to 1h, found %s", g.Gate.NoticePoll)
 	}

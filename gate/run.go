@@ -95,6 +95,7 @@ func Run(ctx context.Context, cfg *config.Gate, log *slog.Logger, ready func(add
 		TrustedProxies:   cfg.Policy.TrustedProxies,
 		RetryAfter:       cfg.Gate.RetryAfter.Duration,
 		NoticePoll:       cfg.Gate.NoticePoll.Duration,
+		UpstreamMaxConns: cfg.Gate.MaxUpstreamConns,
 		Triggers:         cfg.Triggers,
 		TriggerLease:     lease,
 		SysadminCacheTTL: adminTTL,

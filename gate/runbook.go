@@ -93,6 +93,16 @@ func (s *runbookSite) Health(ctx context.Context, fresh bool) api.Report {
 	return s.g.Health(ctx, fresh)
 }
 
+// DrainHealth probes, fresh, only what the drain waits on: Redis (RQ's
+// running jobs) and the databases (their write transactions).
+func (s *runbookSite) DrainHealth(ctx context.Context) api.Report {
+	rep := s.g.healthRunners().runner.Some(ctx, func(name string) bool {
+		return name == api.ProbeRedis || api.IsDatabaseProbe(name)
+	})
+	rep.Site = s.g.opts.Site
+	return rep
+}
+
 func (s *runbookSite) SuspendJobs(ctx context.Context, actor, reason string) (api.JobsState, error) {
 	return s.jobs(ctx, true, actor, reason)
 }

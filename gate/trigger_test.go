@@ -2,12 +2,15 @@ package gate
 
 import (
 	"context"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,6 +21,7 @@ import (
 	"github.com/ckanops/ckanops/internal/testfs"
 	"github.com/ckanops/ckanops/internal/testpg"
 	"github.com/ckanops/ckanops/internal/testredis"
+	"github.com/ckanops/ckanops/runbook"
 )
 
 // trigger builds a [[trigger]] as config would.
@@ -393,5 +397,49 @@ func TestTriggerOnAFillingDisk(t *testing.T) {
 	r.step(clk, 2*time.Second)
 	if st := r.status(true); st.Mode != api.ModeReadOnly || st.Actor != "trigger:disk" || !strings.Contains(st.Reason, "free_ratio = 0.") {
 		t.Fatalf("a full disk: %+v", st)
+	}
+}
+
+// The drain polls Redis and the databases only: no status_show to CKAN, no
+// Solr ping, no walk of the storage on every poll.
+func TestDrainProbesOnlyWhatItWaitsOn(t *testing.T) {
+	pg := testpg.Start(t)
+	var solrHits atomic.Int32
+	solr := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		solrHits.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"status":"OK","responseHeader":{"QTime":1}}`))
+	}))
+	t.Cleanup(solr.Close)
+	checks := config.ChecksConfig{CKANDB: config.SecretURL(pg.CreateDB(t, "ckan")), Solr: config.SecretURL(solr.URL + "/solr/ckan"),
+		StoragePath: t.TempDir(), Timeout: config.Duration{Duration: 3 * time.Second}}
+	r := newRig(t, withChecks(checks))
+	site, err := r.gate.RunbookSite(r.srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dp, ok := site.(runbook.DrainProber)
+	if !ok {
+		t.Fatal("the gate's runbook site does not probe for the drain alone")
+	}
+	r.sim.ResetJournal()
+	for range 3 {
+		rep := dp.DrainHealth(context.Background())
+		var names []string
+		for _, c := range rep.Checks {
+			names = append(names, c.Name)
+			if c.Name == api.ProbeCKANDB && c.Status != api.CheckOK {
+				t.Fatalf("ckan_db: %+v", c)
+			}
+		}
+		if got := strings.Join(names, " "); got != "ckan_db datastore_db redis" {
+			t.Fatalf("the drain's probes: %s (want Redis and the databases only)", got)
+		}
+	}
+	if n := solrHits.Load(); n != 0 {
+		t.Errorf("the drain pinged Solr %d times", n)
+	}
+	if j := r.sim.Journal(); len(j) != 0 {
+		t.Errorf("the drain asked CKAN: %+v", j)
 	}
 }

@@ -42,6 +42,13 @@ type Site interface {
 	Audit(event, actor, from, to, message, reason string)
 }
 
+// DrainProber is a Site that can probe, fresh, only what the drain waits
+// on (Redis and the databases). The drain polls through it when the Site
+// has it, and through Health otherwise.
+type DrainProber interface {
+	DrainHealth(ctx context.Context) api.Report
+}
+
 // ErrNotConfigured is returned by Site.SuspendJobs and ResumeJobs when RQ is
 // not configured.
 var ErrNotConfigured = errors.New("not configured")

@@ -289,7 +289,12 @@ func (e *Engine) busy(ctx context.Context) ([]string, map[string]any) {
 		w := st.InFlight[0]
 		details["oldest_write"] = fmt.Sprintf("%s %s for %s", w.Method, w.Path, time.Duration(w.AgeMS)*time.Millisecond)
 	}
-	rep := e.o.Site.Health(ctx, true)
+	var rep api.Report
+	if p, ok := e.o.Site.(DrainProber); ok {
+		rep = p.DrainHealth(ctx) // Redis and the databases only
+	} else {
+		rep = e.o.Site.Health(ctx, true)
+	}
 	reported := map[string]bool{}
 	for _, c := range rep.Checks {
 		reported[c.Name] = true
