@@ -144,6 +144,10 @@ type SnapshotConfig struct {
 	// storage).
 	StoragePath string
 	Keep        int // keep: how many snapshots to keep (at least 1)
+	// Incremental is incremental: each storage is kept as a directory
+	// tree whose unchanged files are hard links to the previous
+	// consistent snapshot's copies (runbook/snapshot's tree layout).
+	Incremental bool
 	// ExcludeStorages is exclude_storages: names of storages the
 	// snapshot leaves out on purpose (backed up otherwise). They are
 	// listed in the manifest as excluded and do not make it partial.
@@ -298,6 +302,7 @@ func LoadGate(path string) (*Gate, []Warning, error) {
 	}
 	g.Snapshot.StoragePath, _ = snap.filePath("storage_path")
 	g.Snapshot.Keep = snap.integer("keep", DefaultSnapshotKeep, 1)
+	g.Snapshot.Incremental = snap.boolean("incremental", false)
 	g.Snapshot.ExcludeStorages = readExclude(snap, g.Checks.Storages)
 	snap.done()
 

@@ -94,6 +94,7 @@ func TestLoadGateFull(t *testing.T) {
 			Dir:         "/backup/ckan",
 			PGDump:      "/usr/lib/postgresql/16/bin/pg_dump",
 			StoragePath: "/var/lib/ckan/resources",
+			Incremental: true,
 			Keep:        3,
 			// storage_path replaces the local storages; cloud stays, excluded.
 			ExcludeStorages: []string{"cloud"},

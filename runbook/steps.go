@@ -444,6 +444,7 @@ func (e *Engine) snapshot(ctx context.Context) error {
 		// Every storage ([snapshot] Storages, resolved by config); a
 		// SnapshotConfig built without them archives StoragePath alone.
 		StoragePath: e.o.Snapshot.StoragePath, Storages: e.o.Snapshot.Storages, ExcludeStorages: e.o.Snapshot.ExcludeStorages,
+		Incremental: e.o.Snapshot.Incremental,
 		CKANVersion: version, ModeVersion: st.Version, Fence: e.fence.Load(), EnabledAt: st.Since, QuiescedAt: quiesced,
 		Clock: e.o.Clock, StatsSettle: e.o.StatsSettle,
 		Output: func(line string) { e.output(step, line) },

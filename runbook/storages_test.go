@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -75,4 +76,52 @@ func TestRunbookSnapshotStorages(t *testing.T) {
 			t.Errorf("storages %+v, not included %+v", m.Storages, m.StoragesNotIncluded)
 		}
 	})
+}
+
+// With [snapshot] incremental, the runbook's second snapshot hard-links
+// the files that did not change since its first, and stays whole when the
+// first is deleted.
+func TestRunbookIncrementalSnapshots(t *testing.T) {
+	site := newFakeSite(t)
+	var storage string
+	e, _ := testEngine(t, site, func(o *Options) {
+		o.Snapshot.Incremental = true
+		storage = o.Snapshot.StoragePath
+	})
+	for i := range 20 {
+		os.MkdirAll(filepath.Join(storage, "resources"), 0o755)
+		os.WriteFile(filepath.Join(storage, "resources", "r"+strconv.Itoa(i)+".csv"), []byte(strings.Repeat("x", 1000+i)), 0o644)
+	}
+	run := func() *snapshot.Manifest {
+		t.Helper()
+		if _, err := e.Start(context.Background(), api.RunbookOptions{AutoConfirm: true, SkipMigrate: true}, "x"); err != nil {
+			t.Fatal(err)
+		}
+		rb := waitFor(t, e, "the end", ended)
+		if rb.State != api.RunbookDone || rb.Snapshot == nil || rb.Snapshot.Verdict != snapshot.Consistent {
+			t.Fatalf("%s at %s: %s; snapshot %+v", rb.State, rb.Step, rb.Error, rb.Snapshot)
+		}
+		m, err := snapshot.Load(rb.Snapshot.Dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	first := run()
+	if tr := first.Storages[0].Tree; tr == nil || tr.Reused != 0 || tr.Copied < 20 {
+		t.Fatalf("the first snapshot's storage: %+v", first.Storages[0])
+	}
+	os.WriteFile(filepath.Join(storage, "resources", "r3.csv"), []byte("changed"), 0o644)
+	second := run()
+	tr := second.Storages[0].Tree
+	if n := first.Storages[0].Tree.Copied; tr == nil || tr.Reused != n-1 || tr.Copied != 1 || tr.ReusedFrom != filepath.Base(first.Dir) {
+		t.Fatalf("the second snapshot's storage: reused %d from %q, copied %d", tr.Reused, tr.ReusedFrom, tr.Copied)
+	}
+	if err := os.RemoveAll(first.Dir); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := snapshot.Verify(context.Background(), second.Dir, "")
+	if err != nil || !rep.OK {
+		t.Fatalf("the second snapshot after the first was deleted: %v %+v", err, rep)
+	}
 }

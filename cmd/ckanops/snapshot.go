@@ -146,6 +146,17 @@ func snapshotVerify(e *env, args []string) error {
 			fmt.Fprintf(e.stdout, "database %s: %s (%s, %d tables)\n", d.Name, d.Database, snapshot.DumpFileName(d.Name), len(d.After))
 		}
 		for _, st := range m.Storages {
+			if t := st.Tree; t != nil { // a directory tree (format 4), not a tar
+				reuse := ""
+				if t.Reused > 0 {
+					reuse = fmt.Sprintf(", %d hard-linked to %s's copies when taken", t.Reused, t.ReusedFrom)
+				}
+				if t.Fallback != "" {
+					reuse += "; " + t.Fallback
+				}
+				fmt.Fprintf(e.stdout, "storage %s: %s (%s/, %d files copied%s)\n", st.Name, st.Path, st.File, t.Copied, reuse)
+				continue
+			}
 			fmt.Fprintf(e.stdout, "storage %s: %s (%s)\n", st.Name, st.Path, st.File)
 		}
 		for _, n := range m.StoragesNotIncluded {

@@ -29,7 +29,11 @@
 //
 // A snapshot is a directory <dir>/<site>-<UTC time> holding
 // ckan_db.dump, datastore_db.dump, storage.tar (the storage "default"),
-// storage-<name>.tar (the others) and manifest.json. It is
+// storage-<name>.tar (the others) and manifest.json; with
+// Spec.Incremental, the directory trees storage/ and storage-<name>/
+// instead of the tars (manifest format FormatTree), whose files unchanged
+// since the site's previous consistent snapshot are hard links to its
+// copies (tree.go). It is
 // built in <dir>/.tmp-<name>, and renamed to its name only when every file
 // is written, hashed and synced, the manifest last: a directory whose name
 // does not start with a dot and that holds manifest.json is complete. A

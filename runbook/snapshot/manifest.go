@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/ckanops/ckanops/config"
@@ -29,6 +30,14 @@ const FormatVersion = 2
 // otherwise; a ckanops that reads only formats 1 and 2 refuses it, rather
 // than restore a site without those databases unawares.
 const FormatDatabases = 3
+
+// FormatTree is the format of a manifest with a storage kept as a
+// directory tree (KindTree, Spec.Incremental) rather than a tar: its
+// record has a Tree listing every entry, and the files unchanged since the
+// site's previous snapshot are hard links to that snapshot's copies. It
+// may hold the site's other databases too. A ckanops that reads only
+// formats 1 to 3 refuses it, rather than look for a tar that is not there.
+const FormatTree = 4
 
 // formatOneStorage is the format written before several storages were
 // (format 1): it has "storage", one record, and no "storages".
@@ -54,6 +63,10 @@ const (
 const (
 	KindPGDump = "pg_dump" // pg_dump --format=custom
 	KindTar    = "tar"     // storage, written by archive/tar
+	// KindTree: storage, a directory of the snapshot holding the storage's
+	// files at their relative paths (Storage.Tree lists them). Its Size is
+	// the sum of its files' sizes, its SHA256 that of Tree (TreeDigest).
+	KindTree = "tree"
 )
 
 // Sources: what a file or a database record is a copy of. They are also
@@ -79,6 +92,12 @@ func StorageFileName(name string) string {
 		return storageTarName
 	}
 	return "storage-" + name + ".tar"
+}
+
+// StorageDirName is the directory of the storage name in a snapshot of
+// format FormatTree: storage for "default", storage-<name> for the others.
+func StorageDirName(name string) string {
+	return strings.TrimSuffix(StorageFileName(name), ".tar")
 }
 
 // storageNameRE is a storage's name as a snapshot accepts it: it names a
@@ -195,9 +214,12 @@ type Storage struct {
 	Name   string      `json:"name,omitempty"`
 	Path   string      `json:"path"`           // its directory, as configured
 	Type   string      `json:"type,omitempty"` // CKAN's adapter, when configured
-	File   string      `json:"file,omitempty"` // its archive in the snapshot: StorageFileName(Name)
+	File   string      `json:"file,omitempty"` // its archive in the snapshot: StorageFileName(Name), or StorageDirName(Name) for a tree
 	Before StorageTree `json:"before"`
 	After  StorageTree `json:"after"`
+	// Tree is what a storage kept as a directory (KindTree, format
+	// FormatTree) holds; nil for a tar.
+	Tree *Tree `json:"tree,omitempty"`
 }
 
 // StorageNotIncluded is a storage of the site the snapshot does not hold.
@@ -325,7 +347,7 @@ func decodeManifest(b []byte) (*Manifest, error) {
 // validate checks what Load promises its callers.
 func (m *Manifest) validate() error {
 	switch m.Format {
-	case FormatVersion, FormatDatabases:
+	case FormatVersion, FormatDatabases, FormatTree:
 		if m.Storage != nil {
 			return fmt.Errorf("format %d has storages, not storage (format %d's)", FormatVersion, formatOneStorage)
 		}
@@ -346,7 +368,7 @@ func (m *Manifest) validate() error {
 			m.Storage = nil
 		}
 	default:
-		return fmt.Errorf("format %d is not one this ckanops reads (%d, %d or %d)", m.Format, formatOneStorage, FormatVersion, FormatDatabases)
+		return fmt.Errorf("format %d is not one this ckanops reads (%d, %d, %d or %d)", m.Format, formatOneStorage, FormatVersion, FormatDatabases, FormatTree)
 	}
 	if m.Site == "" {
 		return errors.New("no site")
@@ -374,8 +396,11 @@ func (m *Manifest) validate() error {
 			return fmt.Errorf("file %s listed twice", f.Name)
 		}
 		seen[f.Name] = true
-		if f.Kind != KindPGDump && f.Kind != KindTar {
-			return fmt.Errorf("file %s: kind %q is not %q or %q", f.Name, f.Kind, KindPGDump, KindTar)
+		switch {
+		case f.Kind == KindTree && m.Format != FormatTree:
+			return fmt.Errorf("file %s: kind %q needs format %d", f.Name, f.Kind, FormatTree)
+		case f.Kind != KindPGDump && f.Kind != KindTar && f.Kind != KindTree:
+			return fmt.Errorf("file %s: kind %q is not %q, %q or %q", f.Name, f.Kind, KindPGDump, KindTar, KindTree)
 		}
 		if f.Size < 0 {
 			return fmt.Errorf("file %s: negative size", f.Name)
@@ -390,7 +415,17 @@ func (m *Manifest) validate() error {
 			return fmt.Errorf("storage name %q is not valid or listed twice", st.Name)
 		}
 		names[st.Name] = true
-		if st.File != StorageFileName(st.Name) || !seen[st.File] {
+		if st.Tree != nil {
+			f, ok := fileByName(m.Files, st.File)
+			if st.File != StorageDirName(st.Name) || !ok || f.Kind != KindTree {
+				return fmt.Errorf("storage %s: file %q is not %s, a tree of the snapshot", st.Name, st.File, StorageDirName(st.Name))
+			}
+			if err := st.Tree.validate(f); err != nil {
+				return fmt.Errorf("storage %s: %w", st.Name, err)
+			}
+			continue
+		}
+		if f, ok := fileByName(m.Files, st.File); st.File != StorageFileName(st.Name) || !ok || f.Kind != KindTar {
 			return fmt.Errorf("storage %s: file %q is not %s, a file of the snapshot", st.Name, st.File, StorageFileName(st.Name))
 		}
 	}
@@ -408,7 +443,7 @@ func (m *Manifest) validate() error {
 		dbNames[d.Name] = true
 		if !IsCoreDatabase(d.Name) {
 			switch {
-			case m.Format != FormatDatabases:
+			case m.Format != FormatDatabases && m.Format != FormatTree:
 				return fmt.Errorf("database record %q is not %s or %s (format %d has no others)", d.Name, SourceCKANDB, SourceDatastoreDB, m.Format)
 			case !config.DatabaseNameRE.MatchString(d.Name) || slices.Contains(config.ReservedDatabaseNames, d.Name):
 				return fmt.Errorf("database record %q: not a database name", d.Name)

@@ -18,7 +18,9 @@ package snapshot
 // DataStore's read-only user loses its access until `ckan datastore
 // set-permissions` is applied again); the report says so.
 //
-// The storage archive is unpacked through an os.Root, with every entry
+// The storage archive (or a storage kept as a tree: a tar stream made from
+// the manifest's entries and the tree's files) is unpacked through an
+// os.Root, with every entry
 // checked first: no absolute name, no "..", nothing beneath a symbolic
 // link or a file, and no symbolic link that resolves, through the
 // archive's links and those already in the target, outside the target.

@@ -61,7 +61,7 @@ func (r *restorer) check(ctx context.Context) error {
 	}
 	for _, st := range sts {
 		f, ok := tars[st.name]
-		if !ok || f.Kind != KindTar {
+		if !ok || (f.Kind != KindTar && f.Kind != KindTree) {
 			return refuse("storage %s: the manifest names no archive for it", st.name)
 		}
 		st.file = f
@@ -93,6 +93,14 @@ func (r *restorer) check(ctx context.Context) error {
 	}
 	r.m = vr.Manifest
 	m = r.m
+	for _, st := range r.sts { // the tree verified, not the one read before
+		if rec := m.StorageByName(st.name); rec != nil && rec.File == st.file.Name {
+			st.tree = rec.Tree
+		}
+		if st.file.Kind == KindTree && st.tree == nil {
+			return refuse("storage %s: the manifest lists no entries of its tree %s", st.name, st.file.Name)
+		}
+	}
 	r.out.line("verified %d files (%s)", len(vr.Files), human.Bytes(m.Bytes()))
 
 	r.rep = &RestoreReport{

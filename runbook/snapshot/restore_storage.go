@@ -48,6 +48,7 @@ type storageTarget struct {
 	root     string // the target, absolute, links resolved (where it will be, when missing)
 	create   bool   // missing: create it
 	file     File
+	tree     *Tree                    // a storage kept as a tree (KindTree): its entries; nil for a tar
 	entries  map[string]tarEntry      // the archive's, by clean relative name
 	existing map[string]existingEntry // the target's, when unpacking over them
 	owners   bool                     // running as root: set owners from the archive
@@ -119,7 +120,13 @@ func (r *restorer) checkStorage(st *storageTarget) error {
 			return refuse("cannot read %s target %s: %v", st.label, target, unwrapPath(err))
 		}
 	}
-	entries, problems, err := scanArchive(filepath.Join(r.Dir, st.file.Name))
+	var entries map[string]tarEntry
+	var problems []string
+	if st.tree != nil {
+		entries, problems, err = scanHeaders(treeHeaders(st.tree))
+	} else {
+		entries, problems, err = scanArchive(filepath.Join(r.Dir, st.file.Name))
+	}
 	if err != nil {
 		return refuse("%s: %v", st.file.Name, err)
 	}
@@ -215,11 +222,16 @@ func scanArchive(tarPath string) (map[string]tarEntry, []string, error) {
 		return nil, nil, err
 	}
 	defer f.Close()
-	tr := tar.NewReader(f)
+	return scanHeaders(tar.NewReader(f).Next)
+}
+
+// scanHeaders checks the entries next returns (until io.EOF): those of an
+// archive, or of a tree (treeHeaders).
+func scanHeaders(next func() (*tar.Header, error)) (map[string]tarEntry, []string, error) {
 	entries := map[string]tarEntry{}
 	var problems []string
 	for {
-		hdr, err := tr.Next()
+		hdr, err := next()
 		if errors.Is(err, io.EOF) {
 			break
 		}
@@ -425,21 +437,33 @@ func (r *restorer) unpack(ctx context.Context, st *storageTarget) error {
 		return fmt.Errorf("%s: %v", st.label, err)
 	}
 	defer root.Close()
-	f, err := os.Open(filepath.Join(r.Dir, st.file.Name))
-	if err != nil {
-		return fmt.Errorf("%s: %v", st.label, err)
-	}
-	defer f.Close()
 
 	u := &unpacker{root: root, buf: make([]byte, copyBufferSize), owners: st.owners, users: map[string]int{}, groups: map[string]int{}}
 	mt := r.out.meter("unpack of "+st.label, st.file.Size, 0)
 	var read int64
 	defer func() { mt.end(read, rep.Files) }()
-	counted := countingReader{f, func(n int) {
+	onRead := func(n int) {
 		read += int64(n)
 		mt.update(read, rep.Files)
-	}}
-	tr := tar.NewReader(bufio.NewReaderSize(counted, copyBufferSize))
+	}
+	// A tar's progress is its file offset; a tree's, the bytes of its
+	// files copied (its Size), read from the stream streamTree makes.
+	var tr *tar.Reader
+	var content io.Reader
+	if st.tree != nil {
+		stream, stop := streamTree(filepath.Join(r.Dir, st.file.Name), st.tree)
+		defer stop()
+		tr = tar.NewReader(stream)
+		content = countingReader{tr, onRead}
+	} else {
+		f, err := os.Open(filepath.Join(r.Dir, st.file.Name))
+		if err != nil {
+			return fmt.Errorf("%s: %v", st.label, err)
+		}
+		defer f.Close()
+		tr = tar.NewReader(bufio.NewReaderSize(countingReader{f, onRead}, copyBufferSize))
+		content = tr
+	}
 	var dirs []dirMeta
 	last := time.Now()
 	for {
@@ -474,7 +498,7 @@ func (r *restorer) unpack(ctx context.Context, st *storageTarget) error {
 			dirs = append(dirs, dirMeta{name, hdr})
 			rep.Dirs++
 		case tar.TypeReg:
-			if err := u.file(name, hdr, tr); err != nil {
+			if err := u.file(name, hdr, content); err != nil {
 				return fmt.Errorf("%s: %s: %w", st.label, name, restoreWriteHint(err, target))
 			}
 			rep.Files++

@@ -93,6 +93,18 @@ type Spec struct {
 	// makes the verdict rest on that second wait alone.
 	StatsSettle time.Duration
 
+	// Incremental keeps each storage as a directory tree (KindTree,
+	// StorageDirName, manifest format FormatTree) instead of a tar: the
+	// files unchanged since the site's newest consistent snapshot in Dir
+	// (same path, and the source's size, modification time, inode number
+	// and change time as that snapshot recorded them) are hard links to
+	// its copies, the others are copied. See tree.go.
+	Incremental bool
+
+	// link makes the hard links of Incremental; os.Link unless a test
+	// sets it.
+	link func(oldname, newname string) error
+
 	// afterBefore, when set (by tests), runs once the "before" counters
 	// and digest are taken and before anything is dumped.
 	afterBefore func()
@@ -159,6 +171,9 @@ func check(s Spec) (*plan, error) {
 	}
 	if s.StatsSettle == 0 {
 		s.StatsSettle = DefaultStatsSettle
+	}
+	if s.link == nil {
+		s.link = os.Link
 	}
 	secrets := []config.SecretURL{s.CKANDB, s.DatastoreDB}
 	for _, d := range s.Databases {
@@ -392,8 +407,21 @@ func (p *plan) take(ctx context.Context, t *tempDir, started time.Time) (*Manife
 
 	// Before.
 	beforeFiles := make([]map[string]entry, len(p.storages))
+	var prev *Entry
+	if p.Incremental && len(p.storages) > 0 {
+		m.Format = FormatTree
+		if prev = p.previous(); prev != nil {
+			out.line("previous consistent snapshot: %s: its unchanged files are hard-linked", filepath.Base(prev.Dir))
+		} else {
+			out.line("no previous consistent snapshot of %s in %s: every file is copied", p.Site, p.Dir)
+		}
+	}
 	for _, st := range p.storages {
-		m.Storages = append(m.Storages, Storage{Name: st.Name, Path: st.Path, Type: st.Type, File: st.file})
+		file := st.file
+		if p.Incremental {
+			file = StorageDirName(st.Name)
+		}
+		m.Storages = append(m.Storages, Storage{Name: st.Name, Path: st.Path, Type: st.Type, File: file})
 	}
 	readBefore := make([]reading, len(p.dbs))
 	for i, db := range p.dbs {
@@ -422,7 +450,7 @@ func (p *plan) take(ctx context.Context, t *tempDir, started time.Time) (*Manife
 		dumpsEnd time.Time // when the last pg_dump exited: the statistics settle from then
 		walked1  int       // storages walked before their archive
 	)
-	if len(p.Databases) > 0 {
+	if len(p.Databases) > 0 && m.Format != FormatTree {
 		m.Format = FormatDatabases
 	}
 	if len(p.storages) == 0 && p.afterBefore != nil {
@@ -460,6 +488,14 @@ func (p *plan) take(ctx context.Context, t *tempDir, started time.Time) (*Manife
 				p.afterBefore()
 			}
 			label = strings.TrimSuffix(st.prefix, ":")
+			if p.Incremental {
+				f, kept, err := writeTree(ctx, st.root, t.tmp, m.Storages[i].File, label, prevTreeOf(prev, st.Name, st.Path), p.link, out,
+					out.meter("copy of "+label, tree.Bytes, tree.Files))
+				mu.Lock()
+				m.Storages[i].Tree = kept
+				mu.Unlock()
+				return f, err
+			}
 			return writeTar(ctx, st.root, t.tmp, st.file, label, out, out.meter("archive of "+label, tree.Bytes, tree.Files))
 		})
 	}

@@ -55,7 +55,18 @@ func Verify(ctx context.Context, dir string, pgRestore string) (*VerifyReport, e
 		if err := ctx.Err(); err != nil {
 			return r, fmt.Errorf("snapshot: verify %s: %w", dir, err)
 		}
-		problems := verifyFile(ctx, filepath.Join(dir, f.Name), f, pgRestore, buf)
+		var problems []string
+		if f.Kind == KindTree {
+			var tree *Tree
+			for _, st := range m.Storages {
+				if st.File == f.Name {
+					tree = st.Tree
+				}
+			}
+			problems = verifyTree(ctx, filepath.Join(dir, f.Name), tree, buf)
+		} else {
+			problems = verifyFile(ctx, filepath.Join(dir, f.Name), f, pgRestore, buf)
+		}
 		c := FileCheck{Name: f.Name, OK: len(problems) == 0, Problem: strings.Join(problems, "; ")}
 		r.Files = append(r.Files, c)
 		r.OK = r.OK && c.OK
