@@ -1,6 +1,7 @@
 package config
 
 import (
+	"runtime"
 	"strconv"
 	"time"
 )
@@ -88,6 +89,8 @@ type defaultEntry struct {
 //	gate.toml   snapshot.pg_dump                pg_dump
 //	gate.toml   snapshot.storage_path           <checks.storage_path>
 //	gate.toml   snapshot.keep                   5
+//	gate.toml   snapshot.parallel_threshold_bytes 2000000000
+//	gate.toml   snapshot.jobs                   <number of CPUs>
 //	gate.toml   gate.drain_timeout              10m
 //	gate.toml   gate.shutdown_timeout           30s
 //	gate.toml   gate.retry_after                5m
@@ -130,6 +133,8 @@ var defaults = []defaultEntry{
 	{"gate.toml", "snapshot.pg_dump", DefaultPGDump},
 	{"gate.toml", "snapshot.storage_path", "<checks.storage_path>"},
 	{"gate.toml", "snapshot.keep", strconv.Itoa(DefaultSnapshotKeep)},
+	{"gate.toml", "snapshot.parallel_threshold_bytes", strconv.Itoa(DefaultSnapshotParallelThreshold)},
+	{"gate.toml", "snapshot.jobs", "<number of CPUs>"},
 	{"gate.toml", "gate.drain_timeout", shortDuration(DefaultDrainTimeout)},
 	{"gate.toml", "gate.shutdown_timeout", shortDuration(DefaultShutdownTimeout)},
 	{"gate.toml", "gate.retry_after", shortDuration(DefaultRetryAfter)},
@@ -157,3 +162,10 @@ var defaults = []defaultEntry{
 	{"sites.toml", "serve.max_sessions", strconv.Itoa(DefaultServeMaxSessions)},
 	{"sites.toml", "serve.shutdown_grace", shortDuration(DefaultServeShutdownGrace)},
 }
+
+// DefaultSnapshotParallelThreshold is snapshot.parallel_threshold_bytes:
+// larger databases are dumped in parallel (pg_dump -Fd -j).
+const DefaultSnapshotParallelThreshold = 2_000_000_000
+
+// DefaultSnapshotJobs is snapshot.jobs: the number of CPUs, at least 1.
+func DefaultSnapshotJobs() int { return max(1, runtime.NumCPU()) }

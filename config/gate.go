@@ -148,6 +148,14 @@ type SnapshotConfig struct {
 	// tree whose unchanged files are hard links to the previous
 	// consistent snapshot's copies (runbook/snapshot's tree layout).
 	Incremental bool
+	// ParallelThresholdBytes is parallel_threshold_bytes: a database
+	// larger than this (pg_database_size) is dumped in pg_dump's
+	// directory format with Jobs parallel jobs; smaller ones in the
+	// custom format. 0 (a Gate not loaded from a file): the default.
+	ParallelThresholdBytes int64
+	// Jobs is jobs: pg_dump's parallel jobs for a large database
+	// (--jobs); default the number of CPUs. 0: the default.
+	Jobs int
 	// ExcludeStorages is exclude_storages: names of storages the
 	// snapshot leaves out on purpose (backed up otherwise). They are
 	// listed in the manifest as excluded and do not make it partial.
@@ -303,6 +311,8 @@ func LoadGate(path string) (*Gate, []Warning, error) {
 	g.Snapshot.StoragePath, _ = snap.filePath("storage_path")
 	g.Snapshot.Keep = snap.integer("keep", DefaultSnapshotKeep, 1)
 	g.Snapshot.Incremental = snap.boolean("incremental", false)
+	g.Snapshot.ParallelThresholdBytes = snap.bytes("parallel_threshold_bytes", DefaultSnapshotParallelThreshold)
+	g.Snapshot.Jobs = snap.integer("jobs", DefaultSnapshotJobs(), 1)
 	g.Snapshot.ExcludeStorages = readExclude(snap, g.Checks.Storages)
 	snap.done()
 
@@ -1040,4 +1050,23 @@ func triggerCheck(ck string, c ChecksConfig) string {
 		return fmt.Sprintf("%q names no [[database]] called %q", ck, name)
 	}
 	return ""
+}
+
+// bytes reads an optional size in bytes: an integer, at least 1, which
+// may exceed what integer allows (2^31).
+func (t *table) bytes(key string, def int64) int64 {
+	v, present := t.lookup(key)
+	if !present {
+		return def
+	}
+	n, isInt := v.(int64)
+	if !isInt {
+		t.wrongType(t.sub(key), "an integer number of bytes, such as "+strconv.FormatInt(def, 10)+" (no unit)", v)
+		return def
+	}
+	if n < 1 {
+		t.d.problem(t.sub(key), "must be at least 1 (bytes), found %d", n)
+		return def
+	}
+	return n
 }

@@ -91,11 +91,12 @@ func TestLoadGateFull(t *testing.T) {
 			WarnTransactionAge:    dur(10 * time.Minute),
 		},
 		Snapshot: SnapshotConfig{
-			Dir:         "/backup/ckan",
-			PGDump:      "/usr/lib/postgresql/16/bin/pg_dump",
-			StoragePath: "/var/lib/ckan/resources",
-			Incremental: true,
-			Keep:        3,
+			Dir:                    "/backup/ckan",
+			PGDump:                 "/usr/lib/postgresql/16/bin/pg_dump",
+			StoragePath:            "/var/lib/ckan/resources",
+			Incremental:            true,
+			ParallelThresholdBytes: 10_000_000_000, Jobs: 4,
+			Keep: 3,
 			// storage_path replaces the local storages; cloud stays, excluded.
 			ExcludeStorages: []string{"cloud"},
 			Storages:        []Storage{{Name: "default", Path: "/var/lib/ckan/resources"}, {Name: "cloud", Type: "ckan:s3"}},
@@ -156,6 +157,8 @@ func TestLoadGateDefaults(t *testing.T) {
 		{"snapshot.pg_dump", g.Snapshot.PGDump, "pg_dump"},
 		{"snapshot.storage_path", g.Snapshot.StoragePath, "/var/lib/ckan"}, // = checks.storage_path
 		{"snapshot.keep", g.Snapshot.Keep, 5},
+		{"snapshot.parallel_threshold_bytes", g.Snapshot.ParallelThresholdBytes, int64(2_000_000_000)},
+		{"snapshot.jobs", g.Snapshot.Jobs, DefaultSnapshotJobs()},
 		{"gate.drain_timeout", g.Gate.DrainTimeout, dur(10 * time.Minute)},
 		{"gate.shutdown_timeout", g.Gate.ShutdownTimeout, dur(30 * time.Second)},
 		{"gate.retry_after", g.Gate.RetryAfter, dur(300 * time.Second)},
@@ -226,7 +229,9 @@ var gateErrorCases = []struct {
 		`testdata/gate_many.toml:15: checks.ckan_db: scheme "mysql" is not allowed; it must be a postgres:// or postgresql:// URL`,
 		"testdata/gate_many.toml:16: checks.interval: must not be negative, found -5s",
 		"testdata/gate_many.toml:19: snapshot.keep: must be at least 1 ...",
-		`testdata/gate_many.toml:22: gate.retry_after: invalid duration "soon": ...`,
+		"testdata/gate_many.toml:20: snapshot.jobs: must be at least 1 ...",
+		`testdata/gate_many.toml:21: snapshot.parallel_threshold_bytes: expected an integer number of bytes, such as 2000000000 (no unit), found a string`,
+		`testdata/gate_many.toml:24: gate.retry_after: invalid duration "soon": ...`,
 	}},
 	{"gate_conflicts.toml", []string{
 		"testdata/gate_conflicts.toml:12: audit.file: is the state file; give the audit log its own file",

@@ -444,7 +444,8 @@ func (e *Engine) snapshot(ctx context.Context) error {
 		// Every storage ([snapshot] Storages, resolved by config); a
 		// SnapshotConfig built without them archives StoragePath alone.
 		StoragePath: e.o.Snapshot.StoragePath, Storages: e.o.Snapshot.Storages, ExcludeStorages: e.o.Snapshot.ExcludeStorages,
-		Incremental: e.o.Snapshot.Incremental,
+		Incremental:       e.o.Snapshot.Incremental,
+		ParallelThreshold: e.o.Snapshot.ParallelThresholdBytes, Jobs: e.o.Snapshot.Jobs,
 		CKANVersion: version, ModeVersion: st.Version, Fence: e.fence.Load(), EnabledAt: st.Since, QuiescedAt: quiesced,
 		Clock: e.o.Clock, StatsSettle: e.o.StatsSettle,
 		Output: func(line string) { e.output(step, line) },
@@ -461,10 +462,23 @@ func (e *Engine) snapshot(ctx context.Context) error {
 		return err
 	}
 	var total int64
-	files := make([]map[string]any, len(m.Files))
-	for i, f := range m.Files {
+	files := make([]map[string]any, 0, len(m.Files))
+	dirs := map[string]map[string]any{} // a directory dump: one row, not one per table
+	for _, f := range m.Files {
 		total += f.Size
-		files[i] = map[string]any{"name": f.Name, "size": f.Size, "sha256": f.SHA256}
+		if f.Kind == snapshot.KindPGDumpDir {
+			name := snapshot.DumpDirName(f.Source) + "/"
+			d, ok := dirs[name]
+			if !ok {
+				d = map[string]any{"name": name, "size": int64(0), "files": 0}
+				dirs[name] = d
+				files = append(files, d)
+			}
+			d["size"] = d["size"].(int64) + f.Size
+			d["files"] = d["files"].(int) + 1
+			continue
+		}
+		files = append(files, map[string]any{"name": f.Name, "size": f.Size, "sha256": f.SHA256})
 	}
 	sum := &api.SnapshotSummary{Dir: m.Dir, Verdict: m.Verdict, Changed: m.Changed, Bytes: total}
 	e.mu.Lock()

@@ -24,11 +24,13 @@ to its end. Runs on the host that holds the snapshot; needs no gate.
 Exit status: 0 every file checks out; 1 a file does not; 2 bad usage or no
 manifest.`
 
-const snapshotRestoreUsage = `snapshot restore DIR [--ckan-db URL] [--datastore-db URL] [--db NAME=URL ...] [--storage [NAME=]PATH ...] [--all-storages] [--force] [--clean] [--pg-restore PROGRAM] [--json]
+const snapshotRestoreUsage = `snapshot restore DIR [--ckan-db URL] [--datastore-db URL] [--db NAME=URL ...] [--storage [NAME=]PATH ...] [--all-storages] [--force] [--clean] [--pg-restore PROGRAM] [--jobs N] [--json]
 Puts a snapshot back: verifies it as 'snapshot verify' does, restores each
 dump given a target with pg_restore (--no-owner --no-privileges, in one
-transaction: a restore that fails leaves its database as it was), then
-unpacks each storage's tar into its directory (created when missing), with
+transaction: a restore that fails leaves its database as it was; a
+database dumped in parallel, NAME.dir/ in the snapshot, with --jobs N
+parallel jobs, default the number of CPUs, which pg_restore cannot run in
+one transaction: a failure leaves part of it restored), then unpacks each storage's tar into its directory (created when missing), with
 modes and times. Give at least one target; the others are left alone.
 
 Databases: --ckan-db and --datastore-db take CKAN's dump and the
@@ -75,13 +77,15 @@ func init() {
 Forms:
   ckanops snapshot verify [--json] [--pg-restore PROGRAM] DIR
   ckanops snapshot restore DIR [--ckan-db URL] [--datastore-db URL] [--db NAME=URL ...]
-                           [--storage [NAME=]PATH ...] [--all-storages] [--force] [--clean] [--pg-restore PROGRAM] [--json]
+                           [--storage [NAME=]PATH ...] [--all-storages] [--force] [--clean] [--pg-restore PROGRAM] [--jobs N] [--json]
 
 verify re-reads every file of the snapshot against its manifest (size and
-sha256), runs 'pg_restore --list' on each dump and reads each storage tar.
+sha256; every file of a database dumped in parallel into <name>.dir/),
+runs 'pg_restore --list' on each dump and reads each storage tar.
 
 restore verifies the snapshot, then restores the dumps into the databases
-given (pg_restore, one transaction each) and unpacks each storage asked for
+given (pg_restore, one transaction each; a <name>.dir/ dump with
+pg_restore --jobs N, not one transaction) and unpacks each storage asked for
 into its directory. It checks everything first and refuses an inconsistent
 or partial snapshot (unless --force) and non-empty targets (unless --clean).
 
@@ -143,7 +147,11 @@ func snapshotVerify(e *env, args []string) error {
 			fmt.Fprintf(e.stdout, "  changed: %s\n", c)
 		}
 		for _, d := range m.Databases {
-			fmt.Fprintf(e.stdout, "database %s: %s (%s, %d tables)\n", d.Name, d.Database, snapshot.DumpFileName(d.Name), len(d.After))
+			file := snapshot.DumpFileName(d.Name)
+			if fs := m.DumpFiles(d.Name); len(fs) > 0 && fs[0].Kind == snapshot.KindPGDumpDir {
+				file = fmt.Sprintf("%s/, %d files, dumped in parallel", snapshot.DumpDirName(d.Name), len(fs))
+			}
+			fmt.Fprintf(e.stdout, "database %s: %s (%s, %d tables)\n", d.Name, d.Database, file, len(d.After))
 		}
 		for _, st := range m.Storages {
 			if t := st.Tree; t != nil { // a directory tree (format 4), not a tar
@@ -202,6 +210,7 @@ func snapshotRestore(e *env, args []string) error {
 	force := fs.Bool("force", false, "restore an inconsistent or partial snapshot")
 	clean := fs.Bool("clean", false, "restore into targets that are not empty: drop and recreate the dump's objects; unpack over the directory's files")
 	pgRestore := fs.String("pg-restore", snapshot.DefaultPGRestore, "the pg_restore `PROGRAM`")
+	jobs := fs.Int("jobs", config.DefaultSnapshotJobs(), "pg_restore's parallel jobs (`N`) for a database dumped in parallel (a <name>.dir/ dump), which is then not restored in one transaction; other dumps are restored in one transaction")
 	asJSON := fs.Bool("json", false, "print the report as JSON (progress goes to stderr)")
 	if err := parse(e, fs, args); err != nil {
 		return err
@@ -215,6 +224,9 @@ func snapshotRestore(e *env, args []string) error {
 	}
 	if dbs.err != nil {
 		return usageErr("%v", dbs.err)
+	}
+	if *jobs < 1 {
+		return usageErr("--jobs %d: give at least 1", *jobs)
 	}
 	if *ckanDB == "" && *datastoreDB == "" && len(dbs.named) == 0 && storages.path == "" && len(storages.named) == 0 && !*allStorages {
 		return usageErr("nothing to restore: give --ckan-db URL, --datastore-db URL, --db NAME=URL or --storage PATH")
@@ -266,6 +278,7 @@ func snapshotRestore(e *env, args []string) error {
 		Storages:    storages.named,
 		AllStorages: *allStorages,
 		PGRestore:   *pgRestore,
+		Jobs:        *jobs,
 		Force:       *force,
 		Clean:       *clean,
 		Output: func(line string) {

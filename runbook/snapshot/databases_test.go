@@ -225,8 +225,8 @@ func TestLoadOtherDatabasesStrict(t *testing.T) {
 	for _, tc := range []struct{ name, text, want string }{
 		{"good", good, ""},
 		{"format 2", strings.Replace(good, `"format":3`, `"format":2`, 1), `database record "datapusher" is not ckan_db or datastore_db (format 2 has no others)`},
-		{"no dump", strings.Replace(good, `"name":"datapusher.dump"`, `"name":"other.dump"`, 1), "database record datapusher: the files list no datapusher.dump dump of it"},
-		{"dump of another source", strings.Replace(good, `"source":"datapusher"`, `"source":"ckan_db"`, 1), "the files list no datapusher.dump dump of it"},
+		{"no dump", strings.Replace(good, `"name":"datapusher.dump"`, `"name":"other.dump"`, 1), "database record datapusher: the files list no datapusher.dump or datapusher.dir dump of it"},
+		{"dump of another source", strings.Replace(good, `"source":"datapusher"`, `"source":"ckan_db"`, 1), "the files list no datapusher.dump or datapusher.dir dump of it"},
 		{"reserved name", strings.ReplaceAll(good, `datapusher`, `storage`), `database record "storage": not a database name`},
 		{"twice", strings.Replace(good, `"databases":[{"name":"datapusher","database":"jobs","before":{},"after":{}}]`, `"databases":[{"name":"datapusher","database":"jobs","before":{},"after":{}},{"name":"datapusher","database":"jobs","before":{},"after":{}}]`, 1), "listed twice"},
 	} {

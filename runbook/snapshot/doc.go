@@ -29,7 +29,10 @@
 //
 // A snapshot is a directory <dir>/<site>-<UTC time> holding
 // ckan_db.dump, datastore_db.dump, storage.tar (the storage "default"),
-// storage-<name>.tar (the others) and manifest.json; with
+// storage-<name>.tar (the others) and manifest.json; a database larger
+// than Spec.ParallelThreshold is dumped with pg_dump --format=directory
+// --jobs into <name>.dir/ instead (manifest format FormatDumpDir,
+// dumpdir.go); with
 // Spec.Incremental, the directory trees storage/ and storage-<name>/
 // instead of the tars (manifest format FormatTree), whose files unchanged
 // since the site's previous consistent snapshot are hard links to its
@@ -41,7 +44,9 @@
 //
 // What it must not do: put a password in argv, an error or an output line
 // (pg_dump gets it in PGPASSWORD); read a dump a second time to hash it
-// (the dumps are hashed as they stream to disk); or leave anything that
+// (the dumps are hashed as they stream to disk; the one exception is a
+// directory dump, whose files pg_dump's jobs write themselves: they are
+// read back once, right after, to hash and sync them); or leave anything that
 // looks complete after a failure. It never writes to the databases or the
 // storage it snapshots.
 package snapshot

@@ -39,6 +39,14 @@ const FormatDatabases = 3
 // formats 1 to 3 refuses it, rather than look for a tar that is not there.
 const FormatTree = 4
 
+// FormatDumpDir is the format of a manifest with a database dumped in
+// parallel (pg_dump --format=directory --jobs, Spec.ParallelThreshold)
+// into DumpDirName: every file of that directory is listed, kind
+// KindPGDumpDir. It may hold trees and the site's other databases too. A
+// ckanops that reads only formats 1 to 4 refuses it, rather than look for
+// a <name>.dump that is not there.
+const FormatDumpDir = 5
+
 // formatOneStorage is the format written before several storages were
 // (format 1): it has "storage", one record, and no "storages".
 const formatOneStorage = 1
@@ -67,6 +75,10 @@ const (
 	// files at their relative paths (Storage.Tree lists them). Its Size is
 	// the sum of its files' sizes, its SHA256 that of Tree (TreeDigest).
 	KindTree = "tree"
+	// KindPGDumpDir: one file of a database's pg_dump --format=directory
+	// (DumpDirName(Source)/<file>), format FormatDumpDir. Every file of
+	// the directory is listed, its toc.dat among them.
+	KindPGDumpDir = "pg_dump_dir"
 )
 
 // Sources: what a file or a database record is a copy of. They are also
@@ -155,7 +167,7 @@ type Times struct {
 // File is one file of a snapshot.
 type File struct {
 	Name   string `json:"name"`   // relative to the snapshot directory
-	Kind   string `json:"kind"`   // KindPGDump or KindTar
+	Kind   string `json:"kind"`   // KindPGDump, KindPGDumpDir, KindTar or KindTree
 	Source string `json:"source"` // SourceCKANDB, SourceDatastoreDB, SourceStorage or another database's name
 	Size   int64  `json:"size"`
 	SHA256 string `json:"sha256"` // hex
@@ -347,7 +359,7 @@ func decodeManifest(b []byte) (*Manifest, error) {
 // validate checks what Load promises its callers.
 func (m *Manifest) validate() error {
 	switch m.Format {
-	case FormatVersion, FormatDatabases, FormatTree:
+	case FormatVersion, FormatDatabases, FormatTree, FormatDumpDir:
 		if m.Storage != nil {
 			return fmt.Errorf("format %d has storages, not storage (format %d's)", FormatVersion, formatOneStorage)
 		}
@@ -368,7 +380,7 @@ func (m *Manifest) validate() error {
 			m.Storage = nil
 		}
 	default:
-		return fmt.Errorf("format %d is not one this ckanops reads (%d, %d, %d or %d)", m.Format, formatOneStorage, FormatVersion, FormatDatabases, FormatTree)
+		return fmt.Errorf("format %d is not one this ckanops reads (%d, %d, %d, %d or %d): a newer ckanops wrote it; verify or restore it with that one", m.Format, formatOneStorage, FormatVersion, FormatDatabases, FormatTree, FormatDumpDir)
 	}
 	if m.Site == "" {
 		return errors.New("no site")
@@ -397,10 +409,14 @@ func (m *Manifest) validate() error {
 		}
 		seen[f.Name] = true
 		switch {
-		case f.Kind == KindTree && m.Format != FormatTree:
-			return fmt.Errorf("file %s: kind %q needs format %d", f.Name, f.Kind, FormatTree)
-		case f.Kind != KindPGDump && f.Kind != KindTar && f.Kind != KindTree:
-			return fmt.Errorf("file %s: kind %q is not %q, %q or %q", f.Name, f.Kind, KindPGDump, KindTar, KindTree)
+		case f.Kind == KindTree && m.Format != FormatTree && m.Format != FormatDumpDir:
+			return fmt.Errorf("file %s: kind %q needs format %d or %d", f.Name, f.Kind, FormatTree, FormatDumpDir)
+		case f.Kind == KindPGDumpDir && m.Format != FormatDumpDir:
+			return fmt.Errorf("file %s: kind %q needs format %d", f.Name, f.Kind, FormatDumpDir)
+		case f.Kind == KindPGDumpDir && (filepath.Dir(f.Name) != DumpDirName(f.Source) || f.Source == ""):
+			return fmt.Errorf("file %s: kind %q, but not a file of %s", f.Name, f.Kind, DumpDirName(f.Source))
+		case f.Kind != KindPGDump && f.Kind != KindPGDumpDir && f.Kind != KindTar && f.Kind != KindTree:
+			return fmt.Errorf("file %s: kind %q is not %q, %q, %q or %q", f.Name, f.Kind, KindPGDump, KindPGDumpDir, KindTar, KindTree)
 		}
 		if f.Size < 0 {
 			return fmt.Errorf("file %s: negative size", f.Name)
@@ -443,13 +459,17 @@ func (m *Manifest) validate() error {
 		dbNames[d.Name] = true
 		if !IsCoreDatabase(d.Name) {
 			switch {
-			case m.Format != FormatDatabases && m.Format != FormatTree:
+			case m.Format != FormatDatabases && m.Format != FormatTree && m.Format != FormatDumpDir:
 				return fmt.Errorf("database record %q is not %s or %s (format %d has no others)", d.Name, SourceCKANDB, SourceDatastoreDB, m.Format)
 			case !config.DatabaseNameRE.MatchString(d.Name) || slices.Contains(config.ReservedDatabaseNames, d.Name):
 				return fmt.Errorf("database record %q: not a database name", d.Name)
 			}
-			if f, ok := fileByName(m.Files, DumpFileName(d.Name)); !ok || f.Kind != KindPGDump || f.Source != d.Name {
-				return fmt.Errorf("database record %s: the files list no %s dump of it", d.Name, DumpFileName(d.Name))
+			f, ok := fileByName(m.Files, DumpFileName(d.Name))
+			if !ok {
+				f, ok = fileByName(m.Files, DumpDirName(d.Name)+"/"+dumpTOCName)
+			}
+			if !ok || (f.Kind != KindPGDump && f.Kind != KindPGDumpDir) || f.Source != d.Name {
+				return fmt.Errorf("database record %s: the files list no %s or %s dump of it", d.Name, DumpFileName(d.Name), DumpDirName(d.Name))
 			}
 		}
 		if s := d.Schema; s != nil {
@@ -460,7 +480,32 @@ func (m *Manifest) validate() error {
 			}
 		}
 	}
+	// A directory dump has its table of contents, and only one dump.
+	for _, f := range m.Files {
+		if f.Kind != KindPGDumpDir {
+			continue
+		}
+		if _, ok := fileByName(m.Files, DumpDirName(f.Source)+"/"+dumpTOCName); !ok {
+			return fmt.Errorf("file %s: its directory dump %s lists no %s", f.Name, DumpDirName(f.Source), dumpTOCName)
+		}
+		if _, ok := fileByName(m.Files, DumpFileName(f.Source)); ok {
+			return fmt.Errorf("database %s has both a %s and a %s dump", f.Source, DumpFileName(f.Source), DumpDirName(f.Source))
+		}
+	}
 	return nil
+}
+
+// DumpFiles are the files of the dump of the database called source:
+// its <source>.dump, or every file of its <source>.dir; nil when the
+// snapshot holds none.
+func (m *Manifest) DumpFiles(source string) []File {
+	var out []File
+	for _, f := range m.Files {
+		if f.Source == source && (f.Kind == KindPGDump || f.Kind == KindPGDumpDir) {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // IsCoreDatabase reports whether name is CKAN's database or the

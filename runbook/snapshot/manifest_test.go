@@ -90,7 +90,7 @@ func TestLoadIsStrict(t *testing.T) {
 		{"bad schema digest", strings.Replace(withShape, strings.Repeat("b", 64), "bb", 1), "schema digest"},
 		{"unknown field", strings.Replace(good, `"site":"s"`, `"site":"s","extra":1`, 1), "unknown field"},
 		{"trailing data", good + `{}`, "trailing data"},
-		{"format 5", strings.Replace(good, `"format":1`, `"format":5`, 1), "format 5"},
+		{"format 6", strings.Replace(good, `"format":1`, `"format":6`, 1), "format 6"},
 		{"bad verdict", strings.Replace(good, `"consistent"`, `"fine"`, 1), "verdict"},
 		{"escaping file name", strings.Replace(good, `"ckan_db.dump"`, `"../etc/passwd"`, 1), "not a file of the snapshot"},
 		{"bad sha256", strings.Replace(good, strings.Repeat("0", 64), "00", 1), "sha256"},

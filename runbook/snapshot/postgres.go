@@ -211,6 +211,7 @@ type reading struct {
 	relations map[string]relation // keyed by "schema.relation"
 	tracking  bool                // track_counts is on; off, the counters prove nothing
 	at        time.Time           // the server's clock when read
+	size      int64               // pg_database_size(current_database()), bytes
 }
 
 // relfilenodes are the relfilenodes of r's ordinary tables.
@@ -267,7 +268,7 @@ func readCounters(ctx context.Context, db *database, since time.Time, out *outpu
 	if _, err := conn.Exec(ctx, "SELECT pg_stat_clear_snapshot()"); err != nil {
 		return fail(err)
 	}
-	if err := conn.QueryRow(ctx, "SELECT current_setting('track_counts')::bool, clock_timestamp()").Scan(&r.tracking, &r.at); err != nil {
+	if err := conn.QueryRow(ctx, "SELECT current_setting('track_counts')::bool, clock_timestamp(), pg_database_size(current_database())").Scan(&r.tracking, &r.at, &r.size); err != nil {
 		return fail(err)
 	}
 	rows, err := conn.Query(ctx, countersQuery)
@@ -395,7 +396,12 @@ func (db *database) dumpArgs() []string {
 // dump runs pg_dump into dir/<source>.dump, hashing its output on the way.
 // Cancelling ctx kills pg_dump (its whole process group).
 // exited is called when pg_dump has exited, before its file is synced.
-func dump(ctx context.Context, db *database, pgDump, dir string, out *output, exited func()) (File, error) {
+// estimate is the database's size (pg_database_size, read with the
+// "before" counters), the total of the dump's progress so that the
+// console and the CLI can show an ETA; 0: unknown. It over-estimates: a
+// custom-format dump is compressed and holds no indexes, only their
+// definitions, so the dump usually ends well short of it.
+func dump(ctx context.Context, db *database, pgDump, dir string, estimate int64, out *output, exited func()) (File, error) {
 	name := DumpFileName(db.source)
 	f := File{Name: name, Kind: KindPGDump, Source: db.source}
 	s, err := createSink(filepath.Join(dir, name))
@@ -403,7 +409,7 @@ func dump(ctx context.Context, db *database, pgDump, dir string, out *output, ex
 		return f, fmt.Errorf("pg_dump of %s: %w", db.what(), err)
 	}
 	defer s.abort()
-	mt := out.meter("pg_dump "+db.source, 0, 0)
+	mt := out.meter("pg_dump "+db.source, max(estimate, 0), 0)
 	defer func() { mt.end(s.n, 0) }()
 
 	cmd := exec.CommandContext(ctx, pgDump, db.dumpArgs()...)

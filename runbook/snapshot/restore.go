@@ -91,6 +91,12 @@ type RestoreSpec struct {
 	AllStorages bool
 	// PGRestore is the pg_restore program. Default "pg_restore".
 	PGRestore string
+	// Jobs is pg_restore's --jobs for a database dumped in parallel (a
+	// directory dump, KindPGDumpDir); a custom-format dump is restored in
+	// one transaction, without jobs. Zero: the number of CPUs. A parallel
+	// restore is not one transaction: a failure leaves part of the dump in
+	// the target.
+	Jobs int
 	// Force restores an inconsistent snapshot.
 	Force bool
 	// Clean allows targets that are not empty: pg_restore --clean
@@ -224,6 +230,9 @@ func refuse(format string, a ...any) error {
 func newRestorer(s RestoreSpec) (*restorer, error) {
 	if s.PGRestore == "" {
 		s.PGRestore = DefaultPGRestore
+	}
+	if s.Jobs <= 0 {
+		s.Jobs = config.DefaultSnapshotJobs()
 	}
 	secrets := []config.SecretURL{s.CKANDB, s.DatastoreDB}
 	for _, u := range s.Databases {

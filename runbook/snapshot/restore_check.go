@@ -29,8 +29,14 @@ func (r *restorer) check(ctx context.Context) error {
 	// The parts asked for are in the snapshot.
 	files := map[string]File{}
 	for _, f := range m.Files {
-		if f.Kind == KindPGDump {
+		switch f.Kind {
+		case KindPGDump:
 			files[f.Source] = f
+		case KindPGDumpDir: // the whole directory, as one
+			d := files[f.Source]
+			d.Name, d.Kind, d.Source = DumpDirName(f.Source), KindPGDumpDir, f.Source
+			d.Size += f.Size
+			files[f.Source] = d
 		}
 	}
 	tars := map[string]File{} // by storage name
@@ -44,7 +50,7 @@ func (r *restorer) check(ctx context.Context) error {
 	var missing []string
 	for _, t := range r.dbs {
 		f, ok := files[t.db.source]
-		if !ok || f.Kind != KindPGDump {
+		if !ok || (f.Kind != KindPGDump && f.Kind != KindPGDumpDir) {
 			note := notConfiguredNote(m, t.db.source)
 			if !IsCoreDatabase(t.db.source) {
 				note = heldDatabases(m)

@@ -92,8 +92,14 @@ func listTables(ctx context.Context, db *database, query string) ([]string, erro
 }
 
 // restoreArgs is pg_restore's argv after the program: never the password.
-func restoreArgs(db *database, clean bool, file string) []string {
+// jobs > 0 restores a directory dump with that many parallel jobs, which
+// pg_restore cannot do in one transaction: each job commits its own part,
+// so a failure leaves what was restored before it in the target.
+func restoreArgs(db *database, clean bool, file string, jobs int) []string {
 	args := []string{"--no-owner", "--no-privileges", "--exit-on-error", "--single-transaction", "--no-password"}
+	if jobs > 0 {
+		args[3] = "--jobs=" + strconv.Itoa(jobs)
+	}
 	if clean {
 		args = append(args, "--clean", "--if-exists")
 	}
@@ -105,9 +111,16 @@ func (r *restorer) restoreDB(ctx context.Context, t *dbTarget) error {
 	start := time.Now()
 	defer func() { t.rep.Seconds = seconds(time.Since(start)) }()
 	db := t.db
-	r.out.line("pg_restore %s: restoring %s (%s) into %s", db.source, t.file.Name, human.Bytes(t.file.Size), db.what())
+	jobs := 0
+	if t.file.Kind == KindPGDumpDir {
+		jobs = max(r.Jobs, 1)
+		r.out.line("pg_restore %s: restoring the directory dump %s/ (%s) into %s with %d parallel jobs (not one transaction: a failure leaves part of it restored)",
+			db.source, t.file.Name, human.Bytes(t.file.Size), db.what(), jobs)
+	} else {
+		r.out.line("pg_restore %s: restoring %s (%s) into %s", db.source, t.file.Name, human.Bytes(t.file.Size), db.what())
+	}
 
-	cmd := exec.CommandContext(ctx, r.pgRestore, restoreArgs(db, r.Clean, filepath.Join(r.Dir, t.file.Name))...)
+	cmd := exec.CommandContext(ctx, r.pgRestore, restoreArgs(db, r.Clean, filepath.Join(r.Dir, t.file.Name), jobs)...)
 	cmd.Env = db.toolEnv(RestoreApplicationName)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
@@ -119,15 +132,27 @@ func (r *restorer) restoreDB(ctx context.Context, t *dbTarget) error {
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("pg_restore of %s: cannot run %s: %w", db.what(), r.pgRestore, err)
 	}
-	stopWatch := r.watchRead(cmd.Process.Pid, "pg_restore "+db.source, filepath.Join(r.Dir, t.file.Name), t.file.Size)
+	stopWatch := func() {}
+	if jobs == 0 {
+		stopWatch = r.watchRead(cmd.Process.Pid, "pg_restore "+db.source, filepath.Join(r.Dir, t.file.Name), t.file.Size)
+	} else if mt := r.out.meter("pg_restore "+db.source, t.file.Size, 0); mt != nil {
+		// Several processes read several files: only the start and the end.
+		stopWatch = func() { mt.end(t.file.Size, 0) }
+	}
 	lines := r.readRestoreStderr(stderr, db)
 	err = cmd.Wait()
 	stopWatch()
 	if err != nil {
 		if ctx.Err() != nil {
+			if jobs > 0 {
+				return fmt.Errorf("cancelled while pg_restore restored %s (a parallel restore is not one transaction: the database holds part of the dump): %w", db.what(), context.Cause(ctx))
+			}
 			return fmt.Errorf("cancelled while pg_restore restored %s (its single transaction rolled back): %w", db.what(), context.Cause(ctx))
 		}
 		msg := fmt.Sprintf("pg_restore of %s into %s failed with %v (its single transaction rolled back: the database is as it was)", t.file.Name, db.what(), err)
+		if jobs > 0 {
+			msg = fmt.Sprintf("pg_restore of %s into %s failed with %v (a parallel restore is not one transaction: the database holds part of the dump; restore it again with --clean, or into a fresh database)", t.file.Name, db.what(), err)
+		}
 		if len(lines) > 0 {
 			msg += ": " + strings.Join(lines, "; ")
 		}

@@ -101,6 +101,18 @@ type Spec struct {
 	// its copies, the others are copied. See tree.go.
 	Incremental bool
 
+	// ParallelThreshold: a database larger than this many bytes
+	// (pg_database_size, read with the "before" counters) is dumped with
+	// pg_dump --format=directory --jobs=Jobs into DumpDirName, each of its
+	// files listed in the manifest (KindPGDumpDir, manifest format
+	// FormatDumpDir); smaller ones with --format=custom. Zero:
+	// config.DefaultSnapshotParallelThreshold ([snapshot]
+	// parallel_threshold_bytes).
+	ParallelThreshold int64
+	// Jobs is pg_dump's --jobs for those databases. Zero: the number of
+	// CPUs ([snapshot] jobs).
+	Jobs int
+
 	// link makes the hard links of Incremental; os.Link unless a test
 	// sets it.
 	link func(oldname, newname string) error
@@ -174,6 +186,12 @@ func check(s Spec) (*plan, error) {
 	}
 	if s.link == nil {
 		s.link = os.Link
+	}
+	if s.ParallelThreshold <= 0 {
+		s.ParallelThreshold = config.DefaultSnapshotParallelThreshold
+	}
+	if s.Jobs <= 0 {
+		s.Jobs = config.DefaultSnapshotJobs()
 	}
 	secrets := []config.SecretURL{s.CKANDB, s.DatastoreDB}
 	for _, d := range s.Databases {
@@ -443,33 +461,43 @@ func (p *plan) take(ctx context.Context, t *tempDir, started time.Time) (*Manife
 	// The dumps start as soon as the row counters are read; each archive
 	// first digests the storage it is about to write. All run
 	// concurrently: the first to fail stops the others.
-	type part func(context.Context) (File, error)
+	type part func(context.Context) ([]File, error)
 	var parts []part
 	var (
 		mu       sync.Mutex
 		dumpsEnd time.Time // when the last pg_dump exited: the statistics settle from then
 		walked1  int       // storages walked before their archive
 	)
-	if len(p.Databases) > 0 && m.Format != FormatTree {
+	if len(p.Databases) > 0 && m.Format == FormatVersion {
 		m.Format = FormatDatabases
 	}
 	if len(p.storages) == 0 && p.afterBefore != nil {
 		p.afterBefore()
 	}
-	for _, db := range p.dbs {
-		parts = append(parts, func(ctx context.Context) (File, error) {
-			return dump(ctx, db, p.pgDump, t.tmp, out, func() {
-				mu.Lock()
-				dumpsEnd = time.Now()
-				mu.Unlock()
+	for i, db := range p.dbs {
+		exited := func() {
+			mu.Lock()
+			dumpsEnd = time.Now()
+			mu.Unlock()
+		}
+		size := readBefore[i].size
+		if size > p.ParallelThreshold {
+			m.Format = FormatDumpDir
+			parts = append(parts, func(ctx context.Context) ([]File, error) {
+				return dumpDir(ctx, db, p.pgDump, t.tmp, p.Jobs, size, out, exited)
 			})
+			continue
+		}
+		parts = append(parts, func(ctx context.Context) ([]File, error) {
+			f, err := dump(ctx, db, p.pgDump, t.tmp, size, out, exited)
+			return []File{f}, err
 		})
 	}
 	for i, st := range p.storages {
-		parts = append(parts, func(ctx context.Context) (File, error) {
+		parts = append(parts, func(ctx context.Context) ([]File, error) {
 			entries, tree, err := walkStorage(ctx, st.root)
 			if err != nil {
-				return File{}, cancelled(ctx, "walking the storage", fmt.Errorf("walk %s: %v", st.what, err))
+				return nil, cancelled(ctx, "walking the storage", fmt.Errorf("walk %s: %v", st.what, err))
 			}
 			mu.Lock()
 			beforeFiles[i] = entries
@@ -494,12 +522,13 @@ func (p *plan) take(ctx context.Context, t *tempDir, started time.Time) (*Manife
 				mu.Lock()
 				m.Storages[i].Tree = kept
 				mu.Unlock()
-				return f, err
+				return []File{f}, err
 			}
-			return writeTar(ctx, st.root, t.tmp, st.file, label, out, out.meter("archive of "+label, tree.Bytes, tree.Files))
+			f, err := writeTar(ctx, st.root, t.tmp, st.file, label, out, out.meter("archive of "+label, tree.Bytes, tree.Files))
+			return []File{f}, err
 		})
 	}
-	files := make([]File, len(parts))
+	files := make([][]File, len(parts))
 	runCtx, stop := context.WithCancelCause(ctx)
 	var wg sync.WaitGroup
 	for i, run := range parts {
@@ -521,7 +550,9 @@ func (p *plan) take(ctx context.Context, t *tempDir, started time.Time) (*Manife
 	if cause != nil {
 		return nil, cause
 	}
-	m.Files = files
+	for _, fs := range files {
+		m.Files = append(m.Files, fs...)
+	}
 
 	// After: the storages are walked again while the statistics settle.
 	var (

@@ -36,8 +36,9 @@ type FileCheck struct {
 }
 
 // Verify checks the snapshot in dir against its manifest: each file's size
-// and SHA-256; that pg_restore (pgRestore, default "pg_restore") lists the
-// table of contents of each dump; that the storage archive reads to its
+// and SHA-256 (every file of a directory dump); that pg_restore
+// (pgRestore, default "pg_restore") lists the table of contents of each
+// dump (of a directory dump, on its toc.dat's check); that the storage archive reads to its
 // end. Problems go into the report; the error is for a snapshot that
 // cannot be checked at all (no manifest, a manifest that does not load)
 // or a cancelled ctx.
@@ -66,6 +67,15 @@ func Verify(ctx context.Context, dir string, pgRestore string) (*VerifyReport, e
 			problems = verifyTree(ctx, filepath.Join(dir, f.Name), tree, buf)
 		} else {
 			problems = verifyFile(ctx, filepath.Join(dir, f.Name), f, pgRestore, buf)
+		}
+		// A directory dump is listed once, on its table of contents.
+		if f.Kind == KindPGDumpDir && f.Name == DumpDirName(f.Source)+"/"+dumpTOCName && len(problems) == 0 {
+			if p := listDump(ctx, pgRestore, filepath.Join(dir, DumpDirName(f.Source))); p != "" {
+				problems = append(problems, p)
+			}
+			if extra := unlistedDumpFiles(dir, m, f.Source); len(extra) > 0 {
+				problems = append(problems, fmt.Sprintf("%s holds files the manifest does not list: %s", DumpDirName(f.Source), summarise(extra, 5, "")))
+			}
 		}
 		c := FileCheck{Name: f.Name, OK: len(problems) == 0, Problem: strings.Join(problems, "; ")}
 		r.Files = append(r.Files, c)
@@ -175,4 +185,20 @@ func lastLines(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "; ")
+}
+
+// unlistedDumpFiles names the entries of the directory dump of source
+// that the manifest does not list.
+func unlistedDumpFiles(dir string, m *Manifest, source string) []string {
+	entries, err := os.ReadDir(filepath.Join(dir, DumpDirName(source)))
+	if err != nil {
+		return nil // each listed file says it is missing
+	}
+	var extra []string
+	for _, e := range entries {
+		if _, ok := fileByName(m.Files, DumpDirName(source)+"/"+e.Name()); !ok {
+			extra = append(extra, e.Name())
+		}
+	}
+	return extra
 }
