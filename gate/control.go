@@ -640,19 +640,15 @@ func (g *Gate) changeMode(ctx context.Context, req api.ModeRequest, actor, remot
 	if !ok {
 		expect = 0
 	}
-	if err := g.opts.Store.CompareAndSwap(ctx, expect, next); err != nil {
+	if err := g.storeRecord(ctx, expect, next, t); err != nil {
 		var ce *ConflictError
 		if errors.As(err, &ce) {
 			return api.Status{}, err
 		}
-		if !g.reconcile(next) {
-			// Not known to have run: if it did, the sync that reads it
-			// audits it (pending.audit).
-			g.pending.Store(&pendingChange{rec: next, from: cur.Mode, actor: actor, remote: remote, at: t})
-			g.storeState.set(false, t)
-			return api.Status{}, fmt.Errorf("%w: %v (if the change reached the store after all, the gate applies and audits it when it reads it back)", errStoreDown, err)
-		}
-		g.log.Warn("a mode change whose compare-and-set failed had been written: reconciled by its change id", "version", next.Version, "change", next.Change, "err", err.Error())
+		// Not known to have run: if it did, the sync that reads it
+		// audits it (pending.audit).
+		g.pending.Store(&pendingChange{rec: next, from: cur.Mode, actor: actor, remote: remote, at: t})
+		return api.Status{}, fmt.Errorf("%w: %v (if the change reached the store after all, the gate applies and audits it when it reads it back)", errStoreDown, err)
 	}
 	auditErr := g.appendAudit(AuditEntry{Time: t, Event: "mode", Actor: actor, From: string(cur.Mode), To: string(next.Mode),
 		Version: next.Version, Message: next.Message, Reason: next.Reason, Remote: remote})
@@ -684,6 +680,28 @@ func newChangeID() string {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
+}
+
+// storeRecord compare-and-sets next over version expect. It returns nil
+// when next is in the store (written, or found there by reconcile after
+// a failed answer), the *ConflictError of a version mismatch, or the
+// store's error when next is not known to have been written; the store
+// is then marked unreachable.
+func (g *Gate) storeRecord(ctx context.Context, expect int64, next Record, t time.Time) error {
+	err := g.opts.Store.CompareAndSwap(ctx, expect, next)
+	if err == nil {
+		return nil
+	}
+	var ce *ConflictError
+	if errors.As(err, &ce) {
+		return err
+	}
+	if !g.reconcile(next) {
+		g.storeState.set(false, t)
+		return err
+	}
+	g.log.Warn("a change whose compare-and-set failed had been written: reconciled by its change id", "version", next.Version, "change", next.Change, "err", err.Error())
+	return nil
 }
 
 // reconcile asks the store, afresh, whether next was written after all.

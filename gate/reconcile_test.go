@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/ckanops/ckanops/api"
 )
@@ -121,4 +122,27 @@ func mustURL(t *testing.T, s string) *url.URL {
 		t.Fatal(err)
 	}
 	return u
+}
+
+// A window's start, and a change of the window, whose compare-and-set ran
+// but was answered as failed are found by their change id too: made,
+// enforced and audited once (the scheduler's path used to release its
+// lock twice here).
+func TestScheduleChangesAreReconciled(t *testing.T) {
+	g, _, auditPath := lateGate(t)
+	at := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
+	st, err := g.setSchedule(context.Background(), api.ScheduleRequest{At: at, For: "1h"}, "ops-token", "127.0.0.1")
+	if err != nil || st.Schedule == nil {
+		t.Fatalf("schedule: %v %+v", err, st)
+	}
+	g.clock = func() time.Time { return at }
+	if err := g.startSchedule(context.Background()); err != nil {
+		t.Fatalf("the window's start ran but was answered %v", err)
+	}
+	if rec := g.Mode(); rec.Mode != api.ModeReadOnly || rec.Actor != ScheduleActor || rec.Schedule != nil {
+		t.Fatalf("after the start: %+v", rec)
+	}
+	if n := auditModeEntries(t, auditPath); n != 1 {
+		t.Fatalf("%d mode entries in the audit log, want 1", n)
+	}
 }

@@ -65,18 +65,27 @@ func (g *Gate) scheduleTick(ctx context.Context) {
 // and, if this gate won, switches the site (or starts its runbook). It
 // reads the store afresh: another gate may have started it already.
 func (g *Gate) startSchedule(ctx context.Context) error {
+	s, t, runbook, err := g.takeSchedule(ctx)
+	if err == nil && runbook {
+		g.startScheduledRunbook(ctx, s, t)
+	}
+	return err
+}
+
+// takeSchedule is startSchedule's change of the record, under changeMu:
+// it reports the window taken and whether its runbook is to start.
+func (g *Gate) takeSchedule(ctx context.Context) (api.Schedule, time.Time, bool, error) {
 	g.changeMu.Lock()
+	defer g.changeMu.Unlock()
 	t := g.clock()
 	cur, ok, err := g.opts.Store.Load(ctx)
 	if err != nil {
-		g.changeMu.Unlock()
 		g.storeState.set(false, t)
-		return fmt.Errorf("%w: %v", errStoreDown, err)
+		return api.Schedule{}, t, false, fmt.Errorf("%w: %v", errStoreDown, err)
 	}
 	g.storeState.set(true, t)
 	if !ok || cur.Schedule == nil || !cur.Schedule.Due(t) {
-		g.changeMu.Unlock()
-		return nil // started (or cancelled) elsewhere; the sync brings it
+		return api.Schedule{}, t, false, nil // started (or cancelled) elsewhere; the sync brings it
 	}
 	s := *cur.Schedule
 	end := s.End()
@@ -99,26 +108,18 @@ func (g *Gate) startSchedule(ctx context.Context) error {
 		next.Actor, next.Reason = ScheduleActor, plannedBy(s)
 		entry.Event, entry.To = "mode", string(s.Mode)
 	}
-	if err := g.opts.Store.CompareAndSwap(ctx, cur.Version, next); err != nil {
-		g.changeMu.Unlock()
+	if err := g.storeRecord(ctx, cur.Version, next, t); err != nil {
 		var ce *ConflictError
 		if errors.As(err, &ce) {
-			return nil // another gate won: it switches, the sync tells us
+			return s, t, false, nil // another gate won: it switches, the sync tells us
 		}
-		if !g.reconcile(next) {
-			g.storeState.set(false, t)
-			return fmt.Errorf("%w: %v", errStoreDown, err)
-		}
+		return s, t, false, fmt.Errorf("%w: %v", errStoreDown, err)
 	}
 	_ = g.appendAudit(entry)
 	g.state.set(next)
 	g.saveLocal(next)
-	g.changeMu.Unlock()
 	g.log.Info("scheduled window", "event", entry.Event, "mode", next.Mode, "version", next.Version, "at", stamp(s.At), "for", s.For)
-	if entry.Event == "schedule-start" {
-		g.startScheduledRunbook(ctx, s, t)
-	}
-	return nil
+	return s, t, entry.Event == "schedule-start", nil
 }
 
 // startScheduledRunbook starts the runbook a window asked for, confirming
@@ -299,15 +300,12 @@ func (g *Gate) changeRecord(ctx context.Context, expect *int64, actor, remote st
 	if !ok {
 		from = 0
 	}
-	if err := g.opts.Store.CompareAndSwap(ctx, from, next); err != nil {
+	if err := g.storeRecord(ctx, from, next, t); err != nil {
 		var ce *ConflictError
 		if errors.As(err, &ce) {
 			return api.Status{}, err
 		}
-		if !g.reconcile(next) {
-			g.storeState.set(false, t)
-			return api.Status{}, fmt.Errorf("%w: %v (if the change reached the store after all, the gate applies it when it reads it back)", errStoreDown, err)
-		}
+		return api.Status{}, fmt.Errorf("%w: %v (if the change reached the store after all, the gate applies it when it reads it back)", errStoreDown, err)
 	}
 	entry.Time, entry.Actor, entry.Version, entry.Remote = t, actor, next.Version, remote
 	auditErr := g.appendAudit(entry)
