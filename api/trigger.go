@@ -74,11 +74,14 @@ type Condition struct {
 	IsNum bool
 }
 
-func (c Condition) String() string {
+func (c Condition) String() string { return c.Key + " " + c.Op + " " + c.Literal() }
+
+// Literal is the value compared against, as "when" writes it.
+func (c Condition) Literal() string {
 	if c.IsNum {
-		return c.Key + " " + c.Op + " " + strconv.FormatFloat(c.Num, 'g', -1, 64)
+		return strconv.FormatFloat(c.Num, 'g', -1, 64)
 	}
-	return c.Key + " " + c.Op + " " + strconv.FormatBool(c.Bool)
+	return strconv.FormatBool(c.Bool)
 }
 
 // DetailType is the type of a detail a trigger may compare: "number" or

@@ -135,15 +135,7 @@ func (r *Runner) run(ctx context.Context, fresh bool) api.Report {
 	case <-rd.done:
 		return copyReport(rd.rep)
 	case <-ctx.Done():
-		rep := api.Report{Site: r.opts.Site}
-		t := r.opts.Clock()
-		for _, s := range r.probes {
-			rep.Checks = append(rep.Checks, api.CheckResult{
-				Name: s.probe.Name(), Status: api.CheckUnknown, ObservedAt: t,
-				Summary: "not reported: the request ended before the round of checks did (" + ctx.Err().Error() + ")",
-			})
-		}
-		return rep
+		return r.unreported(ctx, nil)
 	}
 }
 
@@ -158,16 +150,24 @@ func (r *Runner) Some(ctx context.Context, keep func(name string) bool) api.Repo
 	case res := <-done:
 		return api.Report{Site: r.opts.Site, Checks: res}
 	case <-ctx.Done():
-		rep := api.Report{Site: r.opts.Site}
-		t := r.opts.Clock()
-		for _, s := range r.probes {
-			if keep(s.probe.Name()) {
-				rep.Checks = append(rep.Checks, api.CheckResult{Name: s.probe.Name(), Status: api.CheckUnknown, ObservedAt: t,
-					Summary: "not reported: the request ended before the checks did (" + ctx.Err().Error() + ")"})
-			}
-		}
-		return rep
+		return r.unreported(ctx, keep)
 	}
+}
+
+// unreported is the report of a caller whose ctx ended before the probes
+// keep names (nil: all) did: each "unknown", saying why.
+func (r *Runner) unreported(ctx context.Context, keep func(name string) bool) api.Report {
+	rep := api.Report{Site: r.opts.Site}
+	t := r.opts.Clock()
+	for _, s := range r.probes {
+		if keep == nil || keep(s.probe.Name()) {
+			rep.Checks = append(rep.Checks, api.CheckResult{
+				Name: s.probe.Name(), Status: api.CheckUnknown, ObservedAt: t,
+				Summary: "not reported: the request ended before the round of checks did (" + ctx.Err().Error() + ")",
+			})
+		}
+	}
+	return rep
 }
 
 // execute runs one round and publishes it.

@@ -194,7 +194,7 @@ func (g *Gate) triggerRound(ctx context.Context) {
 			case gap < triggerMinGap:
 				s.note = fmt.Sprintf("held for %s, but the trigger switched %s ago: at most one switch per %s", round(now.Sub(s.since)), round(gap), triggerMinGap)
 			case leader:
-				acts = append(acts, act{r, r.Mode, rec, fmt.Sprintf("%s = %s %s %s on %s for %s", r.Cond.Key, s.value, r.Cond.Op, litOf(r.Cond), r.Check, round(now.Sub(s.since)))})
+				acts = append(acts, act{r, r.Mode, rec, fmt.Sprintf("%s = %s %s %s on %s for %s", r.Cond.Key, s.value, r.Cond.Op, r.Cond.Literal(), r.Check, round(now.Sub(s.since)))})
 			}
 		case held: // clear, while the trigger holds the mode
 			s.set(api.TriggerRecovering, now)
@@ -282,11 +282,6 @@ func (s *triggerState) set(state string, since time.Time) {
 }
 
 func round(d time.Duration) string { return d.Round(time.Second).String() }
-
-func litOf(c api.Condition) string {
-	s := c.String()
-	return s[strings.LastIndexByte(s, ' ')+1:]
-}
 
 // firedValueOf reads the value out of a trigger's reason ("KEY = V ...").
 func firedValueOf(reason string) string {

@@ -76,7 +76,7 @@ func TestTriggerOnCrowdedPostgres(t *testing.T) {
 	clk := newTestClock(time.Now().UTC())
 	checks := config.ChecksConfig{CKANDB: config.SecretURL(dsn), Interval: config.Duration{Duration: time.Second}, Timeout: config.Duration{Duration: 3 * time.Second}}
 	r := newRig(t, withClock(clk), withChecks(checks),
-		withTriggers(trigger(t, "crowded", "ckan_db", "connections > "+itoa(limit), 30*time.Second, 10*time.Minute)))
+		withTriggers(trigger(t, "crowded", "ckan_db", "connections > "+strconv.Itoa(limit), 30*time.Second, 10*time.Minute)))
 
 	r.step(clk, 2*time.Second)
 	if ts := r.trigger("crowded"); ts.State != api.TriggerArmed || ts.Value == "" || !ts.Leader {
@@ -101,7 +101,7 @@ func TestTriggerOnCrowdedPostgres(t *testing.T) {
 	r.step(clk, 11*time.Second)
 	st := r.status(true)
 	if st.Mode != api.ModeReadOnly || st.Actor != "trigger:crowded" || !strings.Contains(st.Reason, "connections = ") ||
-		!strings.Contains(st.Reason, "> "+itoa(limit)+" on ckan_db for 3") {
+		!strings.Contains(st.Reason, "> "+strconv.Itoa(limit)+" on ckan_db for 3") {
 		t.Fatalf("crowded for 33s: %+v", st)
 	}
 	if pub := r.status(false); pub.Message != "The database is busy; editing is paused." {
@@ -148,8 +148,6 @@ func TestTriggerOnCrowdedPostgres(t *testing.T) {
 		}
 	}
 }
-
-func itoa(n int) string { return strconv.Itoa(n) }
 
 // storageTrigger always holds (free_ratio is below 2) or never does.
 func storageTrigger(t *testing.T, name string, holds bool, recover time.Duration) config.Trigger {
