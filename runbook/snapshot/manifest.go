@@ -188,6 +188,27 @@ type Database struct {
 	// ckanops read them have neither: they load, and say nothing of it.
 	Relfilenodes *Relfilenodes `json:"relfilenodes,omitempty"`
 	Schema       *SchemaDigest `json:"schema,omitempty"`
+	// Proof is how the verdict knows what was written to the database
+	// while the snapshot ran (see proof.go). Manifests written before
+	// ckanops proved it have none: their counters decided.
+	Proof *Proof `json:"proof,omitempty"`
+}
+
+// Proof is how a snapshot's verdict knows what was written to one
+// database while it ran.
+type Proof struct {
+	// Method is MethodXIDHorizon (no transaction committed anywhere in the
+	// cluster), MethodWAL (the WAL of the transactions that committed,
+	// read with pg_walinspect) or MethodStatistics (the row counters,
+	// after waiting for Postgres to publish them).
+	Method string `json:"method"`
+	// Committed is how many transactions of the cluster committed while
+	// the snapshot ran (MethodWAL); 0 for MethodXIDHorizon; -1: not known.
+	Committed int `json:"committed"`
+	// WALBytes is how much WAL MethodWAL read.
+	WALBytes int64 `json:"wal_bytes,omitempty"`
+	// Why says, for MethodStatistics, why neither proof held.
+	Why string `json:"why,omitempty"`
 }
 
 // Relfilenodes are the relfilenode (pg_class) of every ordinary table of
@@ -423,6 +444,11 @@ func (m *Manifest) validate() error {
 		}
 		if h, err := hex.DecodeString(f.SHA256); err != nil || len(h) != 32 {
 			return fmt.Errorf("file %s: sha256 %q is not 64 hex digits", f.Name, f.SHA256)
+		}
+	}
+	for _, d := range m.Databases {
+		if p := d.Proof; p != nil && p.Method != MethodXIDHorizon && p.Method != MethodWAL && p.Method != MethodStatistics {
+			return fmt.Errorf("database %s: proof method %q is not %q, %q or %q", d.Name, p.Method, MethodXIDHorizon, MethodWAL, MethodStatistics)
 		}
 	}
 	names := map[string]bool{}

@@ -96,7 +96,8 @@ func (db *database) what() string {
 // to 10 s later: a session that commits twice within a second and then
 // stays idle shows the second commit after 10 s (measured on PG 15).
 //
-// Take therefore waits Spec.StatsSettle (1.1 s by default: enough for a
+// When neither proof of proof.go holds (the transaction-id horizon, the
+// WAL), Take therefore waits Spec.StatsSettle (1.1 s by default: enough for a
 // session whose previous publication is more than a second old), and
 // then, database by database, looks at the other sessions
 // (pg_stat_activity): one that has done nothing since the "before"
@@ -212,6 +213,7 @@ type reading struct {
 	tracking  bool                // track_counts is on; off, the counters prove nothing
 	at        time.Time           // the server's clock when read
 	size      int64               // pg_database_size(current_database()), bytes
+	horizon   horizon             // the "before" reading's, for the proofs
 }
 
 // relfilenodes are the relfilenodes of r's ordinary tables.
@@ -238,10 +240,12 @@ func (r reading) schemaDigest() string {
 }
 
 // readCounters connects and reads the counters, then the catalog (see
-// "Reading the catalog"). With a non-zero since (the "before" reading's
-// time), it first waits for the sessions that worked since then to
-// publish their counts (see above).
-func readCounters(ctx context.Context, db *database, since time.Time, out *output) (reading, error) {
+// "Reading the catalog"). The "before" reading (before true) also reads
+// the horizon for the proofs (proof.go): the WAL position and the
+// transaction snapshot first, who holds a transaction id last. With a
+// non-zero since (the "before" reading's time), it first waits for the
+// sessions that worked since then to publish their counts (see above).
+func readCounters(ctx context.Context, db *database, before bool, since time.Time, out *output) (reading, error) {
 	var r reading
 	ctx, cancel := context.WithTimeout(ctx, countersTimeout+publishWait)
 	defer cancel()
@@ -260,6 +264,9 @@ func readCounters(ctx context.Context, db *database, since time.Time, out *outpu
 		defer cancel()
 		conn.Close(cctx)
 	}()
+	if before {
+		r.horizon = readHorizon(ctx, conn)
+	}
 	if !since.IsZero() {
 		if err := awaitPublish(ctx, conn, db, since, out); err != nil {
 			return fail(err)
@@ -290,6 +297,9 @@ func readCounters(ctx context.Context, db *database, since time.Time, out *outpu
 	}
 	if r.relations, err = readCatalog(ctx, conn); err != nil {
 		return fail(fmt.Errorf("catalog: %w", err))
+	}
+	if before {
+		r.horizon.checkWAL(ctx, conn)
 	}
 	return r, nil
 }

@@ -85,7 +85,7 @@ type Spec struct {
 	// when it ends, done or not. Calls never overlap, nor with Output's.
 	Progress func(api.Progress)
 	// StatsSettle is how long to wait before reading the counters after
-	// the dumps: PostgreSQL publishes a session's row counts up to about a
+	// the dumps, when no proof (proof.go) tells what was written: PostgreSQL publishes a session's row counts up to about a
 	// second after it commits. Zero: DefaultStatsSettle. Take then also
 	// waits, up to about 10 s, for the sessions that worked during the
 	// snapshot and may not have published yet (see "Reading the counters"
@@ -120,6 +120,9 @@ type Spec struct {
 	// afterBefore, when set (by tests), runs once the "before" counters
 	// and digest are taken and before anything is dumped.
 	afterBefore func()
+	// noProof, when set (by benchmarks), skips the proofs: the counters
+	// decide, as they did before ckanops had proofs.
+	noProof bool
 }
 
 // plan is a checked Spec: what Take will do.
@@ -443,12 +446,9 @@ func (p *plan) take(ctx context.Context, t *tempDir, started time.Time) (*Manife
 	}
 	readBefore := make([]reading, len(p.dbs))
 	for i, db := range p.dbs {
-		r, err := readCounters(ctx, db, time.Time{}, out)
+		r, err := readCounters(ctx, db, true, time.Time{}, out)
 		if err != nil {
 			return nil, cancelled(ctx, "reading the row counters", err)
-		}
-		if !r.tracking {
-			changed = append(changed, db.source+": track_counts is off, so changes to its rows cannot be seen: turn it back on")
 		}
 		readBefore[i] = r
 		m.Databases = append(m.Databases, Database{
@@ -568,10 +568,39 @@ func (p *plan) take(ctx context.Context, t *tempDir, started time.Time) (*Manife
 			m.Storages[i].After = tree
 		}
 	}()
+	// What was written to each database: proved at once where the
+	// transaction ids or the WAL can tell (proof.go); otherwise the
+	// counters decide, once the statistics have settled.
+	horizons := make([]horizon, len(p.dbs))
+	for i := range p.dbs {
+		horizons[i] = readBefore[i].horizon
+	}
+	if p.noProof {
+		for i := range horizons {
+			horizons[i].why = "noProof"
+		}
+	}
+	proofs, err := proveWrites(ctx, p.dbs, horizons)
+	if err != nil {
+		<-walked
+		return nil, cancelled(ctx, "proving what was written", err)
+	}
+	settle := false
+	for i, db := range p.dbs {
+		switch pr := proofs[i]; pr.Method {
+		case MethodXIDHorizon:
+			out.line("%s: no transaction committed in its cluster during the snapshot", db.what())
+		case MethodWAL:
+			out.line("%s: %d transaction(s) committed in its cluster during the snapshot; their WAL (%s) shows what they wrote", db.what(), pr.Committed, human.Bytes(pr.WALBytes))
+		default:
+			out.line("%s: the row counters decide: %s", db.what(), pr.Why)
+			settle = true
+		}
+	}
 	// The settling overlaps the archive when that ends last.
-	if settle := time.Until(dumpsEnd.Add(p.StatsSettle)); len(p.dbs) > 0 && settle > 0 {
-		out.line("waiting %v for Postgres's statistics to settle", settle.Round(time.Millisecond))
-		timer := time.NewTimer(settle)
+	if wait := time.Until(dumpsEnd.Add(p.StatsSettle)); settle && wait > 0 {
+		out.line("waiting %v for Postgres's statistics to settle", wait.Round(time.Millisecond))
+		timer := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			timer.Stop()
@@ -581,8 +610,12 @@ func (p *plan) take(ctx context.Context, t *tempDir, started time.Time) (*Manife
 		}
 	}
 	for i, db := range p.dbs {
-		b := readBefore[i]
-		r, err := readCounters(ctx, db, b.at, out)
+		b, pr := readBefore[i], proofs[i]
+		var since time.Time // the proofs need no wait
+		if pr.Method == MethodStatistics {
+			since = b.at // the sessions that worked since may not have published
+		}
+		r, err := readCounters(ctx, db, false, since, out)
 		if err != nil {
 			<-walked
 			return nil, cancelled(ctx, "reading the row counters again", err)
@@ -591,7 +624,21 @@ func (p *plan) take(ctx context.Context, t *tempDir, started time.Time) (*Manife
 		d.After = r.counters
 		d.Relfilenodes.After = r.relfilenodes()
 		d.Schema.After = r.schemaDigest()
-		ch, k := compareCounters(db.source, d.Before, d.After)
+		d.Proof = &pr.Proof
+		var ch, k []string
+		switch pr.Method {
+		case MethodStatistics:
+			if !b.tracking {
+				ch = append(ch, db.source+": track_counts is off, so changes to its rows cannot be seen: turn it back on")
+			}
+			c, kk := compareCounters(db.source, d.Before, d.After)
+			ch, k = append(ch, c...), kk
+		case MethodWAL:
+			ch, k = judgeChanges(db.source, pr.changes)
+			for _, u := range pr.unknown {
+				ch = append(ch, db.source+" "+u)
+			}
+		}
 		counted := func(name string) bool {
 			_, inBefore := d.Before[name]
 			_, inAfter := d.After[name]

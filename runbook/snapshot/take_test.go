@@ -45,7 +45,7 @@ type fixture struct {
 	pgRestore       string
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	cl := testpg.Start(t)
 	fx := &fixture{
@@ -76,7 +76,7 @@ func newFixture(t *testing.T) *fixture {
 }
 
 // withPassword adds testPassword to a URL.
-func withPassword(t *testing.T, raw string) config.SecretURL {
+func withPassword(t testing.TB, raw string) config.SecretURL {
 	t.Helper()
 	u, err := url.Parse(raw)
 	if err != nil {
@@ -90,7 +90,7 @@ func withPassword(t *testing.T, raw string) config.SecretURL {
 // publish the connection's statistics before the last call returns
 // (pg_stat_force_next_flush: the backend flushes as it goes idle, before
 // it answers), so that what it did is in the counters, deterministically.
-func (fx *fixture) sql(t *testing.T, db config.SecretURL, stmts ...string) {
+func (fx *fixture) sql(t testing.TB, db config.SecretURL, stmts ...string) {
 	t.Helper()
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, db.Reveal())

@@ -87,15 +87,40 @@ func compareCounters(source string, before, after map[string]Counters) (changed,
 			changed = append(changed, what+": its counters went back (statistics reset?), so changes cannot be ruled out")
 			continue
 		}
-		line := what + ": " + describeCounts(d)
-		_, relname, _ := strings.Cut(t, ".")
-		if why, ok := bookkeeping(source, relname, d); ok {
-			kept = append(kept, line+" ("+why+")")
-			continue
+		if line, ok := judge(source, t, d); ok {
+			kept = append(kept, line)
+		} else {
+			changed = append(changed, line)
 		}
-		changed = append(changed, line)
 	}
 	return changed, kept
+}
+
+// judgeChanges is compareCounters for the rows a proof saw change (by
+// "schema.table"), sorted by table.
+func judgeChanges(source string, changes map[string]Counters) (changed, kept []string) {
+	for _, t := range sortedKeys(changes, nil) {
+		if changes[t] == (Counters{}) {
+			continue
+		}
+		if line, ok := judge(source, t, changes[t]); ok {
+			kept = append(kept, line)
+		} else {
+			changed = append(changed, line)
+		}
+	}
+	return changed, kept
+}
+
+// judge describes change d to table t ("schema.table") of database
+// source, and says whether it is bookkeeping.
+func judge(source, t string, d Counters) (line string, isBookkeeping bool) {
+	line = source + " table " + t + ": " + describeCounts(d)
+	_, relname, _ := strings.Cut(t, ".")
+	if why, ok := bookkeeping(source, relname, d); ok {
+		return line + " (" + why + ")", true
+	}
+	return line, false
 }
 
 // compareCatalogs names, sorted by name, the relations of database source
