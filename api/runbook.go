@@ -113,6 +113,32 @@ type RunbookOptions struct {
 	// AutoConfirm runs every step without waiting for a confirmation,
 	// preflight warnings included (they are still recorded).
 	AutoConfirm bool `json:"auto_confirm,omitempty"`
+	// StopBefore names a step the runbook stops before, for a scripted
+	// partial run: when it comes to the first step at or after this one
+	// (in Steps' order) that is not done or skipped, it waits there for a
+	// confirmation (Confirmation.Stop), auto_confirm or not, leaving the
+	// site as it is at that point. Confirming (or skipping) that step
+	// clears it (or replaces it: RunbookAction.StopBefore). Any step but
+	// preflight; empty: no stop.
+	StopBefore string `json:"stop_before,omitempty"`
+}
+
+// ValidStopBefore reports whether a runbook can stop before step: any
+// step but the first (stopping before preflight would run nothing).
+func ValidStopBefore(step string) error {
+	if i := slices.Index(Steps, step); i < 1 {
+		return fmt.Errorf("stop_before %q is not a step a runbook can stop before: give one of %s", step, strings.Join(Steps[1:], ", "))
+	}
+	return nil
+}
+
+// StepAfter is the step that runs after step, or "" after the last one
+// (or for an unknown step).
+func StepAfter(step string) string {
+	if i := slices.Index(Steps, step); i >= 0 && i+1 < len(Steps) {
+		return Steps[i+1]
+	}
+	return ""
 }
 
 // Validate reports what is wrong with the options, if anything.
@@ -129,6 +155,11 @@ func (o RunbookOptions) Validate() error {
 	if o.For != "" {
 		if d, err := time.ParseDuration(o.For); err != nil || d <= 0 {
 			errs = append(errs, fmt.Errorf("for %q is not a positive duration such as 90m or 2h30m", o.For))
+		}
+	}
+	if o.StopBefore != "" {
+		if err := ValidStopBefore(o.StopBefore); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
@@ -152,6 +183,10 @@ type RunbookAction struct {
 	// Gate (gate-stopped only) is the id of a gone gate the operator has
 	// found stopped, typed as the drain shows it.
 	Gate string `json:"gate,omitempty"`
+	// StopBefore (confirm only) replaces the runbook's stop_before: the
+	// runbook goes on and stops again before this step, which must come
+	// after the confirmed one.
+	StopBefore string `json:"stop_before,omitempty"`
 }
 
 // Runbook is the record of one runbook, as GET /-/ckanops/runbook serves it.
@@ -234,6 +269,10 @@ type Confirmation struct {
 	TypeSiteName bool `json:"type_site_name"`
 	// Warnings to acknowledge (preflight).
 	Warnings []string `json:"warnings,omitempty"`
+	// Stop: the runbook stopped before this step because its options said
+	// so (stop_before), not only because the step asks. It waits until
+	// confirmed, even with auto_confirm.
+	Stop bool `json:"stop,omitempty"`
 	// Seq is the sequence number of the confirm event that asked: a
 	// client replaying the journal answers only the confirm event whose
 	// Seq is the runbook's Waiting.Seq.
@@ -266,7 +305,9 @@ const (
 
 	// EventStopped is not in the journal: 'ckanops runbook --json' ends
 	// with it when it stops following a runbook halted at a failed or
-	// interrupted step (State), saying why and the commands that go on.
+	// interrupted step (State), or waiting where --stop-before or --until
+	// asked it to stop (State "waiting"), saying why and the commands that
+	// go on.
 	EventStopped = "stopped"
 )
 

@@ -43,7 +43,7 @@ func (e *Engine) ServeRunbook(w http.ResponseWriter, r *http.Request, actor stri
 	case path == api.PathRunbook && r.Method == http.MethodPost:
 		var o api.RunbookOptions
 		if err := decodeBody(r.Body, &o); err != nil {
-			e.answer(w, nil, &badRequest{"bad runbook options (want JSON {\"mode\", \"message\", \"until\" or \"for\", \"reason\", \"skip_migrate\", \"auto_confirm\"}): " + err.Error()}, 0)
+			e.answer(w, nil, &badRequest{"bad runbook options (want JSON {\"mode\", \"message\", \"until\" or \"for\", \"reason\", \"skip_migrate\", \"auto_confirm\", \"stop_before\"}): " + err.Error()}, 0)
 			return
 		}
 		rb, err := e.Start(r.Context(), o, actor)
@@ -53,7 +53,7 @@ func (e *Engine) ServeRunbook(w http.ResponseWriter, r *http.Request, actor stri
 	case r.Method == http.MethodPost && strings.HasPrefix(path, api.PathRunbook+"/"):
 		var a api.RunbookAction
 		if err := decodeBody(r.Body, &a); err != nil {
-			e.answer(w, nil, &badRequest{"bad runbook action (want JSON {\"id\", \"step\", \"site_name\", \"reason\", \"disable\", \"gate\"}): " + err.Error()}, 0)
+			e.answer(w, nil, &badRequest{"bad runbook action (want JSON {\"id\", \"step\", \"site_name\", \"reason\", \"disable\", \"gate\", \"stop_before\"}): " + err.Error()}, 0)
 			return
 		}
 		op := strings.TrimPrefix(path, api.PathRunbook+"/")

@@ -352,6 +352,41 @@ func stepNeedsConfirm(step string) bool {
 	return false
 }
 
+// stopsBefore says whether the runbook must stop before step: its
+// stop_before names step or a step before it (one skipped, or done).
+func (e *Engine) stopsBefore(step string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	sb := e.rb.Options.StopBefore
+	return sb != "" && slices.Index(api.Steps, step) >= slices.Index(api.Steps, sb)
+}
+
+// stopConfirmation is what the runbook asks where stop_before stops it
+// before step: the step's own confirmation, if it has one, marked Stop.
+func (e *Engine) stopConfirmation(step string, conf *api.Confirmation) *api.Confirmation {
+	sb := e.rbOptions().StopBefore
+	why := fmt.Sprintf("Stopped before %s, as asked (stop_before %s)", step, sb)
+	if sb != step {
+		why = fmt.Sprintf("Stopped before %s, as asked (stop_before %s; %s is %s)", step, sb, sb, e.stepState(sb))
+	}
+	if conf != nil {
+		c := *conf
+		c.Stop = true
+		c.Prompt = why + ". " + c.Prompt
+		return &c
+	}
+	return &api.Confirmation{Step: step, Stop: true, Prompt: why + fmt.Sprintf(". Run %s and go on?", step)}
+}
+
+func (e *Engine) stepState(step string) api.StepState {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if st := e.rb.StepByName(step); st != nil {
+		return st.State
+	}
+	return ""
+}
+
 // skippable says which steps may be skipped: none whose absence would
 // make the snapshot unsafe (enable, drain, snapshot).
 func skippable(step string) bool {
@@ -425,14 +460,18 @@ func (e *Engine) Start(ctx context.Context, opts api.RunbookOptions, actor strin
 		}
 	}
 	e.events = nil
-	e.emit(api.RunbookEvent{Kind: api.EventStarted, Actor: actor, Message: fmt.Sprintf("runbook %s started by %s", rb.ID, actor), Fence: rb.Fence})
+	started := fmt.Sprintf("runbook %s started by %s", rb.ID, actor)
+	if opts.StopBefore != "" {
+		started += "; it stops before " + opts.StopBefore + " (stop_before)"
+	}
+	e.emit(api.RunbookEvent{Kind: api.EventStarted, Actor: actor, Message: started, Fence: rb.Fence})
 	e.o.Site.Audit("runbook-start", actor, "", rb.ID, opts.Message, opts.Reason)
 	if opts.SkipMigrate {
 		e.setStep(api.StepMigrate, api.StepSkipped, "skipped at start (--skip-migrate)")
 	} else if len(e.o.Migrate) == 0 {
 		e.setStep(api.StepMigrate, api.StepSkipped, "no [[migrate]] commands in gate.toml")
 	}
-	e.log.Info("runbook started", "runbook", rb.ID, "actor", actor, "mode", opts.Mode, "auto_confirm", opts.AutoConfirm)
+	e.log.Info("runbook started", "runbook", rb.ID, "actor", actor, "mode", opts.Mode, "auto_confirm", opts.AutoConfirm, "stop_before", opts.StopBefore)
 	e.startRunner(0, false, actor)
 	return e.copyLocked(), nil
 }
@@ -469,12 +508,29 @@ func (e *Engine) confirm(_ context.Context, a api.RunbookAction, actor string) (
 	if w.TypeSiteName && a.SiteName != e.o.Site.Name() {
 		return nil, &badRequest{fmt.Sprintf("step %s needs the site's name typed to confirm: type %s exactly (nothing was done)", w.Step, e.o.Site.Name())}
 	}
+	if a.StopBefore != "" {
+		if err := api.ValidStopBefore(a.StopBefore); err != nil {
+			return nil, &badRequest{err.Error() + " (nothing was done)"}
+		}
+		if slices.Index(api.Steps, a.StopBefore) <= slices.Index(api.Steps, w.Step) {
+			return nil, &badRequest{fmt.Sprintf("stop_before %s does not come after step %s, the one confirmed: give one of %s (nothing was done)",
+				a.StopBefore, w.Step, strings.Join(api.Steps[slices.Index(api.Steps, w.Step)+1:], ", "))}
+		}
+	}
 	e.wake <- decision{kind: "confirm", actor: actor}
 	e.wake = nil
 	// The answer shows the step going on, as the runner is about to.
 	e.rb.Waiting = nil
 	e.rb.State = api.RunbookRunning
-	e.emit(api.RunbookEvent{Kind: api.EventConfirmed, Step: w.Step, Actor: actor, Message: fmt.Sprintf("%s confirmed by %s", w.Step, actor)})
+	msg := fmt.Sprintf("%s confirmed by %s", w.Step, actor)
+	switch {
+	case a.StopBefore != "":
+		e.rb.Options.StopBefore = a.StopBefore
+		msg += "; the runbook stops again before " + a.StopBefore
+	case w.Stop:
+		e.rb.Options.StopBefore = "" // the stop asked for is passed
+	}
+	e.emit(api.RunbookEvent{Kind: api.EventConfirmed, Step: w.Step, Actor: actor, Message: msg})
 	if w.Step != api.StepPreflight {
 		e.setStep(w.Step, api.StepRunning, "")
 	}
@@ -504,6 +560,9 @@ func (e *Engine) skip(ctx context.Context, a api.RunbookAction, actor string) (*
 	msg := fmt.Sprintf("%s skipped by %s", step.Name, actor)
 	if a.Reason != "" {
 		msg += ": " + a.Reason
+	}
+	if w := e.rb.Waiting; w != nil && w.Stop && w.Step == step.Name {
+		e.rb.Options.StopBefore = "" // skipping the step passes the stop before it
 	}
 	switch {
 	case e.rb.State == api.RunbookWaiting && e.wake != nil:
@@ -799,7 +858,11 @@ func (e *Engine) run(ctx context.Context, i int, confirmed bool, actor string) {
 
 		if !confirmed {
 			conf := e.confirmation(ctx, name)
-			if conf != nil && !e.rbOptions().AutoConfirm {
+			hold := e.stopsBefore(name)
+			if hold {
+				conf = e.stopConfirmation(name, conf)
+			}
+			if conf != nil && (hold || !e.rbOptions().AutoConfirm) {
 				d, ok := e.wait(ctx, name, conf)
 				if !ok || d.kind == "abort" {
 					return

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -35,6 +36,22 @@ without --yes; otherwise it exits 1 at once, printing the step, the
 reason, the site's mode and the commands that go on (with --json, a last
 "stopped" event says so). Ctrl-C detaches at once and changes nothing.
 
+Partial runs, for scripts: --stop-before STEP runs the runbook up to
+STEP, excluding it; --until STEP runs it up to STEP, including it
+(--until snapshot is --stop-before migrate; --until disable is the whole
+runbook). The runbook then waits on the gate before that step, whatever
+--yes says, leaving the site as it is at that point (read-only once
+enable has run: it never reopens writes), and the command prints what was
+done and the commands that go on, and exits 0. A step skipped (migrate
+with --skip-migrate, or without [[migrate]] commands) is no place to
+stop: the runbook stops before the next step that runs, so
+--skip-migrate --until snapshot stops before verify, still read-only.
+To go on, run the command again: it confirms the step the runbook waits
+at (asking, or with --yes without asking) and follows the rest; with
+--stop-before or --until, it stops again there. STEP is one of
+preflight, enable, drain, snapshot, migrate, verify, disable (--stop-before:
+not preflight); give one of the two flags, not both.
+
 On a runbook that stopped (failed, or interrupted by a gate restart):
 --retry runs its step again, --resume continues where it stood, --skip
 skips its step (preflight, migrate, verify, disable only), --abort stops
@@ -42,9 +59,11 @@ it, and --disable-now stops it and reopens writes. While the drain waits
 for a gone gate (no heartbeat: it may still let writes through),
 --gate-stopped ID says that gate is stopped.
 
-Exit status: 0 the runbook finished and its snapshot is consistent; 1 it
-stopped (failed, aborted, declined, or left stopped); 2 bad usage; 130
-detached by Ctrl-C (the runbook goes on on the gate).`,
+Exit status: 0 the runbook finished and its snapshot is consistent, or it
+waits where --stop-before or --until (or the runbook's stop_before) asked
+it to stop; 1 it stopped otherwise (failed, aborted, declined, or left
+stopped); 2 bad usage; 130 detached by Ctrl-C (the runbook goes on on the
+gate).`,
 		run: func(e *env, args []string) error {
 			fs := newFlags(e, commands["runbook"])
 			cfgPath, asJSON := consoleFlags(fs)
@@ -61,6 +80,8 @@ detached by Ctrl-C (the runbook goes on on the gate).`,
 			fs.BoolVar(&o.abort, "abort", false, "stop the runbook, leaving the mode as it is")
 			fs.BoolVar(&o.disableNow, "disable-now", false, "stop the runbook and reopen writes (mode live, RQ resumed)")
 			fs.StringVar(&o.gateStopped, "gate-stopped", "", "tell the drain that gone gate `ID` is stopped (audited), then follow the runbook")
+			fs.StringVar(&o.stopBefore, "stop-before", "", "run up to `STEP`, excluding it, and exit 0 with the runbook waiting there (the site as it is: read-only after enable)")
+			fs.StringVar(&o.until, "until", "", "run up to `STEP`, including it, and exit 0 with the runbook waiting before the next step")
 			if err := parse(e, fs, args); err != nil {
 				return err
 			}
@@ -73,6 +94,15 @@ detached by Ctrl-C (the runbook goes on on the gate).`,
 			if n > 1 {
 				return usageErr("give at most one of --retry, --resume, --skip, --abort, --disable-now, --gate-stopped")
 			}
+			stop, err := stopFlags(o.stopBefore, o.until)
+			if err != nil {
+				return err
+			}
+			if stop != "" && n > 0 {
+				return usageErr("--stop-before and --until start a runbook or go on with one that waits: not with --retry, --resume, --skip, --abort, --disable-now or --gate-stopped")
+			}
+			o.stop = stop
+			o.opts.StopBefore = stop
 			if err := o.opts.Validate(); err != nil {
 				return usageErr("%v", err)
 			}
@@ -92,6 +122,28 @@ type runbookFlags struct {
 	yes, json                        bool
 	retry, resume, abort, disableNow bool
 	skip, gateStopped                string
+	stopBefore, until                string // as given
+	stop                             string // the step to stop before: --stop-before, or the one after --until's
+}
+
+// stopFlags checks --stop-before and --until and returns the step the
+// runbook is to stop before ("" for none: no flag, or --until disable).
+func stopFlags(stopBefore, until string) (string, error) {
+	switch {
+	case stopBefore != "" && until != "":
+		return "", usageErr("give --stop-before or --until, not both (--until STEP is --stop-before the step after STEP)")
+	case stopBefore != "":
+		if api.ValidStopBefore(stopBefore) != nil {
+			return "", usageErr("--stop-before %q: not a step the runbook can stop before; give one of %s", stopBefore, strings.Join(api.Steps[1:], ", "))
+		}
+		return stopBefore, nil
+	case until != "":
+		if !slices.Contains(api.Steps, until) {
+			return "", usageErr("--until %q: not a step of the runbook; give one of %s", until, strings.Join(api.Steps, ", "))
+		}
+		return api.StepAfter(until), nil
+	}
+	return "", nil
 }
 
 // runbookUI prints the journal and asks the confirmations.
@@ -106,7 +158,20 @@ type runbookUI struct {
 	enc      *json.Encoder
 	prompt   io.Writer // where questions go: stdout, or stderr with --json
 	progress *progressView
+	// goOnSeq is the confirmation the runbook waited at when this command
+	// attached: this command answers it (it is how one goes on), while a
+	// stop reached later ends the command.
+	goOnSeq int64
+	// attachStop is the stop asked for when attaching: it goes with the
+	// confirmation this command sends (the runbook's own was set at start).
+	attachStop string
 }
+
+// stoppedAsAsked says the runbook waits before a step where its
+// stop_before stopped it: the command ends with exit 0.
+type stoppedAsAsked struct{ rb *api.Runbook }
+
+func (s stoppedAsAsked) Error() string { return "runbook stopped before " + s.rb.Step + ", as asked" }
 
 type lineRead struct {
 	line string
@@ -171,6 +236,20 @@ func runRunbook(e *env, site siteClient, o runbookFlags) error {
 			return ui.exit(rb)
 		}
 	case rb != nil && rb.Active():
+		if o.stop != "" {
+			if err := ui.checkAttachStop(rb); err != nil {
+				var done stoppedAsAsked
+				if errors.As(err, &done) {
+					ui.stoppedAsAsked(ctx, done.rb)
+					return nil
+				}
+				return err
+			}
+			ui.attachStop = o.stop
+		}
+		if rb.State == api.RunbookWaiting && rb.Waiting != nil {
+			ui.goOnSeq = rb.Waiting.Seq
+		}
 		ui.note(fmt.Sprintf("attaching to runbook %s (%s at step %s, started by %s)", rb.ID, rb.State, rb.Step, rb.Actor))
 	default:
 		rb, err = c.StartRunbook(ctx, o.opts)
@@ -201,6 +280,11 @@ func runRunbook(e *env, site siteClient, o runbookFlags) error {
 		if errors.As(err, &d) {
 			ui.note(string(d))
 			return &exitError{code: exitFail, err: errors.New("not confirmed")}
+		}
+		var asked stoppedAsAsked
+		if errors.As(err, &asked) {
+			ui.stoppedAsAsked(ctx, asked.rb)
+			return nil
 		}
 		var halt stopped
 		if errors.As(err, &halt) {
@@ -428,13 +512,30 @@ func (ui *runbookUI) event(ctx context.Context, ev api.RunbookEvent) error {
 	if rb := ui.halted(ctx, ev); rb != nil {
 		return stopped{rb}
 	}
-	if ev.Kind != api.EventConfirm || ev.Confirmation == nil || ui.o.yes {
+	if ev.Kind != api.EventConfirm || ev.Confirmation == nil {
 		return nil
 	}
 	// Replayed history holds confirmations answered long ago: ask only
 	// the one the runbook waits on now.
 	rb, err := ui.site.client.Runbook(ctx)
 	if err != nil || rb == nil || rb.Waiting == nil || rb.Waiting.Seq != ev.Seq {
+		return nil
+	}
+	if rb.Waiting.Stop && ev.Seq != ui.goOnSeq {
+		return stoppedAsAsked{rb}
+	}
+	if ui.o.yes {
+		// A runbook started with --yes confirms itself (auto_confirm) and
+		// waits only where it was asked to stop; one attached to with
+		// --yes that waits is confirmed here, as --yes confirms every step.
+		act := api.RunbookAction{ID: ev.Runbook, Step: ev.Confirmation.Step, StopBefore: ui.attachStop, Reason: ui.o.opts.Reason}
+		if ev.Confirmation.TypeSiteName {
+			act.SiteName = ui.site.site.Name
+		}
+		if _, err := ui.site.client.ConfirmStep(ctx, act); err != nil {
+			return &exitError{code: exitFail, err: fmt.Errorf("confirm %s: %w", ev.Confirmation.Step, err)}
+		}
+		ui.note(fmt.Sprintf("%s confirmed (--yes)", ev.Confirmation.Step))
 		return nil
 	}
 	if err := ui.confirm(ctx, ev); err != nil {
@@ -485,7 +586,10 @@ func (ui *runbookUI) confirm(ctx context.Context, ev api.RunbookEvent) error {
 	for _, warn := range conf.Warnings {
 		fmt.Fprintln(w, "  warning: "+warn)
 	}
-	act := api.RunbookAction{ID: ev.Runbook, Step: conf.Step}
+	act := api.RunbookAction{ID: ev.Runbook, Step: conf.Step, StopBefore: ui.attachStop}
+	if ui.attachStop != "" {
+		fmt.Fprintf(w, "(then the runbook stops again before %s)\n", ui.attachStop)
+	}
 	for tries := 0; ; tries++ {
 		if conf.TypeSiteName {
 			fmt.Fprintf(w, "Type the site's name (%s) to confirm, or press Enter to stop here: ", name)
@@ -521,6 +625,74 @@ func (ui *runbookUI) confirm(ctx context.Context, ev api.RunbookEvent) error {
 		return fmt.Errorf("confirm %s: %w", conf.Step, err)
 	}
 	return nil
+}
+
+// checkAttachStop checks --stop-before or --until given to a runbook
+// already active: the stop goes with the confirmation of the step it
+// waits at, so it must wait, before a step that comes before the stop. A
+// runbook already waiting where that stop would have stopped it is
+// stoppedAsAsked.
+func (ui *runbookUI) checkAttachStop(rb *api.Runbook) error {
+	stop := ui.o.stop
+	name := ui.site.site.Name
+	if rb.State != api.RunbookWaiting || rb.Waiting == nil {
+		return &exitError{code: exitFail, err: fmt.Errorf("runbook %s is %s at step %s: --stop-before and --until act on a runbook that waits for a confirmation (they go with it); without them, 'ckanops runbook %s' follows it",
+			rb.ID, rb.State, rb.Step, name)}
+	}
+	w := slices.Index(api.Steps, rb.Waiting.Step)
+	if s := slices.Index(api.Steps, stop); s > w {
+		return nil
+	}
+	if rb.Waiting.Stop && rb.Options.StopBefore != "" && slices.Index(api.Steps, rb.Options.StopBefore) <= slices.Index(api.Steps, stop) {
+		return stoppedAsAsked{rb} // it waits there already
+	}
+	return usageErr("runbook %s waits at step %s: the step to stop before must come after it (--stop-before one of %s)",
+		rb.ID, rb.Waiting.Step, strings.Join(api.Steps[w+1:], ", "))
+}
+
+// stoppedAsAsked reports a runbook waiting where its stop_before stopped
+// it: what was done, the site's mode, and the commands that go on.
+func (ui *runbookUI) stoppedAsAsked(ctx context.Context, rb *api.Runbook) {
+	ui.progress.clear()
+	name := ui.site.site.Name
+	mode := "unknown (the gate did not answer)"
+	if st, err := ui.site.client.Status(ctx); err == nil {
+		mode = string(st.Mode)
+	}
+	step := rb.Step
+	if rb.Waiting != nil {
+		step = rb.Waiting.Step
+	}
+	msg := fmt.Sprintf("stopped before %s, as asked (stop_before %s); the site is %s, and nothing more runs until you go on", step, rb.Options.StopBefore, mode)
+	var later []string
+	if i := slices.Index(api.Steps, step); i >= 0 {
+		later = api.Steps[i+1:]
+	}
+	type goOn struct{ cmd, why string }
+	rn := "ckanops runbook " + name
+	next := []goOn{
+		{rn, "go on: confirm " + step + " (asking), then follow the rest"},
+		{rn + " --yes", "go on without asking"},
+	}
+	if len(later) > 0 {
+		next = append(next, goOn{rn + " --yes --stop-before STEP", "go on, and stop again before STEP: " + strings.Join(later, ", ")})
+	}
+	next = append(next, goOn{rn + " --abort", "stop the runbook; the site stays " + mode},
+		goOn{rn + " --disable-now", "stop the runbook and reopen writes"})
+	if ui.enc != nil {
+		cmds := make([]string, len(next))
+		for i, n := range next {
+			cmds[i] = n.cmd
+		}
+		_ = ui.enc.Encode(api.RunbookEvent{Kind: api.EventStopped, Runbook: rb.ID, Step: step, State: string(api.RunbookWaiting),
+			Time: time.Now().UTC(), Message: msg + "; next: " + strings.Join(cmds, " | ")})
+		return
+	}
+	ui.summary(rb)
+	fmt.Fprintf(ui.e.stdout, "%s.\nNext, one of:\n", msg)
+	for _, n := range next {
+		fmt.Fprintf(ui.e.stdout, "  %-46s # %s\n", n.cmd, n.why)
+	}
 }
 
 // summary prints where the runbook ended.
