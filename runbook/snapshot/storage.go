@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/ckanops/ckanops/internal/human"
@@ -22,27 +23,105 @@ import (
 // by its slash-separated path relative to root, and summarises the tree.
 // An entry that disappears while it is being looked at is left out: the
 // walk after the snapshot sees the difference.
+//
+// Directories are read by walkWorkers goroutines at once: on a cold cache
+// a walk waits on the disk for each directory and inode, and a disk
+// serves several requests faster than one after the other (measured in
+// bench/RESULTS.md, "Snapshot: 1 GB of databases, 5 GB of storage"). The
+// result does not depend on the order.
 func walkStorage(ctx context.Context, root string) (map[string]entry, StorageTree, error) {
-	entries := map[string]entry{}
-	var tree StorageTree
-	err := walkTree(ctx, root, func(_, rel string, info fs.FileInfo) error {
-		e := entry{mode: info.Mode()}
-		if !info.IsDir() {
-			e.size, e.mtime = info.Size(), info.ModTime().UnixNano()
+	type dir struct{ path, rel string }
+	var (
+		mu      sync.Mutex
+		cond    = sync.NewCond(&mu)
+		queue   = []dir{{root, ""}} // directories to read
+		busy    int                 // workers reading one
+		failed  error
+		entries = map[string]entry{}
+		tree    StorageTree
+		wg      sync.WaitGroup
+	)
+	// read lists one directory: its entries, and its subdirectories to
+	// read next.
+	read := func(d dir) (map[string]entry, []dir, error) {
+		list, err := os.ReadDir(d.path)
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) && d.path != root {
+				return nil, nil, nil
+			}
+			return nil, nil, err
 		}
-		if info.Mode().IsRegular() {
-			tree.Files++
-			tree.Bytes += info.Size()
+		found := make(map[string]entry, len(list))
+		var subdirs []dir
+		for _, de := range list {
+			if err := ctx.Err(); err != nil {
+				return nil, nil, err
+			}
+			info, err := de.Info()
+			if errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+			if err != nil {
+				return nil, nil, err
+			}
+			rel := de.Name()
+			if d.rel != "" {
+				rel = d.rel + "/" + rel
+			}
+			e := entry{mode: info.Mode()}
+			if info.IsDir() {
+				subdirs = append(subdirs, dir{filepath.Join(d.path, de.Name()), rel})
+			} else {
+				e.size, e.mtime = info.Size(), info.ModTime().UnixNano()
+			}
+			found[rel] = e
 		}
-		entries[rel] = e
-		return nil
-	})
-	if err != nil {
-		return nil, StorageTree{}, err
+		return found, subdirs, nil
+	}
+	for range walkWorkers {
+		wg.Go(func() {
+			mu.Lock()
+			defer mu.Unlock()
+			for {
+				for len(queue) == 0 && busy > 0 && failed == nil {
+					cond.Wait()
+				}
+				if len(queue) == 0 || failed != nil {
+					cond.Broadcast()
+					return
+				}
+				d := queue[len(queue)-1]
+				queue = queue[:len(queue)-1]
+				busy++
+				mu.Unlock()
+				found, subdirs, err := read(d)
+				mu.Lock()
+				busy--
+				if err != nil && failed == nil {
+					failed = err
+				}
+				for k, e := range found {
+					entries[k] = e
+					if e.mode.IsRegular() {
+						tree.Files++
+						tree.Bytes += e.size
+					}
+				}
+				queue = append(queue, subdirs...)
+				cond.Broadcast()
+			}
+		})
+	}
+	wg.Wait()
+	if failed != nil {
+		return nil, StorageTree{}, failed
 	}
 	tree.Digest = digest(entries)
 	return entries, tree, nil
 }
+
+// walkWorkers is how many directories walkStorage reads at once.
+const walkWorkers = 16
 
 // walkTree calls fn for everything below root (not root itself), in
 // lexical order, with its path, its slash-separated path relative to root,

@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -357,13 +360,24 @@ func TestLoadTreeStrict(t *testing.T) {
 
 // Not a test: CKANOPS_MEASURE=1 go test -run TestMeasureIncremental -v
 // prints the time of a first and a second snapshot of 200 MiB in 2,000
-// files, 1% changed between them, and of a tar snapshot.
+// files (CKANOPS_MEASURE_FILES files of CKANOPS_MEASURE_KB KiB), 1%
+// changed between them, and of a tar snapshot.
 func TestMeasureIncremental(t *testing.T) {
 	if os.Getenv("CKANOPS_MEASURE") == "" {
 		t.Skip("set CKANOPS_MEASURE=1 to measure")
 	}
 	ctx := context.Background()
-	src := treeStorage(t, 2000, 100<<10)
+	files, kib := 2000, 100
+	if n, err := strconv.Atoi(os.Getenv("CKANOPS_MEASURE_FILES")); err == nil && n >= 100 {
+		files = n
+	}
+	if n, err := strconv.Atoi(os.Getenv("CKANOPS_MEASURE_KB")); err == nil && n > 0 {
+		kib = n
+	}
+	if os.Getenv("CKANOPS_MEASURE_DIR") != "" {
+		t.Setenv("TMPDIR", os.Getenv("CKANOPS_MEASURE_DIR"))
+	}
+	src := treeStorage(t, files, kib<<10)
 	s := incrementalSpec(t, &lines{}, src)
 	s.Output = nil
 	tarSpec := s
@@ -379,9 +393,9 @@ func TestMeasureIncremental(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("first incremental snapshot: %v", time.Since(start))
-	for i := 0; i < 2000; i += 100 {
+	for i := 0; i < files; i += 100 {
 		p := filepath.Join(src, "resources", fmt.Sprintf("%02d", i%10), fmt.Sprintf("file-%04d.csv", i))
-		if err := os.WriteFile(p, bytes.Repeat([]byte("x"), 100<<10), 0o640); err != nil {
+		if err := os.WriteFile(p, bytes.Repeat([]byte("x"), kib<<10), 0o640); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -472,4 +486,105 @@ func TestTakeIncrementalSeveralStorages(t *testing.T) {
 	}
 	sameTree(t, def, filepath.Join(base, "d"))
 	sameTree(t, pub, filepath.Join(base, "p"))
+}
+
+// walkStorage reads directories concurrently; what it records is what a
+// walk in order records.
+func TestWalkStorageMatchesAnOrderedWalk(t *testing.T) {
+	ctx := context.Background()
+	root := treeStorage(t, 300, 10)
+	for i := range 40 {
+		p := filepath.Join(root, "deep", fmt.Sprintf("a%d", i%4), fmt.Sprintf("b%d", i%7), fmt.Sprintf("c%d", i))
+		if err := os.MkdirAll(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(p, "f.csv"), []byte(strconv.Itoa(i)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := map[string]entry{}
+	var wantTree StorageTree
+	err := walkTree(ctx, root, func(_, rel string, info fs.FileInfo) error {
+		e := entry{mode: info.Mode()}
+		if !info.IsDir() {
+			e.size, e.mtime = info.Size(), info.ModTime().UnixNano()
+		}
+		if info.Mode().IsRegular() {
+			wantTree.Files++
+			wantTree.Bytes += info.Size()
+		}
+		want[rel] = e
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantTree.Digest = digest(want)
+	for range 5 {
+		got, tree, err := walkStorage(ctx, root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, want) || tree != wantTree {
+			t.Fatalf("walkStorage: %d entries, %+v; the ordered walk: %d, %+v", len(got), tree, len(want), wantTree)
+		}
+	}
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, _, err := walkStorage(cancelled, root); !errors.Is(err, context.Canceled) {
+		t.Errorf("a cancelled walk: %v", err)
+	}
+	if _, _, err := walkStorage(ctx, filepath.Join(root, "missing")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a missing root: %v", err)
+	}
+}
+
+// Not a test: CKANOPS_MEASURE=1 go test -run TestMeasureWalk -v (as root,
+// to drop the page cache) times the walk of CKANOPS_MEASURE_FILES files
+// on a cold cache, one directory at a time and walkStorage's way.
+func TestMeasureWalk(t *testing.T) {
+	if os.Getenv("CKANOPS_MEASURE") == "" {
+		t.Skip("set CKANOPS_MEASURE=1 to measure")
+	}
+	files := 20000
+	if n, err := strconv.Atoi(os.Getenv("CKANOPS_MEASURE_FILES")); err == nil && n >= 100 {
+		files = n
+	}
+	root := t.TempDir()
+	for i := range files {
+		p := filepath.Join(root, "resources", fmt.Sprintf("%03x", i%997), fmt.Sprintf("%03x", i%13), fmt.Sprintf("f-%d", i))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cold := func() {
+		syscall.Sync()
+		if err := os.WriteFile("/proc/sys/vm/drop_caches", []byte("3"), 0); err != nil {
+			t.Skipf("cannot drop the page cache: %v", err)
+		}
+	}
+	ctx := context.Background()
+	for round := range 3 {
+		cold()
+		start := time.Now()
+		n := 0
+		if err := walkTree(ctx, root, func(_, _ string, _ fs.FileInfo) error { n++; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		ordered := time.Since(start)
+		cold()
+		start = time.Now()
+		entries, _, err := walkStorage(ctx, root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		concurrent := time.Since(start)
+		t.Logf("round %d: %d entries: in order %v, %d at once %v (%.2fx)", round+1, n, ordered, walkWorkers, concurrent, concurrent.Seconds()/ordered.Seconds())
+		if len(entries) != n {
+			t.Fatalf("%d entries, want %d", len(entries), n)
+		}
+	}
 }
