@@ -310,7 +310,7 @@ func LoadGate(path string) (*Gate, []Warning, error) {
 	}
 	g.Snapshot.StoragePath, _ = snap.filePath("storage_path")
 	g.Snapshot.Keep = snap.integer("keep", DefaultSnapshotKeep, 1)
-	g.Snapshot.Incremental = snap.boolean("incremental", false)
+	g.Snapshot.Incremental = snap.boolean("incremental", DefaultSnapshotIncremental)
 	g.Snapshot.ParallelThresholdBytes = snap.bytes("parallel_threshold_bytes", DefaultSnapshotParallelThreshold)
 	g.Snapshot.Jobs = snap.integer("jobs", DefaultSnapshotJobs(), 1)
 	g.Snapshot.ExcludeStorages = readExclude(snap, g.Checks.Storages)

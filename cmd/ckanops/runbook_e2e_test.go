@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -98,15 +99,25 @@ func TestRunbookCLIAsksAndFinishes(t *testing.T) {
 		t.Fatalf("no consistent snapshot in the output:\n%s", out)
 	}
 	code, vout, verr := s.cli("snapshot", "verify", m[1])
-	if code != 0 || !strings.Contains(vout, "ok    storage.tar") || !strings.Contains(vout, "verdict: consistent") {
+	// The storage is a tree by default ([snapshot] incremental).
+	if code != 0 || !strings.Contains(vout, "ok    storage\n") || !strings.Contains(vout, "verdict: consistent") {
 		t.Fatalf("snapshot verify: exit %d\n%s\n%s", code, vout, verr)
 	}
-	// Damage the archive: verify says so and fails.
-	tarPath := filepath.Join(m[1], "storage.tar")
-	b, _ := os.ReadFile(tarPath)
+	// Damage a file of the tree: verify says so and fails.
+	var damaged string
+	filepath.WalkDir(filepath.Join(m[1], "storage"), func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() && damaged == "" {
+			damaged = p
+		}
+		return nil
+	})
+	b, err := os.ReadFile(damaged)
+	if err != nil || len(b) == 0 {
+		t.Fatalf("no file to damage in the tree: %q, %v", damaged, err)
+	}
 	b[len(b)/2] ^= 0xff
-	os.WriteFile(tarPath, b, 0o640)
-	if code, vout, _ := s.cli("snapshot", "verify", m[1]); code != 1 || !strings.Contains(vout, "FAIL  storage.tar") {
+	os.WriteFile(damaged, b, 0o600)
+	if code, vout, _ := s.cli("snapshot", "verify", m[1]); code != 1 || !strings.Contains(vout, "FAIL  storage") {
 		t.Fatalf("verify of a damaged snapshot: exit %d\n%s", code, vout)
 	}
 	if code, out, _ := s.cli("status", "--json", "e2e"); code != 0 || !strings.Contains(out, `"mode": "live"`) {
