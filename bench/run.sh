@@ -53,7 +53,7 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT=${OUT:-$repo/bench/RESULTS.md}
 CONTENDERS=(upstream-direct nginx-proxy naive-httputil gate-live gate-readonly)
 TARGETS=(page json)
-TOKEN="bench-ops-token-$RANDOM$RANDOM$RANDOM"
+TOKEN="bench-ops-token-$(od -An -tx1 -N16 /dev/urandom | tr -d " \n")" # 48 characters: the gate wants at least 32
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }

@@ -133,7 +133,7 @@ func BenchmarkProxy(b *testing.B) {
 
 // benchGate is a gate in front of target with its own state file, switched
 // to mode through the control API unless mode is "".
-func benchGate(b *testing.B, target *url.URL, mode api.Mode) http.Handler {
+func benchGate(b testing.TB, target *url.URL, mode api.Mode) http.Handler {
 	b.Helper()
 	store, err := OpenFileStore(filepath.Join(b.TempDir(), "bench.state.json"))
 	if err != nil {

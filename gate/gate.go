@@ -555,8 +555,33 @@ func (g *Gate) modifyResponse(resp *http.Response) error {
 		opts.Notice.Message, opts.Notice.Until = s.Message, nil
 		opts.Announce = &annotate.Window{At: s.At, End: s.End(), Mode: string(s.Mode), Message: s.Message}
 	}
-	return annotate.Response(resp, opts)
+	known := resp.ContentLength > 0
+	opts.Whole = known
+	if err := annotate.Response(resp, opts); err != nil {
+		return err
+	}
+	if known && resp.ContentLength == -1 {
+		// Annotated: the length is no longer known, and httputil's
+		// ReverseProxy flushes a response of unknown length after every
+		// write, as it may be a stream. This one is not: upstream sent its
+		// length, so it is a whole page, which the proxy forwards in live
+		// mode without a flush until its end. Forward it the same way,
+		// in reads as large as the proxy's buffer (opts.Whole): each
+		// flushed chunk took three writes to the socket (a 52 KB page
+		// nine, where live takes three; now five), and each response a
+		// timer and a goroutine. A page of unknown length (a stream) is
+		// still flushed as it goes.
+		resp.ContentLength = wholeAnnotatedPage
+	}
+	return nil
 }
+
+// wholeAnnotatedPage is the ContentLength of an annotated page whose
+// upstream length was known (modifyResponse): neither a length nor -1,
+// the value for which ReverseProxy flushes after every write. The response
+// goes out chunked all the same, as any response whose Content-Length
+// header is gone; nothing else reads the field (TestAnnotatedPageFlushes).
+const wholeAnnotatedPage = -2
 
 // maintenanceOf is the window rec announces or is in at now.
 func maintenanceOf(rec Record, now time.Time) api.Maintenance {
@@ -664,8 +689,48 @@ func (g *Gate) isDownload(path string) bool {
 			path = cmp.Or(rest, "/")
 		}
 	}
+	dl := downloadRoutesOf(r.sf)
 	for _, p := range []string{path, dropFirstSegment(path)} {
+		// The route CKAN picks is one of those that match: when no
+		// download route does, it is no download, and the full lookup
+		// (every route tried, a map for each match) is not needed.
+		if !anyMatch(dl, p) {
+			continue
+		}
 		if route, _, _, found := r.sf.Lookup(http.MethodGet, p); found && downloadEndpoints[route.Endpoint] {
+			return true
+		}
+	}
+	return false
+}
+
+// lastDownloadRoutes holds the download routes (routes to
+// downloadEndpoints) of the surface last asked about: the surface in force
+// changes rarely. One entry, so rebuilt surfaces are never kept.
+var lastDownloadRoutes atomic.Pointer[downloadRouteSet]
+
+type downloadRouteSet struct {
+	sf     *surface.Surface
+	routes []surface.Route
+}
+
+func downloadRoutesOf(sf *surface.Surface) []surface.Route {
+	if d := lastDownloadRoutes.Load(); d != nil && d.sf == sf {
+		return d.routes
+	}
+	d := &downloadRouteSet{sf: sf}
+	for _, route := range sf.Routes {
+		if downloadEndpoints[route.Endpoint] {
+			d.routes = append(d.routes, route)
+		}
+	}
+	lastDownloadRoutes.Store(d)
+	return d.routes
+}
+
+func anyMatch(routes []surface.Route, path string) bool {
+	for _, route := range routes {
+		if _, ok := route.Match(path); ok {
 			return true
 		}
 	}

@@ -235,12 +235,14 @@ func (z *lexer) quick() bool {
 		c := b[i+1]
 		switch {
 		case isLetter(c):
-			end, nameEnd := tagEnd(b[i+2:])
+			end, nameEnd, keys := tagEnd(b[i+2:])
 			if end < 0 {
 				goto done
 			}
 			end += i + 2
-			if isFormTag(b[i:end]) || submitterTag(b[i:end], 1+nameEnd) || mayBeControl(b[i:end]) {
+			// mayBeControl looks for its attribute names anywhere in the
+			// tag; only a tag with a name that can be one (keys) needs it.
+			if isFormTag(b[i:end]) || submitterTag(b[i:end], 1+nameEnd) || keys&mayControl != 0 && mayBeControl(b[i:end]) {
 				goto done
 			}
 			pos = end
@@ -249,7 +251,7 @@ func (z *lexer) quick() bool {
 				goto done
 			}
 		case c == '/' && i+2 < lim && isLetter(b[i+2]):
-			end, _ := tagEnd(b[i+3:])
+			end, _, _ := tagEnd(b[i+3:])
 			if end < 0 || isFormEndTag(b[i:i+3+end]) {
 				goto done
 			}
@@ -867,7 +869,7 @@ func equalLower(b []byte, lower string) bool {
 // readTag reads a start or end tag's name and attributes after its "<a" or
 // "</a", as Tokenizer.readTag, without keeping the attributes.
 func (z *lexer) readTag() {
-	if end, nameEnd := tagEnd(z.avail()); end >= 0 {
+	if end, nameEnd, _ := tagEnd(z.avail()); end >= 0 {
 		z.nameEnd = z.pos + nameEnd - z.start
 		z.pos += end
 		return
@@ -991,14 +993,16 @@ func (z *lexer) readTagAttrVal() {
 // returns the offsets of the byte after the closing '>' and of the end of
 // the name, or -1 when the tag does not end within b (then readTag reads it
 // byte by byte). readTag never reads past the closing '>', so a tag that
-// ends within b is read the same either way.
-func tagEnd(b []byte) (end, nameEnd int) {
+// ends within b is read the same either way. keys tells what the tag's
+// attribute names begin with: mayControl when one may be an htmx verb
+// attribute or data-module (keyMayControl).
+func tagEnd(b []byte) (end, nameEnd int, keys uint8) {
 	n := len(b)
 	i := 0
 	// readTagName: up to white space (read) or '/' or '>' (not read).
 	for ; ; i++ {
 		if i == n {
-			return -1, 0
+			return -1, 0, 0
 		}
 		if k := tagByte[b[i]]; k&endsName != 0 {
 			nameEnd = i
@@ -1014,19 +1018,22 @@ func tagEnd(b []byte) (end, nameEnd int) {
 			i++
 		}
 		if i == n {
-			return -1, 0
+			return -1, 0, 0
 		}
 		if b[i] == '>' {
-			return i + 1, nameEnd
+			return i + 1, nameEnd, keys
 		}
 		// readTagAttrKey: up to '=' (unless it is the key's first byte),
 		// white space, '/' or '>', none of them read.
+		if keyStarts[b[i]] != 0 && keyMayControl(b[i:]) {
+			keys |= mayControl
+		}
 		if b[i] == '=' {
 			i++
 		}
 		for ; ; i++ {
 			if i == n {
-				return -1, 0
+				return -1, 0, 0
 			}
 			if tagByte[b[i]]&endsKey != 0 {
 				break
@@ -1037,7 +1044,7 @@ func tagEnd(b []byte) (end, nameEnd int) {
 			i++
 		}
 		if i == n {
-			return -1, 0
+			return -1, 0, 0
 		}
 		switch b[i] {
 		case '/':
@@ -1052,7 +1059,7 @@ func tagEnd(b []byte) (end, nameEnd int) {
 			i++
 		}
 		if i == n {
-			return -1, 0
+			return -1, 0, 0
 		}
 		switch q := b[i]; q {
 		case '>':
@@ -1060,14 +1067,14 @@ func tagEnd(b []byte) (end, nameEnd int) {
 		case '\'', '"':
 			k := bytes.IndexByte(b[i+1:], q)
 			if k < 0 {
-				return -1, 0
+				return -1, 0, 0
 			}
 			i += 1 + k + 1
 		default:
 			// Unquoted: up to white space (read) or '>' (not read).
 			for i++; ; i++ {
 				if i == n {
-					return -1, 0
+					return -1, 0, 0
 				}
 				if k := tagByte[b[i]]; k&isSpace != 0 {
 					i++
@@ -1098,3 +1105,36 @@ const (
 	endsName = isSpace | isSlash | isGT
 	endsKey  = isSpace | isSlash | isGT | isEq
 )
+
+// mayControl is tagEnd's keys bit for an attribute name that may be one of
+// the names mayBeControl looks for (keyMayControl). A tag without one is no
+// control.
+const mayControl = 1
+
+// keyStarts marks the first bytes of the names keyMayControl looks at.
+var keyStarts = func() (t [256]uint8) {
+	t['h'], t['H'], t['d'], t['D'] = 1, 1, 1, 1
+	return t
+}()
+
+// keyMayControl reports whether an attribute name that starts b (in any
+// case) begins with "hx-", "data-hx-" or "data-module": every name of
+// htmxKeys and data-module does. Names are never decoded (see
+// mayBeControl), so a name that begins otherwise is none of them.
+func keyMayControl(b []byte) bool {
+	if len(b) < 3 {
+		return false
+	}
+	switch b[0] | 0x20 {
+	case 'h':
+		return b[1]|0x20 == 'x' && b[2] == '-'
+	case 'd':
+		return b[1]|0x20 == 'a' && (hasPrefixLower(b, "data-hx-") || hasPrefixLower(b, "data-module"))
+	}
+	return false
+}
+
+// hasPrefixLower reports whether b begins with lower, A-Z lowered.
+func hasPrefixLower(b []byte, lower string) bool {
+	return len(b) >= len(lower) && equalLower(b[:len(lower)], lower)
+}

@@ -49,6 +49,13 @@ type Options struct {
 	// the script. The banner then names Notice.SiteTitle and says what the
 	// window says; Notice's other fields are not used.
 	Announce *Window
+
+	// Whole says the page is not a stream: its reader is not flushed to
+	// the client after each Read (the gate, for a page whose upstream
+	// length was known). Read then fills its buffer, waiting on the
+	// source, rather than hand over what it has before it waits, so the
+	// page goes out in as few writes as the caller's buffer allows.
+	Whole bool
 }
 
 // maxTokenBytes caps the one token the rewriter holds. A longer token (a
@@ -142,6 +149,7 @@ type rewriter struct {
 	notice []byte
 	note   Notice // for the submit button note, built when first needed
 	mark   bool   // Options.Announce: mark what would be refused, hide nothing
+	whole  bool   // Options.Whole: fill each Read, waiting on the source
 	snote  []byte // submitNoticeAt(note), or nil
 	cnote  []byte // controlNoticeAt(note), or nil
 
@@ -197,7 +205,7 @@ type formID struct {
 }
 
 func newRewriter(r io.Reader, opts Options, now time.Time, maxToken int) *rewriter {
-	w := &rewriter{src: r, refuse: opts.WouldRefuse, note: opts.Notice, mark: opts.Announce != nil}
+	w := &rewriter{src: r, refuse: opts.WouldRefuse, note: opts.Notice, mark: opts.Announce != nil, whole: opts.Whole}
 	w.banner, w.notice = fragments(&opts, now)
 	w.z.init(r, maxToken)
 	return w
@@ -205,7 +213,7 @@ func newRewriter(r io.Reader, opts Options, now time.Time, maxToken int) *rewrit
 
 // Read fills p with rewritten bytes. It keeps tokenizing while the input
 // buffered holds whole tokens, and returns what it has rather than wait on r
-// for more.
+// for more; with Options.Whole it waits, until p is full or r ends.
 func (w *rewriter) Read(p []byte) (int, error) {
 	if w.closed.Load() {
 		return 0, errClosed
@@ -234,7 +242,7 @@ func (w *rewriter) Read(p []byte) (int, error) {
 			}
 			return m, err
 		}
-		if !w.advance(n == 0) {
+		if !w.advance(n == 0 || w.whole) {
 			break // the next token needs a read from r: hand over what we have
 		}
 	}
