@@ -383,3 +383,73 @@ func TestChromiumNoticeScriptAlone(t *testing.T) {
 		t.Fatalf("down again: %+v", st)
 	}
 }
+
+// TestChromiumRefusalPageLearnsTheEnd: the gate's own refusal pages load
+// the notice script under their strict policy, and tell the reader when the
+// maintenance is over: after a refused form, to go back to it and send it
+// again (a reload would send it unseen); after a refused page, to reload.
+func TestChromiumRefusalPageLearnsTheEnd(t *testing.T) {
+	ctx := newChromium(t)
+	r := newRig(t, func(o *Options) { o.NoticePoll = testPoll })
+	front := r.srv.URL
+	const over = `(() => { const b = document.querySelector('.ckanops-banner'); return b && !b.hidden && b.getAttribute('data-ckanops-mode') === 'live' ? b.textContent : ''; })()`
+
+	t.Run("a refused form", func(t *testing.T) {
+		r.mustMode(api.ModeReadOnly, "Snapshot")
+		browserDo(t, ctx, "open the listing", chromedp.Navigate(front+"/dataset/"), chromedp.WaitReady(chromedp.CSS("body")))
+		// Sent once the evaluation has returned: a navigation under way
+		// would cut it short.
+		browserEval[bool](t, ctx, `(() => {
+			const f = document.createElement('form');
+			f.method = 'POST';
+			f.action = '/dataset/edit/air-quality-2024';
+			const i = document.createElement('input');
+			i.name = 'notes';
+			i.value = 'typed before the refusal';
+			f.appendChild(i);
+			document.body.appendChild(f);
+			setTimeout(() => f.submit(), 0);
+			return true;
+		})()`)
+		browserWaitNav(t, ctx, "the refusal page", `document.body && document.body.textContent.includes('Nothing was saved') && !!document.querySelector('script[data-ckanops-refused="post"]')`)
+		browserWait(t, ctx, "the script has polled", `performance.getEntriesByType('resource').some(e => e.name.endsWith('/-/ckanops/status'))`)
+		if b := browserEval[string](t, ctx, over); b != "" {
+			t.Fatalf("a banner while read-only: %q", b)
+		}
+		r.mustMode(api.ModeLive, "")
+		browserWait(t, ctx, "the end of the maintenance", over+` === 'Maintenance is over: go back to the form and send it again.'`)
+		if v := browserEval[string](t, ctx, `document.querySelector('textarea').value`); v != "typed before the refusal" {
+			t.Errorf("the text shown back: %q", v)
+		}
+		browserDo(t, ctx, "go back", chromedp.Click(chromedp.CSS(".ckanops-banner a")))
+		browserWaitNav(t, ctx, "the listing again", `location.pathname === '/dataset/' && !document.querySelector('script[data-ckanops-refused]')`)
+	})
+
+	t.Run("a refused page", func(t *testing.T) {
+		r.mustMode(api.ModeDown, "Database upgrade")
+		browserDo(t, ctx, "open the listing", chromedp.Navigate(front+"/dataset/"), chromedp.WaitReady(chromedp.CSS("script[data-ckanops-refused=get]")))
+		r.mustMode(api.ModeLive, "")
+		browserWait(t, ctx, "the end of the maintenance", over+` === 'Maintenance is over: reload the page.'`)
+		browserDo(t, ctx, "reload", chromedp.Click(chromedp.CSS(".ckanops-banner a")))
+		browserWaitNav(t, ctx, "the listing", `!document.querySelector('script[data-ckanops-refused]') && !document.querySelector('.ckanops-banner') && document.title !== ''`)
+	})
+}
+
+// browserWaitNav is browserWait across a navigation: while the page is
+// replaced, an evaluation fails (its context is gone) and is tried again.
+func browserWaitNav(t *testing.T, ctx context.Context, what, expr string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * testPoll)
+	var err error
+	for time.Now().Before(deadline) {
+		sctx, cancel := context.WithTimeout(ctx, time.Second)
+		var ok bool
+		ok, err = chromedp.Run(sctx, chromedp.Evaluate[bool](expr))
+		cancel()
+		if err == nil && ok {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s: not true within %s (last error: %v)\npage state: %s", what, 5*testPoll, err, browserState(t, ctx))
+}

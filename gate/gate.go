@@ -448,6 +448,13 @@ func (g *Gate) refuse(w http.ResponseWriter, r *http.Request, rec Record, d clas
 			f.FormPost = true
 			f.Fields = echoFields(r)
 		}
+		// The page learns when the maintenance is over (notice.js).
+		f.Script = g.classifier().RootPath() + api.PathNoticeScript
+		f.Poll = max(1, int(g.opts.NoticePoll/time.Second))
+		f.Refused = "get"
+		if r.Method == http.MethodPost {
+			f.Refused = "post"
+		}
 		writeHTMLRefusal(w, f)
 	}
 	g.metrics.refusal(d.Class.String(), string(rec.Mode), kind)

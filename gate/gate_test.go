@@ -870,3 +870,42 @@ func TestLiveToLiveIsANoOp(t *testing.T) {
 		t.Fatalf("read-only then live: version %d", st.Version)
 	}
 }
+
+// A refusal page loads the notice script, so that the reader learns when
+// the maintenance is over; its policy lets that script (and its polls of
+// the status) run, and nothing else. The API's refusal and the gate's own
+// error pages are unchanged.
+func TestRefusalPageLoadsTheNoticeScript(t *testing.T) {
+	r := newRig(t, func(o *Options) { o.NoticePoll = 7 * time.Second })
+	const csp = "default-src 'none'; style-src 'unsafe-inline'; script-src 'self'; connect-src 'self'"
+	for _, tc := range []struct {
+		mode                  api.Mode
+		method, path, refused string
+	}{
+		{api.ModeReadOnly, "POST", "/dataset/edit/air-quality-2024", "post"},
+		{api.ModeDown, "GET", "/dataset/", "get"},
+	} {
+		r.mustMode(tc.mode, "Snapshot in progress")
+		var body io.Reader
+		hdr := []string{}
+		if tc.method == "POST" {
+			body = strings.NewReader("title=x")
+			hdr = []string{"Content-Type", "application/x-www-form-urlencoded"}
+		}
+		res := r.do(tc.method, tc.path, body, hdr...)
+		if res.status != 503 {
+			t.Fatalf("%s %s: %d, want a refusal", tc.method, tc.path, res.status)
+		}
+		script := `<script src="` + api.PathNoticeScript + `" defer data-ckanops-poll="7" data-ckanops-refused="` + tc.refused + `"></script>`
+		if !strings.Contains(res.body, script) || !strings.Contains(res.body, `<div class="ckanops-banner" data-ckanops-mode="`+string(tc.mode)+`" hidden></div>`) {
+			t.Errorf("%s %s: the page lacks the script or its marker:\n%s", tc.method, tc.path, res.body)
+		}
+		if got := res.header.Get("Content-Security-Policy"); got != csp {
+			t.Errorf("%s %s: Content-Security-Policy %q, want %q", tc.method, tc.path, got, csp)
+		}
+	}
+	res := r.do("POST", "/api/3/action/package_create", strings.NewReader(`{"name": "x"}`), "Content-Type", "application/json")
+	if res.status != 503 || strings.Contains(res.body, "notice.js") {
+		t.Errorf("API refusal: %d %s", res.status, res.body)
+	}
+}

@@ -72,6 +72,14 @@ type refusal struct {
 	Fields     []echoField // the user's text, shown back
 	RetryAfter int
 	Status     int
+	// Script, when set, is the notice script's URL (api.PathNoticeScript
+	// under the root path): the page loads it, polling the status every
+	// Poll seconds, and tells the reader when the maintenance is over:
+	// Refused ("get" or "post") says what to do then (reload, or go back
+	// to the form and send it again).
+	Script  string
+	Poll    int
+	Refused string
 }
 
 type echoField struct{ Name, Value string }
@@ -96,7 +104,11 @@ func writeHTMLRefusal(w http.ResponseWriter, f refusal) {
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
+	csp := "default-src 'none'; style-src 'unsafe-inline'"
+	if f.Script != "" {
+		csp += "; script-src 'self'; connect-src 'self'"
+	}
+	h.Set("Content-Security-Policy", csp)
 	if f.RetryAfter > 0 {
 		h.Set("Retry-After", strconv.Itoa(f.RetryAfter))
 	}
@@ -228,7 +240,8 @@ footer{color:#777;font-size:.8rem;margin-top:2rem}
 </style>
 </head>
 <body>
-<main role="main">
+{{if .Script}}<div class="ckanops-banner" data-ckanops-mode="{{.Mode}}" hidden></div>
+{{end}}<main role="main">
 <p class="site">{{.SiteTitle}}</p>
 <h1>{{.Heading}}</h1>
 <p role="status">{{.Message}}</p>
@@ -239,6 +252,7 @@ footer{color:#777;font-size:.8rem;margin-top:2rem}
 {{end}}{{end}}{{end}}
 <footer>HTTP {{.Status}}{{if .RetryAfter}} · try again in {{.RetryAfter}} seconds{{end}}</footer>
 </main>
-</body>
+{{if .Script}}<script src="{{.Script}}" defer data-ckanops-poll="{{.Poll}}" data-ckanops-refused="{{.Refused}}"></script>
+{{end}}</body>
 </html>
 `))

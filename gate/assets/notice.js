@@ -210,6 +210,10 @@
     }
   }
 
+  // What the page is: the gate's refusal of a GET or of a POST (the
+  // script tag's data-ckanops-refused), or a page of the site ("").
+  var refused = me.getAttribute('data-ckanops-refused') || '';
+
   function showOver() {
     var b = el('div');
     b.className = 'ckanops-banner';
@@ -219,14 +223,27 @@
     css(b, liveStyle);
     b.appendChild(el('strong', 'Maintenance is over:'));
     b.appendChild(document.createTextNode(' '));
-    var a = el('a', 'reload the page');
-    a.href = location.href;
-    a.addEventListener('click', function (e) {
-      e.preventDefault();
-      location.reload();
-    });
-    b.appendChild(a);
-    b.appendChild(document.createTextNode(' to edit.'));
+    var a;
+    if (refused === 'post' && history.length > 1) {
+      // Reloading would send the form again without the reader seeing it.
+      a = el('a', 'go back to the form');
+      a.href = document.referrer || location.href;
+      a.addEventListener('click', function (e) {
+        e.preventDefault();
+        history.back();
+      });
+      b.appendChild(a);
+      b.appendChild(document.createTextNode(' and send it again.'));
+    } else {
+      a = el('a', 'reload the page');
+      a.href = location.href;
+      a.addEventListener('click', function (e) {
+        e.preventDefault();
+        location.reload();
+      });
+      b.appendChild(a);
+      b.appendChild(document.createTextNode(refused ? '.' : ' to edit.'));
+    }
     putBanner(b);
   }
 
