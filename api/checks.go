@@ -136,6 +136,10 @@ type PostgresDetails struct {
 	User         string                `json:"user"`
 	// WaitingOnLocks counts sessions waiting on a lock.
 	WaitingOnLocks *int `json:"waiting_on_locks,omitzero"`
+	// WALReceiver says, on a replica, whether a WAL receiver runs
+	// (pg_stat_wal_receiver has a row): false when it is not streaming
+	// from its primary. nil on a primary.
+	WALReceiver *bool `json:"wal_receiver,omitzero"`
 	// WriteTransactions counts transactions that have written (they hold
 	// a transaction id): what the drain waits on.
 	WriteTransactions *int `json:"write_transactions,omitzero"`

@@ -98,8 +98,10 @@ SELECT
   coalesce((SELECT extract(epoch FROM max(now() - xact_start)) FROM here), 0)::float8,
   (SELECT count(*) FROM here WHERE wait_event_type = 'Lock')::int,
   pg_is_in_recovery(),
+  CASE WHEN pg_is_in_recovery() THEN EXISTS (SELECT 1 FROM pg_stat_wal_receiver) END,
   CASE WHEN pg_is_in_recovery() THEN
-    CASE WHEN pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_last_wal_replay_lsn() THEN 0
+    CASE WHEN EXISTS (SELECT 1 FROM pg_stat_wal_receiver)
+              AND pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_last_wal_replay_lsn() THEN 0
          ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp()) END
   END::float8,
   pg_database_size(current_database()),
@@ -154,13 +156,14 @@ func (p *Postgres) Check(ctx context.Context) api.CheckResult {
 		idleTxLongest, writeOldest, longest                          float64
 		byStateJSON, txJSON                                          string
 		inRecovery                                                   bool
+		receiving                                                    *bool
 		replayLag                                                    *float64
 		size                                                         int64
 	)
 	p.queries.Add(1)
 	err = conn.QueryRow(ctx, activityQuery).Scan(&maxConns, &conns, &dbConns, &byStateJSON, &hidden,
 		&idleTx, &idleTxLongest, &writeTx, &writeOldest, &longest, &lockWaits,
-		&inRecovery, &replayLag, &size, &txJSON)
+		&inRecovery, &receiving, &replayLag, &size, &txJSON)
 	if err != nil {
 		res.Summary = p.describe(ctx, where, cfg, err)
 		return res
@@ -190,6 +193,7 @@ func (p *Postgres) Check(ctx context.Context) api.CheckResult {
 	d.LongestTransactionSeconds = new(longest)
 	d.WaitingOnLocks = new(lockWaits)
 	d.InRecovery = new(inRecovery)
+	d.WALReceiver = receiving                                          // null on a primary
 	d.ReplayLagSeconds = api.ReplayLag{Read: true, Seconds: replayLag} // null on a primary
 	d.SizeBytes = new(size)
 	d.HiddenSessions = new(hidden)
@@ -205,6 +209,9 @@ func (p *Postgres) Check(ctx context.Context) api.CheckResult {
 	}
 	if longest >= p.limits.TransactionAge.Seconds() {
 		warns = append(warns, fmt.Sprintf("a transaction has been open for %s%s", secs(longest), who(txs, func(api.PostgresTransaction) bool { return true })))
+	}
+	if receiving != nil && !*receiving {
+		warns = append(warns, "replica without a WAL receiver: it is not streaming from its primary (disconnected, or fed from the archive only), so its data may be old")
 	}
 	if hidden > 0 {
 		warns = append(warns, fmt.Sprintf("%d session(s) of other roles are hidden from user %s, so their transactions are not counted: GRANT pg_read_all_stats TO %s", hidden, cfg.User, cfg.User))

@@ -64,6 +64,9 @@ func TestPostgresReplica(t *testing.T) {
 	}
 	evalHolds(t, inRecovery, res, false, true)
 	evalHolds(t, lagging, res, false, false) // null: a trigger on it is blind
+	if res.Postgres.WALReceiver != nil {
+		t.Errorf("primary: wal_receiver %v, want null", *res.Postgres.WALReceiver)
+	}
 
 	// The standby, caught up on a fresh commit: in recovery, a small lag.
 	probe := NewPostgres(api.ProbeCKANDB, config.SecretURL(sdsn), PostgresLimits{})
@@ -87,7 +90,7 @@ func TestPostgresReplica(t *testing.T) {
 	evalHolds(t, inRecovery, res, true, true)
 	evalHolds(t, lagging, res, false, true)
 	w := wireDetails(t, res)
-	if w["in_recovery"] != true || w["replay_lag_seconds"] == nil {
+	if w["in_recovery"] != true || w["replay_lag_seconds"] == nil || w["wal_receiver"] != true {
 		t.Errorf("standby: details on the wire: %v", w)
 	}
 
@@ -150,4 +153,32 @@ func TestPostgresReplica(t *testing.T) {
 		t.Errorf("standby, resumed: replay_lag_seconds %v, want at most the %.3fs since the last commit", res.Postgres.ReplayLagSeconds, time.Since(committed).Seconds())
 	}
 	evalHolds(t, lagging, res, false, true)
+
+	// The primary gone: the standby's WAL receiver stops, and what it last
+	// received is all replayed. That is no lag of zero: the lag is the
+	// time since the last replayed commit, and grows; wal_receiver is
+	// false, and the probe warns.
+	lastCommit := time.Now()
+	pgExec(t, primary, "INSERT INTO package VALUES (99)")
+	sb.WaitCaughtUp(t)
+	cl.Stop(t)
+	stopped := time.Now()
+	notStreaming := condition(t, api.ProbeCKANDB, "wal_receiver == false")
+	waitFor(t, "the standby's WAL receiver gone", func() bool {
+		res = runProbe(t, probe, 5*time.Second)
+		return res.Postgres != nil && res.Postgres.WALReceiver != nil && !*res.Postgres.WALReceiver
+	})
+	for time.Since(stopped) < 1500*time.Millisecond {
+		time.Sleep(100 * time.Millisecond)
+	}
+	res = runProbe(t, probe, 5*time.Second)
+	if lag := res.Postgres.ReplayLagSeconds.Seconds; lag == nil || *lag < time.Since(stopped).Seconds()-0.5 || *lag > time.Since(lastCommit).Seconds() {
+		t.Errorf("standby, primary stopped: replay_lag_seconds %v, want the time since the last commit (%.3fs; the primary stopped %.3fs ago)",
+			res.Postgres.ReplayLagSeconds, time.Since(lastCommit).Seconds(), time.Since(stopped).Seconds())
+	}
+	if res.Status != api.CheckWarn || !strings.Contains(res.Summary, "replica without a WAL receiver") {
+		t.Errorf("standby, primary stopped: %s: %s", res.Status, res.Summary)
+	}
+	evalHolds(t, notStreaming, res, true, true)
+	evalHolds(t, lagging, res, true, true)
 }
