@@ -36,8 +36,34 @@ const (
 	StepDisable   = "disable"
 )
 
+// The A/B runbook's own steps (RunbookOptions.AB): B, a read-only copy
+// built from the snapshot, serves the public URL while A migrates.
+const (
+	StepRestoreB  = "restore_b"   // the snapshot restored into B's databases and storage ([ab])
+	StepPrepareB  = "prepare_b"   // [[ab.prepare]]: permissions, search index, B's CKAN and gate
+	StepVerifyB   = "verify_b"    // B's gate read-only, its content the snapshot's
+	StepSwitchToB = "switch_to_b" // [[ab.switch_to_b]]; the public URL then reaches B
+	StepSwitchToA = "switch_to_a" // [[ab.switch_to_a]]; the public URL then reaches A
+)
+
 // Steps lists the steps in the order they run.
 var Steps = []string{StepPreflight, StepEnable, StepDrain, StepSnapshot, StepMigrate, StepVerify, StepDisable}
+
+// ABSteps lists the A/B runbook's steps in the order they run.
+var ABSteps = []string{StepPreflight, StepEnable, StepDrain, StepSnapshot, StepRestoreB, StepPrepareB, StepVerifyB,
+	StepSwitchToB, StepMigrate, StepVerify, StepSwitchToA, StepDisable}
+
+// StepsFor is the step list of a runbook: ABSteps for an A/B runbook,
+// Steps otherwise.
+func StepsFor(ab bool) []string {
+	if ab {
+		return ABSteps
+	}
+	return Steps
+}
+
+// StepList is the step list of a runbook started with these options.
+func (o RunbookOptions) StepList() []string { return StepsFor(o.AB) }
 
 // StepState is where one step of a runbook stands.
 type StepState string
@@ -121,22 +147,36 @@ type RunbookOptions struct {
 	// clears it (or replaces it: RunbookAction.StopBefore). Any step but
 	// preflight; empty: no stop.
 	StopBefore string `json:"stop_before,omitempty"`
+	// AB runs the A/B runbook (ABSteps) instead of the in-place one: after
+	// the snapshot it is restored into B ([ab] in gate.toml), B is
+	// prepared and verified through its own gate, the traffic goes to B
+	// (confirmed) while A migrates and is verified, then back to A
+	// (confirmed) before A reopens. B stays read-only throughout.
+	AB bool `json:"ab,omitempty"`
 }
 
-// ValidStopBefore reports whether a runbook can stop before step: any
-// step but the first (stopping before preflight would run nothing).
-func ValidStopBefore(step string) error {
-	if i := slices.Index(Steps, step); i < 1 {
-		return fmt.Errorf("stop_before %q is not a step a runbook can stop before: give one of %s", step, strings.Join(Steps[1:], ", "))
+// ValidStopBefore reports whether the in-place runbook can stop before
+// step: any step but the first (stopping before preflight would run
+// nothing). ValidStopBeforeIn checks against another step list.
+func ValidStopBefore(step string) error { return ValidStopBeforeIn(Steps, step) }
+
+// ValidStopBeforeIn reports whether a runbook of these steps can stop
+// before step.
+func ValidStopBeforeIn(steps []string, step string) error {
+	if i := slices.Index(steps, step); i < 1 {
+		return fmt.Errorf("stop_before %q is not a step a runbook can stop before: give one of %s", step, strings.Join(steps[1:], ", "))
 	}
 	return nil
 }
 
-// StepAfter is the step that runs after step, or "" after the last one
-// (or for an unknown step).
-func StepAfter(step string) string {
-	if i := slices.Index(Steps, step); i >= 0 && i+1 < len(Steps) {
-		return Steps[i+1]
+// StepAfter is the step of the in-place runbook that runs after step, or
+// "" after the last one (or for an unknown step).
+func StepAfter(step string) string { return StepAfterIn(Steps, step) }
+
+// StepAfterIn is StepAfter in another step list.
+func StepAfterIn(steps []string, step string) string {
+	if i := slices.Index(steps, step); i >= 0 && i+1 < len(steps) {
+		return steps[i+1]
 	}
 	return ""
 }
@@ -158,7 +198,7 @@ func (o RunbookOptions) Validate() error {
 		}
 	}
 	if o.StopBefore != "" {
-		if err := ValidStopBefore(o.StopBefore); err != nil {
+		if err := ValidStopBeforeIn(o.StepList(), o.StopBefore); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -174,7 +214,8 @@ type RunbookAction struct {
 	// (409) when the runbook waits at another step.
 	Step string `json:"step,omitempty"`
 	// SiteName is what the operator typed, for the steps that ask for the
-	// site's name (enable and migrate): it must equal the site's name.
+	// site's name (enable and migrate; switch_to_b in an A/B runbook): it
+	// must equal the site's name.
 	SiteName string `json:"site_name,omitempty"`
 	Reason   string `json:"reason,omitempty"`
 	// Disable (abort only): also put the site back to live and resume RQ,

@@ -47,6 +47,9 @@ const (
 	DefaultLearnedSuffix       = ".learned.json"        // policy.learned_file is <site> and this beside the state file
 	DefaultMigrateTimeout      = time.Hour              // migrate.timeout
 	DefaultVerifyTimeout       = 5 * time.Minute        // verify.timeout
+	DefaultABPrepareTimeout    = time.Hour              // ab.prepare.timeout
+	DefaultABSwitchTimeout     = time.Minute            // ab.switch_to_b.timeout and ab.switch_to_a.timeout
+	DefaultABSwitchWait        = 30 * time.Second       // ab.switch_wait
 )
 
 // Gate defaults: the Postgres probes' warning thresholds.
@@ -114,6 +117,10 @@ type defaultEntry struct {
 //	gate.toml   migrate.timeout                 1h
 //	gate.toml   migrate.mode                    read-only
 //	gate.toml   verify.timeout                  5m
+//	gate.toml   ab.prepare.timeout              1h
+//	gate.toml   ab.switch_to_b.timeout          1m
+//	gate.toml   ab.switch_to_a.timeout          1m
+//	gate.toml   ab.switch_wait                  30s
 //	sites.toml  console.refresh                 5s
 //	sites.toml  console.timeout                 5s
 //	sites.toml  site.timeout                    <console.timeout>
@@ -159,6 +166,10 @@ var defaults = []defaultEntry{
 	{"gate.toml", "migrate.timeout", shortDuration(DefaultMigrateTimeout)},
 	{"gate.toml", "migrate.mode", ckanReadOnly},
 	{"gate.toml", "verify.timeout", shortDuration(DefaultVerifyTimeout)},
+	{"gate.toml", "ab.prepare.timeout", shortDuration(DefaultABPrepareTimeout)},
+	{"gate.toml", "ab.switch_to_b.timeout", shortDuration(DefaultABSwitchTimeout)},
+	{"gate.toml", "ab.switch_to_a.timeout", shortDuration(DefaultABSwitchTimeout)},
+	{"gate.toml", "ab.switch_wait", shortDuration(DefaultABSwitchWait)},
 	{"sites.toml", "console.refresh", shortDuration(DefaultRefresh)},
 	{"sites.toml", "console.timeout", shortDuration(DefaultSiteTimeout)},
 	{"sites.toml", "site.timeout", "<console.timeout>"},

@@ -35,6 +35,7 @@ type Gate struct {
 	Migrate  []Command      // [[migrate]]: the runbook's migrate step, in order
 	Verify   []Command      // [[verify]]: extra checks of the runbook's verify step, in order
 	Triggers []Trigger      // [[trigger]]: automatic maintenance from the probes (opt-in)
+	AB       ABConfig       // [ab]: the A/B runbook's B (optional; ab.go)
 }
 
 // Trigger is one [[trigger]]: when a probe's detail compares as When for
@@ -352,9 +353,10 @@ func LoadGate(path string) (*Gate, []Warning, error) {
 	}
 	tune.done()
 
-	t.done()
-
 	g.fillDefaults()
+	// After fillDefaults: [ab] is checked against what the snapshot holds.
+	g.AB = readAB(t, g.Checks, g.Snapshot)
+	t.done()
 	g.crossCheck(d)
 	if err := d.err(); err != nil {
 		return nil, d.warns, err
@@ -397,6 +399,14 @@ func (g *Gate) crossCheck(d *decoder) {
 	if g.Listen != "" && g.Upstream != "" {
 		if u, err := url.Parse(g.Upstream); err == nil && sameAddr(g.Listen, u) {
 			d.problem([]string{"upstream"}, "points at the gate itself (listen = %q); it must be CKAN's own server", g.Listen)
+		}
+	}
+	for _, k := range []struct{ key, u, why string }{
+		{"public_url", g.AB.PublicURL, "the URL readers use (nginx's), which reaches this gate or B's"},
+		{"b_url", g.AB.BURL, "B's gate, another gate than this one"},
+	} {
+		if u, err := url.Parse(k.u); k.u != "" && g.Listen != "" && err == nil && sameAddr(g.Listen, u) {
+			d.problem([]string{"ab", k.key}, "points at this gate itself (listen = %q); it must be %s", g.Listen, k.why)
 		}
 	}
 	if g.State.File != "" && g.State.File == g.Audit.File {
@@ -450,7 +460,7 @@ func (g *Gate) crossCheck(d *decoder) {
 		{[]string{"checks", "datastore_db"}, g.Checks.DatastoreDB},
 		{[]string{"checks", "redis"}, g.Checks.Redis},
 		{[]string{"checks", "solr"}, g.Checks.Solr},
-	}, databaseSecrets(g.Checks.Databases)...) {
+	}, append(databaseSecrets(g.Checks.Databases), abSecrets(g.AB)...)...) {
 		if hasSecret(string(u.url)) {
 			if fi, err := os.Stat(g.Path); err == nil && fi.Mode().Perm()&0o004 != 0 {
 				d.warn(u.key, "holds a password and others can read %s (mode %04o); run: chmod 640 %s", g.Path, fi.Mode().Perm(), g.Path)

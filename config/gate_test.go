@@ -119,6 +119,18 @@ func TestLoadGateFull(t *testing.T) {
 		Triggers: []Trigger{{Name: "replica-lag", Check: "ckan_db", When: "replay_lag_seconds > 30",
 			Cond: api.Condition{Key: "replay_lag_seconds", Op: ">", Num: 30, IsNum: true}, For: dur(45 * time.Second), Mode: api.ModeDown,
 			Message: "The database is catching up; editing is paused.", Recover: dur(10 * time.Minute)}},
+		AB: ABConfig{
+			BURL: "http://10.0.0.12:8081", PublicURL: "https://data.example.org",
+			CKANDB:      "postgresql://ckan:ckanpw@db.internal:5432/ckan_b",
+			DatastoreDB: "postgresql://ckan:ckanpw@db.internal:5432/datastore_b",
+			Databases:   []Database{{Name: "datapusher", DSN: "postgresql://datapusher:dppw@db.internal:5432/datapusher_jobs_b"}},
+			StoragePath: "/var/lib/ckan-b",
+			Prepare: []Command{{Name: "datastore permissions", Argv: []string{"/etc/ckanops/b-set-permissions.sh"}, Dir: "/srv/ckan",
+				Timeout: dur(10 * time.Minute)}},
+			SwitchToB:  []Command{{Name: "nginx to B", Argv: []string{"/usr/local/sbin/ckanops-switch", "b"}, Timeout: dur(time.Minute)}},
+			SwitchToA:  []Command{{Name: "nginx to A", Argv: []string{"/usr/local/sbin/ckanops-switch", "a"}, Timeout: dur(30 * time.Second)}},
+			SwitchWait: dur(time.Minute),
+		},
 	}
 	if !reflect.DeepEqual(g, want) {
 		t.Errorf("got  %#v\nwant %#v", g, want)
@@ -222,7 +234,7 @@ var gateErrorCases = []struct {
 	{"gate_many.toml", []string{
 		`testdata/gate_many.toml:1: site: "Prod Site" is not a valid site name: ...`,
 		`testdata/gate_many.toml:2: listen: "localhost" is not host:port; ...`,
-		"testdata/gate_many.toml:4: colour: unknown key (known keys here: site, listen, upstream, state, auth, audit, policy, checks, storage, database, snapshot, runbook, migrate, verify, trigger, gate)",
+		"testdata/gate_many.toml:4: colour: unknown key (known keys here: site, listen, upstream, state, auth, audit, policy, checks, storage, database, snapshot, runbook, migrate, verify, trigger, gate, ab)",
 		`testdata/gate_many.toml:8: auth.sysadmin_cache_ttl: expected a duration string with a unit, such as "1m", found an integer`,
 		`testdata/gate_many.toml:11: policy.deny_get: entry 1: "group/follow/*" is not a path ...`,
 		`testdata/gate_many.toml:12: policy.trusted_proxies: entry 1: "not-an-ip" is not an IP address or a CIDR prefix ...`,

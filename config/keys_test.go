@@ -29,6 +29,11 @@ func TestDocumentedKeysAreTheCodesKeys(t *testing.T) {
 	if _, _, err := LoadGate("testdata/gate_full.toml"); err != nil {
 		t.Fatal(err)
 	}
+	// [ab]'s storage_path and [[ab.storage]] exclude each other: the
+	// second is read from a file of its own.
+	if _, _, err := LoadGate("testdata/gate_ab_storages.toml"); err != nil {
+		t.Fatal(err)
+	}
 	current = "sites.toml"
 	if _, _, err := LoadSites("testdata/sites_full.toml"); err != nil {
 		t.Fatal(err)
@@ -71,7 +76,7 @@ func isTable(k string, keys map[string]bool) bool {
 var (
 	fileHeading    = regexp.MustCompile("^## (gate\\.toml|sites\\.toml)")
 	sectionHeading = regexp.MustCompile("^### (.*)")
-	tableName      = regexp.MustCompile("`\\[\\[?([a-z_]+)\\]\\]?`")
+	tableName      = regexp.MustCompile("`\\[\\[?([a-z_.]+)\\]\\]?`")
 	keyRow         = regexp.MustCompile("^\\| `([a-z_]+)` \\|")
 )
 

@@ -123,7 +123,7 @@ func Run(ctx context.Context, cfg *config.Gate, log *slog.Logger, ready func(add
 	}
 	eng, err := runbook.Open(runbook.Options{
 		Site: site, JournalDir: cfg.Runbook.JournalDir, Lock: lock, Shared: shared, Holder: g.opts.GateID,
-		Snapshot: cfg.Snapshot, Checks: cfg.Checks, Migrate: cfg.Migrate, Verify: cfg.Verify,
+		Snapshot: cfg.Snapshot, Checks: cfg.Checks, Migrate: cfg.Migrate, Verify: cfg.Verify, AB: cfg.AB,
 		ExpectCKAN: cfg.Runbook.ExpectCKANVersion, Drain: cfg.Gate.DrainTimeout.Duration,
 		Poll: cfg.Runbook.PollInterval.Duration, Logger: log,
 	})

@@ -29,7 +29,7 @@ var keepAlive = 15 * time.Second
 //	POST /-/ckanops/runbook/confirm   confirm the waiting step (RunbookAction)
 //	POST /-/ckanops/runbook/retry     run the failed or interrupted step again
 //	POST /-/ckanops/runbook/resume    continue an interrupted runbook
-//	POST /-/ckanops/runbook/skip      skip the step (preflight, migrate, verify, disable only)
+//	POST /-/ckanops/runbook/skip      skip the step (preflight, migrate, verify, disable; A/B: restore_b, prepare_b too)
 //	POST /-/ckanops/runbook/abort     stop; {"disable": true} also reopens writes
 //	GET  /-/ckanops/runbook/events    Server-Sent Events (?since=SEQ or Last-Event-ID)
 //
@@ -43,7 +43,7 @@ func (e *Engine) ServeRunbook(w http.ResponseWriter, r *http.Request, actor stri
 	case path == api.PathRunbook && r.Method == http.MethodPost:
 		var o api.RunbookOptions
 		if err := decodeBody(r.Body, &o); err != nil {
-			e.answer(w, nil, &badRequest{"bad runbook options (want JSON {\"mode\", \"message\", \"until\" or \"for\", \"reason\", \"skip_migrate\", \"auto_confirm\", \"stop_before\"}): " + err.Error()}, 0)
+			e.answer(w, nil, &badRequest{"bad runbook options (want JSON {\"mode\", \"message\", \"until\" or \"for\", \"reason\", \"skip_migrate\", \"auto_confirm\", \"stop_before\", \"ab\"}): " + err.Error()}, 0)
 			return
 		}
 		rb, err := e.Start(r.Context(), o, actor)

@@ -64,10 +64,14 @@ type Options struct {
 	// Redis.
 	Shared *Shared
 
-	Snapshot    config.SnapshotConfig
-	Checks      config.ChecksConfig // the databases and storage the snapshot covers
-	Migrate     []config.Command
-	Verify      []config.Command
+	Snapshot config.SnapshotConfig
+	Checks   config.ChecksConfig // the databases and storage the snapshot covers
+	Migrate  []config.Command
+	Verify   []config.Command
+	// AB is gate.toml's [ab]: B's targets, its gate and the public URL,
+	// for a runbook started with ab (ab.go). Zero: such a runbook is
+	// refused.
+	AB          config.ABConfig
 	ExpectCKAN  string        // the CKAN version verify expects; empty: any
 	Drain       time.Duration // how long the drain may wait; default 10m
 	Poll        time.Duration // how often the drain looks; default 500ms
@@ -343,10 +347,11 @@ func firstAfter(evs []api.RunbookEvent, seq int64) int {
 
 // stepNeedsConfirm says whether step waits for an operator before it runs.
 // Steps that change the site do: enable and migrate (the site's name must
-// be typed), disable; preflight only when it found warnings.
+// be typed), disable; preflight only when it found warnings; in an A/B
+// runbook, switch_to_b (the name typed) and switch_to_a.
 func stepNeedsConfirm(step string) bool {
 	switch step {
-	case api.StepEnable, api.StepMigrate, api.StepDisable:
+	case api.StepEnable, api.StepMigrate, api.StepDisable, api.StepSwitchToB, api.StepSwitchToA:
 		return true
 	}
 	return false
@@ -358,7 +363,8 @@ func (e *Engine) stopsBefore(step string) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	sb := e.rb.Options.StopBefore
-	return sb != "" && slices.Index(api.Steps, step) >= slices.Index(api.Steps, sb)
+	steps := e.rb.Options.StepList()
+	return sb != "" && slices.Index(steps, step) >= slices.Index(steps, sb)
 }
 
 // stopConfirmation is what the runbook asks where stop_before stops it
@@ -388,10 +394,13 @@ func (e *Engine) stepState(step string) api.StepState {
 }
 
 // skippable says which steps may be skipped: none whose absence would
-// make the snapshot unsafe (enable, drain, snapshot).
+// make the snapshot unsafe (enable, drain, snapshot), nor, in an A/B
+// runbook, what proves B fit to serve (verify_b) or moves the traffic
+// (switch_to_b, switch_to_a). restore_b and prepare_b may be, when an
+// operator did their work by hand: verify_b still checks B.
 func skippable(step string) bool {
 	switch step {
-	case api.StepPreflight, api.StepMigrate, api.StepVerify, api.StepDisable:
+	case api.StepPreflight, api.StepMigrate, api.StepVerify, api.StepDisable, api.StepRestoreB, api.StepPrepareB:
 		return true
 	}
 	return false
@@ -413,6 +422,9 @@ func (e *Engine) Start(ctx context.Context, opts api.RunbookOptions, actor strin
 	if opts.Mode == "" {
 		opts.Mode = api.ModeReadOnly
 	}
+	if opts.AB && !e.o.AB.Configured() {
+		return nil, &badRequest{"an A/B runbook (ab) needs [ab] in the gate's gate.toml: B's gate (b_url), the public URL, B's databases and storage, and the switch commands (docs/config.md); nothing was started"}
+	}
 	e.refresh(ctx) // another gate may run one
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -426,7 +438,7 @@ func (e *Engine) Start(ctx context.Context, opts api.RunbookOptions, actor strin
 	t := e.o.Clock()
 	rb := &api.Runbook{ID: newID(t), Site: e.o.Site.Name(), State: api.RunbookRunning,
 		Step: api.StepPreflight, Actor: actor, Options: opts, Started: t}
-	for _, name := range api.Steps {
+	for _, name := range opts.StepList() {
 		rb.Steps = append(rb.Steps, api.RunbookStep{Name: name, State: api.StepPending, Skippable: skippable(name), Evidence: []api.Evidence{}})
 	}
 	prev := e.rb
@@ -461,6 +473,9 @@ func (e *Engine) Start(ctx context.Context, opts api.RunbookOptions, actor strin
 	}
 	e.events = nil
 	started := fmt.Sprintf("runbook %s started by %s", rb.ID, actor)
+	if opts.AB {
+		started += "; A/B: B (" + e.o.AB.BURL + ") serves " + e.o.AB.PublicURL + " while this site migrates"
+	}
 	if opts.StopBefore != "" {
 		started += "; it stops before " + opts.StopBefore + " (stop_before)"
 	}
@@ -509,12 +524,13 @@ func (e *Engine) confirm(_ context.Context, a api.RunbookAction, actor string) (
 		return nil, &badRequest{fmt.Sprintf("step %s needs the site's name typed to confirm: type %s exactly (nothing was done)", w.Step, e.o.Site.Name())}
 	}
 	if a.StopBefore != "" {
-		if err := api.ValidStopBefore(a.StopBefore); err != nil {
+		steps := e.rb.Options.StepList()
+		if err := api.ValidStopBeforeIn(steps, a.StopBefore); err != nil {
 			return nil, &badRequest{err.Error() + " (nothing was done)"}
 		}
-		if slices.Index(api.Steps, a.StopBefore) <= slices.Index(api.Steps, w.Step) {
+		if slices.Index(steps, a.StopBefore) <= slices.Index(steps, w.Step) {
 			return nil, &badRequest{fmt.Sprintf("stop_before %s does not come after step %s, the one confirmed: give one of %s (nothing was done)",
-				a.StopBefore, w.Step, strings.Join(api.Steps[slices.Index(api.Steps, w.Step)+1:], ", "))}
+				a.StopBefore, w.Step, strings.Join(steps[slices.Index(steps, w.Step)+1:], ", "))}
 		}
 	}
 	e.wake <- decision{kind: "confirm", actor: actor}
@@ -573,7 +589,7 @@ func (e *Engine) skip(ctx context.Context, a api.RunbookAction, actor string) (*
 			return nil, conflict("cannot take the site's runbook lock back: %v", err)
 		}
 		e.setStep(step.Name, api.StepSkipped, msg)
-		idx := slices.Index(api.Steps, step.Name)
+		idx := slices.Index(e.rb.Options.StepList(), step.Name)
 		e.rb.Error = ""
 		e.startRunner(idx+1, false, actor)
 	default:
@@ -674,7 +690,7 @@ func (e *Engine) restart(ctx context.Context, a api.RunbookAction, actor string,
 	e.rb.Error = ""
 	e.emit(api.RunbookEvent{Kind: kind, Step: step.Name, Actor: actor, Message: fmt.Sprintf("%s of step %s asked by %s", kind, step.Name, actor), Fence: e.rb.Fence})
 	e.o.Site.Audit("runbook-"+kind, actor, e.rb.ID, step.Name, "", a.Reason)
-	e.startRunner(slices.Index(api.Steps, step.Name), confirmed, actor)
+	e.startRunner(slices.Index(e.rb.Options.StepList(), step.Name), confirmed, actor)
 	return e.copyLocked(), nil
 }
 
@@ -740,6 +756,9 @@ func (e *Engine) abort(ctx context.Context, a api.RunbookAction, actor string) (
 	if a.Reason != "" {
 		e.rb.Error += ": " + a.Reason
 	}
+	if note := e.abAbortNoteLocked(); note != "" {
+		e.rb.Error += "; " + note
+	}
 	e.emit(api.RunbookEvent{Kind: api.EventAborted, Step: step, Actor: actor, Message: e.rb.Error, Fence: e.rb.Fence})
 	e.o.Site.Audit("runbook-abort", actor, e.rb.ID, step, "", a.Reason)
 	e.log.Warn("runbook aborted", "runbook", e.rb.ID, "step", step, "actor", actor, "disable", a.Disable)
@@ -789,8 +808,8 @@ func (e *Engine) checkAction(a api.RunbookAction) error {
 	if a.ID != "" && a.ID != e.rb.ID {
 		return conflict("runbook %s is not the current one (%s)", a.ID, e.rb.ID)
 	}
-	if a.Step != "" && !slices.Contains(api.Steps, a.Step) {
-		return &badRequest{fmt.Sprintf("no step %q (steps: %s)", a.Step, strings.Join(api.Steps, ", "))}
+	if steps := e.rb.Options.StepList(); a.Step != "" && !slices.Contains(steps, a.Step) {
+		return &badRequest{fmt.Sprintf("no step %q (steps: %s)", a.Step, strings.Join(steps, ", "))}
 	}
 	return nil
 }
@@ -845,8 +864,9 @@ func (e *Engine) startRunner(i int, confirmed bool, actor string) {
 // run executes steps from index i on. It returns when the runbook
 // finishes, a step fails, an operator aborts, or the engine closes.
 func (e *Engine) run(ctx context.Context, i int, confirmed bool, actor string) {
-	for ; i < len(api.Steps); i++ {
-		name := api.Steps[i]
+	steps := e.rbOptions().StepList()
+	for ; i < len(steps); i++ {
+		name := steps[i]
 		e.mu.Lock()
 		st := e.rb.StepByName(name)
 		if st.State == api.StepSkipped || st.State == api.StepDone {
@@ -920,7 +940,7 @@ func (e *Engine) run(ctx context.Context, i int, confirmed bool, actor string) {
 			e.rb.State = api.RunbookFailed
 			e.rb.Error = fmt.Sprintf("step %s failed: %v", name, err)
 			e.emit(api.RunbookEvent{Kind: api.EventFinished, Step: name, State: string(api.RunbookFailed),
-				Message: e.rb.Error + " (the site stays as it is: retry the step, skip it if allowed, or abort)", Snapshot: e.rb.Snapshot})
+				Message: e.rb.Error + " (" + e.failedNoteLocked() + ")", Snapshot: e.rb.Snapshot})
 			e.o.Site.Audit("runbook-failed", actor, e.rb.ID, name, err.Error(), "")
 			e.log.Error("runbook step failed", "runbook", e.rb.ID, "step", name, "err", err.Error())
 			e.mu.Unlock()
@@ -944,6 +964,9 @@ func (e *Engine) run(ctx context.Context, i int, confirmed bool, actor string) {
 	msg := "runbook finished"
 	if s := e.rb.Snapshot; s != nil {
 		msg += "; snapshot " + s.Dir + " is " + s.Verdict
+	}
+	if e.rb.Options.AB {
+		msg += "; " + e.retireB()
 	}
 	e.emit(api.RunbookEvent{Kind: api.EventFinished, State: string(api.RunbookDone), Message: msg, Snapshot: e.rb.Snapshot})
 	e.o.Site.Audit("runbook-done", actor, e.rb.ID, "", msg, "")
@@ -1152,4 +1175,13 @@ func (e *Engine) showUpTo(seq int64) {
 func (e *Engine) notifyLocked() {
 	close(e.changed)
 	e.changed = make(chan struct{})
+}
+
+// failedNoteLocked is what the finished event of a failed runbook adds.
+// Call with mu held.
+func (e *Engine) failedNoteLocked() string {
+	if e.rb.Options.AB {
+		return "the site stays in maintenance; the step's error says where the traffic is: retry the step, skip it if allowed, or abort"
+	}
+	return "the site stays as it is: retry the step, skip it if allowed, or abort"
 }

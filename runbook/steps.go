@@ -47,12 +47,26 @@ func (e *Engine) confirmation(_ context.Context, step string) *api.Confirmation 
 			Prompt: fmt.Sprintf("Run the migration on %s: %s. Type the site's name to confirm.", site, strings.Join(names, "; "))}
 	case api.StepDisable:
 		return &api.Confirmation{Step: step, Prompt: fmt.Sprintf("Reopen writes on %s (mode live) and resume its RQ workers?", site)}
+	case api.StepSwitchToB, api.StepSwitchToA:
+		return e.abConfirmation(step)
 	}
 	return nil
 }
 
-// runStep runs one step's action. A nil error means the step is done.
+// runStep runs one step's action. A nil error means the step is done. In
+// an A/B runbook, an error says where the traffic is and how to go on.
 func (e *Engine) runStep(ctx context.Context, step, actor string) error {
+	err := e.runStepAction(ctx, step, actor)
+	if err == nil || !e.rbOptions().AB || ctx.Err() != nil || errors.Is(err, errSkipped) || errors.Is(err, ErrLeaseLost) {
+		return err
+	}
+	if where := e.abWhere(step); where != "" {
+		return fmt.Errorf("%w; %s", err, where)
+	}
+	return err
+}
+
+func (e *Engine) runStepAction(ctx context.Context, step, actor string) error {
 	switch step {
 	case api.StepPreflight:
 		return e.preflight(ctx)
@@ -67,7 +81,23 @@ func (e *Engine) runStep(ctx context.Context, step, actor string) error {
 	case api.StepVerify:
 		return e.verify(ctx)
 	case api.StepDisable:
-		return e.disable(ctx, actor)
+		if err := e.disable(ctx, actor); err != nil {
+			return err
+		}
+		if e.rbOptions().AB {
+			e.evidence(api.StepDisable, api.Evidence{Kind: api.EvidenceNote, OK: true, Summary: e.retireB()})
+		}
+		return nil
+	case api.StepRestoreB:
+		return e.restoreB(ctx)
+	case api.StepPrepareB:
+		return e.prepareB(ctx)
+	case api.StepVerifyB:
+		return e.verifyB(ctx)
+	case api.StepSwitchToB:
+		return e.switchToB(ctx)
+	case api.StepSwitchToA:
+		return e.switchToA(ctx)
 	}
 	return fmt.Errorf("unknown step %q", step)
 }
@@ -94,6 +124,10 @@ func (e *Engine) preflight(ctx context.Context) error {
 	for _, p := range e.snapshotProblems() {
 		fails = append(fails, p)
 		e.evidence(step, api.Evidence{Kind: api.EvidenceCheck, Summary: p})
+	}
+	if e.rbOptions().AB {
+		f, w := e.abPreflight(ctx)
+		fails, warns = append(fails, f...), append(warns, w...)
 	}
 	if st := e.o.Site.Status(ctx); st.Mode != api.ModeLive {
 		warns = append(warns, fmt.Sprintf("the site is already %s since %s (by %s): the runbook keeps it so", st.Mode, stamp(st.Since), st.Actor))
@@ -503,6 +537,9 @@ func (e *Engine) snapshot(ctx context.Context) error {
 		return fmt.Errorf("snapshot %s is inconsistent: %s changed while it was taken; the site is still in maintenance: retry the step to take another, or abort",
 			m.Dir, strings.Join(m.Changed, "; "))
 	}
+	if e.rbOptions().AB {
+		e.recordAContent(ctx)
+	}
 	keep := e.o.Snapshot.Keep
 	if keep > 0 {
 		removed, err := snapshot.Prune(e.o.Snapshot.Dir, e.o.Site.Name(), keep)
@@ -523,6 +560,9 @@ func (e *Engine) commandEnv() []string {
 	env := []string{"CKANOPS_SITE=" + e.o.Site.Name(), "CKANOPS_RUNBOOK=" + e.rb.ID}
 	if e.rb.Snapshot != nil {
 		env = append(env, "CKANOPS_SNAPSHOT="+e.rb.Snapshot.Dir)
+	}
+	if e.rb.Options.AB {
+		env = append(env, "CKANOPS_B_URL="+e.o.AB.BURL, "CKANOPS_PUBLIC_URL="+e.o.AB.PublicURL)
 	}
 	return env
 }

@@ -225,6 +225,7 @@ func gateFacts(g *config.Gate, r *configReport) [][2]string {
 		}
 		f = append(f, [2]string{"trigger", fmt.Sprintf("%s: %s when %s for %s; back to live %s", t.Name, t.Mode, t.Check+" "+t.Cond.String(), t.For, back)})
 	}
+	f = append(f, abFacts(g.AB, r)...)
 	p := g.Policy
 	f = append(f, [2]string{"policy", fmt.Sprintf("%d allowed and %d denied action(s), %d allowed POST path(s), %d denied GET path(s), %d bypass CIDR(s), %d trusted prox(ies) beyond the built-in lists",
 		len(p.AllowActions), len(p.DenyActions), len(p.AllowPosts), len(p.DenyGet), len(p.BypassCIDRs), len(p.TrustedProxies))})
@@ -400,4 +401,42 @@ func storagesLine(storages []config.Storage, path string, excluded []string) str
 		}
 	}
 	return strings.Join(parts, ", ")
+}
+
+// abFacts says what the A/B runbook (runbook --ab) would use: B's gate,
+// the public URL, B's targets and the commands, whose programs it looks
+// up as the runbook's preflight would.
+func abFacts(a config.ABConfig, r *configReport) [][2]string {
+	if !a.Configured() {
+		return [][2]string{{"a/b runbook", "not configured (no [ab]): runbook --ab is refused"}}
+	}
+	f := [][2]string{
+		{"a/b: B's gate", a.BURL + " (must be read-only, its own site name)"},
+		{"a/b: public URL", a.PublicURL + " (its status names the side serving it; wait " + a.SwitchWait.String() + ")"},
+		{"a/b: B's ckan_db", orNone(a.CKANDB.String())},
+		{"a/b: B's datastore_db", orNone(a.DatastoreDB.String())},
+	}
+	for _, db := range a.Databases {
+		f = append(f, [2]string{"a/b: B's db " + db.Name, db.DSN.String()})
+	}
+	if a.StoragePath != "" {
+		f = append(f, [2]string{"a/b: B's storage", a.StoragePath})
+	}
+	for _, s := range a.Storages {
+		f = append(f, [2]string{"a/b: B's storage " + s.Name, s.Path})
+	}
+	for _, l := range []struct {
+		key  string
+		cmds []config.Command
+	}{{"prepare", a.Prepare}, {"switch_to_b", a.SwitchToB}, {"switch_to_a", a.SwitchToA}} {
+		for _, c := range l.cmds {
+			note := ""
+			if _, err := exec.LookPath(c.Argv[0]); err != nil {
+				note = " (NOT found)"
+				r.Warnings = append(r.Warnings, fmt.Sprintf("ab.%s %q: %s cannot be run here (%v): the A/B runbook's preflight would fail", l.key, c.Name, c.Argv[0], errors.Unwrap(err)))
+			}
+			f = append(f, [2]string{"a/b: " + l.key, fmt.Sprintf("%s: %s%s (timeout %s)", c.Name, strings.Join(c.Argv, " "), note, c.Timeout)})
+		}
+	}
+	return f
 }

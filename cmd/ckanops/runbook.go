@@ -54,7 +54,8 @@ not preflight); give one of the two flags, not both.
 
 On a runbook that stopped (failed, or interrupted by a gate restart):
 --retry runs its step again, --resume continues where it stood, --skip
-skips its step (preflight, migrate, verify, disable only), --abort stops
+skips its step (preflight, migrate, verify, disable only; in an A/B
+runbook also restore_b, prepare_b), --abort stops
 it, and --disable-now stops it and reopens writes. While the drain waits
 for a gone gate (no heartbeat: it may still let writes through),
 --gate-stopped ID says that gate is stopped.
@@ -63,7 +64,19 @@ Exit status: 0 the runbook finished and its snapshot is consistent, or it
 waits where --stop-before or --until (or the runbook's stop_before) asked
 it to stop; 1 it stopped otherwise (failed, aborted, declined, or left
 stopped); 2 bad usage; 130 detached by Ctrl-C (the runbook goes on on the
-gate).`,
+gate).
+
+A/B: --ab starts the A/B runbook, which needs [ab] in the gate's
+gate.toml (docs/config.md): preflight (also B's empty targets, B's gate
+read-only, the public URL on A, the switch commands' programs), enable,
+drain, snapshot, restore_b (the snapshot into B's databases and storage),
+prepare_b ([[ab.prepare]]), verify_b (through B's gate: read-only, A's
+dataset count and sample, the snapshot's files), switch_to_b (the site's
+name typed; [[ab.switch_to_b]], then the public URL must reach B, else the
+traffic is switched back), migrate, verify (A through its own gate),
+switch_to_a (confirmed; the public URL must reach A again), disable. B
+stays read-only until its operator retires it. --stop-before and --until
+take these steps too.`,
 		run: func(e *env, args []string) error {
 			fs := newFlags(e, commands["runbook"])
 			cfgPath, asJSON := consoleFlags(fs)
@@ -82,6 +95,7 @@ gate).`,
 			fs.StringVar(&o.gateStopped, "gate-stopped", "", "tell the drain that gone gate `ID` is stopped (audited), then follow the runbook")
 			fs.StringVar(&o.stopBefore, "stop-before", "", "run up to `STEP`, excluding it, and exit 0 with the runbook waiting there (the site as it is: read-only after enable)")
 			fs.StringVar(&o.until, "until", "", "run up to `STEP`, including it, and exit 0 with the runbook waiting before the next step")
+			fs.BoolVar(&o.opts.AB, "ab", false, "start the A/B runbook: B, a read-only copy restored from the snapshot ([ab] in gate.toml), serves the public URL while the site migrates")
 			if err := parse(e, fs, args); err != nil {
 				return err
 			}
@@ -94,11 +108,18 @@ gate).`,
 			if n > 1 {
 				return usageErr("give at most one of --retry, --resume, --skip, --abort, --disable-now, --gate-stopped")
 			}
-			stop, err := stopFlags(o.stopBefore, o.until)
+			stop, err := stopFlags(o.stopBefore, o.until, o.opts.StepList())
+			if err != nil && !o.opts.AB {
+				// A step of the A/B runbook: right for one this command
+				// attaches to, checked against it then (runRunbook).
+				if _, aerr := stopFlags(o.stopBefore, o.until, api.ABSteps); aerr == nil {
+					stop, err = "", nil
+				}
+			}
 			if err != nil {
 				return err
 			}
-			if stop != "" && n > 0 {
+			if (o.stopBefore != "" || o.until != "") && n > 0 {
 				return usageErr("--stop-before and --until start a runbook or go on with one that waits: not with --retry, --resume, --skip, --abort, --disable-now or --gate-stopped")
 			}
 			o.stop = stop
@@ -128,20 +149,20 @@ type runbookFlags struct {
 
 // stopFlags checks --stop-before and --until and returns the step the
 // runbook is to stop before ("" for none: no flag, or --until disable).
-func stopFlags(stopBefore, until string) (string, error) {
+func stopFlags(stopBefore, until string, steps []string) (string, error) {
 	switch {
 	case stopBefore != "" && until != "":
 		return "", usageErr("give --stop-before or --until, not both (--until STEP is --stop-before the step after STEP)")
 	case stopBefore != "":
-		if api.ValidStopBefore(stopBefore) != nil {
-			return "", usageErr("--stop-before %q: not a step the runbook can stop before; give one of %s", stopBefore, strings.Join(api.Steps[1:], ", "))
+		if api.ValidStopBeforeIn(steps, stopBefore) != nil {
+			return "", usageErr("--stop-before %q: not a step the runbook can stop before; give one of %s", stopBefore, strings.Join(steps[1:], ", "))
 		}
 		return stopBefore, nil
 	case until != "":
-		if !slices.Contains(api.Steps, until) {
-			return "", usageErr("--until %q: not a step of the runbook; give one of %s", until, strings.Join(api.Steps, ", "))
+		if !slices.Contains(steps, until) {
+			return "", usageErr("--until %q: not a step of the runbook; give one of %s", until, strings.Join(steps, ", "))
 		}
-		return api.StepAfter(until), nil
+		return api.StepAfterIn(steps, until), nil
 	}
 	return "", nil
 }
@@ -204,6 +225,20 @@ func runRunbook(e *env, site siteClient, o runbookFlags) error {
 	if err != nil {
 		return &exitError{code: exitFail, err: err}
 	}
+	if o.stopBefore != "" || o.until != "" {
+		// The step to stop before, in the list of the runbook it is for:
+		// the active one (in place or A/B), else the one to start.
+		steps := o.opts.StepList()
+		if rb != nil && rb.Active() {
+			steps = rb.Options.StepList()
+		}
+		stop, err := stopFlags(o.stopBefore, o.until, steps)
+		if err != nil {
+			return err
+		}
+		o.stop, o.opts.StopBefore = stop, stop
+		ui.o = o
+	}
 	act := api.RunbookAction{Reason: o.opts.Reason}
 	if rb != nil {
 		act.ID = rb.ID
@@ -236,6 +271,10 @@ func runRunbook(e *env, site siteClient, o runbookFlags) error {
 			return ui.exit(rb)
 		}
 	case rb != nil && rb.Active():
+		if o.opts.AB && !rb.Options.AB {
+			return &exitError{code: exitFail, err: fmt.Errorf("runbook %s on %s is an in-place runbook (%s at step %s): --ab starts a new, A/B, runbook; finish or abort this one first ('ckanops runbook %s' follows it)",
+				rb.ID, site.site.Name, rb.State, rb.Step, site.site.Name)}
+		}
 		if o.stop != "" {
 			if err := ui.checkAttachStop(rb); err != nil {
 				var done stoppedAsAsked
@@ -639,15 +678,19 @@ func (ui *runbookUI) checkAttachStop(rb *api.Runbook) error {
 		return &exitError{code: exitFail, err: fmt.Errorf("runbook %s is %s at step %s: --stop-before and --until act on a runbook that waits for a confirmation (they go with it); without them, 'ckanops runbook %s' follows it",
 			rb.ID, rb.State, rb.Step, name)}
 	}
-	w := slices.Index(api.Steps, rb.Waiting.Step)
-	if s := slices.Index(api.Steps, stop); s > w {
+	steps := rb.Options.StepList()
+	if !slices.Contains(steps, stop) {
+		return usageErr("runbook %s has no step %s (its steps: %s)", rb.ID, stop, strings.Join(steps, ", "))
+	}
+	w := slices.Index(steps, rb.Waiting.Step)
+	if s := slices.Index(steps, stop); s > w {
 		return nil
 	}
-	if rb.Waiting.Stop && rb.Options.StopBefore != "" && slices.Index(api.Steps, rb.Options.StopBefore) <= slices.Index(api.Steps, stop) {
+	if rb.Waiting.Stop && rb.Options.StopBefore != "" && slices.Index(steps, rb.Options.StopBefore) <= slices.Index(steps, stop) {
 		return stoppedAsAsked{rb} // it waits there already
 	}
 	return usageErr("runbook %s waits at step %s: the step to stop before must come after it (--stop-before one of %s)",
-		rb.ID, rb.Waiting.Step, strings.Join(api.Steps[w+1:], ", "))
+		rb.ID, rb.Waiting.Step, strings.Join(steps[w+1:], ", "))
 }
 
 // stoppedAsAsked reports a runbook waiting where its stop_before stopped
@@ -665,8 +708,8 @@ func (ui *runbookUI) stoppedAsAsked(ctx context.Context, rb *api.Runbook) {
 	}
 	msg := fmt.Sprintf("stopped before %s, as asked (stop_before %s); the site is %s, and nothing more runs until you go on", step, rb.Options.StopBefore, mode)
 	var later []string
-	if i := slices.Index(api.Steps, step); i >= 0 {
-		later = api.Steps[i+1:]
+	if steps := rb.Options.StepList(); slices.Index(steps, step) >= 0 {
+		later = steps[slices.Index(steps, step)+1:]
 	}
 	type goOn struct{ cmd, why string }
 	rn := "ckanops runbook " + name
@@ -707,8 +750,12 @@ func (ui *runbookUI) summary(rb *api.Runbook) {
 		fmt.Fprintf(w, ": %s", rb.Error)
 	}
 	fmt.Fprintln(w)
+	width := 9 // the in-place runbook's longest step name; an A/B runbook's are longer
 	for _, s := range rb.Steps {
-		fmt.Fprintf(w, "  %-9s %s\n", s.Name, s.State)
+		width = max(width, len(s.Name))
+	}
+	for _, s := range rb.Steps {
+		fmt.Fprintf(w, "  %-*s %s\n", width, s.Name, s.State)
 	}
 	if s := rb.Snapshot; s != nil {
 		fmt.Fprintf(w, "snapshot %s: %s (%d bytes)\n", s.Dir, s.Verdict, s.Bytes)

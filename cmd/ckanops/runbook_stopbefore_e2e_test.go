@@ -141,7 +141,7 @@ func TestRunbookStopFlagsUsage(t *testing.T) {
 		}
 	}
 	for until, stop := range map[string]string{"preflight": "enable", "snapshot": "migrate", "verify": "disable", "disable": ""} {
-		if got, err := stopFlags("", until); err != nil || got != stop {
+		if got, err := stopFlags("", until, api.Steps); err != nil || got != stop {
 			t.Errorf("--until %s: stop before %q, %v; want %q", until, got, err, stop)
 		}
 	}
