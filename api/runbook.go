@@ -246,6 +246,9 @@ type Runbook struct {
 	Waiting *Confirmation `json:"waiting,omitempty"`
 	// Snapshot is the snapshot this runbook took, once taken.
 	Snapshot *SnapshotSummary `json:"snapshot,omitempty"`
+	// AB is, for an A/B runbook, its two sites and where the public URL
+	// was last seen to lead.
+	AB *RunbookAB `json:"ab,omitempty"`
 	// Fence is the fencing number of the site's runbook lock as this
 	// runbook last acquired it (at start, resume, retry, ...): it
 	// increases with every acquisition, by any gate.
@@ -255,6 +258,34 @@ type Runbook struct {
 	// StoppedGates are gone gates an operator said are stopped: the drain
 	// no longer waits for them.
 	StoppedGates []string `json:"stopped_gates,omitempty"`
+}
+
+// RunbookAB is what an A/B runbook knows of its sites ([ab] in gate.toml).
+type RunbookAB struct {
+	BURL      string `json:"b_url"`
+	PublicURL string `json:"public_url"`
+	// BSite is B's site name as B's gate's status gave it; "" until the
+	// runbook has read it.
+	BSite string `json:"b_site,omitempty"`
+	// PublicSite is the site the public URL's status named when the
+	// runbook last looked (preflight, and after each switch), at
+	// PublicChecked; "" before it looked, or when no gate answered there.
+	PublicSite    string     `json:"public_site,omitempty"`
+	PublicChecked *time.Time `json:"public_checked,omitempty"`
+}
+
+// Serving says which site the public URL led to when last looked: "A",
+// "B", or "" (not known).
+func (r *Runbook) Serving() string {
+	switch {
+	case r.AB == nil || r.AB.PublicSite == "":
+		return ""
+	case r.AB.PublicSite == r.Site:
+		return "A"
+	case r.AB.PublicSite == r.AB.BSite:
+		return "B"
+	}
+	return ""
 }
 
 // StepByName returns the named step, or nil.

@@ -178,9 +178,12 @@ func (e *Engine) abPreflight(ctx context.Context) (fails, warns []string) {
 	case st.Mode != api.ModeReadOnly:
 		check(false, false, fmt.Sprintf("B's gate (site %s at %s) is %s: B must be read-only (initial_mode = \"read-only\" in its gate.toml, from a fresh state file), or what it accepts is lost when the traffic returns to A", st.Site, a.BURL, st.Mode))
 	default:
+		e.seenB(st.Site)
 		check(true, false, fmt.Sprintf("B's gate answers: site %s, read-only", st.Site))
 	}
-	switch st, err := gateStatus(ctx, a.PublicURL); {
+	pub, err := gateStatus(ctx, a.PublicURL)
+	e.seenPublic(pub, err)
+	switch st := pub; {
 	case err != nil:
 		check(false, false, fmt.Sprintf("the public URL %s does not answer with a gate's status (%v): the runbook could not tell where the traffic goes", a.PublicURL, err))
 	case st.Site != site:
@@ -417,6 +420,7 @@ func (e *Engine) waitB(ctx context.Context, step string) (*api.Status, error) {
 			case st.Mode != api.ModeReadOnly:
 				err = fmt.Errorf("B's gate (site %s) is %s, not read-only: what B accepted would be lost when the traffic returns to A; put it read-only (ckanops read-only %s) and retry", st.Site, st.Mode, st.Site)
 			default:
+				e.seenB(st.Site)
 				e.evidence(step, api.Evidence{Kind: api.EvidenceCheck, OK: true,
 					Summary: fmt.Sprintf("B's gate answers at %s: site %s, read-only (version %d)", a.BURL, st.Site, st.Version)})
 				return st, nil
@@ -571,6 +575,30 @@ func storageFiles(dir string, st *snapshot.Storage) ([]storageFile, error) {
 	}
 }
 
+// seenB records B's site name, for the runbook's AB.
+func (e *Engine) seenB(site string) {
+	e.mu.Lock()
+	if e.rb.AB != nil {
+		e.rb.AB.BSite = site
+	}
+	e.mu.Unlock()
+}
+
+// seenPublic records the site the public URL's status named (none when
+// err), for the runbook's AB.
+func (e *Engine) seenPublic(st *api.Status, err error) {
+	t := e.o.Clock()
+	e.mu.Lock()
+	if e.rb.AB != nil {
+		e.rb.AB.PublicSite = ""
+		if err == nil && st != nil {
+			e.rb.AB.PublicSite = st.Site
+		}
+		e.rb.AB.PublicChecked = &t
+	}
+	e.mu.Unlock()
+}
+
 // waitPublic waits, up to [ab] switch_wait, until the public URL's status
 // names site. It returns the site last seen there ("" if it never
 // answered) and whether it was site.
@@ -580,6 +608,7 @@ func (e *Engine) waitPublic(ctx context.Context, step, site string) (string, boo
 	last := ""
 	for {
 		st, err := gateStatus(ctx, a.PublicURL)
+		e.seenPublic(st, err)
 		if err == nil {
 			last = st.Site
 			if st.Site == site {

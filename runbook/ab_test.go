@@ -238,6 +238,10 @@ func TestABRunbookConfirmations(t *testing.T) {
 	if w.side(t) != "a" {
 		t.Fatal("switched before the confirmation")
 	}
+	// The runbook says where the public URL leads, for the console.
+	if ab := rb.AB; ab == nil || ab.BSite != "prod-b" || ab.PublicSite != "prod" || rb.Serving() != "A" || ab.PublicChecked == nil || ab.BURL == "" || ab.PublicURL == "" {
+		t.Fatalf("before switch_to_b: ab %+v, serving %q", rb.AB, rb.Serving())
+	}
 	var br *badRequest
 	if _, err := e.Confirm(api.RunbookAction{SiteName: "prod-b"}, "ops-token"); !errors.As(err, &br) {
 		t.Fatalf("a wrong name: %v", err)
@@ -256,6 +260,9 @@ func TestABRunbookConfirmations(t *testing.T) {
 	if rb.Waiting.TypeSiteName || !strings.Contains(rb.Waiting.Prompt, "to-a.sh") {
 		t.Fatalf("switch_to_a asks %+v", rb.Waiting)
 	}
+	if rb.Serving() != "B" {
+		t.Fatalf("while A migrated: ab %+v, serving %q", rb.AB, rb.Serving())
+	}
 	if w.side(t) != "b" || w.site.mode() != api.ModeReadOnly {
 		t.Fatalf("side %s, mode %s before switch_to_a", w.side(t), w.site.mode())
 	}
@@ -269,8 +276,8 @@ func TestABRunbookConfirmations(t *testing.T) {
 	if _, err := e.Confirm(api.RunbookAction{}, "ops-token"); err != nil {
 		t.Fatal(err)
 	}
-	if rb := waitFor(t, e, "the end", ended); rb.State != api.RunbookDone {
-		t.Fatalf("state %s: %s", rb.State, rb.Error)
+	if rb := waitFor(t, e, "the end", ended); rb.State != api.RunbookDone || rb.Serving() != "A" {
+		t.Fatalf("state %s: %s; serving %q", rb.State, rb.Error, rb.Serving())
 	}
 }
 

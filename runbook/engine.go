@@ -317,6 +317,10 @@ func (e *Engine) copyLocked() *api.Runbook {
 		s := *e.rb.Snapshot
 		c.Snapshot = &s
 	}
+	if e.rb.AB != nil {
+		ab := *e.rb.AB
+		c.AB = &ab
+	}
 	return &c
 }
 
@@ -438,6 +442,9 @@ func (e *Engine) Start(ctx context.Context, opts api.RunbookOptions, actor strin
 	t := e.o.Clock()
 	rb := &api.Runbook{ID: newID(t), Site: e.o.Site.Name(), State: api.RunbookRunning,
 		Step: api.StepPreflight, Actor: actor, Options: opts, Started: t}
+	if opts.AB && e.o.AB.Configured() {
+		rb.AB = &api.RunbookAB{BURL: e.o.AB.BURL, PublicURL: e.o.AB.PublicURL}
+	}
 	for _, name := range opts.StepList() {
 		rb.Steps = append(rb.Steps, api.RunbookStep{Name: name, State: api.StepPending, Skippable: skippable(name), Evidence: []api.Evidence{}})
 	}

@@ -3,6 +3,7 @@ package tui
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/ckanops/ckanops/api"
 
 	tea "charm.land/bubbletea/v2"
+	"github.com/charmbracelet/x/ansi"
 )
 
 // A site whose gate never answers holds neither the screen nor the other
@@ -343,7 +345,7 @@ func TestRunbookStart(t *testing.T) {
 	if m.dialog == nil || m.dialog.title != "Start a runbook on prod" {
 		t.Fatalf("no start form: %+v", m.dialog)
 	}
-	press(m, "tab", "Upgrading", "tab", "90m", "tab", "space", "tab", "prod!", "enter")
+	press(m, "tab", "Upgrading", "tab", "90m", "tab", "space", "tab", "space", "tab", "prod!", "enter")
 	if m.dialog == nil || m.dialog.err != "type prod exactly to confirm" {
 		t.Fatalf("a wrong name was taken: %+v", m.dialog)
 	}
@@ -357,7 +359,7 @@ func TestRunbookStart(t *testing.T) {
 		t.Fatalf("StartRunbook calls %d", g.n("StartRunbook"))
 	}
 	o := g.started[0]
-	if o.Mode != api.ModeReadOnly || o.Message != "Upgrading" || o.For != "90m" || !o.SkipMigrate {
+	if o.Mode != api.ModeReadOnly || o.Message != "Upgrading" || o.For != "90m" || !o.SkipMigrate || !o.AB {
 		t.Errorf("options %+v", o)
 	}
 	if stream == nil || m.rb.stream == nil {
@@ -407,5 +409,40 @@ func TestActionsRefuseAnotherSitesGate(t *testing.T) {
 	}
 	if n := gates["prod"].total(); n != 0 {
 		t.Fatalf("%d gate calls", n)
+	}
+}
+
+// An A/B runbook's view shows both sites side by side, B's state from the
+// console's own site of that name, and which one the public URL leads to.
+func TestRunbookViewShowsBothSitesOfAnABRun(t *testing.T) {
+	for _, width := range []int{120, 60} {
+		m, _ := fourSitesModel(width, 40)
+		rb := midDrainRunbook()
+		rb.Options.AB = true
+		rb.Steps = nil
+		for _, name := range api.ABSteps {
+			state := api.StepDone
+			if name == api.StepMigrate {
+				state = api.StepRunning
+			} else if i, j := slices.Index(api.ABSteps, name), slices.Index(api.ABSteps, api.StepMigrate); i > j {
+				state = api.StepPending
+			}
+			rb.Steps = append(rb.Steps, api.RunbookStep{Name: name, State: state})
+		}
+		rb.Step = api.StepMigrate
+		rb.AB = &api.RunbookAB{BURL: "http://127.0.0.1:8081", PublicURL: "https://data.example.org",
+			BSite: "staging", PublicSite: "staging", PublicChecked: ptrTime(t0.Add(-time.Minute))}
+		m.selected = "data"
+		press(m, "r")
+		feed(m, []tea.Msg{runbookLoadedMsg{site: "data", rb: rb}})
+		view := ansi.Strip(m.View().Content)
+		for _, want := range []string{"A/B · public URL https://data.example.org → B, seen ", "  A data · ", "▶ B staging · ", "http://127.0.0.1:8081", "restore_b", "switch_to_a"} {
+			if !strings.Contains(view, want) {
+				t.Errorf("width %d: the view lacks %q:\n%s", width, want, view)
+			}
+		}
+		if strings.Contains(view, "not in sites.toml") {
+			t.Errorf("width %d: B is in sites.toml:\n%s", width, view)
+		}
 	}
 }

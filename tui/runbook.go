@@ -557,6 +557,7 @@ func (m *Model) startForm(s *siteState) *form {
 		lines: []string{"preflight → enable → drain → snapshot → migrate → verify → disable. Steps that change the site wait for your confirmation."},
 		fields: append(m.maintenanceFields(),
 			field{label: "skip migrate", kind: toggleField, hint: "space to change"},
+			field{label: "A/B", kind: toggleField, hint: "space: B, restored from the snapshot, serves readers while this site migrates ([ab] in gate.toml)"},
 			m.confirmField(s)),
 	}
 	f.submit = func(f *form) (tea.Cmd, string) {
@@ -564,7 +565,7 @@ func (m *Model) startForm(s *siteState) *form {
 			return nil, problem
 		}
 		o := api.RunbookOptions{Mode: api.Mode(f.value("mode")), Message: f.value("message"), For: f.value("for"),
-			SkipMigrate: f.value("skip migrate") != ""}
+			SkipMigrate: f.value("skip migrate") != "", AB: f.value("A/B") != ""}
 		return m.sendRunbook(s, "start", func(ctx context.Context, g Gate) (*api.Runbook, error) {
 			return g.StartRunbook(ctx, o)
 		}), ""
@@ -668,6 +669,9 @@ func (m *Model) runbookBody(f *frame, height int) {
 		if o.SkipMigrate {
 			head += " · skip migrate"
 		}
+		if o.AB {
+			head += " · A/B"
+		}
 		top = append(top, m.st.paint(&m.st.title, cut(head, m.width)))
 		if rb.Error != "" {
 			for _, l := range wrap("error: "+oneLine(rb.Error), m.width-2) {
@@ -680,11 +684,15 @@ func (m *Model) runbookBody(f *frame, height int) {
 		top = append(top, "")
 		steps := rb.Steps
 		if len(steps) == 0 {
-			for _, name := range api.Steps {
+			for _, name := range rb.Options.StepList() {
 				steps = append(steps, api.RunbookStep{Name: name, State: api.StepPending})
 			}
 		}
-		evW := max(10, m.width-2-13-1-10-1)
+		nameW := 10 // the in-place runbook's longest step name; an A/B one's are longer
+		for _, st := range steps {
+			nameW = max(nameW, len(st.Name))
+		}
+		evW := max(10, m.width-2-13-1-nameW-1)
 		for _, st := range steps {
 			ev := ""
 			if st.State == api.StepFailed && st.Error != "" {
@@ -699,7 +707,7 @@ func (m *Model) runbookBody(f *frame, height int) {
 			if st.Name == rb.Step && rb.Active() {
 				cur = "> "
 			}
-			top = append(top, cur+m.stepStyle(st.State)(stepMark(st.State))+" "+fit(st.Name, 10)+" "+cut(ev, evW))
+			top = append(top, cur+m.stepStyle(st.State)(stepMark(st.State))+" "+fit(st.Name, nameW)+" "+cut(ev, evW))
 			top = append(top, progressLines(m.rb.progress, st.Name, m.width)...)
 		}
 		if st := s.status; st != nil {
@@ -712,6 +720,7 @@ func (m *Model) runbookBody(f *frame, height int) {
 			}
 			top = append(top, "", cut(line, m.width))
 		}
+		top = append(top, m.abLines(s, rb)...)
 		if sn := rb.Snapshot; sn != nil {
 			top = append(top, "")
 			top = append(top, wrap(fmt.Sprintf("snapshot %s · %s · %s", strings.ToUpper(sn.Verdict), human.Bytes(sn.Bytes), sn.Dir), m.width)...)
@@ -765,6 +774,65 @@ func (m *Model) runbookBody(f *frame, height int) {
 	if len(log) == 0 {
 		f.add("  (new events appear here)")
 	}
+}
+
+// abLines show both sites of an A/B runbook side by side, and which one
+// the public URL led to when the runbook last looked. B's mode comes from
+// the console's own site of that name, when sites.toml has one.
+func (m *Model) abLines(s *siteState, rb *api.Runbook) []string {
+	ab := rb.AB
+	if ab == nil {
+		return nil
+	}
+	now := m.clock()
+	serving := rb.Serving()
+	head := "A/B · public URL " + ab.PublicURL + " → "
+	switch {
+	case ab.PublicChecked == nil:
+		head += "not looked at yet"
+	case serving == "":
+		head += "neither site"
+		if ab.PublicSite != "" {
+			head += " (site " + ab.PublicSite + ")"
+		}
+	default:
+		head += serving
+	}
+	if ab.PublicChecked != nil {
+		head += ", seen " + dateTime(*ab.PublicChecked, now, m.loc)
+	}
+	side := func(letter, name, where string, st *api.Status, known bool) string {
+		mark := "  "
+		if serving == letter {
+			mark = "▶ "
+		}
+		mode := "not in sites.toml"
+		if known {
+			mode = "unknown"
+			if st != nil {
+				mode = m.st.paint(m.st.forMode(st.Mode), modeWord(st.Mode))
+			}
+		}
+		if name == "" {
+			name = "?"
+		}
+		return mark + letter + " " + name + " · " + mode + " · " + where
+	}
+	a := side("A", s.Name, "this site", s.status, true)
+	var bStatus *api.Status
+	bKnown := false
+	for _, o := range m.sites {
+		if o != s && ab.BSite != "" && (o.Name == ab.BSite || (o.status != nil && o.status.Site == ab.BSite)) {
+			bStatus, bKnown = o.status, true
+			break
+		}
+	}
+	b := side("B", ab.BSite, ab.BURL, bStatus, bKnown)
+	out := []string{"", m.st.paint(&m.st.heading, cut(head, m.width))}
+	if half := (m.width - 3) / 2; half >= 36 {
+		return append(out, cut(fit(a, half)+" │ "+b, m.width))
+	}
+	return append(out, cut(a, m.width), cut(b, m.width))
 }
 
 // runbookBar lists the runbook keys that work now.
