@@ -355,10 +355,13 @@ func (ng *testNginx) write(name string) nginxAnswer {
 func (ng *testNginx) switchTo(args ...string) string {
 	ng.t.Helper()
 	cmd := exec.Command("sh", append([]string{filepath.Join(deployDir, "nginx", "ckanops-switch", "ckanops-switch")}, args...)...)
-	cmd.Env = append(os.Environ(), "CKANOPS_SWITCH_DIR="+ng.switchDir, "NGINX="+ng.wrapper)
+	cmd.Env = append(os.Environ(), "CKANOPS_SWITCH_DIR="+ng.switchDir, "CKANOPS_NGINX="+ng.wrapper)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		ng.t.Fatalf("ckanops-switch %s: %v\n%s\n%s", strings.Join(args, " "), err, out, ng.log())
+	}
+	if strings.Contains(string(out), "invalid socket number") {
+		ng.t.Errorf("ckanops-switch %s passed NGINX on to nginx:\n%s", strings.Join(args, " "), out)
 	}
 	return strings.TrimSpace(string(out))
 }
@@ -744,4 +747,37 @@ func clientRequests(sim *ckansim.Sim) []ckansim.Entry {
 		}
 	}
 	return out
+}
+
+// The switch script finds nginx in CKANOPS_NGINX, or in NGINX as before,
+// and never passes NGINX on: nginx reads that variable itself (a binary
+// upgrade's listening sockets) and complains at every run.
+func TestSwitchScriptKeepsNGINXFromNginx(t *testing.T) {
+	for _, variable := range []string{"CKANOPS_NGINX", "NGINX"} {
+		t.Run(variable, func(t *testing.T) {
+			dir := t.TempDir()
+			record := filepath.Join(dir, "calls")
+			fake := filepath.Join(dir, "fake-nginx")
+			if err := os.WriteFile(fake, []byte("#!/bin/sh\necho \"$* NGINX=${NGINX-unset}\" >> "+record+"\n"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			for _, side := range []string{"a", "b"} {
+				if err := os.WriteFile(filepath.Join(dir, "ckan_"+side+".conf"), []byte("server 127.0.0.1:1;\n"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			cmd := exec.Command("sh", filepath.Join(deployDir, "nginx", "ckanops-switch", "ckanops-switch"), "b")
+			cmd.Env = append(os.Environ(), "CKANOPS_SWITCH_DIR="+dir, variable+"="+fake)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("ckanops-switch b: %v\n%s", err, out)
+			}
+			b, err := os.ReadFile(record)
+			if want := "-t -q NGINX=unset\n-s reload NGINX=unset\n"; err != nil || string(b) != want {
+				t.Errorf("nginx ran as %q (%v), want %q", b, err, want)
+			}
+			if b, _ := os.ReadFile(filepath.Join(dir, "active.conf")); !strings.Contains(string(b), "ckan_b.conf") {
+				t.Errorf("active.conf: %q", b)
+			}
+		})
+	}
 }

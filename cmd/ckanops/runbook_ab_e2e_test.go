@@ -162,7 +162,7 @@ server {
 	if misroute {
 		switchWait = "3s" // B is never reached: no need to wait long
 	}
-	sw := script("switch.sh", fmt.Sprintf("CKANOPS_SWITCH_DIR=%s NGINX=%s exec sh %s/nginx/ckanops-switch/ckanops-switch \"$@\"\n", ng.switchDir, ng.wrapper, deploy))
+	sw := script("switch.sh", fmt.Sprintf("CKANOPS_SWITCH_DIR=%s CKANOPS_NGINX=%s exec sh %s/nginx/ckanops-switch/ckanops-switch \"$@\"\n", ng.switchDir, ng.wrapper, deploy))
 	a := abSite(t, "prod", "Site A", "", fmt.Sprintf(`
 [checks]
 ckan_db = %q
