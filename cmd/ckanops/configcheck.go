@@ -30,6 +30,7 @@ in its operators and viewers files). Secrets are never printed.
 
 Exit status: 0 valid (warnings are printed); 1 invalid; 2 bad usage.`,
 		run: func(e *env, args []string) error {
+			args = checkFirst(args)
 			if len(args) == 0 || args[0] != "check" {
 				if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
 					return parse(e, newFlags(e, commands["config"]), args)
@@ -51,6 +52,27 @@ Exit status: 0 valid (warnings are printed); 1 invalid; 2 bad usage.`,
 			return runConfigCheck(e, fs.Arg(0), *kind, *asJSON)
 		},
 	})
+}
+
+// checkFirst moves the word check to the front when only flags come
+// before it (config --json check FILE), so that they are read as check's.
+func checkFirst(args []string) []string {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "check":
+			if i == 0 {
+				return args
+			}
+			return append([]string{"check"}, append(append([]string{}, args[:i]...), args[i+1:]...)...)
+		case a == "--kind" || a == "-kind":
+			i++ // its value
+		case strings.HasPrefix(a, "-"):
+		default:
+			return args // an operand before check: not check's usage
+		}
+	}
+	return args
 }
 
 // configReport is what `config check` found.

@@ -67,6 +67,15 @@ mode = "down"
 	if code != 0 || json.Unmarshal([]byte(out), &rep) != nil || rep.Kind != "gate" || !rep.Valid || len(rep.Facts) < 10 {
 		t.Fatalf("--json: exit %d\n%s", code, out)
 	}
+	// Its flags may come before the word check.
+	for _, args := range [][]string{{"config", "--json", "check", gate}, {"config", "--kind", "gate", "--json", "check", gate}} {
+		if code, again, errOut := runCLI(t, args...); code != 0 || again != out {
+			t.Errorf("%q: exit %d, %s\n%s", args, code, errOut, again)
+		}
+	}
+	if code, _, errOut := runCLI(t, "config", gate, "check"); code != 2 || !strings.Contains(errOut, "want 'ckanops config check FILE'") {
+		t.Errorf("config FILE check: exit %d, %s", code, errOut)
+	}
 }
 
 func TestConfigCheckProblems(t *testing.T) {
