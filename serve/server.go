@@ -61,13 +61,16 @@ type Options struct {
 type Session struct {
 	Who    Identity
 	Remote string
-	PTY    bool
-	Term   string // the client's $TERM, with a terminal
-	Env    []string
-	In     io.Reader
-	Out    io.Writer
-	Err    io.Writer
-	ctx    context.Context
+	// PTY says the client asked for a terminal (ssh -t): a command's In
+	// then gives the lines typed, echoed and edited as a terminal would,
+	// and Ctrl-C ends its Context.
+	PTY  bool
+	Term string // the client's $TERM, with a terminal
+	Env  []string
+	In   io.Reader
+	Out  io.Writer
+	Err  io.Writer
+	ctx  context.Context
 }
 
 // Context ends when the client leaves, the key is revoked, the session
@@ -481,6 +484,14 @@ func (s *Server) unregister(l *live) {
 // runCommand runs one command line with the session's streams.
 func (s *Server) runCommand(sess ssh.Session, session *Session, l *live, args []string) int {
 	session.In = activityReader{sess, l}
+	if session.PTY {
+		// A terminal: the person types lines, and Ctrl-C interrupts the
+		// command (its context), not the session's other work.
+		ctx, cancel := context.WithCancel(session.ctx)
+		defer cancel()
+		session.ctx = ctx
+		session.In = newLineReader(session.In, activityWriter{sess, l}, cancel)
+	}
 	session.Out = activityWriter{sess, l}
 	session.Err = activityWriter{sess.Stderr(), l}
 	l.mu.Lock()

@@ -52,6 +52,9 @@ type env struct {
 	sitesPath string
 	actor     string
 	readOnly  string
+	// terminal says stdin is a person's terminal though not a local one
+	// (an SSH session with a PTY): the runbook may ask.
+	terminal bool
 }
 
 // context returns the context a command's calls run under.

@@ -210,7 +210,7 @@ func runRunbook(e *env, site siteClient, o runbookFlags) error {
 	if in == nil {
 		in = strings.NewReader("")
 	}
-	ui := &runbookUI{e: e, site: site, o: o, in: bufio.NewReader(in), prompt: e.stdout, terminal: isTerminal(in),
+	ui := &runbookUI{e: e, site: site, o: o, in: bufio.NewReader(in), prompt: e.stdout, terminal: e.terminal || isTerminal(in),
 		progress: newProgressView(e.stdout)}
 	if o.json {
 		ui.enc = json.NewEncoder(e.stdout)

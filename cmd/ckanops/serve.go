@@ -240,6 +240,7 @@ func (h *sshCommands) command(s *serve.Session, args []string) int {
 		sitesPath: h.path,
 		actor:     s.Who.Actor(),
 		readOnly:  viewerReason(s.Who),
+		terminal:  s.PTY,
 	}
 	return run(e, args)
 }

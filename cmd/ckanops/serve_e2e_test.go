@@ -10,6 +10,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -302,5 +303,83 @@ func waitUntil(t *testing.T, what string, ok func() bool) {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
+	}
+}
+
+// `ssh -t host runbook SITE` asks its questions: the session's terminal
+// gives the runbook the lines typed (Enter is CR on a raw client
+// terminal), echoed; Ctrl-C at a prompt detaches, changing nothing.
+func TestServeRunbookAsksOverSSH(t *testing.T) {
+	s := runbookSite(t)
+	s.startGate()
+	alice := newSSHPerson(t, "alice")
+	os.WriteFile(filepath.Join(s.dir, "operators.keys"), []byte(alice.authorized()), 0o600)
+	os.WriteFile(filepath.Join(s.dir, "viewers.keys"), nil, 0o600)
+	srv := startServe(t, s.sites, s.dir, "")
+
+	session := func(cmdline string) (*gossh.Session, io.Writer, *syncBuffer, chan error) {
+		c, err := srv.dial(alice)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		sess, err := c.NewSession()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := &syncBuffer{}
+		sess.Stdout, sess.Stderr = out, out
+		in, _ := sess.StdinPipe()
+		if err := sess.RequestPty("xterm", 40, 120, gossh.TerminalModes{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := sess.Start(cmdline); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- sess.Wait() }()
+		return sess, in, out, done
+	}
+	exitOf := func(done chan error) int {
+		select {
+		case err := <-done:
+			var exit *gossh.ExitError
+			if errors.As(err, &exit) {
+				return exit.ExitStatus()
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			return 0
+		case <-time.After(time.Minute):
+			t.Fatal("the session did not end")
+		}
+		return -1
+	}
+	prompts := func(out *syncBuffer, n int) func() bool {
+		return func() bool {
+			return strings.Count(out.String(), "Type the site's name (e2e) to confirm")+strings.Count(out.String(), "Go on? [y/N]") >= n
+		}
+	}
+
+	// Ctrl-C at the first prompt: detached, nothing changed.
+	_, in, out, done := session("runbook e2e --message Upgrading --for 1h")
+	waitUntil(t, "the first question", prompts(out, 1))
+	in.Write([]byte("e2\x03"))
+	if code := exitOf(done); code != exitDetached || !strings.Contains(out.String(), "e2^C\r\n") {
+		t.Fatalf("Ctrl-C: exit %d\n%q", code, out.String())
+	}
+
+	// Answered by typing: a typo corrected with backspace, Enter as CR.
+	_, in, out, done = session("runbook e2e")
+	for i, answer := range []string{"e2x\x7fe\r", "e2e\r", "y\r"} {
+		waitUntil(t, fmt.Sprintf("question %d", i+1), prompts(out, i+1))
+		in.Write([]byte(answer))
+	}
+	if code := exitOf(done); code != 0 || !strings.Contains(out.String(), "DONE") || !strings.Contains(out.String(), "e2x\b \be\r\n") {
+		t.Fatalf("the runbook over ssh -t: exit %d\n%s\nserve's log:\n%s", code, out.String(), srv.logs)
+	}
+	if code, body := s.gateCall("GET", api.PathStatus, ""); code != 200 || !strings.Contains(body, `"mode":"live"`) {
+		t.Fatalf("after the runbook: %s", body)
 	}
 }
