@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/ckanops/ckanops/config"
+	"github.com/ckanops/ckanops/internal/human"
 )
 
 // FormatVersion is the manifest format this package writes for a site
@@ -570,6 +571,11 @@ func writeManifest(dir string, m *Manifest) error {
 		return err
 	}
 	b = append(b, '\n')
+	if len(b) > maxManifestSize {
+		// Load would refuse it: a snapshot nobody could verify or restore.
+		return fmt.Errorf("the manifest would be %s, more than the %s ckanops loads (a storage kept as a tree lists every entry): set [snapshot] incremental = false to keep storages as tars",
+			human.Bytes(int64(len(b))), human.Bytes(maxManifestSize))
+	}
 	f, err := os.OpenFile(filepath.Join(dir, ManifestName), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err

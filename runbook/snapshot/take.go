@@ -464,9 +464,10 @@ func (p *plan) take(ctx context.Context, t *tempDir, started time.Time) (*Manife
 	type part func(context.Context) ([]File, error)
 	var parts []part
 	var (
-		mu       sync.Mutex
-		dumpsEnd time.Time // when the last pg_dump exited: the statistics settle from then
-		walked1  int       // storages walked before their archive
+		mu        sync.Mutex
+		dumpsEnd  time.Time // when the last pg_dump exited: the statistics settle from then
+		walked1   int       // storages walked before their archive
+		treeBytes int64     // the manifest's estimated size for the trees so far
 	)
 	if len(p.Databases) > 0 && m.Format == FormatVersion {
 		m.Format = FormatDatabases
@@ -499,11 +500,24 @@ func (p *plan) take(ctx context.Context, t *tempDir, started time.Time) (*Manife
 			if err != nil {
 				return nil, cancelled(ctx, "walking the storage", fmt.Errorf("walk %s: %v", st.what, err))
 			}
+			asTree := p.Incremental
 			mu.Lock()
 			beforeFiles[i] = entries
 			m.Storages[i].Before = tree
 			walked1++
 			last := walked1 == len(p.storages)
+			if asTree {
+				// A tree lists every entry in the manifest, which Load
+				// reads only up to maxManifestSize: a storage that would
+				// take the manifest past treeManifestBudget is a tar.
+				need := treeManifestBytes(entries)
+				if treeBytes+need > treeManifestBudget {
+					asTree = false
+					m.Storages[i].File = st.file
+				} else {
+					treeBytes += need
+				}
+			}
 			mu.Unlock()
 			// "storage /srv/ckan: 5 files" for "default", "storage public
 			// (/srv/public): ..." for the others.
@@ -516,7 +530,10 @@ func (p *plan) take(ctx context.Context, t *tempDir, started time.Time) (*Manife
 				p.afterBefore()
 			}
 			label = strings.TrimSuffix(st.prefix, ":")
-			if p.Incremental {
+			if p.Incremental && !asTree {
+				out.line("%s: %d entries are more than a snapshot's manifest can list: archived as a tar, not a tree", label, len(entries))
+			}
+			if asTree {
 				f, kept, err := writeTree(ctx, st.root, t.tmp, m.Storages[i].File, label, prevTreeOf(prev, st.Name, st.Path), p.link, out,
 					out.meter("copy of "+label, tree.Bytes, tree.Files))
 				mu.Lock()
@@ -689,6 +706,23 @@ func (p *plan) take(ctx context.Context, t *tempDir, started time.Time) (*Manife
 	m.Dir = t.final
 	out.line("snapshot of %s: kept %s (%s, %s)", p.Site, t.final, m.Verdict, human.Bytes(m.Bytes()))
 	return m, nil
+}
+
+// treeManifestBudget is what the trees of one snapshot may take of its
+// manifest (estimated, treeManifestBytes), below maxManifestSize with room
+// for the rest and for the estimate's error.
+var treeManifestBudget int64 = maxManifestSize * 3 / 4
+
+// treeManifestBytes estimates what a tree of these entries adds to the
+// manifest: each entry's path, and 500 bytes for its other fields as
+// written (indented JSON: measured 415 bytes an entry with its path,
+// TestTooBigATreeIsATar; owners' names and links add to it).
+func treeManifestBytes(entries map[string]entry) int64 {
+	n := int64(0)
+	for p := range entries {
+		n += int64(len(p)) + 500
+	}
+	return n
 }
 
 // cancelled says that ctx ended while doing what; otherwise it returns err.

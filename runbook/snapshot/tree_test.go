@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -587,4 +588,67 @@ func TestMeasureWalk(t *testing.T) {
 			t.Fatalf("%d entries, want %d", len(entries), n)
 		}
 	}
+}
+
+// A storage whose tree would take the manifest past what Load reads is
+// kept as a tar instead, and the output says so: the snapshot verifies
+// and restores. The estimate stays above what a tree's entry takes.
+func TestTooBigATreeIsATar(t *testing.T) {
+	ctx := context.Background()
+	src := treeStorage(t, 50, 10)
+	out := &lines{}
+	m, err := Take(ctx, incrementalSpec(t, out, src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(m.Dir, ManifestName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries := len(m.Storages[0].Tree.Entries)
+	// What the entries take: the manifest as written, less the same
+	// without them.
+	bare := *m
+	bare.Storages = slices.Clone(m.Storages)
+	tree := *m.Storages[0].Tree
+	tree.Entries = nil
+	bare.Storages[0].Tree = &tree
+	sb, err := json.MarshalIndent(&bare, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	perEntry := (len(b) - len(sb) - 1) / entries
+	if est := treeManifestBytes(beforeOf(t, src)) / int64(entries); perEntry < 100 || est < int64(perEntry) {
+		t.Errorf("the estimate (%d bytes an entry) is below what an entry takes (%d)", est, perEntry)
+	}
+	t.Logf("a tree's entry takes about %d bytes of the manifest (%d entries)", perEntry, entries)
+
+	defer func(b int64) { treeManifestBudget = b }(treeManifestBudget)
+	treeManifestBudget = 10 * 500
+	out = &lines{}
+	s := incrementalSpec(t, out, src)
+	m, err = Take(ctx, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := m.Storages[0]
+	if st.Tree != nil || st.File != "storage.tar" || m.Verdict != Consistent {
+		t.Fatalf("storage %+v, verdict %s", st, m.Verdict)
+	}
+	if !containsLine(out.all(), "storage: ") || !strings.Contains(strings.Join(out.all(), "\n"), "are more than a snapshot's manifest can list: archived as a tar, not a tree") {
+		t.Errorf("the output does not say so:\n%s", strings.Join(out.all(), "\n"))
+	}
+	if r, err := Verify(ctx, m.Dir, ""); err != nil || !r.OK {
+		t.Fatalf("verify: %+v %v", r, err)
+	}
+}
+
+// beforeOf is what a walk of root records.
+func beforeOf(t *testing.T, root string) map[string]entry {
+	t.Helper()
+	e, _, err := walkStorage(context.Background(), root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
 }
