@@ -145,7 +145,7 @@ func TestSSHConsoleRunsTheRunbookInTmux(t *testing.T) {
 	xs.waitScreen("Start a runbook on " + target.Name)
 	xs.keys(false, "Tab")
 	xs.keys(true, "ssh runbook")
-	for range 3 { // for, skip migrate, the name
+	for range 4 { // for, skip migrate, A/B, the name
 		xs.keys(false, "Tab")
 	}
 	xs.keys(true, target.Name)
