@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/ckanops/ckanops/api"
@@ -82,4 +83,52 @@ func TestRestoreReadOffset(t *testing.T) {
 	if _, ok := readOffset(os.Getpid(), real+".not"); ok {
 		t.Error("readOffset found a file not open")
 	}
+}
+
+// A real pg_restore reports its progress as it reads the dump: from zero,
+// through reports in between (its file offset in /proc), to the dump's
+// whole size when it has succeeded.
+func TestRestoreProgressOfARealPGRestore(t *testing.T) {
+	fx := newFixture(t)
+	fx.sql(t, fx.ckan, `CREATE TABLE activity (id int PRIMARY KEY, data text)`,
+		`INSERT INTO activity SELECT i, md5(i::text) || md5((i * 7)::text) || md5((i * 13)::text) FROM generate_series(1, 1200000) i`)
+	ctx := context.Background()
+	s := fx.spec(t.TempDir(), "", &lines{})
+	s.DatastoreDB = ""
+	m, err := Take(ctx, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := withPassword(t, fx.cl.CreateDB(t, "ckan_restored"))
+	var got []api.Progress
+	var mu sync.Mutex
+	_, err = Restore(ctx, RestoreSpec{Dir: m.Dir, CKANDB: target, PGRestore: fx.pgRestore,
+		Progress: func(p api.Progress) {
+			if p.Part == "pg_restore "+SourceCKANDB {
+				mu.Lock()
+				got = append(got, p)
+				mu.Unlock()
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := m.Files[0].Size
+	if len(got) < 3 {
+		t.Fatalf("%d reports, want a first, some in between and a last: %+v", len(got), got)
+	}
+	first, last := got[0], got[len(got)-1]
+	if first.DoneBytes != 0 || first.TotalBytes != size || !last.Ended || last.DoneBytes != size {
+		t.Errorf("first %+v, last %+v; want 0 and %d", first, last, size)
+	}
+	between := 0
+	for _, p := range got[1 : len(got)-1] {
+		if p.DoneBytes > 0 && p.DoneBytes < size && !p.Ended {
+			between++
+		}
+	}
+	if between == 0 {
+		t.Errorf("no report between the first and the last (%d bytes): %+v", size, got)
+	}
+	t.Logf("%d reports for a %d-byte dump, %d in between", len(got), size, between)
 }

@@ -132,16 +132,16 @@ func (r *restorer) restoreDB(ctx context.Context, t *dbTarget) error {
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("pg_restore of %s: cannot run %s: %w", db.what(), r.pgRestore, err)
 	}
-	stopWatch := func() {}
+	stopWatch := func(bool) {}
 	if jobs == 0 {
 		stopWatch = r.watchRead(cmd.Process.Pid, "pg_restore "+db.source, filepath.Join(r.Dir, t.file.Name), t.file.Size)
 	} else if mt := r.out.meter("pg_restore "+db.source, t.file.Size, 0); mt != nil {
 		// Several processes read several files: only the start and the end.
-		stopWatch = func() { mt.end(t.file.Size, 0) }
+		stopWatch = func(bool) { mt.end(t.file.Size, 0) }
 	}
 	lines := r.readRestoreStderr(stderr, db)
 	err = cmd.Wait()
-	stopWatch()
+	stopWatch(err == nil)
 	if err != nil {
 		if ctx.Err() != nil {
 			if jobs > 0 {
@@ -214,10 +214,12 @@ func (r *restorer) readRestoreStderr(rd io.Reader, db *database) []string {
 
 // watchRead reports, as part's progress, how far process pid has read the
 // file at path (of size bytes), from its file offset in /proc, until the
-// returned function is called (it reports the part's end).
-func (r *restorer) watchRead(pid int, part, path string, size int64) (stop func()) {
+// returned function is called: it reports the part's end, at the whole
+// size when the process succeeded (it read it all), else where it was
+// last seen.
+func (r *restorer) watchRead(pid int, part, path string, size int64) (stop func(ok bool)) {
 	if r.out == nil || r.out.progress == nil {
-		return func() {}
+		return func(bool) {}
 	}
 	if p, err := filepath.EvalSymlinks(path); err == nil {
 		path = p
@@ -226,6 +228,7 @@ func (r *restorer) watchRead(pid int, part, path string, size int64) (stop func(
 		path = p
 	}
 	done, exited := make(chan struct{}), make(chan struct{})
+	var succeeded bool
 	go func() {
 		defer close(exited)
 		mt := r.out.meter(part, size, 0)
@@ -235,6 +238,9 @@ func (r *restorer) watchRead(pid int, part, path string, size int64) (stop func(
 		for {
 			select {
 			case <-done:
+				if succeeded {
+					pos = size
+				}
 				mt.end(pos, 0)
 				return
 			case <-t.C:
@@ -245,7 +251,8 @@ func (r *restorer) watchRead(pid int, part, path string, size int64) (stop func(
 			}
 		}
 	}()
-	return func() {
+	return func(ok bool) {
+		succeeded = ok
 		close(done)
 		<-exited
 	}
