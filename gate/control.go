@@ -688,6 +688,7 @@ func newChangeID() string {
 // store's error when next is not known to have been written; the store
 // is then marked unreachable.
 func (g *Gate) storeRecord(ctx context.Context, expect int64, next Record, t time.Time) error {
+	next.Format = RecordFormat
 	err := g.opts.Store.CompareAndSwap(ctx, expect, next)
 	if err == nil {
 		return nil

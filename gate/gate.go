@@ -278,7 +278,7 @@ func (g *Gate) startInInitialMode(ctx context.Context) (Record, bool, error) {
 	o := g.opts
 	t := g.clock()
 	rec := Record{Mode: o.InitialMode, Message: o.InitialMessage, Since: t, Version: 1,
-		Actor: "gate.toml", Reason: "[state] initial_mode"}
+		Actor: "gate.toml", Reason: "[state] initial_mode", Format: RecordFormat}
 	if err := rec.validate(); err != nil {
 		return Record{}, false, fmt.Errorf("gate: [state] initial_mode: %w", err)
 	}

@@ -26,7 +26,15 @@ type Record struct {
 	// (schedule.go). Mode changes keep it; it goes when it starts, when
 	// it is cancelled, or when it is missed.
 	Schedule *api.Schedule `json:"schedule,omitempty"`
+	// Format is RecordFormat in a record written by a gate that keeps a
+	// planned window (Schedule) when it writes; 0 (absent) in one written
+	// by an older gate, which drops the fields it does not know: a window
+	// gone from such a record was dropped, not cancelled (restoreSchedule).
+	Format int `json:"format,omitempty"`
 }
+
+// RecordFormat is the Format of the records this gate writes.
+const RecordFormat = 2
 
 // overrun reports whether the record is a maintenance past its planned end.
 func (r Record) overrun(now time.Time) bool {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -421,5 +422,63 @@ func TestScheduledRunbookRuns(t *testing.T) {
 	}
 	if got := strings.Join(events, " "); got != "schedule:ops-token schedule-start:schedule runbook-start:schedule" {
 		t.Fatalf("audit: %s", got)
+	}
+}
+
+// A gate older than the windows drops a record's window when it writes
+// (it does not know the field, nor the record's format): the gates put
+// the window back, once, keeping what the older gate wrote. A window a
+// gate of this version cancels stays cancelled.
+func TestAWindowDroppedByAnOlderGateIsPutBack(t *testing.T) {
+	c := newCluster(t, "a", "b")
+	a := c.gates["a"]
+	ctx := context.Background()
+	at := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
+	if code, body := a.post(t, "/-/ckanops/schedule", windowBody(at, `"for": "1h", "message": "Upgrade"`), "Authorization", "Bearer "+opsToken); code != 200 {
+		t.Fatalf("schedule: %d %s", code, body)
+	}
+	for _, m := range c.gates {
+		waitFor(t, "gate "+m.id+" sees the window", func() bool { return m.gate.state.current().Schedule != nil })
+	}
+	cur, _, err := a.store.Load(ctx)
+	if err != nil || cur.Format != RecordFormat {
+		t.Fatalf("the record: %+v, %v; want format %d", cur, err, RecordFormat)
+	}
+	// What an older gate writes when someone enables read-only through it.
+	old := Record{Mode: api.ModeReadOnly, Message: "by an old gate", Since: time.Now().UTC(), Version: cur.Version + 1, Actor: "ops-token", Change: "old"}
+	if err := a.store.CompareAndSwap(ctx, cur.Version, old); err != nil {
+		t.Fatal(err)
+	}
+	back := func() bool {
+		rec, _, err := a.store.Load(ctx)
+		return err == nil && rec.Schedule != nil && rec.Schedule.At.Equal(at)
+	}
+	waitFor(t, "the window back in the store", back)
+	time.Sleep(5 * syncEvery)
+	rec, _, _ := a.store.Load(ctx)
+	if rec.Version != cur.Version+2 || rec.Mode != api.ModeReadOnly || rec.Message != "by an old gate" || rec.Actor != "ops-token" || rec.Format != RecordFormat {
+		t.Fatalf("after the window was put back: %+v (the older gate wrote version %d)", rec, cur.Version+1)
+	}
+	for _, m := range c.gates {
+		waitFor(t, "gate "+m.id+" sees the window again", func() bool {
+			s := m.gate.state.current().Schedule
+			return s != nil && s.At.Equal(at) && m.gate.state.current().Mode == api.ModeReadOnly
+		})
+	}
+
+	// A cancel by a gate of this version is a cancel.
+	req, _ := http.NewRequest("DELETE", a.srv.URL+"/-/ckanops/schedule", nil)
+	req.Header.Set("Authorization", "Bearer "+opsToken)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 200 {
+		t.Fatalf("cancel: %d", res.StatusCode)
+	}
+	time.Sleep(5 * syncEvery)
+	if rec, _, _ := a.store.Load(ctx); rec.Schedule != nil {
+		t.Fatalf("a cancelled window came back: %+v", rec)
 	}
 }

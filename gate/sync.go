@@ -2,6 +2,7 @@ package gate
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/ckanops/ckanops/api"
@@ -75,6 +76,7 @@ func (g *Gate) refresh(ctx context.Context, shared SharedStore) {
 	g.storeAnswered()
 	cur := g.state.current()
 	if !ok || rec.Version < cur.Version {
+		cur.Format = RecordFormat
 		if wrote, err := shared.Restore(rctx, cur); err != nil {
 			g.storeFailed(err)
 		} else if wrote {
@@ -98,6 +100,32 @@ func (g *Gate) apply(rec Record) {
 	g.state.set(rec)
 	g.saveLocal(rec)
 	g.log.Info("mode applied from the shared store", "from", cur.Mode, "to", rec.Mode, "version", rec.Version, "actor", rec.Actor)
+	if s := cur.Schedule; s != nil && rec.Schedule == nil && rec.Format < RecordFormat && g.clock().Before(s.End()) {
+		// An older gate wrote the record and dropped the window it does
+		// not know of: put it back (not under changeMu, held here).
+		g.log.Warn("a gate older than this one wrote the mode record and dropped the planned maintenance window: putting it back (upgrade every gate of the site)",
+			"version", rec.Version, "actor", rec.Actor, "window_at", s.At)
+		go g.restoreSchedule(*s, rec.Version)
+	}
+}
+
+// restoreSchedule puts window s back into the record, if the record is
+// still version at and holds no window (apply).
+func (g *Gate) restoreSchedule(s api.Schedule, at int64) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := g.changeRecord(ctx, &at, ScheduleActor, "gate", func(cur Record) (Record, AuditEntry, bool) {
+		if cur.Schedule != nil || !g.clock().Before(s.End()) {
+			return cur, AuditEntry{}, false
+		}
+		next := cur
+		next.Schedule = &s
+		return next, AuditEntry{Event: "schedule-restored", To: string(cur.Mode),
+			Message: fmt.Sprintf("the window at %s was dropped by a gate that does not know maintenance windows (version %d, by %s): put back", stamp(s.At), cur.Version, actorOr(cur.Actor))}, true
+	})
+	if err != nil {
+		g.log.Warn("the dropped maintenance window could not be put back", "err", err.Error())
+	}
 }
 
 // saveLocal keeps the gate's last known record on local disk, so that a
