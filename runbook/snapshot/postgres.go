@@ -361,11 +361,8 @@ func awaitPublish(ctx context.Context, conn *pgx.Conn, db *database, since time.
 	if wait <= 0 {
 		return nil
 	}
-	if len(who) > 5 {
-		who = append(who[:5], fmt.Sprintf("%d more", len(who)-5))
-	}
 	out.line("waiting %v for the sessions of %s that worked during the snapshot to publish their statistics: %s",
-		wait.Round(100*time.Millisecond), db.what(), strings.Join(who, ", "))
+		wait.Round(100*time.Millisecond), db.what(), names(who))
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	select {

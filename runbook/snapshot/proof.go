@@ -98,19 +98,19 @@ type horizon struct {
 func readHorizon(ctx context.Context, conn *pgx.Conn) horizon {
 	var h horizon
 	var version int
-	if err := conn.QueryRow(ctx, "SELECT current_setting('server_version_num')::int").Scan(&version); err != nil {
+	var recovery bool
+	if err := conn.QueryRow(ctx, `SELECT current_setting('server_version_num')::int, pg_is_in_recovery(),
+  (SELECT oid::int8 FROM pg_database WHERE datname = current_database())`).Scan(&version, &recovery, &h.dbOID); err != nil {
 		return horizon{why: "reading the server's version: " + err.Error()}
 	}
-	if version < 130000 {
+	switch {
+	case version < 130000:
 		return horizon{why: fmt.Sprintf("PostgreSQL %d.%d has no pg_current_snapshot (13 and later have)", version/10000, version/100%100)}
-	}
-	var recovery bool
-	if err := conn.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&recovery); err != nil {
-		return horizon{why: err.Error()}
-	}
-	if recovery {
+	case recovery:
 		return horizon{why: "the server is a standby"}
 	}
+	// The position first: a transaction assigned its id after the
+	// snapshot writes all its records after it.
 	if err := conn.QueryRow(ctx, "SELECT pg_current_wal_insert_lsn()::text").Scan(&h.lsn); err != nil {
 		return horizon{why: err.Error()}
 	}
@@ -120,21 +120,25 @@ func readHorizon(ctx context.Context, conn *pgx.Conn) horizon {
 FROM pg_current_snapshot() s`).Scan(&xmax, &xip); err != nil {
 		return horizon{why: err.Error()}
 	}
-	var err error
-	if h.xmax, err = strconv.ParseUint(xmax, 10, 64); err != nil {
+	ids, err := parseXIDs(append(xip, xmax))
+	if err != nil {
 		return horizon{why: "pg_current_snapshot: " + err.Error()}
 	}
-	for _, x := range xip {
-		n, err := strconv.ParseUint(x, 10, 64)
-		if err != nil {
-			return horizon{why: "pg_current_snapshot: " + err.Error()}
-		}
-		h.xip = append(h.xip, n)
-	}
-	if err := conn.QueryRow(ctx, "SELECT oid::int8 FROM pg_database WHERE datname = current_database()").Scan(&h.dbOID); err != nil {
-		return horizon{why: err.Error()}
-	}
+	h.xip, h.xmax = ids[:len(xip)], ids[len(xip)]
 	return h
+}
+
+// parseXIDs reads full transaction ids (xid8) as Postgres writes them.
+func parseXIDs(texts []string) ([]uint64, error) {
+	ids := make([]uint64, len(texts))
+	for i, s := range texts {
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			return nil, err
+		}
+		ids[i] = n
+	}
+	return ids, nil
 }
 
 // holdersQuery names the other sessions of the database holding a
@@ -230,14 +234,11 @@ type proof struct {
 // proveWrites tries the proofs for each database of dbs, given their
 // "before" horizons. A database gets MethodStatistics, with why, when
 // neither proof holds; the error is for a database that cannot be read at
-// all. Every database's transaction ids are read before any WAL: reading
-// the WAL may commit a transaction of its own (see flushWAL), which must
-// not count as another database's write.
+// all.
 func proveWrites(ctx context.Context, dbs []*database, hs []horizon) ([]proof, error) {
 	ctx, cancel := context.WithTimeout(ctx, proofTimeout)
 	defer cancel()
 	proofs := make([]proof, len(dbs))
-	committed := make([][]uint64, len(dbs))
 	stats := func(why string) proof {
 		return proof{Proof: Proof{Method: MethodStatistics, Committed: -1, Why: why}}
 	}
@@ -259,24 +260,12 @@ func proveWrites(ctx context.Context, dbs []*database, hs []horizon) ([]proof, e
 			case h.walinspect == "":
 				proofs[i] = stats(fmt.Sprintf("%d transaction(s) committed in the cluster during the snapshot, and the WAL cannot tell which database they wrote: %s", len(ids), h.walWhy))
 			default:
-				committed[i] = ids
+				p, err := readWAL(ctx, conn, h, ids)
+				if err != nil {
+					p = stats(fmt.Sprintf("%d transaction(s) committed in the cluster during the snapshot, and reading the WAL failed: %s", len(ids), scrub(err.Error(), db.secret)))
+				}
+				proofs[i] = p
 			}
-			return nil
-		})
-		if err != nil {
-			return nil, err
-		}
-	}
-	for i, db := range dbs {
-		if committed[i] == nil {
-			continue
-		}
-		err := withConn(ctx, db, func(conn *pgx.Conn) error {
-			p, err := readWAL(ctx, conn, hs[i], committed[i])
-			if err != nil {
-				p = stats(fmt.Sprintf("%d transaction(s) committed in the cluster during the snapshot, and reading the WAL failed: %s", len(committed[i]), scrub(err.Error(), db.secret)))
-			}
-			proofs[i] = p
 			return nil
 		})
 		if err != nil {
@@ -333,14 +322,8 @@ func committedSince(ctx context.Context, conn *pgx.Conn, h horizon) (ids []uint6
 	if err != nil {
 		return nil, "", err
 	}
-	for _, s := range texts {
-		n, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			return nil, "", err
-		}
-		ids = append(ids, n)
-	}
-	return ids, "", nil
+	ids, err = parseXIDs(texts)
+	return ids, "", err
 }
 
 // blockRef matches one block reference of pg_walinspect's block_ref.
@@ -351,6 +334,66 @@ var subxacts = regexp.MustCompile(`subxacts:((?: \d+)+)`)
 
 // relfile is a relation's file: tablespace and filenode.
 type relfile struct{ spc, node uint32 }
+
+// walKey is a relation file of this database and a heap record type
+// (resource manager/record type, as pg_walinspect names them).
+type walKey struct {
+	file relfile
+	kind string
+}
+
+// scanWAL reads the WAL from the horizon's position to end: the heap
+// records of transactions xids on this database's relation files, counted
+// by file and record type, and which of xids it saw commit (a commit
+// record's own, and the subtransactions it lists).
+func scanWAL(ctx context.Context, conn *pgx.Conn, h horizon, end string, xids []int64) (map[walKey]int64, map[int64]bool, error) {
+	counts, seen := map[walKey]int64{}, map[int64]bool{}
+	rows, err := conn.Query(ctx, `SELECT resource_manager, record_type, block_ref,
+  CASE resource_manager WHEN 'Transaction' THEN xid::text::int8 ELSE 0 END,
+  CASE resource_manager WHEN 'Transaction' THEN description ELSE '' END, count(*)::int8
+FROM `+pgx.Identifier{h.walinspect, "pg_get_wal_records_info"}.Sanitize()+`($1::pg_lsn, $2::pg_lsn)
+WHERE xid::text::int8 = ANY($3::int8[])
+  AND (resource_manager IN ('Heap', 'Heap2') AND block_ref <> ''
+    OR resource_manager = 'Transaction' AND record_type IN ('COMMIT', 'COMMIT_PREPARED'))
+GROUP BY 1, 2, 3, 4, 5`, h.lsn, end, xids)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var rmgr, kind, refs, desc string
+		var xid, n int64
+		if err := rows.Scan(&rmgr, &kind, &refs, &xid, &desc, &n); err != nil {
+			return nil, nil, err
+		}
+		if rmgr == "Transaction" {
+			seen[xid] = true
+			if m := subxacts.FindStringSubmatch(desc); m != nil {
+				for _, f := range strings.Fields(m[1]) {
+					if x, err := strconv.ParseInt(f, 10, 64); err == nil {
+						seen[x] = true
+					}
+				}
+			}
+			continue
+		}
+		files := map[relfile]bool{}
+		for _, m := range blockRef.FindAllStringSubmatch(refs, -1) {
+			spc, _ := strconv.ParseUint(m[1], 10, 32)
+			dbOID, _ := strconv.ParseUint(m[2], 10, 32)
+			node, _ := strconv.ParseUint(m[3], 10, 32)
+			if uint32(dbOID) != h.dbOID || m[4] != "main" {
+				continue
+			}
+			f := relfile{uint32(spc), uint32(node)}
+			if !files[f] { // an UPDATE to another page names the table twice
+				files[f] = true
+				counts[walKey{f, rmgr + "/" + kind}] += n
+			}
+		}
+	}
+	return counts, seen, rows.Err()
+}
 
 // readWAL counts the heap records of the committed transactions from the
 // horizon's position on, by table of this database.
@@ -369,67 +412,20 @@ func readWAL(ctx context.Context, conn *pgx.Conn, h horizon, committed []uint64)
 	for i, x := range committed {
 		xids[i] = int64(uint32(x))
 	}
-	type key struct {
-		file relfile
-		kind string // resource manager/record type
-	}
-	var counts map[key]int64
+	var counts map[walKey]int64
 	deadline := time.Now().Add(commitFlushWait)
 	for {
 		var end string
 		var past bool // the flushed WAL reaches past the start
-		if err := conn.QueryRow(ctx, "SELECT pg_current_wal_flush_lsn()::text, pg_current_wal_flush_lsn() > $1::pg_lsn", h.lsn).Scan(&end, &past); err != nil {
+		if err := conn.QueryRow(ctx, "SELECT pg_current_wal_flush_lsn()::text, pg_current_wal_flush_lsn() > $1::pg_lsn, (pg_current_wal_flush_lsn() - $1::pg_lsn)::int8",
+			h.lsn).Scan(&end, &past, &p.WALBytes); err != nil {
 			return p, err
 		}
 		missing := int64(-1)
 		if past {
-			counts = map[key]int64{}
-			seen := map[int64]bool{}
-			rows, err := conn.Query(ctx, `SELECT resource_manager, record_type, block_ref,
-  CASE resource_manager WHEN 'Transaction' THEN xid::text::int8 ELSE 0 END,
-  CASE resource_manager WHEN 'Transaction' THEN description ELSE '' END, count(*)::int8
-FROM `+pgx.Identifier{h.walinspect, "pg_get_wal_records_info"}.Sanitize()+`($1::pg_lsn, $2::pg_lsn)
-WHERE xid::text::int8 = ANY($3::int8[])
-  AND (resource_manager IN ('Heap', 'Heap2') AND block_ref <> ''
-    OR resource_manager = 'Transaction' AND record_type IN ('COMMIT', 'COMMIT_PREPARED'))
-GROUP BY 1, 2, 3, 4, 5`, h.lsn, end, xids)
-			if err != nil {
-				return p, err
-			}
-			for rows.Next() {
-				var rmgr, kind, refs, desc string
-				var xid, n int64
-				if err := rows.Scan(&rmgr, &kind, &refs, &xid, &desc, &n); err != nil {
-					rows.Close()
-					return p, err
-				}
-				if rmgr == "Transaction" {
-					seen[xid] = true
-					if m := subxacts.FindStringSubmatch(desc); m != nil {
-						for _, f := range strings.Fields(m[1]) {
-							if x, err := strconv.ParseInt(f, 10, 64); err == nil {
-								seen[x] = true
-							}
-						}
-					}
-					continue
-				}
-				files := map[relfile]bool{}
-				for _, m := range blockRef.FindAllStringSubmatch(refs, -1) {
-					spc, _ := strconv.ParseUint(m[1], 10, 32)
-					dbOID, _ := strconv.ParseUint(m[2], 10, 32)
-					node, _ := strconv.ParseUint(m[3], 10, 32)
-					if uint32(dbOID) != h.dbOID || m[4] != "main" {
-						continue
-					}
-					f := relfile{uint32(spc), uint32(node)}
-					if !files[f] { // an UPDATE to another page names the table twice
-						files[f] = true
-						counts[key{f, rmgr + "/" + kind}] += n
-					}
-				}
-			}
-			if err := rows.Err(); err != nil {
+			var seen map[int64]bool
+			var err error
+			if counts, seen, err = scanWAL(ctx, conn, h, end, xids); err != nil {
 				return p, err
 			}
 			for _, x := range xids {
@@ -439,9 +435,6 @@ GROUP BY 1, 2, 3, 4, 5`, h.lsn, end, xids)
 				}
 			}
 			if missing < 0 {
-				if err := conn.QueryRow(ctx, "SELECT ($1::pg_lsn - $2::pg_lsn)::int8", end, h.lsn).Scan(&p.WALBytes); err != nil {
-					return p, err
-				}
 				break
 			}
 		}
