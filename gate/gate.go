@@ -450,7 +450,7 @@ func (g *Gate) refuse(w http.ResponseWriter, r *http.Request, rec Record, d clas
 		}
 		// The page learns when the maintenance is over (notice.js).
 		f.Script = g.classifier().RootPath() + api.PathNoticeScript
-		f.Poll = max(1, int(g.opts.NoticePoll/time.Second))
+		f.Poll = annotate.PollSeconds(g.opts.NoticePoll)
 		f.Refused = "get"
 		if r.Method == http.MethodPost {
 			f.Refused = "post"

@@ -78,7 +78,7 @@ type refusal struct {
 	// Refused ("get" or "post") says what to do then (reload, or go back
 	// to the form and send it again).
 	Script  string
-	Poll    int
+	Poll    int64
 	Refused string
 }
 

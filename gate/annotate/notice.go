@@ -92,7 +92,7 @@ func bannerAt(n Notice, now time.Time) string {
 // again while its key matches.
 func fragments(opts *Options, now time.Time) (banner, notice []byte) {
 	n := &opts.Notice
-	key := fragmentKey{site: n.SiteTitle, script: opts.Script, poll: pollSeconds(opts.ScriptPoll)}
+	key := fragmentKey{site: n.SiteTitle, script: opts.Script, poll: PollSeconds(opts.ScriptPoll)}
 	if a := opts.Announce; a != nil {
 		key.announce, key.at, key.end, key.mode, key.message = true, a.At, a.End, a.Mode, a.Message
 		key.eta = etaKey(a.At.Sub(now))
@@ -155,9 +155,9 @@ func insertAt(opts *Options, now time.Time) string {
 // Options.ScriptPoll is zero.
 const DefaultScriptPoll = 30 * time.Second
 
-// pollSeconds is a poll interval in whole seconds, rounded up, at least
+// PollSeconds is the notice script's poll interval in whole seconds, rounded up, at least
 // one; zero is DefaultScriptPoll.
-func pollSeconds(d time.Duration) int64 {
+func PollSeconds(d time.Duration) int64 {
 	if d == 0 {
 		d = DefaultScriptPoll
 	}
@@ -171,7 +171,7 @@ func scriptTag(src string, poll time.Duration) string {
 	b.WriteString(`<script src="`)
 	writeText(&b, src)
 	b.WriteString(`" defer data-ckanops-poll="`)
-	b.WriteString(strconv.FormatInt(pollSeconds(poll), 10))
+	b.WriteString(strconv.FormatInt(PollSeconds(poll), 10))
 	b.WriteString(`"></script>`)
 	return b.String()
 }
