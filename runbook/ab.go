@@ -31,8 +31,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/ckanops/ckanops/api"
 	"github.com/ckanops/ckanops/ckanclient"
 	"github.com/ckanops/ckanops/config"
@@ -116,28 +114,6 @@ func programProblem(argv0 string) string {
 	return ""
 }
 
-// userTables counts the user tables of the database at dsn (extensions'
-// tables left out).
-func userTables(ctx context.Context, dsn config.SecretURL) (int, error) {
-	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-	cfg, err := pgx.ParseConfig(string(dsn))
-	if err != nil {
-		return 0, errors.New("not a usable postgres URL")
-	}
-	cfg.RuntimeParams["application_name"] = "ckanops-runbook-ab"
-	conn, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		return 0, err
-	}
-	defer conn.Close(context.Background())
-	var n int
-	err = conn.QueryRow(ctx, `SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\_toast%'
-AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')`).Scan(&n)
-	return n, err
-}
-
 // dbName is the database a postgres URL names, for messages.
 func dbName(dsn config.SecretURL) string {
 	u, err := url.Parse(string(dsn))
@@ -192,12 +168,12 @@ func (e *Engine) abPreflight(ctx context.Context) (fails, warns []string) {
 		check(true, false, fmt.Sprintf("the public URL %s is served by %s", a.PublicURL, site))
 	}
 	for _, db := range e.abDatabaseTargets() {
-		n, err := userTables(ctx, db.DSN)
+		tables, err := snapshot.UserTables(ctx, db.Name, db.DSN)
 		switch {
 		case err != nil:
-			check(false, false, fmt.Sprintf("B's database for %s (%s) cannot be read: %v (create it empty, owned by CKAN's role: createdb -O ROLE %s)", db.Name, db.DSN, err, dbName(db.DSN)))
-		case n > 0:
-			check(false, false, fmt.Sprintf("B's database for %s (%s) holds %d table(s): the restore needs it empty (drop and create it again)", db.Name, db.DSN, n))
+			check(false, false, fmt.Sprintf("B's database for %s cannot be read: %v", db.Name, err))
+		case len(tables) > 0:
+			check(false, false, fmt.Sprintf("B's database for %s (%s) holds %d table(s): the restore needs it empty (drop and create it again)", db.Name, db.DSN, len(tables)))
 		default:
 			check(true, false, fmt.Sprintf("B's database for %s (%s) is empty", db.Name, dbName(db.DSN)))
 		}

@@ -139,3 +139,30 @@ func TestABRunbookPreflightBDatabaseNotEmpty(t *testing.T) {
 		t.Errorf("A's mode changed: %v", w.site.modes)
 	}
 }
+
+// B's database missing: preflight fails, names it and says to create it,
+// and A's mode is left alone.
+func TestABRunbookPreflightBDatabaseMissing(t *testing.T) {
+	w, _, mod := abPGWorld(t)
+	u, err := url.Parse(string(w.ab.DatastoreDB))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = "/datastore_b_never_created"
+	w.ab.DatastoreDB = config.SecretURL(u.String())
+	e, _ := w.engine(t, mod)
+	if _, err := e.Start(context.Background(), api.RunbookOptions{AB: true, AutoConfirm: true}, "x"); err != nil {
+		t.Fatal(err)
+	}
+	rb := waitFor(t, e, "the failure", ended)
+	if rb.State != api.RunbookFailed || rb.Step != api.StepPreflight {
+		t.Fatalf("%s at %s: %s", rb.State, rb.Step, rb.Error)
+	}
+	if msg := stepError(rb, api.StepPreflight); !strings.Contains(msg, "B's database for datastore_db cannot be read") ||
+		!strings.Contains(msg, "create it first (createdb -O OWNER datastore_b_never_created)") {
+		t.Errorf("error %q", msg)
+	}
+	if len(w.site.modes) != 0 {
+		t.Errorf("A's mode changed: %v", w.site.modes)
+	}
+}

@@ -25,6 +25,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/ckanops/ckanops/config"
+
 	"github.com/ckanops/ckanops/internal/human"
 )
 
@@ -55,6 +57,17 @@ ORDER BY 1`
 
 // statTablesQuery lists the tables as the snapshot's counters saw them.
 const statTablesQuery = `SELECT schemaname || '.' || relname FROM pg_stat_user_tables ORDER BY 1`
+
+// UserTables lists the user tables of the database at dsn (those of
+// extensions left out), as a restore's check that its target is empty
+// sees them. source names the database in errors.
+func UserTables(ctx context.Context, source string, dsn config.SecretURL) ([]string, error) {
+	db, err := newDatabase(source, dsn)
+	if err != nil {
+		return nil, err
+	}
+	return listTables(ctx, db, userTablesQuery)
+}
 
 // listTables runs a query of one text column on db.
 func listTables(ctx context.Context, db *database, query string) ([]string, error) {

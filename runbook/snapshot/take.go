@@ -591,9 +591,7 @@ func (p *plan) take(ctx context.Context, t *tempDir, started time.Time) (*Manife
 	horizons := make([]horizon, len(p.dbs))
 	for i := range p.dbs {
 		horizons[i] = readBefore[i].horizon
-	}
-	if p.noProof {
-		for i := range horizons {
+		if p.noProof {
 			horizons[i].why = "noProof"
 		}
 	}
