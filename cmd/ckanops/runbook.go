@@ -441,10 +441,7 @@ func (ui *runbookUI) stopped(ctx context.Context, rb *api.Runbook) (bool, error)
 	if reason == "" {
 		reason = "no reason recorded"
 	}
-	mode := "unknown (the gate did not answer)"
-	if st, err := ui.site.client.Status(ctx); err == nil {
-		mode = string(st.Mode)
-	}
+	mode := ui.siteMode(ctx)
 	skippable := step != nil && step.Skippable
 	next := []string{"ckanops runbook " + name + " --retry"}
 	if rb.State == api.RunbookInterrupted {
@@ -693,15 +690,20 @@ func (ui *runbookUI) checkAttachStop(rb *api.Runbook) error {
 		rb.ID, rb.Waiting.Step, strings.Join(steps[w+1:], ", "))
 }
 
+// siteMode is the site's mode as its gate says it now, for a message.
+func (ui *runbookUI) siteMode(ctx context.Context) string {
+	if st, err := ui.site.client.Status(ctx); err == nil {
+		return string(st.Mode)
+	}
+	return "unknown (the gate did not answer)"
+}
+
 // stoppedAsAsked reports a runbook waiting where its stop_before stopped
 // it: what was done, the site's mode, and the commands that go on.
 func (ui *runbookUI) stoppedAsAsked(ctx context.Context, rb *api.Runbook) {
 	ui.progress.clear()
 	name := ui.site.site.Name
-	mode := "unknown (the gate did not answer)"
-	if st, err := ui.site.client.Status(ctx); err == nil {
-		mode = string(st.Mode)
-	}
+	mode := ui.siteMode(ctx)
 	step := rb.Step
 	if rb.Waiting != nil {
 		step = rb.Waiting.Step
