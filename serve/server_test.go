@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -193,27 +192,7 @@ func (h *harness) dial(p person) (*gossh.Client, error) {
 // run runs a command line as p: stdout, stderr and the exit status.
 func (h *harness) run(p person, cmd string) (string, string, int) {
 	h.t.Helper()
-	c, err := h.dial(p)
-	if err != nil {
-		h.t.Fatalf("dial as %s: %v", p.name, err)
-	}
-	defer c.Close()
-	sess, err := c.NewSession()
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	var out, errOut bytes.Buffer
-	sess.Stdout, sess.Stderr = &out, &errOut
-	err = sess.Run(cmd)
-	code := 0
-	var exit *gossh.ExitError
-	switch {
-	case errors.As(err, &exit):
-		code = exit.ExitStatus()
-	case err != nil:
-		h.t.Fatalf("run %q: %v", cmd, err)
-	}
-	return out.String(), errOut.String(), code
+	return h.runIn(p, cmd, "")
 }
 
 func TestCommandSessionsCarryOutputAndExitStatus(t *testing.T) {
