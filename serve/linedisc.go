@@ -128,8 +128,12 @@ func (r *lineReader) feed(b []byte) {
 				out = append(out, "\b \b"...)
 			}
 		case 0x03: // Ctrl-C
+			// The echo goes out before the interrupt: the command may
+			// answer it and end the session before feed returns.
 			out = append(out, "^C\n"...)
 			r.line = nil
+			r.flush(out)
+			out = nil
 			if r.interrupt != nil {
 				r.interrupt()
 			}
@@ -150,6 +154,11 @@ func (r *lineReader) feed(b []byte) {
 			out = append(out, c)
 		}
 	}
+	r.flush(out)
+}
+
+// flush echoes out. Call with mu held.
+func (r *lineReader) flush(out []byte) {
 	if len(out) > 0 && r.echo != nil {
 		_, _ = r.echo.Write(out)
 	}
