@@ -330,9 +330,10 @@ func (m *Manifest) Bytes() int64 {
 	return n
 }
 
-// maxManifestSize bounds what Load reads: a DataStore with tens of
-// thousands of tables still fits many times over.
-const maxManifestSize = 256 << 20
+// maxManifestSize bounds what Load reads, and so what writeManifest
+// writes: a DataStore with tens of thousands of tables still fits many
+// times over. A variable for the tests of the bound.
+var maxManifestSize int64 = 256 << 20
 
 // Load reads dir/manifest.json strictly: unknown fields, trailing data, a
 // format other than FormatVersion or a file name leaving the directory
@@ -351,7 +352,7 @@ func Load(dir string) (*Manifest, error) {
 	if err != nil {
 		return nil, fmt.Errorf("snapshot: read manifest: %w", err)
 	}
-	if len(b) > maxManifestSize {
+	if int64(len(b)) > maxManifestSize {
 		return nil, fmt.Errorf("snapshot: manifest %s is larger than %d bytes", path, maxManifestSize)
 	}
 	m, err := decodeManifest(b)
@@ -571,7 +572,7 @@ func writeManifest(dir string, m *Manifest) error {
 		return err
 	}
 	b = append(b, '\n')
-	if len(b) > maxManifestSize {
+	if int64(len(b)) > maxManifestSize {
 		// Load would refuse it: a snapshot nobody could verify or restore.
 		return fmt.Errorf("the manifest would be %s, more than the %s ckanops loads (a storage kept as a tree lists every entry): set [snapshot] incremental = false to keep storages as tars",
 			human.Bytes(int64(len(b))), human.Bytes(maxManifestSize))

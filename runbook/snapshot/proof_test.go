@@ -277,6 +277,42 @@ func TestProofRefusesATransactionOpenAtTheStart(t *testing.T) {
 	}
 }
 
+// The WAL from the "before" position is gone by the time the proof
+// reads it (two checkpoints recycled its segment): reading it fails, and
+// the counters decide, saying why; a write in the window is still caught.
+func TestProofWALGoneFallsBackToTheCounters(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for PostgreSQL's 10 s statistics timer")
+	}
+	ctx := context.Background()
+	fx := newProofFixture(t, true)
+	out := &lines{}
+	s := fx.spec(t.TempDir(), "", out)
+	s.DatastoreDB = ""
+	s.afterBefore = func() {
+		fx.sql(t, fx.ckan, `INSERT INTO package VALUES ('pkg-late', 'late', 'Late')`)
+		for range 2 {
+			fx.sql(t, fx.ckan, `SELECT pg_switch_wal()`, `CHECKPOINT`)
+		}
+	}
+	m, err := Take(ctx, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"ckan_db table public.package: 1 insert(s)"}
+	if m.Verdict != Inconsistent || !reflect.DeepEqual(m.Changed, want) {
+		t.Errorf("verdict %s, changed %q; want inconsistent, %q\n%s", m.Verdict, m.Changed, want, strings.Join(out.all(), "\n"))
+	}
+	p := m.Databases[0].Proof
+	if p == nil || p.Method != MethodStatistics || p.Committed != -1 ||
+		!strings.Contains(p.Why, "transaction(s) committed in the cluster during the snapshot, and reading the WAL failed: ") {
+		t.Errorf("proof %+v\n%s", p, strings.Join(out.all(), "\n"))
+	}
+	if !containsLine(out.all(), "ckan_db (database ckan): the row counters decide: ") {
+		t.Errorf("output:\n%s", strings.Join(out.all(), "\n"))
+	}
+}
+
 // What keeps the WAL proof from being used, seen from the "before"
 // reading.
 func TestProofWALPreconditions(t *testing.T) {

@@ -641,6 +641,24 @@ func TestTooBigATreeIsATar(t *testing.T) {
 	if r, err := Verify(ctx, m.Dir, ""); err != nil || !r.OK {
 		t.Fatalf("verify: %+v %v", r, err)
 	}
+
+	// Should the estimate fall short, a manifest Load would refuse is not
+	// written: the snapshot fails with the way out, and nothing is kept.
+	treeManifestBudget = 1 << 40
+	defer func(n int64) { maxManifestSize = n }(maxManifestSize)
+	maxManifestSize = int64(len(b)) / 2
+	dir := t.TempDir()
+	s = incrementalSpec(t, &lines{}, src)
+	s.Dir = dir
+	_, err = Take(ctx, s)
+	if err == nil || !strings.Contains(err.Error(), "more than the ") ||
+		!strings.Contains(err.Error(), "set [snapshot] incremental = false to keep storages as tars") ||
+		!strings.HasSuffix(err.Error(), "the snapshot was not kept") {
+		t.Fatalf("a manifest past the bound: %v", err)
+	}
+	if left, _ := os.ReadDir(dir); len(left) != 0 {
+		t.Errorf("left behind: %v", left)
+	}
 }
 
 // beforeOf is what a walk of root records.
