@@ -693,6 +693,43 @@ func (e *Engine) publicSite(ctx context.Context) (string, error) {
 	return st.Site, nil
 }
 
+// abConfigErr says why this gate may not run a step of the current A/B
+// runbook. With the Redis store any gate may resume or retry it (one that
+// took it over when its gate stopped, say), and every step reads this
+// gate's [ab]: B's targets and gate, the switch commands, and the public
+// URL that tells where the traffic is. A gate without it, or whose [ab]
+// names another B or public URL than the runbook started with, would act
+// on the wrong site or tell the operator the wrong way back.
+func (e *Engine) abConfigErr() error {
+	e.mu.Lock()
+	isAB, ab := e.rb.Options.AB, e.rb.AB
+	e.mu.Unlock()
+	if !isAB {
+		return nil
+	}
+	a := e.o.AB
+	var why string
+	switch {
+	case !a.Configured():
+		why = fmt.Sprintf("this gate (%s) has no [ab] in its gate.toml", e.o.Holder)
+	case ab != nil && (a.BURL != ab.BURL || a.PublicURL != ab.PublicURL):
+		why = fmt.Sprintf("this gate's (%s) [ab] names B %s and the public URL %s, not the runbook's B %s and public URL %s",
+			e.o.Holder, a.BURL, a.PublicURL, ab.BURL, ab.PublicURL)
+	default:
+		return nil
+	}
+	where := "the traffic is where the runbook's last step left it"
+	if ab != nil && ab.PublicSite != "" && ab.PublicChecked != nil {
+		where = fmt.Sprintf("%s led to %s when last looked, at %s", ab.PublicURL, ab.PublicSite, ab.PublicChecked.Format(time.RFC3339))
+	}
+	want := "the runbook's"
+	if ab != nil {
+		want = fmt.Sprintf("b_url = %q, public_url = %q", ab.BURL, ab.PublicURL)
+	}
+	return fmt.Errorf("%s: it cannot run this A/B runbook's steps and changed nothing (%s). Retry through a gate whose [ab] has %s (or give this gate that [ab] and restart it): ckanops runbook %s --retry",
+		why, where, want, e.o.Site.Name())
+}
+
 // abConfirmation is what switch_to_b and switch_to_a ask.
 func (e *Engine) abConfirmation(step string) *api.Confirmation {
 	site := e.o.Site.Name()

@@ -697,3 +697,77 @@ func TestABRunbookSurvivesRestart(t *testing.T) {
 		t.Errorf("commands %v", got)
 	}
 }
+
+// With the Redis store another gate may resume or retry an A/B runbook.
+// One whose gate.toml has no [ab], or an [ab] naming another B or public
+// URL, fails the step before asking anything or acting, says where the
+// traffic is and how to go on; a gate with the runbook's [ab] then
+// finishes it.
+func TestABRunbookNeedsTheSameAB(t *testing.T) {
+	w := newABWorld(t)
+	e, o := w.engine(t, nil)
+	if _, err := e.Start(context.Background(), api.RunbookOptions{AB: true, AutoConfirm: true, StopBefore: api.StepSwitchToB}, "x"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, e, "the stop", waitingAt(api.StepSwitchToB))
+
+	other := o
+	other.AB = config.ABConfig{}
+	other.Holder = "gate-2"
+	moved := o
+	moved.AB.BURL = "http://127.0.0.1:1"
+	moved.Holder = "gate-3"
+	for _, tc := range []struct {
+		name string
+		o    Options
+		want string
+	}{
+		{"no [ab]", other, "this gate (gate-2) has no [ab] in its gate.toml: it cannot run this A/B runbook's steps and changed nothing ("},
+		{"another B", moved, "this gate's (gate-3) [ab] names B http://127.0.0.1:1 and the public URL " + w.ab.PublicURL + ", not the runbook's B " + w.ab.BURL},
+	} {
+		e = reopen(t, e, tc.o)
+		act := e.Resume // the first: interrupted by the reopening; then failed
+		if rb, _ := e.Current(); rb.State == api.RunbookFailed {
+			act = e.Retry
+		}
+		if _, err := act(api.RunbookAction{}, "x"); err != nil {
+			t.Fatal(err)
+		}
+		rb := waitFor(t, e, tc.name+": the failure", ended)
+		msg := stepError(rb, api.StepSwitchToB)
+		if rb.State != api.RunbookFailed || !strings.Contains(msg, tc.want) ||
+			!strings.Contains(msg, "led to prod when last looked, at ") ||
+			!strings.Contains(msg, `Retry through a gate whose [ab] has b_url = "`+w.ab.BURL+`", public_url = "`+w.ab.PublicURL+`"`) ||
+			!strings.HasSuffix(msg, "ckanops runbook prod --retry") {
+			t.Errorf("%s: state %s, error %q", tc.name, rb.State, msg)
+		}
+		if w.side(t) != "a" || w.site.mode() != api.ModeReadOnly {
+			t.Errorf("%s: side %s, mode %s", tc.name, w.side(t), w.site.mode())
+		}
+	}
+	if got := w.ran(t); !slices.Equal(got, []string{"prepare"}) {
+		t.Errorf("commands %v, want only B's prepare", got)
+	}
+
+	e = reopen(t, e, o)
+	if _, err := e.Retry(api.RunbookAction{}, "x"); err != nil {
+		t.Fatal(err)
+	}
+	// stop_before holds every step from switch_to_b on.
+	rb := waitFor(t, e, "a stop or the end", func(rb *api.Runbook) bool { return ended(rb) || rb.State == api.RunbookWaiting })
+	for rb.State == api.RunbookWaiting {
+		if _, err := e.Confirm(api.RunbookAction{Step: rb.Waiting.Step, SiteName: "prod"}, "x"); err != nil {
+			t.Fatal(err)
+		}
+		step := rb.Waiting.Step
+		rb = waitFor(t, e, "past "+step, func(rb *api.Runbook) bool {
+			return ended(rb) || rb.State == api.RunbookWaiting && rb.Waiting.Step != step
+		})
+	}
+	if rb.State != api.RunbookDone || w.side(t) != "a" || w.site.mode() != api.ModeLive {
+		t.Fatalf("state %s (%s), side %s, mode %s", rb.State, rb.Error, w.side(t), w.site.mode())
+	}
+	if got := w.ran(t); !slices.Equal(got, []string{"prepare", "to-b", "migrate", "to-a"}) {
+		t.Errorf("commands %v", got)
+	}
+}

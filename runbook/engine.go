@@ -883,6 +883,16 @@ func (e *Engine) run(ctx context.Context, i int, confirmed bool, actor string) {
 		e.rb.Step = name
 		e.mu.Unlock()
 
+		if err := e.abConfigErr(); err != nil {
+			// Before its confirmation, which would name this gate's [ab].
+			e.mu.Lock()
+			t := e.o.Clock()
+			st = e.rb.StepByName(name)
+			st.Started, st.Ended = &t, &t
+			e.failStepLocked(name, actor, err)
+			e.mu.Unlock()
+			return
+		}
 		if !confirmed {
 			conf := e.confirmation(ctx, name)
 			hold := e.stopsBefore(name)
@@ -942,14 +952,7 @@ func (e *Engine) run(ctx context.Context, i int, confirmed bool, actor string) {
 			continue
 		}
 		if err != nil {
-			st.Error = err.Error()
-			e.setStep(name, api.StepFailed, err.Error())
-			e.rb.State = api.RunbookFailed
-			e.rb.Error = fmt.Sprintf("step %s failed: %v", name, err)
-			e.emit(api.RunbookEvent{Kind: api.EventFinished, Step: name, State: string(api.RunbookFailed),
-				Message: e.rb.Error + " (" + e.failedNoteLocked() + ")", Snapshot: e.rb.Snapshot})
-			e.o.Site.Audit("runbook-failed", actor, e.rb.ID, name, err.Error(), "")
-			e.log.Error("runbook step failed", "runbook", e.rb.ID, "step", name, "err", err.Error())
+			e.failStepLocked(name, actor, err)
 			e.mu.Unlock()
 			return
 		}
@@ -979,6 +982,19 @@ func (e *Engine) run(ctx context.Context, i int, confirmed bool, actor string) {
 	e.o.Site.Audit("runbook-done", actor, e.rb.ID, "", msg, "")
 	e.releaseLocked()
 	e.log.Info("runbook finished", "runbook", e.rb.ID)
+}
+
+// failStepLocked ends the runbook at step name, failed with err (the
+// caller sets the step's times). Call with mu held.
+func (e *Engine) failStepLocked(name, actor string, err error) {
+	e.rb.StepByName(name).Error = err.Error()
+	e.setStep(name, api.StepFailed, err.Error())
+	e.rb.State = api.RunbookFailed
+	e.rb.Error = fmt.Sprintf("step %s failed: %v", name, err)
+	e.emit(api.RunbookEvent{Kind: api.EventFinished, Step: name, State: string(api.RunbookFailed),
+		Message: e.rb.Error + " (" + e.failedNoteLocked() + ")", Snapshot: e.rb.Snapshot})
+	e.o.Site.Audit("runbook-failed", actor, e.rb.ID, name, err.Error(), "")
+	e.log.Error("runbook step failed", "runbook", e.rb.ID, "step", name, "err", err.Error())
 }
 
 // lastEvidence is a step's last evidence summary, for the audit log.
