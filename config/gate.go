@@ -225,6 +225,7 @@ type GateTuning struct {
 	RetryAfter       Duration // retry_after: Retry-After on refusals when no until is set (whole seconds, rounded up)
 	NoticePoll       Duration // notice_poll: how often announced and annotated pages poll the status
 	MaxUpstreamConns int      // max_upstream_conns: connections to CKAN at most; requests beyond wait for one
+	MetricsListen    string   // metrics_listen: host:port serving /metrics (Prometheus) without a token, or "" (off)
 	SiteTitle        string   // site_title: the name shown on refusal pages
 	RootPath         string   // root_path: the path CKAN is mounted under ("/data"); "/" none; "" learned from status_show (its help URL, else site_url's path)
 }
@@ -337,6 +338,15 @@ func LoadGate(path string) (*Gate, []Warning, error) {
 	g.Gate.RetryAfter = tune.duration("retry_after", DefaultRetryAfter, false)
 	g.Gate.NoticePoll = tune.duration("notice_poll", DefaultNoticePoll, false)
 	g.Gate.MaxUpstreamConns = tune.integer("max_upstream_conns", DefaultMaxUpstreamConns, 1)
+	if v, ok := tune.string("metrics_listen"); ok {
+		if msg := checkServeAddr(v, "127.0.0.1:9121"); msg != "" {
+			tune.d.problem(tune.sub("metrics_listen"), "%s", msg)
+		} else if g.Listen != "" && sameListenAddr(g.Listen, v) {
+			tune.d.problem(tune.sub("metrics_listen"), "%q clashes with listen (%s): give /metrics a port of its own", v, g.Listen)
+		} else {
+			g.Gate.MetricsListen = v
+		}
+	}
 	if p := g.Gate.NoticePoll.Duration; tune.has("notice_poll") && (p < time.Second || p > time.Hour) {
 		tune.d.problem(tune.sub("notice_poll"), "must be from 1s to 1h, found %s", g.Gate.NoticePoll)
 	}

@@ -107,6 +107,7 @@ func TestLoadGateFull(t *testing.T) {
 			RetryAfter:       dur(2 * time.Minute),
 			NoticePoll:       dur(30 * time.Second),
 			MaxUpstreamConns: 64,
+			MetricsListen:    "127.0.0.1:9121",
 			SiteTitle:        "Example Open Data",
 			RootPath:         "/data",
 		},
@@ -244,6 +245,7 @@ var gateErrorCases = []struct {
 		"testdata/gate_many.toml:20: snapshot.jobs: must be at least 1 ...",
 		`testdata/gate_many.toml:21: snapshot.parallel_threshold_bytes: expected an integer number of bytes, such as 2000000000 (no unit), found a string`,
 		`testdata/gate_many.toml:24: gate.retry_after: invalid duration "soon": ...`,
+		`testdata/gate_many.toml:25: gate.metrics_listen: "localhost:metrics" is not host:port with a numeric port; write it as 127.0.0.1:9121 (or :9121 for every interface)`,
 	}},
 	{"gate_conflicts.toml", []string{
 		"testdata/gate_conflicts.toml:12: audit.file: is the state file; give the audit log its own file",
@@ -289,6 +291,7 @@ func init() {
 		"testdata/gate_commands_bad.toml:23: verify.shell: unknown key ...",
 		"testdata/gate_commands_bad.toml:26: state.initial_mode: must be \"live\", \"read-only\" or \"down\"",
 		`testdata/gate_commands_bad.toml:29: gate.root_path: must start with /, such as "/data", found "data/../x"`,
+		`testdata/gate_commands_bad.toml:30: gate.metrics_listen: ":8080" clashes with listen (127.0.0.1:8080): give /metrics a port of its own`,
 	}})
 }
 

@@ -44,7 +44,7 @@ func (g *Gate) controlMux() http.Handler {
 	mux.HandleFunc("GET "+controlPrefix+"audit", g.serveAudit)
 	mux.HandleFunc("GET "+controlPrefix+"actions", g.serveActions)
 	mux.HandleFunc("POST "+controlPrefix+"actions/learn", g.serveActionsLearn)
-	mux.Handle("GET "+controlPrefix+"metrics", g.metrics.handler())
+	mux.HandleFunc("GET "+controlPrefix+"metrics", g.serveMetrics)
 	mux.HandleFunc(controlPrefix+"schedule", g.serveSchedule)
 	mux.HandleFunc("GET "+api.PathNoticeScript, serveNoticeScript) // public: pages load it
 	mux.HandleFunc(controlPrefix+"runbook", g.serveRunbook)
@@ -735,6 +735,22 @@ func checkText(name, s string, max int) error {
 	}
 	return nil
 }
+
+// serveMetrics answers the metrics to a token holder: the gate's own
+// listener is the site's public face, and the metrics tell anyone how
+// busy it is, what it refuses and who failed to log in. A scraper without
+// the token reads them on [gate] metrics_listen (MetricsHandler).
+func (g *Gate) serveMetrics(w http.ResponseWriter, r *http.Request) {
+	if _, aerr := g.authenticate(r); aerr != nil {
+		writeAuthError(w, aerr)
+		return
+	}
+	g.metrics.handler().ServeHTTP(w, r)
+}
+
+// MetricsHandler serves the metrics without a token: for [gate]
+// metrics_listen, a listener of its own on an internal address.
+func (g *Gate) MetricsHandler() http.Handler { return g.metrics.handler() }
 
 func (g *Gate) serveHealth(w http.ResponseWriter, r *http.Request) {
 	if _, aerr := g.authenticate(r); aerr != nil {

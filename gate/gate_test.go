@@ -117,6 +117,16 @@ func (r *rig) do(method, path string, body io.Reader, hdr ...string) resp {
 	return resp{res.StatusCode, res.Header, string(b)}
 }
 
+// metrics is what the gate's GET /-/ckanops/metrics answers the ops token.
+func (r *rig) metrics() string {
+	r.t.Helper()
+	res := r.do("GET", "/-/ckanops/metrics", nil, "Authorization", "Bearer "+opsToken)
+	if res.status != 200 {
+		r.t.Fatalf("metrics: %d %s", res.status, res.body)
+	}
+	return res.body
+}
+
 func (r *rig) setMode(body string, hdr ...string) resp {
 	r.t.Helper()
 	if len(hdr) == 0 {
@@ -225,9 +235,9 @@ func TestLiveForwardsWritesAndCountsThem(t *testing.T) {
 	if len(r.sim.Writes()) != 1 {
 		t.Fatalf("live write did not reach CKAN: %+v", r.sim.Journal())
 	}
-	m := r.do("GET", "/-/ckanops/metrics", nil)
-	if !strings.Contains(m.body, `ckanops_requests_total{class="write",outcome="forwarded"} 1`) {
-		t.Errorf("metrics lack the forwarded write:\n%s", m.body)
+	m := r.metrics()
+	if !strings.Contains(m, `ckanops_requests_total{class="write",outcome="forwarded"} 1`) {
+		t.Errorf("metrics lack the forwarded write:\n%s", m)
 	}
 }
 
@@ -472,6 +482,19 @@ func TestControlAuth(t *testing.T) {
 	if res := r.do("GET", "/-/ckanops/health", nil); res.status != 401 {
 		t.Errorf("health without token: %d", res.status)
 	}
+	// The metrics tell how busy the site is and who failed to log in:
+	// the public listener serves them to a token only.
+	for _, hdr := range [][]string{nil, {"Authorization", "Bearer nope"}, {"Authorization", ckansim.EditorToken}} {
+		if res := r.do("GET", "/-/ckanops/metrics", nil, hdr...); res.status/100 != 4 || strings.Contains(res.body, "ckanops_") {
+			t.Errorf("metrics with %q: %d %s", hdr, res.status, res.body)
+		}
+	}
+	if m := r.metrics(); !strings.Contains(m, "ckanops_mode{") {
+		t.Errorf("metrics with the ops token:\n%s", m)
+	}
+	if res := r.do("GET", "/-/ckanops/metrics", nil, "Authorization", ckansim.SysadminToken); res.status != 200 || !strings.Contains(res.body, "ckanops_mode{") {
+		t.Errorf("metrics with a sysadmin's CKAN token: %d", res.status)
+	}
 	b, _ := os.ReadFile(r.audit)
 	if !strings.Contains(string(b), `"actor":"ckan:admin"`) {
 		t.Errorf("sysadmin's change not audited with their name:\n%s", b)
@@ -658,7 +681,7 @@ func TestMetricsReportModeAndRefusals(t *testing.T) {
 	r := newRig(t)
 	r.mustMode(api.ModeReadOnly, "")
 	r.do("POST", "/api/action/package_create", strings.NewReader("{}"))
-	m := r.do("GET", "/-/ckanops/metrics", nil).body
+	m := r.metrics()
 	for _, want := range []string{
 		`ckanops_mode{mode="read-only"} 1`,
 		`ckanops_mode{mode="live"} 0`,

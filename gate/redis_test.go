@@ -230,7 +230,9 @@ func TestRedisOutageKeepsEveryGateReadOnly(t *testing.T) {
 }
 
 func scrape(t *testing.T, m *member) string {
-	res, err := http.Get(m.srv.URL + "/-/ckanops/metrics")
+	req, _ := http.NewRequest("GET", m.srv.URL+"/-/ckanops/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+opsToken)
+	res, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/url"
 	"time"
 
@@ -54,6 +55,13 @@ func Run(ctx context.Context, cfg *config.Gate, log *slog.Logger, ready func(add
 		return fmt.Errorf("gate: listen on %s: %w", cfg.Listen, err)
 	}
 	defer ln.Close()
+	var metricsLn net.Listener
+	if a := cfg.Gate.MetricsListen; a != "" {
+		if metricsLn, err = net.Listen("tcp", a); err != nil {
+			return fmt.Errorf("gate: metrics_listen: listen on %s: %w", a, err)
+		}
+		defer metricsLn.Close()
+	}
 	audit, err := OpenAuditLog(cfg.Audit.File)
 	if err != nil {
 		return err
@@ -150,6 +158,10 @@ func Run(ctx context.Context, cfg *config.Gate, log *slog.Logger, ready func(add
 	go g.RunSchedule(ctx)
 	go g.RunTriggers(ctx)
 
+	if metricsLn != nil {
+		defer serveMetrics(ctx, metricsLn, g.MetricsHandler(), log)()
+	}
+
 	mode := g.Mode()
 	log.Info("gate listening", "site", cfg.Site, "listen", ln.Addr().String(), "upstream", up.Redacted(),
 		"mode", mode.Mode, "version", mode.Version, "store", store.Kind(), "state", cfg.State.File, "gate_id", g.opts.GateID)
@@ -173,4 +185,16 @@ func portOf(a net.Addr) string {
 		return a.String()
 	}
 	return port
+}
+
+// serveMetrics serves h as GET /metrics on ln ([gate] metrics_listen)
+// until stop is called.
+func serveMetrics(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger) (stop func()) {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", h)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute,
+		BaseContext: func(net.Listener) context.Context { return ctx }}
+	go func() { _ = srv.Serve(ln) }()
+	log.Info("metrics listening", "listen", ln.Addr().String())
+	return func() { srv.Close() }
 }

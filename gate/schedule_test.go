@@ -181,7 +181,7 @@ func TestScheduleStartsOnTimeThenOverruns(t *testing.T) {
 		t.Fatalf("gate probe: %s %s", h.Status, h.Summary)
 	}
 	r.tick()
-	m := r.do("GET", "/-/ckanops/metrics", nil).body
+	m := r.metrics()
 	for _, want := range []string{"ckanops_overrun 1", "ckanops_overruns_total 1"} {
 		if !strings.Contains(m, want+"\n") {
 			t.Errorf("metrics lack %q", want)

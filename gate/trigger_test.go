@@ -140,7 +140,7 @@ func TestTriggerOnCrowdedPostgres(t *testing.T) {
 	if got := strings.Join(audit, " "); got != "trigger:crowded:live>read-only trigger:crowded:read-only>live" {
 		t.Fatalf("audit: %s", got)
 	}
-	m := r.do("GET", "/-/ckanops/metrics", nil).body
+	m := r.metrics()
 	for _, want := range []string{`ckanops_trigger_switches_total{to="maintenance",trigger="crowded"} 1`, `ckanops_trigger_switches_total{to="live",trigger="crowded"} 1`,
 		`ckanops_trigger_state{state="armed",trigger="crowded"} 1`, `ckanops_trigger_value{trigger="crowded"}`} {
 		if !strings.Contains(m, want) {
