@@ -702,8 +702,13 @@ func (e *Engine) publicSite(ctx context.Context) (string, error) {
 // on the wrong site or tell the operator the wrong way back.
 func (e *Engine) abConfigErr() error {
 	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.abConfigErrLocked()
+}
+
+// abConfigErrLocked is abConfigErr with mu held.
+func (e *Engine) abConfigErrLocked() error {
 	isAB, ab := e.rb.Options.AB, e.rb.AB
-	e.mu.Unlock()
 	if !isAB {
 		return nil
 	}
@@ -796,6 +801,14 @@ func (e *Engine) abAbortNoteLocked() string {
 	toB, toA := e.rb.StepByName(api.StepSwitchToB), e.rb.StepByName(api.StepSwitchToA)
 	if toB == nil || toA == nil || toB.State != api.StepDone || toA.State == api.StepDone {
 		return ""
+	}
+	if e.abConfigErrLocked() != nil {
+		// This gate's [ab] is not the runbook's: its commands would not do.
+		to := "the [[ab.switch_to_a]] commands of a gate configured with the runbook's [ab]"
+		if ab := e.rb.AB; ab != nil {
+			to = fmt.Sprintf("the [[ab.switch_to_a]] commands of a gate whose [ab] has b_url = %q, public_url = %q", ab.BURL, ab.PublicURL)
+		}
+		return "the public URL's traffic may still go to B (read-only): send it back to A with " + to
 	}
 	return fmt.Sprintf("the public URL's traffic may still go to B (read-only): send it back to A with %s", argvs(e.o.AB.SwitchToA))
 }

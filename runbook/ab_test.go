@@ -596,6 +596,35 @@ func TestABRunbookMigrateFails(t *testing.T) {
 	}
 }
 
+// Aborted from a gate whose gate.toml lacks the runbook's [ab] while the
+// traffic may be on B, the runbook names the [ab] whose commands send it
+// back, not this gate's (it has none).
+func TestABRunbookAbortedElsewhereNamesTheRunbooksAB(t *testing.T) {
+	w := newABWorld(t)
+	e, o := w.engine(t, func(o *Options) {
+		o.Migrate = []config.Command{w.script(t, "migrate", "exit 5\n")}
+	})
+	if _, err := e.Start(context.Background(), api.RunbookOptions{AB: true, AutoConfirm: true}, "x"); err != nil {
+		t.Fatal(err)
+	}
+	if rb := waitFor(t, e, "the failure", ended); rb.State != api.RunbookFailed || rb.Step != api.StepMigrate {
+		t.Fatalf("state %s at %s: %s", rb.State, rb.Step, rb.Error)
+	}
+	o.AB, o.Holder = config.ABConfig{}, "gate-2"
+	e = reopen(t, e, o)
+	rb, err := e.Abort(context.Background(), api.RunbookAction{}, "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `the public URL's traffic may still go to B (read-only): send it back to A with the [[ab.switch_to_a]] commands of a gate whose [ab] has b_url = "` + w.ab.BURL + `", public_url = "` + w.ab.PublicURL + `"`
+	if !strings.Contains(rb.Error, want) {
+		t.Errorf("abort error %q", rb.Error)
+	}
+	if w.side(t) != "b" || w.site.mode() != api.ModeReadOnly {
+		t.Errorf("side %s, mode %s", w.side(t), w.site.mode())
+	}
+}
+
 // A switch_to_a that does not bring the traffic back fails, says where it
 // is, and A stays read-only; retried once fixed, the runbook ends.
 func TestABRunbookSwitchToAFails(t *testing.T) {
