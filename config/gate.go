@@ -448,6 +448,9 @@ func (g *Gate) crossCheck(d *decoder) {
 	if g.Gate.RetryAfter.Duration > 0 && g.Gate.RetryAfter.Duration%1e9 != 0 {
 		d.warn([]string{"gate", "retry_after"}, "Retry-After is sent in whole seconds; %s is rounded up", g.Gate.RetryAfter)
 	}
+	if h, _, err := net.SplitHostPort(g.Gate.MetricsListen); err == nil && (h == "" || h == "0.0.0.0" || h == "::") {
+		d.warn([]string{"gate", "metrics_listen"}, "%q serves the metrics without a token on every interface: bind it to an address only the scraper reaches", g.Gate.MetricsListen)
+	}
 	for _, p := range g.Policy.BypassCIDRs {
 		if p.Bits() == 0 {
 			d.warn([]string{"policy", "bypass_cidrs"}, "%s lets every client bypass down mode", p)

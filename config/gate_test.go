@@ -379,6 +379,9 @@ func TestLoadGateWarnings(t *testing.T) {
 			[]string{"policy.trusted_proxies: ::/0 trusts X-Forwarded-For from every client"}},
 		{"allowed and denied", "[policy]\nallow_actions = [\"x_show\"]\ndeny_actions = [\"x_show\"]\n",
 			[]string{"policy.allow_actions: x_show is also in deny_actions, which wins"}},
+		{"metrics for everyone", "[gate]\nmetrics_listen = \":9121\"\n",
+			[]string{`gate.metrics_listen: ":9121" serves the metrics without a token on every interface`}},
+		{"metrics inside", "[gate]\nmetrics_listen = \"10.0.0.5:9121\"\n", nil},
 		{"slow probes", "[checks]\ntimeout = \"20s\"\ninterval = \"20s\"\n",
 			[]string{"checks.timeout: checks.timeout (20s) is not shorter than checks.interval (20s)"}},
 	}
