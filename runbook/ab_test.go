@@ -782,17 +782,7 @@ func TestABRunbookNeedsTheSameAB(t *testing.T) {
 	if _, err := e.Retry(api.RunbookAction{}, "x"); err != nil {
 		t.Fatal(err)
 	}
-	// stop_before holds every step from switch_to_b on.
-	rb := waitFor(t, e, "a stop or the end", func(rb *api.Runbook) bool { return ended(rb) || rb.State == api.RunbookWaiting })
-	for rb.State == api.RunbookWaiting {
-		if _, err := e.Confirm(api.RunbookAction{Step: rb.Waiting.Step, SiteName: "prod"}, "x"); err != nil {
-			t.Fatal(err)
-		}
-		step := rb.Waiting.Step
-		rb = waitFor(t, e, "past "+step, func(rb *api.Runbook) bool {
-			return ended(rb) || rb.State == api.RunbookWaiting && rb.Waiting.Step != step
-		})
-	}
+	rb := confirmToTheEnd(t, e) // stop_before holds every step from switch_to_b on
 	if rb.State != api.RunbookDone || w.side(t) != "a" || w.site.mode() != api.ModeLive {
 		t.Fatalf("state %s (%s), side %s, mode %s", rb.State, rb.Error, w.side(t), w.site.mode())
 	}

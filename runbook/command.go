@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ckanops/ckanops/api"
 	"github.com/ckanops/ckanops/config"
 )
 
@@ -31,10 +32,11 @@ type commandResult struct {
 }
 
 // runCommand runs c without a shell, in its own process group, streaming
-// each output line (stdout and stderr merged) to out. It kills the whole
-// group when ctx ends or c.Timeout passes. The error says what went wrong
-// in words an operator can act on.
-func runCommand(ctx context.Context, c config.Command, env []string, out func(string)) (commandResult, error) {
+// each output line (stdout and stderr merged) to out. started, if not
+// nil, is called with the group's id once the command runs. It kills the
+// whole group when ctx ends or c.Timeout passes. The error says what went
+// wrong in words an operator can act on.
+func runCommand(ctx context.Context, c config.Command, env []string, out func(string), started func(pgid int)) (commandResult, error) {
 	res := commandResult{ExitCode: -1}
 	if len(c.Argv) == 0 {
 		return res, errors.New("no argv")
@@ -60,7 +62,13 @@ func runCommand(ctx context.Context, c config.Command, env []string, out func(st
 	cmd.Stdin = nil
 
 	start := time.Now()
-	err := cmd.Run()
+	err := cmd.Start()
+	if err == nil {
+		if started != nil {
+			started(cmd.Process.Pid) // the group's leader: Setpgid
+		}
+		err = cmd.Wait()
+	}
 	lw.flush()
 	res.Duration = time.Since(start)
 	res.Tail = lw.tail()
@@ -145,4 +153,81 @@ func (w *lineWriter) tail() string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return strings.Join(w.lines, "\n")
+}
+
+// Details of a command's "running" evidence: its process group and the
+// gate (Options.Holder) that started it.
+const (
+	detailPGID = "pgid"
+	detailGate = "gate"
+)
+
+// commandLeftLocked looks at the current step's last command: one that
+// started ("running" evidence with its process group) and has no result
+// was cut off by its gate stopping without seeing it end (killed, or a
+// crash, or a host that lost power); a takeover from another gate as well.
+// Its process group may still run, and running the step again would run
+// the command twice at once: two schema migrations, say.
+//
+// Started by this gate (the same Holder, so the same host), the group is
+// looked for: still there, retry and resume are refused with how to end
+// it; gone, they go on. Started by another gate, it cannot be seen from
+// here: resume is refused with how to check on that gate's host, and retry
+// (the operator's word that it does not run) goes on with note, which the
+// step's evidence keeps. Call with mu held.
+func (e *Engine) commandLeftLocked(retry bool) (note string, err error) {
+	st := e.rb.StepByName(e.rb.Step)
+	if st == nil || st.State != api.StepInterrupted {
+		return "", nil
+	}
+	var last *api.Evidence
+	for i := range st.Evidence {
+		ev := &st.Evidence[i]
+		switch {
+		case ev.Kind == api.EvidenceRun:
+			last = nil // the command before it ended
+		case ev.Kind == api.EvidenceNote && ev.Details[detailPGID] != nil:
+			last = ev
+		}
+	}
+	if last == nil {
+		return "", nil
+	}
+	pgid, _ := detailInt(last.Details[detailPGID])
+	gate, _ := last.Details[detailGate].(string)
+	if pgid <= 1 {
+		return "", nil
+	}
+	name := strings.TrimPrefix(last.Summary, "running ")
+	site := e.o.Site.Name()
+	if gate == e.o.Holder {
+		if err := syscall.Kill(-pgid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
+			return "", nil // gone
+		}
+		return "", fmt.Errorf("step %s: its command %s (process group %d), started by this gate before it stopped, is still running: running the step again now would run it twice at once. Let it end, or stop it (check with: ps -o pid,args -g %d; then: kill -TERM -- -%d), then: ckanops runbook %s --resume",
+			st.Name, name, pgid, pgid, pgid, site)
+	}
+	if gate == "" {
+		gate = "(not recorded)"
+	}
+	where := fmt.Sprintf("step %s: its command %s was started by gate %s (process group %d), which stopped without seeing it end", st.Name, name, gate, pgid)
+	if retry {
+		return where + "; it may still have been running there", nil
+	}
+	return "", fmt.Errorf("%s: it may still be running on that gate's host, and running the step again now would run it twice at once. Check there (ps -o pid,args -g %d; stop it with: kill -TERM -- -%d); once it is not running: ckanops runbook %s --retry",
+		where, pgid, pgid, site)
+}
+
+// detailInt reads a number of evidence details: an int as recorded, a
+// float64 once read back from JSON.
+func detailInt(v any) (int, bool) {
+	switch n := v.(type) {
+	case int:
+		return n, true
+	case int64:
+		return int(n), true
+	case float64:
+		return int(n), true
+	}
+	return 0, false
 }

@@ -685,8 +685,15 @@ func (e *Engine) restart(ctx context.Context, a api.RunbookAction, actor string,
 		}
 		return nil, conflict("runbook %s is %s: only an interrupted runbook can be resumed", e.rb.ID, e.rb.State)
 	}
+	left, err := e.commandLeftLocked(retry)
+	if err != nil {
+		return nil, conflict("%v", err)
+	}
 	if err := e.acquireLocked(ctx); err != nil {
 		return nil, conflict("cannot take the site's runbook lock back: %v", err)
+	}
+	if left != "" {
+		e.evidenceLocked(step.Name, api.Evidence{Kind: api.EvidenceNote, Summary: left + "; retried by " + actor})
 	}
 	kind := api.EventRetry
 	confirmed := true

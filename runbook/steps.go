@@ -569,8 +569,11 @@ func (e *Engine) commandEnv() []string {
 
 // run runs one [[migrate]] or [[verify]] command and records it.
 func (e *Engine) runRecorded(ctx context.Context, step string, c config.Command) error {
-	e.evidence(step, api.Evidence{Kind: api.EvidenceNote, OK: true, Summary: "running " + c.Name + ": " + strings.Join(c.Argv, " "), Argv: c.Argv})
-	res, err := runCommand(ctx, c, e.commandEnv(), func(line string) { e.output(step, line) })
+	res, err := runCommand(ctx, c, e.commandEnv(), func(line string) { e.output(step, line) }, func(pgid int) {
+		// Where it runs, for a restart that finds it not ended (commandLeft).
+		e.evidence(step, api.Evidence{Kind: api.EvidenceNote, OK: true, Summary: "running " + c.Name + ": " + strings.Join(c.Argv, " "), Argv: c.Argv,
+			Details: map[string]any{detailPGID: pgid, detailGate: e.o.Holder}})
+	})
 	ev := api.Evidence{Kind: api.EvidenceRun, Argv: c.Argv, DurationMS: res.Duration.Milliseconds(), OutputTail: res.Tail, OK: err == nil}
 	code := res.ExitCode
 	ev.ExitCode = &code

@@ -1,0 +1,70 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// A gate killed while its migrate command runs (SIGKILL: it cannot end the
+// command, nor write its result) leaves the command running. Restarted,
+// it does not run the migration a second time beside the first: --resume
+// is refused with the process group and how to end it; once it has
+// ended, --resume runs the step again and the runbook finishes.
+func TestRunbookResumeAfterACrashWaitsForTheMigration(t *testing.T) {
+	dir := t.TempDir()
+	pidFile, ran := filepath.Join(dir, "pid"), filepath.Join(dir, "ran")
+	script := filepath.Join(dir, "migrate.sh")
+	// The first run records its pid (its process group's) and sleeps; the
+	// second finishes at once.
+	body := "#!/bin/sh\n[ -e " + ran + " ] && exit 0\ntouch " + ran + "\necho $$ > " + pidFile + ".tmp && mv " + pidFile + ".tmp " + pidFile + "\nexec sleep 60\n"
+	if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s := runbookSiteMigrating(t, "["+strconv.Quote(script)+"]")
+
+	run := exec.Command(binPath, "runbook", "--yes", "e2e")
+	run.Env = append(os.Environ(), "CKANOPS_CONFIG="+s.sites)
+	if err := run.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { run.Process.Kill(); run.Wait() })
+	var pgid int
+	for deadline := time.Now().Add(30 * time.Second); pgid == 0; time.Sleep(20 * time.Millisecond) {
+		if b, err := os.ReadFile(pidFile); err == nil {
+			pgid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the migration did not start; gate log:\n%s", s.logs)
+		}
+	}
+	t.Cleanup(func() { syscall.Kill(-pgid, syscall.SIGKILL) })
+
+	s.cmd.Process.Signal(syscall.SIGKILL)
+	s.cmd.Wait()
+	if err := syscall.Kill(-pgid, 0); err != nil {
+		t.Fatalf("the migration did not outlive the gate (%v): the test shows nothing", err)
+	}
+	s.startGate()
+	code, out, errb := s.cli("runbook", "--resume", "--yes", "e2e")
+	pg := strconv.Itoa(pgid)
+	if code == 0 || !strings.Contains(out+errb, "started by this gate before it stopped, is still running") || !strings.Contains(out+errb, "kill -TERM -- -"+pg) {
+		t.Fatalf("resume beside the running migration: exit %d\n%s\n%s", code, out, errb)
+	}
+
+	syscall.Kill(-pgid, syscall.SIGTERM)
+	for deadline := time.Now().Add(10 * time.Second); syscall.Kill(-pgid, 0) == nil; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the migration did not end")
+		}
+	}
+	code, out, errb = s.cli("runbook", "--resume", "--yes", "e2e")
+	if code != 0 || !strings.Contains(out, "DONE") {
+		t.Fatalf("resume once it ended: exit %d\n%s\n%s\ngate log:\n%s", code, out, errb, s.logs)
+	}
+}
