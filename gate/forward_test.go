@@ -205,8 +205,27 @@ func TestRequestTrailersAreNotForwarded(t *testing.T) {
 }
 
 func TestUpgradeRefusedUnlessLive(t *testing.T) {
+	t.Run("anyone", func(t *testing.T) { upgradeRefused(t, false) })
+	// A bypass client passes down mode, but gets no tunnel either: it
+	// would outlive the switch to maintenance.
+	t.Run("bypass client", func(t *testing.T) { upgradeRefused(t, true) })
+}
+
+func upgradeRefused(t *testing.T, bypass bool) {
 	rc := newRecorder()
-	_, srv := gateTo(t, rc)
+	_, srv := gateTo(t, rc, func(o *Options) {
+		if bypass {
+			o.BypassCIDRs = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")} // the test's address
+		}
+	})
+	base := 0
+	if bypass {
+		setGateMode(t, srv, api.ModeDown)
+		if res := rawExchange(t, srv.Listener.Addr().String(), "GET /dataset/ HTTP/1.1\r\nHost: x\r\n\r\n", false); res.StatusCode != http.StatusOK || len(rc.all()) != 1 {
+			t.Fatalf("a bypass client's page in down mode: %d, %d request(s) upstream", res.StatusCode, len(rc.all()))
+		}
+		base = 1
+	}
 	for _, mode := range []api.Mode{api.ModeReadOnly, api.ModeDown} {
 		setGateMode(t, srv, mode)
 		for _, raw := range []string{
@@ -230,7 +249,7 @@ func TestUpgradeRefusedUnlessLive(t *testing.T) {
 			}
 		}
 	}
-	if n := len(rc.all()); n != 0 {
+	if n := len(rc.all()) - base; n != 0 {
 		t.Fatalf("%d upgrade requests reached CKAN while not live", n)
 	}
 }
