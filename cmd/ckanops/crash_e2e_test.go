@@ -1,6 +1,7 @@
 package main
 
 import (
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ckanops/ckanops/internal/ckansim"
 )
 
 // A gate killed while its migrate command runs (SIGKILL: it cannot end the
@@ -66,5 +69,50 @@ func TestRunbookResumeAfterACrashWaitsForTheMigration(t *testing.T) {
 	code, out, errb = s.cli("runbook", "--resume", "--yes", "e2e")
 	if code != 0 || !strings.Contains(out, "DONE") {
 		t.Fatalf("resume once it ended: exit %d\n%s\n%s\ngate log:\n%s", code, out, errb, s.logs)
+	}
+}
+
+// A request that outlasts [gate] shutdown_timeout does not hold a stopping
+// gate: after the timeout the gate closes it, says so in its log, and
+// exits; the client gets an error, not a hang.
+func TestSIGTERMGivesUpAfterShutdownTimeout(t *testing.T) {
+	s := newSite(t)
+	b, err := os.ReadFile(s.gateConf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(s.gateConf, []byte(strings.Replace(string(b), `shutdown_timeout = "5s"`, `shutdown_timeout = "1s"`, 1)), 0o600)
+	s.startGate()
+	s.sim.SetLatency(0, time.Minute)
+	done := make(chan error, 1)
+	go func() {
+		req, _ := http.NewRequest("POST", s.gateURL+"/api/3/action/package_create", strings.NewReader(`{"name": "slow", "owner_org": "demo-org"}`))
+		req.Header.Set("Authorization", ckansim.SysadminToken)
+		req.Header.Set("Content-Type", "application/json")
+		res, err := http.DefaultClient.Do(req)
+		if err == nil {
+			res.Body.Close()
+		}
+		done <- err
+	}()
+	for i := 0; i < 500 && len(clientRequests(s.sim)) == 0; i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	exited := make(chan error, 1)
+	go func() { exited <- s.cmd.Wait() }()
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("gate exit: %v\n%s", err, s.logs)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the gate waited on a request past shutdown_timeout (1s):\n%s", s.logs)
+	}
+	if err := <-done; err == nil {
+		t.Error("the request held past the shutdown answered as if whole")
+	}
+	if !strings.Contains(s.logs.String(), "shutdown timeout: closing the requests still in flight") {
+		t.Errorf("the log does not say it cut requests off:\n%s", s.logs)
 	}
 }
