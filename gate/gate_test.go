@@ -614,6 +614,43 @@ func TestRefusedFormShowsTheUsersTextBack(t *testing.T) {
 	}
 }
 
+// What a refused form shows back is bounded: at most 100 fields and what
+// the first MiB of the body holds; a larger body is refused all the same,
+// promptly, and each field is cut at 64 KiB.
+func TestRefusedFormEchoIsBounded(t *testing.T) {
+	r := newRig(t)
+	r.mustMode(api.ModeReadOnly, "")
+	var b strings.Builder
+	for i := range 150 {
+		fmt.Fprintf(&b, "field%03d=value%03d&", i, i)
+	}
+	b.WriteString("long=" + strings.Repeat("x", 100<<10) + "&pad=" + strings.Repeat("p", 4<<20))
+	res := r.do("POST", "/dataset/new", strings.NewReader(b.String()), "Content-Type", "application/x-www-form-urlencoded")
+	if res.status != 503 || !strings.Contains(res.body, "Nothing was saved") {
+		t.Fatalf("refused form: %d", res.status)
+	}
+	if !strings.Contains(res.body, "value099") || strings.Contains(res.body, "value100") {
+		t.Errorf("the echo does not stop at 100 fields")
+	}
+	if len(res.body) > 1<<20 {
+		t.Errorf("the refusal page is %d bytes", len(res.body))
+	}
+
+	// One field of 100 KiB among the first hundred: cut at 64 KiB.
+	res = r.do("POST", "/dataset/new", strings.NewReader("long="+strings.Repeat("y", 100<<10)), "Content-Type", "application/x-www-form-urlencoded")
+	if n := strings.Count(res.body, "y"); res.status != 503 || n < 64<<10 || n > 64<<10+1000 {
+		t.Errorf("a 100 KiB field: %d, %d of its bytes shown", res.status, n)
+	}
+	// A field past the first MiB is never read.
+	res = r.do("POST", "/dataset/new", strings.NewReader("big="+strings.Repeat("z", 1<<20)+"&after=past-the-first-mib"), "Content-Type", "application/x-www-form-urlencoded")
+	if res.status != 503 || strings.Contains(res.body, "past-the-first-mib") {
+		t.Errorf("a field past the first MiB: %d, shown %v", res.status, strings.Contains(res.body, "past-the-first-mib"))
+	}
+	if w := r.sim.Writes(); len(w) != 0 {
+		t.Fatalf("refused forms reached CKAN: %+v", w)
+	}
+}
+
 func TestReadOnlyAnnotatesPagesButLiveNeverTouchesThem(t *testing.T) {
 	r := newRig(t)
 	if livePage := r.do("GET", "/dataset/edit/air-quality-2024", nil); strings.Contains(livePage.body, "ckanops") {
