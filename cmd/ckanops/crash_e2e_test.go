@@ -60,15 +60,28 @@ func TestRunbookResumeAfterACrashWaitsForTheMigration(t *testing.T) {
 		t.Fatalf("resume beside the running migration: exit %d\n%s\n%s", code, out, errb)
 	}
 
+	// On a terminal, the refusal is shown and the question asked again.
+	xs := runInTmux(t, s, "runbook e2e")
+	prompt := "r[e]sume, [r]etry, [s]kip, [a]bort, or [d]etach (default)?"
+	xs.waitScreen(prompt)
+	xs.keys(true, "e")
+	xs.keys(false, "Enter")
+	xs.waitScreen("refused: step migrate: its command schema: ")
+	waitCount(t, xs, prompt, 2)
+
 	syscall.Kill(-pgid, syscall.SIGTERM)
 	for deadline := time.Now().Add(10 * time.Second); syscall.Kill(-pgid, 0) == nil; time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("the migration did not end")
 		}
 	}
-	code, out, errb = s.cli("runbook", "--resume", "--yes", "e2e")
-	if code != 0 || !strings.Contains(out, "DONE") {
-		t.Fatalf("resume once it ended: exit %d\n%s\n%s\ngate log:\n%s", code, out, errb, s.logs)
+	// Ended: resumed, the migration runs again and the runbook (started
+	// with --yes) goes on to the end.
+	xs.keys(true, "e")
+	xs.keys(false, "Enter")
+	xs.waitScreen("EXIT=0")
+	if !strings.Contains(xs.screen(), "migrate   DONE") || !strings.Contains(xs.screen(), "disable   DONE") {
+		t.Fatalf("the resumed runbook:\n%s", xs.screen())
 	}
 }
 

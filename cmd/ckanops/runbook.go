@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"slices"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"github.com/charmbracelet/x/term"
 
 	"github.com/ckanops/ckanops/api"
+	"github.com/ckanops/ckanops/ckanclient"
 	"github.com/ckanops/ckanops/internal/human"
 )
 
@@ -454,51 +456,7 @@ func (ui *runbookUI) stopped(ctx context.Context, rb *api.Runbook) (bool, error)
 	msg := fmt.Sprintf("step %s %s: %s; the site is %s", rb.Step, rb.State, reason, mode)
 
 	if ui.terminal && !ui.o.yes {
-		w := ui.prompt
-		fmt.Fprintf(w, "\n%s.\n", msg)
-		choices := "[r]etry"
-		if rb.State == api.RunbookInterrupted {
-			choices = "r[e]sume, [r]etry"
-		}
-		if skippable {
-			choices += ", [s]kip"
-		}
-		choices += ", [a]bort, or [d]etach (default)? "
-		fmt.Fprint(w, choices)
-		line, err := ui.readLine(ctx)
-		if err != nil && ctx.Err() != nil {
-			return false, err
-		}
-		act := api.RunbookAction{ID: rb.ID, Reason: ui.o.opts.Reason}
-		switch strings.ToLower(strings.TrimSpace(line)) {
-		case "r", "retry":
-			_, err = ui.site.client.RetryStep(ctx, act)
-		case "e", "resume":
-			_, err = ui.site.client.ResumeRunbook(ctx, act)
-		case "s", "skip":
-			act.Step = rb.Step
-			_, err = ui.site.client.SkipStep(ctx, act)
-		case "a", "abort":
-			fmt.Fprint(w, "Also reopen writes now (mode live, RQ resumed)? [y/N] ")
-			yn, rerr := ui.readLine(ctx)
-			if rerr != nil && ctx.Err() != nil {
-				return false, rerr
-			}
-			act.Disable = strings.EqualFold(strings.TrimSpace(yn), "y") || strings.EqualFold(strings.TrimSpace(yn), "yes")
-			cur, aerr := ui.site.client.AbortRunbook(ctx, act)
-			if aerr != nil {
-				return false, &exitError{code: exitFail, err: aerr}
-			}
-			ui.summary(cur)
-			return false, ui.exit(cur)
-		default:
-			ui.note("detached: the runbook stays " + string(rb.State) + "; next: " + strings.Join(next, " | "))
-			return false, &exitError{code: exitFail, err: errors.New("runbook " + string(rb.State))}
-		}
-		if err != nil {
-			return false, &exitError{code: exitFail, err: err}
-		}
-		return true, nil
+		return ui.askStopped(ctx, rb, msg, next, skippable)
 	}
 
 	if ui.enc != nil {
@@ -512,6 +470,79 @@ func (ui *runbookUI) stopped(ctx context.Context, rb *api.Runbook) (bool, error)
 		}
 	}
 	return false, &exitError{code: exitFail, err: errors.New(msg)}
+}
+
+// askStopped asks what to do with a stopped runbook, on a terminal. An
+// action the gate refuses (409: a command left running, say) is shown
+// and asked again, rather than ending the command.
+func (ui *runbookUI) askStopped(ctx context.Context, rb *api.Runbook, msg string, next []string, skippable bool) (bool, error) {
+	w := ui.prompt
+	fmt.Fprintf(w, "\n%s.\n", msg)
+	choices := "[r]etry"
+	if rb.State == api.RunbookInterrupted {
+		choices = "r[e]sume, [r]etry"
+	}
+	if skippable {
+		choices += ", [s]kip"
+	}
+	choices += ", [a]bort, or [d]etach (default)? "
+	for {
+		fmt.Fprint(w, choices)
+		line, err := ui.readLine(ctx)
+		if err != nil && ctx.Err() != nil {
+			return false, err
+		}
+		again, err := ui.actOnStopped(ctx, rb, line, next)
+		var refused *ckanclient.APIError
+		if errors.As(err, &refused) && refused.Status == http.StatusConflict {
+			fmt.Fprintf(w, "refused: %s\n", refused.Message)
+			continue
+		}
+		if err != nil && !again {
+			var ee *exitError
+			if !errors.As(err, &ee) {
+				err = &exitError{code: exitFail, err: err}
+			}
+		}
+		return again, err
+	}
+}
+
+// actOnStopped does what the operator answered at askStopped's prompt. A
+// retry, resume or skip the gate refuses returns its error as is.
+func (ui *runbookUI) actOnStopped(ctx context.Context, rb *api.Runbook, line string, next []string) (bool, error) {
+	w := ui.prompt
+	var err error
+	act := api.RunbookAction{ID: rb.ID, Reason: ui.o.opts.Reason}
+	switch strings.ToLower(strings.TrimSpace(line)) {
+	case "r", "retry":
+		_, err = ui.site.client.RetryStep(ctx, act)
+	case "e", "resume":
+		_, err = ui.site.client.ResumeRunbook(ctx, act)
+	case "s", "skip":
+		act.Step = rb.Step
+		_, err = ui.site.client.SkipStep(ctx, act)
+	case "a", "abort":
+		fmt.Fprint(w, "Also reopen writes now (mode live, RQ resumed)? [y/N] ")
+		yn, rerr := ui.readLine(ctx)
+		if rerr != nil && ctx.Err() != nil {
+			return false, rerr
+		}
+		act.Disable = strings.EqualFold(strings.TrimSpace(yn), "y") || strings.EqualFold(strings.TrimSpace(yn), "yes")
+		cur, aerr := ui.site.client.AbortRunbook(ctx, act)
+		if aerr != nil {
+			return false, &exitError{code: exitFail, err: aerr}
+		}
+		ui.summary(cur)
+		return false, ui.exit(cur)
+	default:
+		ui.note("detached: the runbook stays " + string(rb.State) + "; next: " + strings.Join(next, " | "))
+		return false, &exitError{code: exitFail, err: errors.New("runbook " + string(rb.State))}
+	}
+	if err != nil {
+		return false, err
+	}
+	return true, nil
 }
 
 func (ui *runbookUI) note(s string) {
