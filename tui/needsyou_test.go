@@ -229,6 +229,31 @@ func TestFlashExpires(t *testing.T) {
 	}
 }
 
+// An error too long for the flash line is wrapped over a few lines taken
+// from the body, so its end (usually the command that gets the operator
+// out) is read, not cut off; the frame keeps its height and key bar.
+func TestLongErrorFlashWraps(t *testing.T) {
+	m, _ := fourSitesModel(80, 24)
+	m.clock = func() time.Time { return t0 }
+	msg := "resume: gate runbook at http://10.0.0.5:8080/-/ckanops/runbook/resume: 409 Gate Error: step migrate: its command schema: alembic upgrade head (process group 4242), started by this gate before it stopped, is still running: running the step again now would run it twice at once. Let it end, or stop it (check with: ps -o pid,args -g 4242; then: kill -TERM -- -4242), then: ckanops runbook prod --resume"
+	m.setFlash(msg, true)
+	f := frameOf(t, m) // checks 24 lines of at most 80 cells
+	if flat := strings.Join(strings.Fields(f), " "); !strings.Contains(flat, "ckanops runbook prod --resume") || !strings.Contains(flat, "kill -TERM -- -4242") {
+		t.Errorf("the error's end is cut off:\n%s", f)
+	}
+	lines := strings.Split(f, "\n")
+	if !strings.Contains(lines[len(lines)-1], "quit") {
+		t.Errorf("the key bar is not the last line:\n%s", f)
+	}
+	// Longer than six lines: the sixth ends with an ellipsis.
+	m.setFlash(strings.Repeat(msg+" ", 3), true)
+	f = frameOf(t, m)
+	lines = strings.Split(f, "\n")
+	if !strings.HasSuffix(strings.TrimSpace(lines[len(lines)-2]), "…") || !strings.HasPrefix(lines[len(lines)-7], "resume: gate runbook") {
+		t.Errorf("a very long error:\n%s", f)
+	}
+}
+
 // Scrolling the log up pauses it: new lines do not move it, the LOG
 // heading says so, and G follows again.
 func TestRunbookLogPaused(t *testing.T) {

@@ -72,7 +72,8 @@ func (m *Model) render() (string, *tea.Cursor) {
 		all = m.assessAll(now)
 	}
 	f.add(m.titleLine(all, now))
-	bodyH := m.height - 3
+	flash := m.flashLines()
+	bodyH := m.height - 2 - len(flash)
 
 	var body frame
 	switch {
@@ -112,10 +113,12 @@ func (m *Model) render() (string, *tea.Cursor) {
 		f.cursor = body.cursor
 	}
 	f.lines = append(f.lines, body.lines...)
-	for len(f.lines) < m.height-2 {
+	for len(f.lines) < m.height-1-len(flash) {
 		f.lines = append(f.lines, "")
 	}
-	f.add(m.flashLine())
+	for _, l := range flash {
+		f.add(l)
+	}
 	f.add(m.keyBar())
 
 	var b strings.Builder
@@ -219,18 +222,32 @@ func (m *Model) titleLine(all []ranked, now time.Time) string {
 	return m.st.paint(&m.st.title, left) + strings.Repeat(" ", gap) + right
 }
 
-// flashLine shows the answer to the last action, or an error, for
-// flashTTL or until the next key.
-func (m *Model) flashLine() string {
+// maxFlashLines is how many lines an error on the flash line may take:
+// a refusal's remedy (the command to run) comes at its end.
+const maxFlashLines = 6
+
+// flashLines shows the answer to the last action, or an error, for
+// flashTTL or until the next key: always at least one line (empty when
+// there is nothing to show); an error that does not fit is wrapped over
+// at most maxFlashLines, taken from the body.
+func (m *Model) flashLines() []string {
 	fl := m.flash
 	if fl.text == "" || m.clock().Sub(fl.at) > flashTTL {
-		return ""
+		return []string{""}
 	}
-	t := cut(oneLine(fl.text), m.width)
-	if fl.err {
-		return m.st.paint(&m.st.errText, t)
+	t := oneLine(fl.text)
+	if !fl.err {
+		return []string{cut(t, m.width)}
 	}
-	return t
+	lines := wrap(t, m.width)
+	if n := min(maxFlashLines, max(1, m.height-6)); len(lines) > n {
+		lines = lines[:n]
+		lines[n-1] = cut(lines[n-1]+" …", m.width)
+	}
+	for i, l := range lines {
+		lines[i] = m.st.paint(&m.st.errText, cut(l, m.width))
+	}
+	return lines
 }
 
 // changes reports whether b is a key that changes a site (a read-only
