@@ -797,17 +797,70 @@ func (e *Engine) abort(ctx context.Context, a api.RunbookAction, actor string) (
 // releaseLocked gives the site's runbook lock up once the events emitted
 // so far are written (with a shared store, in Redis under this gate's
 // fence: no later holder can have refused them). Until then nothing here
-// takes the lock again (settleLocked waits). Call with mu held; it
-// returns with mu held, having released it meanwhile.
+// takes the lock again (settleLocked waits). Events Redis refused are
+// waited for in the background (awaitPublished), the lock kept meanwhile.
+// Call with mu held; it returns with mu held, having released it
+// meanwhile.
 func (e *Engine) releaseLocked() {
 	done := make(chan struct{})
 	e.finishing = done
+	background := !e.stopping // Close waits for e.loops: Add only before it does
+	if background {
+		e.loops.Add(1)
+	}
 	e.mu.Unlock()
 	e.durable()
-	_ = e.o.Lock.Release(context.Background())
-	e.mu.Lock()
-	e.finishing = nil
-	close(done)
+	release := func() {
+		_ = e.o.Lock.Release(context.Background())
+		e.mu.Lock()
+		e.finishing = nil
+		close(done)
+	}
+	if background && e.w.publishErr() != nil {
+		go func() {
+			defer e.loops.Done()
+			e.awaitPublished()
+			release()
+			e.mu.Unlock()
+		}()
+		e.mu.Lock()
+		return
+	}
+	if background {
+		e.loops.Done()
+	}
+	release()
+}
+
+// publishWait bounds how long an ended runbook keeps the site's lock for
+// events Redis has not taken.
+const publishWait = time.Minute
+
+// awaitPublished keeps the lock (its lease renewed) while the writer sends
+// again the events Redis refused: released before, another gate could take
+// the lock, its fence would refuse them for good, and every other gate
+// would go on showing the runbook as Redis last had it (running, say).
+// It gives up after publishWait, when the lease is lost, or when the
+// engine closes.
+func (e *Engine) awaitPublished() {
+	err := e.w.publishErr()
+	if err == nil {
+		return
+	}
+	e.log.Warn("runbook ended with events not in Redis yet: the runbook lock is kept while they are sent again", "runbook", e.id(), "err", err.Error())
+	deadline := time.Now().Add(publishWait)
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for e.w.publishErr() != nil && e.leaseErr() == nil && time.Now().Before(deadline) {
+		select {
+		case <-e.base.Done():
+			return
+		case <-t.C:
+		}
+	}
+	if err := e.w.publishErr(); err != nil {
+		e.log.Error("runbook lock released with events not in Redis: other gates may show the runbook as it was", "runbook", e.id(), "err", err.Error())
+	}
 }
 
 // checkAction checks that a runbook exists and is the one a names. A

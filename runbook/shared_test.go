@@ -188,6 +188,16 @@ func TestSharedRunbookTakenOverWhenItsGateDies(t *testing.T) {
 		_, err := fmt.Sscan(string(b), &pid)
 		return err == nil && pid > 0
 	})
+	// The migration's running note, with its process group, is in Redis:
+	// the other gates know what web-1 may leave running.
+	waitFor(t, b, "the migration's running note, seen from web-2", func(rb *api.Runbook) bool {
+		for _, ev := range rb.StepByName(api.StepMigrate).Evidence {
+			if ev.Details[detailPGID] != nil {
+				return true
+			}
+		}
+		return false
+	})
 	modes := slices.Clone(site.modes)
 	// The gate is cut off from Redis, as a killed one would be for the
 	// others: no more renewals, nothing more written; its key lapses with

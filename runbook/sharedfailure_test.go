@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/ckanops/ckanops/api"
 	"github.com/ckanops/ckanops/internal/testredis"
 )
@@ -174,5 +176,67 @@ func TestSharedActionGoesToTheNextHolder(t *testing.T) {
 	}
 	if n, _ := rdb.LLen(ctx, sh.actionsKey).Result(); n != 0 {
 		t.Fatalf("%d action(s) left queued", n)
+	}
+}
+
+// A runbook that ends (aborted here) while Redis refuses its events keeps
+// the site's lock until they are in: released at once, another gate could
+// take the lock, and its fence would refuse them for good, leaving every
+// other gate showing the runbook as Redis last had it. The abort itself
+// answers at once.
+func TestSharedLockKeptUntilTheEndIsInRedis(t *testing.T) {
+	srv := testredis.Start(t)
+	site := newFakeSite(t)
+	a, _ := sharedGate(t, site, srv, "web-1", 10*time.Second, nil)
+	b, _ := sharedGate(t, site, srv, "web-2", 10*time.Second, nil)
+	rdb := redisClient(t, srv)
+	sh := NewShared(rdb, "prod")
+	ctx := context.Background()
+	const lockKey = "ckanops:prod:runbook"
+
+	rb, err := a.Start(ctx, api.RunbookOptions{Message: "upgrade"}, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, b, "enable to wait, seen from web-2", waitingAt(api.StepEnable))
+	a.durable()
+	fence, err := rdb.Get(ctx, sh.fenceKey).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb.Del(ctx, sh.fenceKey)
+	rdb.RPush(ctx, sh.fenceKey, "not a fence")
+
+	done := make(chan error, 1)
+	go func() { _, err := a.Abort(ctx, api.RunbookAction{ID: rb.ID}, "alice"); done <- err }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the abort waited for Redis")
+	}
+	// For over a second (the writer tries again every second), the lock
+	// stays web-1's and web-2 shows the runbook as Redis has it.
+	for end := time.Now().Add(1500 * time.Millisecond); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		if h, err := rdb.Get(ctx, lockKey).Result(); err != nil || !strings.HasPrefix(h, "web-1 ") {
+			t.Fatalf("the lock was given up with the abort not in Redis: %q, %v", h, err)
+		}
+	}
+	if cur, _ := b.Current(); cur.State != api.RunbookWaiting {
+		t.Fatalf("web-2 shows %s", cur.State)
+	}
+
+	// Repaired: the abort reaches web-2, then the lock goes.
+	rdb.Set(ctx, sh.fenceKey, fence, 0)
+	waitFor(t, b, "the abort, seen from web-2", func(rb *api.Runbook) bool { return rb.State == api.RunbookAborted })
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := rdb.Get(ctx, lockKey).Result(); err == redis.Nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the lock was not given up once the abort was in Redis")
+		}
 	}
 }

@@ -573,6 +573,7 @@ func (e *Engine) runRecorded(ctx context.Context, step string, c config.Command)
 		// Where it runs, for a restart that finds it not ended (commandLeft).
 		e.evidence(step, api.Evidence{Kind: api.EvidenceNote, OK: true, Summary: "running " + c.Name + ": " + strings.Join(c.Argv, " "), Argv: c.Argv,
 			Details: map[string]any{detailPGID: pgid, detailGate: e.o.Holder}})
+		e.durable() // on disk and sent to Redis now, not with the next batch
 	})
 	ev := api.Evidence{Kind: api.EvidenceRun, Argv: c.Argv, DurationMS: res.Duration.Milliseconds(), OutputTail: res.Tail, OK: err == nil}
 	code := res.ExitCode
