@@ -18,7 +18,6 @@ import (
 	"github.com/ckanops/ckanops/api"
 	"github.com/ckanops/ckanops/config"
 	"github.com/ckanops/ckanops/internal/ckansim"
-	"github.com/ckanops/ckanops/runbook"
 )
 
 // A trigger that fired, with recover, whose probe then goes blind (the
@@ -82,38 +81,7 @@ func TestBlindFiredTriggerDoesNotRecover(t *testing.T) {
 // though CKAN now reports another version, and reads the version again
 // only once the runbook is aborted.
 func TestRulesStayStrictestAfterAFailedMigrateStep(t *testing.T) {
-	fastVersionWatch(t)
-	ckan := newUpgradingCKAN(t, "2.11", "2.12")
-	r := newRig(t, func(o *Options) { o.Upstream, o.CKANVersion = ckan.url(), VersionAuto })
-	watch(t, r.gate)
-	r.waitSurface("surface 2.11", applied("2.11"))
-
-	dir := t.TempDir()
-	storage := filepath.Join(dir, "storage")
-	must(t, os.MkdirAll(storage, 0o755))
-	must(t, os.WriteFile(filepath.Join(storage, "a.csv"), []byte("a\n"), 0o644))
-	must(t, os.Mkdir(filepath.Join(dir, "snapshots"), 0o750))
-	script := filepath.Join(dir, "upgrade.sh")
-	must(t, os.WriteFile(script, []byte("#!/bin/sh\necho 'relation already exists' >&2\nexit 1\n"), 0o755))
-	site, err := r.gate.RunbookSite(r.srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := runbook.Open(runbook.Options{
-		Site: site, JournalDir: filepath.Join(dir, "journal"),
-		Snapshot: config.SnapshotConfig{Dir: filepath.Join(dir, "snapshots"), StoragePath: storage, Keep: 2},
-		Checks:   config.ChecksConfig{StoragePath: storage},
-		Migrate:  []config.Command{{Name: "db upgrade", Argv: []string{script}, Timeout: config.Duration{Duration: time.Minute}}},
-		Poll:     10 * time.Millisecond, Drain: time.Minute,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { e.Close() })
-	r.gate.AttachRunbook(e)
-	if _, err := e.Start(context.Background(), api.RunbookOptions{AutoConfirm: true}, "ops"); err != nil {
-		t.Fatal(err)
-	}
+	r, ckan, e := upgradeRunbook(t, "echo 'relation already exists' >&2\nexit 1\n")
 	waitFor(t, "the migrate step to fail", func() bool {
 		rb, err := e.Current()
 		return err == nil && rb.State == api.RunbookFailed

@@ -182,9 +182,11 @@ func TestPinnedCKANVersion(t *testing.T) {
 	}
 }
 
-// A 2.11 -> 2.12 upgrade through the runbook: the strictest rules while
-// the migrate step runs, 2.12's right after it.
-func TestRulesFollowTheUpgradeAcrossTheMigrateStep(t *testing.T) {
+// upgradeRunbook is a gate (its rules from CKAN's version, watched) in
+// front of a CKAN at 2.11 that an upgrade moves to 2.12, running a
+// runbook whose migrate command is the shell script body, auto-confirmed.
+func upgradeRunbook(t *testing.T, body string) (*rig, *upgradingCKAN, *runbook.Engine) {
+	t.Helper()
 	fastVersionWatch(t)
 	ckan := newUpgradingCKAN(t, "2.11", "2.12")
 	r := newRig(t, func(o *Options) { o.Upstream, o.CKANVersion = ckan.url(), VersionAuto })
@@ -196,9 +198,8 @@ func TestRulesFollowTheUpgradeAcrossTheMigrateStep(t *testing.T) {
 	must(t, os.MkdirAll(storage, 0o755))
 	must(t, os.WriteFile(filepath.Join(storage, "a.csv"), []byte("a\n"), 0o644))
 	must(t, os.Mkdir(filepath.Join(dir, "snapshots"), 0o750))
-	started, proceed := filepath.Join(dir, "started"), filepath.Join(dir, "go")
 	script := filepath.Join(dir, "upgrade.sh")
-	must(t, os.WriteFile(script, []byte(fmt.Sprintf("#!/bin/sh\ntouch %s\nwhile [ ! -e %s ]; do sleep 0.02; done\necho upgraded\n", started, proceed)), 0o755))
+	must(t, os.WriteFile(script, []byte("#!/bin/sh\n"+body), 0o755))
 	site, err := r.gate.RunbookSite(r.srv.URL)
 	if err != nil {
 		t.Fatal(err)
@@ -218,6 +219,15 @@ func TestRulesFollowTheUpgradeAcrossTheMigrateStep(t *testing.T) {
 	if _, err := e.Start(context.Background(), api.RunbookOptions{AutoConfirm: true}, "ops"); err != nil {
 		t.Fatal(err)
 	}
+	return r, ckan, e
+}
+
+// A 2.11 -> 2.12 upgrade through the runbook: the strictest rules while
+// the migrate step runs, 2.12's right after it.
+func TestRulesFollowTheUpgradeAcrossTheMigrateStep(t *testing.T) {
+	dir := t.TempDir()
+	started, proceed := filepath.Join(dir, "started"), filepath.Join(dir, "go")
+	r, ckan, e := upgradeRunbook(t, fmt.Sprintf("touch %s\nwhile [ ! -e %s ]; do sleep 0.02; done\necho upgraded\n", started, proceed))
 	waitFor(t, "the migration to start", func() bool { _, err := os.Stat(started); return err == nil })
 	s := r.waitSurface("the strictest rules during the migration", func(s api.SurfaceInfo) bool { return strings.HasPrefix(s.Applied, "strictest of ") })
 	if !strings.Contains(s.Reason, "migrate step runs") {

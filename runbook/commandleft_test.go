@@ -56,16 +56,7 @@ func TestCommandEvidenceNamesItsProcessGroup(t *testing.T) {
 // started by another gate, it cannot be seen, so resume says how to check
 // on that gate's host and retry (the operator's word) goes on, noted.
 func TestRestartRefusesACommandLeftRunning(t *testing.T) {
-	site := newFakeSite(t)
-	e, o := testEngine(t, site, func(o *Options) {
-		o.Holder = "gate-1"
-		o.Migrate = []config.Command{{Name: "schema", Argv: []string{"true"}, Timeout: config.Duration{Duration: time.Minute}}}
-	})
-	if _, err := e.Start(context.Background(), api.RunbookOptions{AutoConfirm: true, StopBefore: api.StepMigrate}, "x"); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, e, "the stop", waitingAt(api.StepMigrate))
-	e = reopen(t, e, o)
+	e := interruptedAtMigrate(t)
 
 	// What a crash leaves: migrate's command started, no result.
 	left := exec.Command("sleep", "60")
@@ -118,16 +109,7 @@ func TestRestartRefusesACommandLeftRunning(t *testing.T) {
 // Retried by the operator after checking another gate's host, the step
 // runs and its evidence keeps what could not be checked.
 func TestRetryGoesOnPastAnotherGatesCommand(t *testing.T) {
-	site := newFakeSite(t)
-	e, o := testEngine(t, site, func(o *Options) {
-		o.Holder = "gate-1"
-		o.Migrate = []config.Command{{Name: "schema", Argv: []string{"true"}, Timeout: config.Duration{Duration: time.Minute}}}
-	})
-	if _, err := e.Start(context.Background(), api.RunbookOptions{AutoConfirm: true, StopBefore: api.StepMigrate}, "x"); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, e, "the stop", waitingAt(api.StepMigrate))
-	e = reopen(t, e, o)
+	e := interruptedAtMigrate(t)
 	e.mu.Lock()
 	e.evidenceLocked(api.StepMigrate, api.Evidence{Kind: api.EvidenceNote, OK: true, Summary: "running schema: true",
 		Details: map[string]any{detailPGID: float64(999999), detailGate: "gate-2"}})
@@ -146,6 +128,23 @@ func TestRetryGoesOnPastAnotherGatesCommand(t *testing.T) {
 	if !found {
 		t.Errorf("evidence %+v", rb.StepByName(api.StepMigrate).Evidence)
 	}
+}
+
+// interruptedAtMigrate is the engine of gate-1, reopened with its runbook
+// interrupted before migrate (whose command is true).
+func interruptedAtMigrate(t *testing.T) *Engine {
+	t.Helper()
+	site := newFakeSite(t)
+	e, o := testEngine(t, site, func(o *Options) {
+		o.Holder = "gate-1"
+		o.Migrate = []config.Command{{Name: "schema", Argv: []string{"true"}, Timeout: config.Duration{Duration: time.Minute}}}
+	})
+	if _, err := e.Start(context.Background(), api.RunbookOptions{AutoConfirm: true, StopBefore: api.StepMigrate}, "x"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, e, "the stop", waitingAt(api.StepMigrate))
+	e = reopen(t, e, o)
+	return e
 }
 
 // confirmToTheEnd confirms every step the runbook waits at (typing the

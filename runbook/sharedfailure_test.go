@@ -13,6 +13,41 @@ import (
 	"github.com/ckanops/ckanops/internal/testredis"
 )
 
+// waitingAtEnable starts a runbook on a and waits until b shows it waiting
+// at enable.
+func waitingAtEnable(t *testing.T, a, b *Engine) *api.Runbook {
+	t.Helper()
+	rb, err := a.Start(context.Background(), api.RunbookOptions{Message: "upgrade"}, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, b, "enable to wait, seen from "+b.o.Holder, waitingAt(api.StepEnable))
+	return rb
+}
+
+// breakPublishing makes the runbook's fence key, which the publishing
+// script reads first, a list: Redis refuses the runbook's events while
+// the lock's renewals (another key) go on. repair puts the fence back.
+func breakPublishing(t *testing.T, rdb *redis.Client, sh *Shared) (repair func()) {
+	t.Helper()
+	ctx := context.Background()
+	fence, err := rdb.Get(ctx, sh.fenceKey).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.Del(ctx, sh.fenceKey).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.RPush(ctx, sh.fenceKey, "not a fence").Err(); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		if err := rdb.Set(ctx, sh.fenceKey, fence, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // countKind counts the events of kind.
 func countKind(evs []api.RunbookEvent, kind string) int {
 	n := 0
@@ -39,28 +74,14 @@ func TestSharedSiteUnchangedWhileEventsNotInRedis(t *testing.T) {
 	b, _ := sharedGate(t, site, srv, "web-2", 10*time.Second, nil)
 	rdb := redisClient(t, srv)
 	sh := NewShared(rdb, "prod")
-	ctx := context.Background()
 
-	rb, err := a.Start(ctx, api.RunbookOptions{Message: "upgrade"}, "alice")
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, b, "enable to wait, seen from web-2", waitingAt(api.StepEnable))
+	rb := waitingAtEnable(t, a, b)
 	a.durable() // the confirm event is written and in Redis
 	before := waitEvents(t, a, b)
 
 	// Break only the publishing: the lease lives on the lock key, which
 	// renewals still extend.
-	fence, err := rdb.Get(ctx, sh.fenceKey).Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := rdb.Del(ctx, sh.fenceKey).Err(); err != nil {
-		t.Fatal(err)
-	}
-	if err := rdb.RPush(ctx, sh.fenceKey, "not a fence").Err(); err != nil {
-		t.Fatal(err)
-	}
+	repair := breakPublishing(t, rdb, sh)
 
 	if _, err := a.Confirm(api.RunbookAction{SiteName: "prod"}, "alice"); err != nil {
 		t.Fatalf("confirm enable: %v", err)
@@ -86,9 +107,7 @@ func TestSharedSiteUnchangedWhileEventsNotInRedis(t *testing.T) {
 	// events reach web-2 with nothing new from the runner (it has ended):
 	// the writer sends them again on its own.
 	a.durable()
-	if err := rdb.Set(ctx, sh.fenceKey, fence, 0).Err(); err != nil {
-		t.Fatal(err)
-	}
+	repair()
 	waitFor(t, b, "the failure, seen from web-2", func(rb *api.Runbook) bool { return rb.State == api.RunbookFailed })
 	waitEvents(t, a, b)
 
@@ -118,11 +137,7 @@ func TestSharedActionGoesToTheNextHolder(t *testing.T) {
 	sh := NewShared(rdb, "prod")
 	ctx := context.Background()
 
-	rb, err := a.Start(ctx, api.RunbookOptions{Message: "upgrade"}, "alice")
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, b, "enable to wait, seen from web-2", waitingAt(api.StepEnable))
+	rb := waitingAtEnable(t, a, b)
 	cut.Close()
 
 	type answer struct {
@@ -194,18 +209,9 @@ func TestSharedLockKeptUntilTheEndIsInRedis(t *testing.T) {
 	ctx := context.Background()
 	const lockKey = "ckanops:prod:runbook"
 
-	rb, err := a.Start(ctx, api.RunbookOptions{Message: "upgrade"}, "alice")
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, b, "enable to wait, seen from web-2", waitingAt(api.StepEnable))
+	rb := waitingAtEnable(t, a, b)
 	a.durable()
-	fence, err := rdb.Get(ctx, sh.fenceKey).Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb.Del(ctx, sh.fenceKey)
-	rdb.RPush(ctx, sh.fenceKey, "not a fence")
+	repair := breakPublishing(t, rdb, sh)
 
 	done := make(chan error, 1)
 	go func() { _, err := a.Abort(ctx, api.RunbookAction{ID: rb.ID}, "alice"); done <- err }()
@@ -229,7 +235,7 @@ func TestSharedLockKeptUntilTheEndIsInRedis(t *testing.T) {
 	}
 
 	// Repaired: the abort reaches web-2, then the lock goes.
-	rdb.Set(ctx, sh.fenceKey, fence, 0)
+	repair()
 	waitFor(t, b, "the abort, seen from web-2", func(rb *api.Runbook) bool { return rb.State == api.RunbookAborted })
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		if _, err := rdb.Get(ctx, lockKey).Result(); err == redis.Nil {
