@@ -128,10 +128,7 @@ func TestABRunbookPreflightBDatabaseNotEmpty(t *testing.T) {
 	if _, err := e.Start(context.Background(), api.RunbookOptions{AB: true, AutoConfirm: true}, "x"); err != nil {
 		t.Fatal(err)
 	}
-	rb := waitFor(t, e, "the failure", ended)
-	if rb.State != api.RunbookFailed || rb.Step != api.StepPreflight {
-		t.Fatalf("%s at %s: %s", rb.State, rb.Step, rb.Error)
-	}
+	rb := failedAt(t, e, api.StepPreflight)
 	if msg := stepError(rb, api.StepPreflight); !strings.Contains(msg, "B's database for datastore_db") || !strings.Contains(msg, "holds 1 table(s)") {
 		t.Errorf("error %q", msg)
 	}
@@ -154,10 +151,7 @@ func TestABRunbookPreflightBDatabaseMissing(t *testing.T) {
 	if _, err := e.Start(context.Background(), api.RunbookOptions{AB: true, AutoConfirm: true}, "x"); err != nil {
 		t.Fatal(err)
 	}
-	rb := waitFor(t, e, "the failure", ended)
-	if rb.State != api.RunbookFailed || rb.Step != api.StepPreflight {
-		t.Fatalf("%s at %s: %s", rb.State, rb.Step, rb.Error)
-	}
+	rb := failedAt(t, e, api.StepPreflight)
 	if msg := stepError(rb, api.StepPreflight); !strings.Contains(msg, "B's database for datastore_db cannot be read") ||
 		!strings.Contains(msg, "create it first (createdb -O OWNER datastore_b_never_created)") {
 		t.Errorf("error %q", msg)

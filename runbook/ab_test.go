@@ -349,10 +349,7 @@ func TestABRunbookPreflightFails(t *testing.T) {
 			if _, err := e.Start(context.Background(), api.RunbookOptions{AB: true, AutoConfirm: true}, "x"); err != nil {
 				t.Fatal(err)
 			}
-			rb := waitFor(t, e, "the failure", ended)
-			if rb.State != api.RunbookFailed || rb.Step != api.StepPreflight {
-				t.Fatalf("state %s at %s", rb.State, rb.Step)
-			}
+			rb := failedAt(t, e, api.StepPreflight)
 			if msg := stepError(rb, api.StepPreflight); !strings.Contains(msg, c.want) || !strings.Contains(msg, "nothing was changed: the traffic goes to A") {
 				t.Errorf("error %q lacks %q", msg, c.want)
 			}
@@ -393,10 +390,7 @@ func TestABRunbookPrepareFails(t *testing.T) {
 	if _, err := e.Start(context.Background(), api.RunbookOptions{AB: true, AutoConfirm: true}, "x"); err != nil {
 		t.Fatal(err)
 	}
-	rb := waitFor(t, e, "the failure", ended)
-	if rb.State != api.RunbookFailed || rb.Step != api.StepPrepareB {
-		t.Fatalf("state %s at %s: %s", rb.State, rb.Step, rb.Error)
-	}
+	rb := failedAt(t, e, api.StepPrepareB)
 	msg := stepError(rb, api.StepPrepareB)
 	for _, want := range []string{"exited with status 4", "the traffic still goes to A", "ckanops runbook prod --retry"} {
 		if !strings.Contains(msg, want) {
@@ -439,10 +433,7 @@ func TestABRunbookRestoreRefused(t *testing.T) {
 	if _, err := e.Confirm(api.RunbookAction{}, "x"); err != nil {
 		t.Fatal(err)
 	}
-	rb := waitFor(t, e, "the failure", ended)
-	if rb.State != api.RunbookFailed || rb.Step != api.StepRestoreB {
-		t.Fatalf("state %s at %s: %s", rb.State, rb.Step, rb.Error)
-	}
+	rb := failedAt(t, e, api.StepRestoreB)
 	msg := stepError(rb, api.StepRestoreB)
 	if !strings.Contains(msg, "refused to start, nothing was written") || !strings.Contains(msg, "the traffic still goes to A") {
 		t.Errorf("error %q", msg)
@@ -484,10 +475,7 @@ func TestABRunbookVerifyBFails(t *testing.T) {
 			if _, err := e.Confirm(api.RunbookAction{}, "x"); err != nil {
 				t.Fatal(err)
 			}
-			rb := waitFor(t, e, "the failure", ended)
-			if rb.State != api.RunbookFailed || rb.Step != api.StepVerifyB {
-				t.Fatalf("state %s at %s: %s", rb.State, rb.Step, rb.Error)
-			}
+			rb := failedAt(t, e, api.StepVerifyB)
 			if msg := stepError(rb, api.StepVerifyB); !strings.Contains(msg, c.want) || !strings.Contains(msg, "the traffic still goes to A") {
 				t.Errorf("error %q lacks %q", msg, c.want)
 			}
@@ -518,10 +506,7 @@ func TestABRunbookSwitchToBNotReached(t *testing.T) {
 			if _, err := e.Start(context.Background(), api.RunbookOptions{AB: true, AutoConfirm: true}, "x"); err != nil {
 				t.Fatal(err)
 			}
-			rb := waitFor(t, e, "the failure", ended)
-			if rb.State != api.RunbookFailed || rb.Step != api.StepSwitchToB {
-				t.Fatalf("state %s at %s: %s", rb.State, rb.Step, rb.Error)
-			}
+			rb := failedAt(t, e, api.StepSwitchToB)
 			msg := stepError(rb, api.StepSwitchToB)
 			for _, want := range []string{c.want, "the traffic was switched back: the public URL reaches A again, which stays read-only", "ckanops runbook prod --retry"} {
 				if !strings.Contains(msg, want) {
@@ -548,10 +533,7 @@ func TestABRunbookSwitchBackFails(t *testing.T) {
 	if _, err := e.Start(context.Background(), api.RunbookOptions{AB: true, AutoConfirm: true}, "x"); err != nil {
 		t.Fatal(err)
 	}
-	rb := waitFor(t, e, "the failure", ended)
-	if rb.State != api.RunbookFailed || rb.Step != api.StepSwitchToB {
-		t.Fatalf("state %s at %s: %s", rb.State, rb.Step, rb.Error)
-	}
+	rb := failedAt(t, e, api.StepSwitchToB)
 	msg := stepError(rb, api.StepSwitchToB)
 	for _, want := range []string{"still reaches no gate", "switching the traffic back to A failed too", "run " + w.ab.SwitchToA[0].Argv[0] + " by hand", "A stays read-only"} {
 		if !strings.Contains(msg, want) {
@@ -573,10 +555,7 @@ func TestABRunbookMigrateFails(t *testing.T) {
 	if _, err := e.Start(context.Background(), api.RunbookOptions{AB: true, AutoConfirm: true}, "x"); err != nil {
 		t.Fatal(err)
 	}
-	rb := waitFor(t, e, "the failure", ended)
-	if rb.State != api.RunbookFailed || rb.Step != api.StepMigrate {
-		t.Fatalf("state %s at %s: %s", rb.State, rb.Step, rb.Error)
-	}
+	rb := failedAt(t, e, api.StepMigrate)
 	msg := stepError(rb, api.StepMigrate)
 	for _, want := range []string{"exited with status 5", "the traffic goes to B (read-only)", "ckanops runbook prod --retry", "send readers back to A as it is with: " + w.ab.SwitchToA[0].Argv[0]} {
 		if !strings.Contains(msg, want) {
@@ -607,9 +586,7 @@ func TestABRunbookAbortedElsewhereNamesTheRunbooksAB(t *testing.T) {
 	if _, err := e.Start(context.Background(), api.RunbookOptions{AB: true, AutoConfirm: true}, "x"); err != nil {
 		t.Fatal(err)
 	}
-	if rb := waitFor(t, e, "the failure", ended); rb.State != api.RunbookFailed || rb.Step != api.StepMigrate {
-		t.Fatalf("state %s at %s: %s", rb.State, rb.Step, rb.Error)
-	}
+	failedAt(t, e, api.StepMigrate)
 	o.AB, o.Holder = config.ABConfig{}, "gate-2"
 	e = reopen(t, e, o)
 	rb, err := e.Abort(context.Background(), api.RunbookAction{}, "x")
@@ -635,10 +612,7 @@ func TestABRunbookSwitchToAFails(t *testing.T) {
 	if _, err := e.Start(context.Background(), api.RunbookOptions{AB: true, AutoConfirm: true}, "x"); err != nil {
 		t.Fatal(err)
 	}
-	rb := waitFor(t, e, "the failure", ended)
-	if rb.State != api.RunbookFailed || rb.Step != api.StepSwitchToA {
-		t.Fatalf("state %s at %s: %s", rb.State, rb.Step, rb.Error)
-	}
+	rb := failedAt(t, e, api.StepSwitchToA)
 	msg := stepError(rb, api.StepSwitchToA)
 	for _, want := range []string{"exited with status 1", "the public URL reaches site prod-b (A and B are both read-only)", "ckanops runbook prod --retry"} {
 		if !strings.Contains(msg, want) {
@@ -670,10 +644,7 @@ func TestABRunbookVerifyFails(t *testing.T) {
 	if _, err := e.Start(context.Background(), api.RunbookOptions{AB: true, AutoConfirm: true}, "x"); err != nil {
 		t.Fatal(err)
 	}
-	rb := waitFor(t, e, "the failure", ended)
-	if rb.State != api.RunbookFailed || rb.Step != api.StepVerify {
-		t.Fatalf("state %s at %s: %s", rb.State, rb.Step, rb.Error)
-	}
+	rb := failedAt(t, e, api.StepVerify)
 	msg := stepError(rb, api.StepVerify)
 	for _, want := range []string{"exited with status 22", "the traffic goes to B (read-only); A stays in maintenance", "ckanops runbook prod --retry"} {
 		if !strings.Contains(msg, want) {

@@ -204,6 +204,16 @@ func events(t *testing.T, e *Engine) []api.RunbookEvent {
 
 func stepState(rb *api.Runbook, step string) api.StepState { return rb.StepByName(step).State }
 
+// failedAt waits for the runbook to end and requires it failed at step.
+func failedAt(t *testing.T, e *Engine, step string) *api.Runbook {
+	t.Helper()
+	rb := waitFor(t, e, "the failure", ended)
+	if rb.State != api.RunbookFailed || rb.Step != step || stepState(rb, step) != api.StepFailed {
+		t.Fatalf("state %s at %s (step %s), error %q, want failed at %s", rb.State, rb.Step, stepState(rb, rb.Step), rb.Error, step)
+	}
+	return rb
+}
+
 func waitingAt(step string) func(*api.Runbook) bool {
 	return func(rb *api.Runbook) bool {
 		return rb.State == api.RunbookWaiting && rb.Waiting != nil && rb.Waiting.Step == step
@@ -395,10 +405,7 @@ func TestRunbookMigrateFailsThenRetry(t *testing.T) {
 	if _, err := e.Start(context.Background(), api.RunbookOptions{AutoConfirm: true}, "ops-token"); err != nil {
 		t.Fatal(err)
 	}
-	rb := waitFor(t, e, "the failure", ended)
-	if rb.State != api.RunbookFailed || rb.Step != api.StepMigrate {
-		t.Fatalf("state %s at %s", rb.State, rb.Step)
-	}
+	rb := failedAt(t, e, api.StepMigrate)
 	if !strings.Contains(rb.Error, "exited with status 3") {
 		t.Errorf("error %q", rb.Error)
 	}

@@ -64,16 +64,6 @@ func siteState(f *fakeSite) (mode api.Mode, modes []api.Mode, suspended bool) {
 	return f.st.Mode, slices.Clone(f.modes), f.suspended
 }
 
-// failedAt waits for the runbook to end and requires it failed at step.
-func failedAt(t *testing.T, e *Engine, step string) *api.Runbook {
-	t.Helper()
-	rb := waitFor(t, e, "the failure", ended)
-	if rb.State != api.RunbookFailed || rb.Step != step || stepState(rb, step) != api.StepFailed {
-		t.Fatalf("state %s at %s (step %s), error %q, want failed at %s", rb.State, rb.Step, stepState(rb, rb.Step), rb.Error, step)
-	}
-	return rb
-}
-
 // verify checks CKAN's version through the gate against [runbook]
 // expect_ckan_version: another version fails the step, naming both, and
 // the site stays in maintenance (read-only, RQ suspended), never reopened.
