@@ -85,31 +85,14 @@ func TestCommandOnATerminalReadsLines(t *testing.T) {
 			}
 		}
 	})
-	c, err := h.dial(alice)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	sess, err := c.NewSession()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := &syncBuf{}
-	sess.Stdout, sess.Stderr = out, out
-	in, err := sess.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sess.RequestPty("xterm", 24, 80, gossh.TerminalModes{}); err != nil {
-		t.Fatal(err)
-	}
+	sess, out, in := h.ptySession(alice, "xterm", 24, 80)
 	if err := sess.Start("ask"); err != nil {
 		t.Fatal(err)
 	}
 	io.WriteString(in, "prx\x7fod\r")
 	waitFor(t, "the line read", func() bool { return strings.Contains(out.String(), "got prod") })
 	io.WriteString(in, "\x03")
-	err = sess.Wait()
+	err := sess.Wait()
 	var exit *gossh.ExitError
 	if !errors.As(err, &exit) || exit.ExitStatus() != 130 {
 		t.Fatalf("exit: %v", err)

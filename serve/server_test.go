@@ -246,21 +246,7 @@ func TestStrangersAreRefusedAtAuthentication(t *testing.T) {
 func TestConsoleSessionFollowsTheTerminal(t *testing.T) {
 	alice := newPerson(t, "alice")
 	h := startServer(t, []person{alice}, nil, nil)
-	c, err := h.dial(alice)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	sess, err := c.NewSession()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := &syncBuf{}
-	sess.Stdout, sess.Stderr = out, out
-	in, _ := sess.StdinPipe()
-	if err := sess.RequestPty("xterm-256color", 30, 100, gossh.TerminalModes{}); err != nil {
-		t.Fatal(err)
-	}
+	sess, out, in := h.ptySession(alice, "xterm-256color", 30, 100)
 	if err := sess.Shell(); err != nil {
 		t.Fatal(err)
 	}
@@ -289,26 +275,33 @@ func TestConsoleSessionFollowsTheTerminal(t *testing.T) {
 	}
 }
 
-// openConsole opens a console session and waits until it is drawn.
-func (h *harness) openConsole(p person) (*gossh.Session, *syncBuf, chan error) {
+// ptySession opens a session as p with a terminal (term, rows x cols);
+// what it shows goes to out, and in is its input.
+func (h *harness) ptySession(p person, term string, rows, cols int) (sess *gossh.Session, out *syncBuf, in io.WriteCloser) {
 	h.t.Helper()
 	c, err := h.dial(p)
 	if err != nil {
 		h.t.Fatal(err)
 	}
 	h.t.Cleanup(func() { c.Close() })
-	sess, err := c.NewSession()
-	if err != nil {
+	if sess, err = c.NewSession(); err != nil {
 		h.t.Fatal(err)
 	}
-	out := &syncBuf{}
+	out = &syncBuf{}
 	sess.Stdout, sess.Stderr = out, out
-	if _, err := sess.StdinPipe(); err != nil {
+	if in, err = sess.StdinPipe(); err != nil {
 		h.t.Fatal(err)
 	}
-	if err := sess.RequestPty("xterm", 24, 80, gossh.TerminalModes{}); err != nil {
+	if err := sess.RequestPty(term, rows, cols, gossh.TerminalModes{}); err != nil {
 		h.t.Fatal(err)
 	}
+	return sess, out, in
+}
+
+// openConsole opens a console session and waits until it is drawn.
+func (h *harness) openConsole(p person) (*gossh.Session, *syncBuf, chan error) {
+	h.t.Helper()
+	sess, out, _ := h.ptySession(p, "xterm", 24, 80)
 	if err := sess.Shell(); err != nil {
 		h.t.Fatal(err)
 	}

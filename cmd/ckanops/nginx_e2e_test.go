@@ -62,8 +62,9 @@ func nginxBinary(t *testing.T) string {
 
 // newTitledSite is newSite with a site name of its own and a simulated
 // CKAN whose site_title tells the two sides apart. Its gate trusts nginx
-// (127.0.0.1) as a proxy, as docs/deploy.md says to.
-func newTitledSite(t *testing.T, name, title string) *site {
+// (127.0.0.1) as a proxy, as docs/deploy.md says to. state is added to
+// [state], extra after [gate].
+func newTitledSite(t *testing.T, name, title, state, extra string) *site {
 	sim, err := ckansim.New(ckansim.Options{SiteTitle: title})
 	if err != nil {
 		t.Fatal(err)
@@ -73,17 +74,15 @@ func newTitledSite(t *testing.T, name, title string) *site {
 	dir := t.TempDir()
 	listen := freePort(t)
 	s := &site{t: t, sim: sim, dir: dir, gateURL: "http://" + listen}
-	if err := os.WriteFile(filepath.Join(dir, "ops.token"), []byte(e2eToken+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	must(t, os.WriteFile(filepath.Join(dir, "ops.token"), []byte(e2eToken+"\n"), 0o600))
 	s.gateConf = filepath.Join(dir, "gate.toml")
-	os.WriteFile(s.gateConf, []byte(fmt.Sprintf(`site = %q
+	must(t, os.WriteFile(s.gateConf, []byte(fmt.Sprintf(`site = %q
 listen = %q
 upstream = %q
 
 [state]
 file = "state/%s.state.json"
-
+%s
 [auth]
 ops_token_file = "ops.token"
 
@@ -93,13 +92,9 @@ trusted_proxies = ["127.0.0.1/32"]
 [gate]
 shutdown_timeout = "5s"
 site_title = %q
-`, name, listen, up.URL, name, title)), 0o600)
+%s`, name, listen, up.URL, name, state, title, extra)), 0o600))
 	s.sites = filepath.Join(dir, "sites.toml")
-	os.WriteFile(s.sites, []byte(fmt.Sprintf(`[[site]]
-name = %q
-url = %q
-token_file = "ops.token"
-`, name, s.gateURL)), 0o600)
+	must(t, os.WriteFile(s.sites, []byte(fmt.Sprintf("[[site]]\nname = %q\nurl = %q\ntoken_file = \"ops.token\"\n", name, s.gateURL)), 0o600))
 	return s
 }
 
@@ -372,8 +367,8 @@ func (ng *testNginx) switchTo(args ...string) string {
 // to A, and A reopens writes.
 func TestNginxSwitchesBetweenGates(t *testing.T) {
 	bin := nginxBinary(t)
-	a := newTitledSite(t, "site-a", "Site A")
-	b := newTitledSite(t, "site-b", "Site B (stand-in)")
+	a := newTitledSite(t, "site-a", "Site A", "", "")
+	b := newTitledSite(t, "site-b", "Site B (stand-in)", "", "")
 	a.startGate()
 	b.startGate()
 	ng := newTestNginx(t, bin)
@@ -524,8 +519,8 @@ func TestNginxSwitchesBetweenGates(t *testing.T) {
 // stopped.
 func TestNginxBackupUpstreamTakesOverOnlyWhenAStops(t *testing.T) {
 	bin := nginxBinary(t)
-	a := newTitledSite(t, "site-a", "Site A")
-	b := newTitledSite(t, "site-b", "Site B (stand-in)")
+	a := newTitledSite(t, "site-a", "Site A", "", "")
+	b := newTitledSite(t, "site-b", "Site B (stand-in)", "", "")
 	a.startGate()
 	b.startGate()
 	ng := newTestNginx(t, bin)
@@ -572,7 +567,7 @@ func TestNginxBackupUpstreamTakesOverOnlyWhenAStops(t *testing.T) {
 // the public URL with the ops token, as the console does.
 func TestNginxOneGate(t *testing.T) {
 	bin := nginxBinary(t)
-	s := newTitledSite(t, "prod", "Example Open Data")
+	s := newTitledSite(t, "prod", "Example Open Data", "", "")
 	s.startGate()
 	ng := newTestNginx(t, bin)
 	ng.install("conf.d/ckanops-upstream.conf", "nginx/upstream.conf", "127.0.0.1:8080", s.addr())

@@ -17,7 +17,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -34,42 +33,6 @@ import (
 	"github.com/ckanops/ckanops/internal/ckansim"
 	"github.com/ckanops/ckanops/internal/testpg"
 )
-
-// abSite is a gate process in front of its own simulated CKAN, with the
-// gate.toml the test writes (extra: sections after [gate]).
-func abSite(t *testing.T, name, title, state, extra string) *site {
-	sim, err := ckansim.New(ckansim.Options{SiteTitle: title})
-	if err != nil {
-		t.Fatal(err)
-	}
-	up := httptest.NewServer(sim)
-	t.Cleanup(up.Close)
-	dir := t.TempDir()
-	listen := freePort(t)
-	s := &site{t: t, sim: sim, dir: dir, gateURL: "http://" + listen}
-	must(t, os.WriteFile(filepath.Join(dir, "ops.token"), []byte(e2eToken+"\n"), 0o600))
-	s.gateConf = filepath.Join(dir, "gate.toml")
-	must(t, os.WriteFile(s.gateConf, []byte(fmt.Sprintf(`site = %q
-listen = %q
-upstream = %q
-
-[state]
-file = "state/%s.state.json"
-%s
-[auth]
-ops_token_file = "ops.token"
-
-[policy]
-trusted_proxies = ["127.0.0.1/32"]
-
-[gate]
-shutdown_timeout = "5s"
-site_title = %q
-%s`, name, listen, up.URL, name, state, title, extra)), 0o600))
-	s.sites = filepath.Join(dir, "sites.toml")
-	must(t, os.WriteFile(s.sites, []byte(fmt.Sprintf("[[site]]\nname = %q\nurl = %q\ntoken_file = \"ops.token\"\n", name, s.gateURL)), 0o600))
-	return s
-}
 
 // abCLI runs the CLI for site s, with a longer bound than cliIn's.
 func abCLI(t *testing.T, s *site, args ...string) (int, string, string) {
@@ -127,7 +90,7 @@ func newABE2E(t *testing.T, misroute bool) *abE2E {
 	bCKAN, bDS := cl.CreateDB(t, "ckan_b"), cl.CreateDB(t, "datastore_b")
 
 	// B: read-only from its first start.
-	b := abSite(t, "prod-b", "Site B (read-only copy)", "initial_mode = \"read-only\"\ninitial_message = \"A read-only copy during an upgrade.\"\n", "")
+	b := newTitledSite(t, "prod-b", "Site B (read-only copy)", "initial_mode = \"read-only\"\ninitial_message = \"A read-only copy during an upgrade.\"\n", "")
 	b.startGate()
 
 	ng := newTestNginx(t, bin)
@@ -163,7 +126,7 @@ server {
 		switchWait = "3s" // B is never reached: no need to wait long
 	}
 	sw := script("switch.sh", fmt.Sprintf("CKANOPS_SWITCH_DIR=%s CKANOPS_NGINX=%s exec sh %s/nginx/ckanops-switch/ckanops-switch \"$@\"\n", ng.switchDir, ng.wrapper, deploy))
-	a := abSite(t, "prod", "Site A", "", fmt.Sprintf(`
+	a := newTitledSite(t, "prod", "Site A", "", fmt.Sprintf(`
 [checks]
 ckan_db = %q
 datastore_db = %q
