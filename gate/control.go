@@ -745,12 +745,12 @@ func (g *Gate) serveMetrics(w http.ResponseWriter, r *http.Request) {
 		writeAuthError(w, aerr)
 		return
 	}
-	g.metrics.handler().ServeHTTP(w, r)
+	g.metrics.text.ServeHTTP(w, r)
 }
 
 // MetricsHandler serves the metrics without a token: for [gate]
 // metrics_listen, a listener of its own on an internal address.
-func (g *Gate) MetricsHandler() http.Handler { return g.metrics.handler() }
+func (g *Gate) MetricsHandler() http.Handler { return g.metrics.text }
 
 func (g *Gate) serveHealth(w http.ResponseWriter, r *http.Request) {
 	if _, aerr := g.authenticate(r); aerr != nil {

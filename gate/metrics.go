@@ -15,6 +15,7 @@ import (
 // tests and several gates in one process never collide).
 type metrics struct {
 	reg       *prometheus.Registry
+	text      http.Handler // the registry in Prometheus's text format, built once
 	auth      *authMetrics // failed and rate-limited authentications (control.go)
 	requests  *prometheus.CounterVec
 	refusals  *prometheus.CounterVec
@@ -94,6 +95,7 @@ func newMetrics(g *Gate) *metrics {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ckanops_audit_failures_total", Help: "Audit log entries that could not be written (or went to a rotated file the gate could not replace); the change they record was made."},
 			func() float64 { return float64(g.opts.Audit.state().failures) }),
 	)
+	m.text = promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
 	return m
 }
 
@@ -130,10 +132,6 @@ func (m *metrics) setOverrun(rec Record, now time.Time) {
 	if prev := m.overrunSeen.Load(); prev != rec.Version && m.overrunSeen.CompareAndSwap(prev, rec.Version) {
 		m.overruns.Inc()
 	}
-}
-
-func (m *metrics) handler() http.Handler {
-	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
 }
 
 func (m *metrics) request(class, outcome string) { m.requests.WithLabelValues(class, outcome).Inc() }
