@@ -498,18 +498,11 @@ func (ui *runbookUI) askStopped(ctx context.Context, rb *api.Runbook, msg string
 			fmt.Fprintf(w, "refused: %s\n", refused.Message)
 			continue
 		}
-		if err != nil && !again {
-			var ee *exitError
-			if !errors.As(err, &ee) {
-				err = &exitError{code: exitFail, err: err}
-			}
-		}
 		return again, err
 	}
 }
 
-// actOnStopped does what the operator answered at askStopped's prompt. A
-// retry, resume or skip the gate refuses returns its error as is.
+// actOnStopped does what the operator answered at askStopped's prompt.
 func (ui *runbookUI) actOnStopped(ctx context.Context, rb *api.Runbook, line string, next []string) (bool, error) {
 	w := ui.prompt
 	var err error
@@ -540,7 +533,7 @@ func (ui *runbookUI) actOnStopped(ctx context.Context, rb *api.Runbook, line str
 		return false, &exitError{code: exitFail, err: errors.New("runbook " + string(rb.State))}
 	}
 	if err != nil {
-		return false, err
+		return false, &exitError{code: exitFail, err: err}
 	}
 	return true, nil
 }
