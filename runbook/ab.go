@@ -258,12 +258,7 @@ func (e *Engine) aContent(ctx context.Context) (n int, sample []string, source s
 			if ev.Details == nil || ev.Details[detailABDatasets] == nil {
 				continue
 			}
-			switch v := ev.Details[detailABDatasets].(type) { // int, or float64 once reloaded from JSON
-			case int:
-				n = v
-			case float64:
-				n = int(v)
-			}
+			n, _ = detailInt(ev.Details[detailABDatasets])
 			switch v := ev.Details[detailABSample].(type) {
 			case []string:
 				sample = v
