@@ -12,18 +12,15 @@ package main
 // not read the databases: B's CKAN serves the same seeded catalogue as A's.
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -37,21 +34,7 @@ import (
 // abCLI runs the CLI for site s, with a longer bound than cliIn's.
 func abCLI(t *testing.T, s *site, args ...string) (int, string, string) {
 	t.Helper()
-	cmd := exec.Command(binPath, args...)
-	cmd.Env = append(os.Environ(), "CKANOPS_CONFIG="+s.sites)
-	cmd.WaitDelay = time.Second
-	timer := time.AfterFunc(4*time.Minute, func() { cmd.Process.Signal(syscall.SIGQUIT) })
-	defer timer.Stop()
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return code, out.String(), errb.String()
+	return s.cliWithin(4*time.Minute, "", args...)
 }
 
 // abE2E is the A/B runbook's world: A's and B's gates, their databases,

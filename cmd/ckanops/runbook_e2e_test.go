@@ -60,11 +60,18 @@ timeout = "1m"
 // cliIn runs the CLI with stdin.
 func (s *site) cliIn(stdin string, args ...string) (int, string, string) {
 	s.t.Helper()
+	return s.cliWithin(time.Minute, stdin, args...)
+}
+
+// cliWithin runs the CLI with stdin; past limit it gets SIGQUIT (a Go
+// program prints its goroutines) and the test sees what it printed.
+func (s *site) cliWithin(limit time.Duration, stdin string, args ...string) (int, string, string) {
+	s.t.Helper()
 	cmd := exec.Command(binPath, args...)
 	cmd.Env = append(os.Environ(), "CKANOPS_CONFIG="+s.sites)
 	cmd.Stdin = strings.NewReader(stdin)
 	cmd.WaitDelay = time.Second
-	timer := time.AfterFunc(time.Minute, func() { cmd.Process.Signal(syscall.SIGQUIT) })
+	timer := time.AfterFunc(limit, func() { cmd.Process.Signal(syscall.SIGQUIT) })
 	defer timer.Stop()
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
